@@ -1,0 +1,67 @@
+"""Process-group helpers for ``torchrun`` (DDP): NCCL on CUDA, gloo on CPU."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "init_distributed", "resolve_device", "is_main_process"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Rank layout of this process. ``enabled`` is False for a plain single-process run."""
+
+    enabled: bool = False
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``"auto"`` → ``cuda:<local_rank>`` when CUDA is present, else ``cpu``; other names are used as given.
+
+    Raises:
+        ValueError: a CUDA device is asked for on a machine without CUDA (``trainer.device``).
+    """
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={name!r} but CUDA is not available here: use trainer.device=cpu or auto")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
+    """Join the process group that ``torchrun`` describes in the environment (``RANK``, ``WORLD_SIZE``, ...).
+
+    Without those variables this is a single process and nothing is initialised. On CPU the gloo backend is
+    used, and each process takes an equal share of the cores.
+    """
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 1:
+        return DistInfo(), resolve_device(device_name)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(True, rank, local_rank, world), device
+
+
+def is_main_process() -> bool:
+    """True on rank 0 or when not distributed."""
+    return not dist.is_initialized() or dist.get_rank() == 0

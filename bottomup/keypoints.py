@@ -1,0 +1,111 @@
+"""Keypoint layouts: names, flip pairs, skeleton, matching order and OKS sigmas.
+
+Everything that depends on which joints a data set annotates (COCO: 17, CrowdPose: 14) is derived here
+from the *named* lists of the data config, so no module hard-codes a number of joints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["KeypointLayout", "flip_index_from_pairs", "indices_of"]
+
+
+def indices_of(names: Sequence[str], wanted: Sequence[str], what: str = "keypoint") -> list[int]:
+    """Map keypoint names to their indices in ``names``.
+
+    Raises:
+        ValueError: a name of ``wanted`` is not in ``names`` (the message lists the known names).
+    """
+    lookup = {n: i for i, n in enumerate(names)}
+    out = []
+    for n in wanted:
+        if n not in lookup:
+            raise ValueError(f"unknown {what} name {n!r}; known names: {list(names)}")
+        out.append(lookup[n])
+    return out
+
+
+def flip_index_from_pairs(names: Sequence[str], flip_pairs: Sequence[Sequence[str]]) -> list[int]:
+    """Permutation that maps each joint to its mirror image under a horizontal flip.
+
+    ``flip_index[k]`` is the joint whose (flipped) heatmap becomes joint ``k`` after flipping the image; joints
+    in no pair (nose, head, neck) map to themselves. The result is an involution
+    (``flip_index[flip_index[k]] == k``). Reference: ``FLIP_INDEX`` / ``flip_indices`` of the official
+    HigherHRNet and MMPose dataset meta, here derived from named pairs instead of written as numbers.
+
+    Args:
+        names: the K keypoint names, in channel order.
+        flip_pairs: pairs of names ``[left, right]``.
+
+    Returns:
+        list of K ints.
+
+    Raises:
+        ValueError: unknown name, a pair of one joint with itself, or a joint in more than one pair.
+    """
+    index = list(range(len(names)))
+    seen: set[int] = set()
+    for pair in flip_pairs:
+        if len(pair) != 2:
+            raise ValueError(f"flip pair {list(pair)} must have exactly two names")
+        a, b = indices_of(names, pair, "flip_pairs")
+        if a == b or a in seen or b in seen:
+            raise ValueError(f"flip pair {list(pair)} repeats a joint; each joint may appear in one pair only")
+        seen.update((a, b))
+        index[a], index[b] = b, a
+    return index
+
+
+@dataclass(frozen=True)
+class KeypointLayout:
+    """The joints of a data set, from the named lists in ``conf/data/*.yaml``.
+
+    Args:
+        keypoint_names: K names in channel order.
+        flip_pairs: ``[left, right]`` name pairs swapped by a horizontal flip.
+        skeleton: ``[a, b]`` name pairs drawn as limbs.
+        joint_order: names in the order grouping matches joints to people; empty means channel order.
+        oks_sigmas: K per-keypoint OKS falloff constants (COCO eval); empty means 0.025 for each joint.
+
+    Raises:
+        ValueError: a name that is not a keypoint, or list lengths that do not match K.
+    """
+
+    keypoint_names: tuple[str, ...]
+    flip_pairs: tuple[tuple[str, str], ...] = ()
+    skeleton: tuple[tuple[str, str], ...] = ()
+    joint_order: tuple[str, ...] = ()
+    oks_sigmas: tuple[float, ...] = ()
+    flip_index: tuple[int, ...] = field(init=False)
+    skeleton_index: tuple[tuple[int, int], ...] = field(init=False)
+    joint_order_index: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(self.keypoint_names)
+        if len(set(names)) != len(names):
+            raise ValueError(f"keypoint_names has duplicates: {list(names)}")
+        object.__setattr__(self, "keypoint_names", names)
+        object.__setattr__(self, "flip_pairs", tuple(tuple(p) for p in self.flip_pairs))
+        object.__setattr__(self, "skeleton", tuple(tuple(p) for p in self.skeleton))
+        object.__setattr__(self, "flip_index", tuple(flip_index_from_pairs(names, self.flip_pairs)))
+        object.__setattr__(
+            self,
+            "skeleton_index",
+            tuple(tuple(indices_of(names, limb, "skeleton")) for limb in self.skeleton),
+        )
+        order = tuple(self.joint_order) or names
+        order_index = tuple(indices_of(names, order, "joint_order"))
+        if sorted(order_index) != list(range(len(names))):
+            raise ValueError(f"joint_order must list every keypoint exactly once, got {list(order)}")
+        object.__setattr__(self, "joint_order_index", order_index)
+        sigmas = tuple(float(s) for s in self.oks_sigmas) or (0.025,) * len(names)
+        if len(sigmas) != len(names):
+            raise ValueError(f"oks_sigmas has {len(sigmas)} values for {len(names)} keypoints")
+        object.__setattr__(self, "oks_sigmas", sigmas)
+
+    @property
+    def num_keypoints(self) -> int:
+        """K, the number of keypoints."""
+        return len(self.keypoint_names)

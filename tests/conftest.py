@@ -1,0 +1,62 @@
+"""Shared fixtures: the real test data in ``../shared/data`` (or ``$BOTTOMUP_TEST_DATA``) and keypoint layouts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from bottomup.keypoints import KeypointLayout
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def _find_data() -> Path | None:
+    env = os.environ.get("BOTTOMUP_TEST_DATA")
+    if env:
+        return Path(env)
+    default = REPO.parent / "shared" / "data"
+    return default if default.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared real-data folder (with ``coco-mini/`` and ``crowdpose-mini/``)."""
+    root = _find_data()
+    if root is None or not root.is_dir():
+        pytest.skip("real test data not found: set BOTTOMUP_TEST_DATA to the shared data/ folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def coco_root(data_root: Path) -> Path:
+    """``coco-mini`` in the official COCO 2017 layout."""
+    return data_root / "coco-mini"
+
+
+def layout_from_config(name: str) -> KeypointLayout:
+    """KeypointLayout from ``conf/data/<name>.yaml`` (following its ``defaults``)."""
+    cfg = OmegaConf.load(CONF / "data" / f"{name}.yaml")
+    for base in cfg.get("defaults", []):
+        if base != "_self_":
+            cfg = OmegaConf.merge(OmegaConf.load(CONF / "data" / f"{base}.yaml"), cfg)
+    return KeypointLayout(
+        keypoint_names=list(cfg.keypoint_names),
+        flip_pairs=[list(p) for p in cfg.flip_pairs],
+        skeleton=[list(p) for p in cfg.skeleton],
+        joint_order=list(cfg.joint_order),
+        oks_sigmas=list(cfg.oks_sigmas),
+    )
+
+
+@pytest.fixture(scope="session")
+def coco_layout() -> KeypointLayout:
+    return layout_from_config("coco")
+
+
+@pytest.fixture(scope="session")
+def crowdpose_layout() -> KeypointLayout:
+    return layout_from_config("crowdpose")
