@@ -1,0 +1,531 @@
+"""HRNet backbone and HigherHRNet associative-embedding head.
+
+The module layout (and therefore every ``state_dict`` key and shape) follows the official
+HigherHRNet release, so its checkpoints (``pose_higher_hrnet_w32_512.pth``,
+``pose_higher_hrnet_w32_640.pth``, ``pose_higher_hrnet_w48_640.pth``) load with ``strict=True``
+and no key conversion, and the ImageNet HRNet classification checkpoints
+(``hrnet_w32-36af842e.pth``, ``hrnet_w48-8ef0771d.pth``) initialise the backbone.
+
+References:
+    * K. Sun, B. Xiao, D. Liu, J. Wang. "Deep High-Resolution Representation Learning for
+      Human Pose Estimation". CVPR 2019.
+    * B. Cheng, B. Xiao, J. Wang, H. Shi, T. S. Huang, L. Zhang. "HigherHRNet: Scale-Aware
+      Representation Learning for Bottom-Up Human Pose Estimation". CVPR 2020.
+    * A. Newell, Z. Huang, J. Deng. "Associative Embedding: End-to-End Learning for Joint
+      Detection and Grouping". NeurIPS 2017.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["HigherHRNet", "load_official_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+#: Top-level submodules that make up the HRNet backbone (shared with the ImageNet classifier).
+BACKBONE_PREFIXES: tuple[str, ...] = (
+    "conv1",
+    "bn1",
+    "conv2",
+    "bn2",
+    "layer1",
+    "transition1",
+    "stage2",
+    "transition2",
+    "stage3",
+    "transition3",
+    "stage4",
+)
+
+# Number of HighResolutionModules in stages 2, 3, 4 (identical for W32 and W48).
+_STAGE_MODULES: tuple[int, ...] = (1, 4, 3)
+_BLOCKS_PER_BRANCH = 4
+_STEM_CHANNELS = 64
+_BN_MOMENTUM = 0.1
+
+
+def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
+    """``Conv2d`` (no bias) -> ``BatchNorm2d`` [-> ``ReLU``] as a Sequential (keys ``0.*``, ``1.*``)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_ch, momentum=_BN_MOMENTUM),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """Residual block of two 3x3 convolutions (He et al. 2016); channels and resolution preserved."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels, momentum=_BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels, momentum=_BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + x)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 residual block with 4x channel expansion (stride 1)."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=_BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=_BN_MOMENTUM)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels, momentum=_BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module
+        if in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                nn.BatchNorm2d(out_channels, momentum=_BN_MOMENTUM),
+            )
+        else:
+            self.downsample = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + self.downsample(x))
+
+
+def _fuse_path(channels: Sequence[int], src: int, dst: int) -> nn.Module:
+    """Map branch ``src`` features onto the resolution and width of branch ``dst``.
+
+    Lower resolution (``src > dst``): 1x1 conv + BN, then nearest upsampling by ``2**(src-dst)``.
+    Higher resolution (``src < dst``): ``dst - src`` stride-2 3x3 conv + BN, ReLU between them.
+    """
+    if src == dst:
+        return nn.Identity()
+    if src > dst:
+        return nn.Sequential(
+            nn.Conv2d(channels[src], channels[dst], 1, bias=False),
+            nn.BatchNorm2d(channels[dst], momentum=_BN_MOMENTUM),
+            nn.Upsample(scale_factor=2 ** (src - dst), mode="nearest"),
+        )
+    steps = dst - src
+    return nn.Sequential(
+        *[
+            _conv_bn(
+                channels[src],
+                channels[dst] if k == steps - 1 else channels[src],
+                3,
+                stride=2,
+                relu=k < steps - 1,
+            )
+            for k in range(steps)
+        ]
+    )
+
+
+class HighResolutionModule(nn.Module):
+    """Parallel multi-resolution branches followed by all-to-all (sum) fusion.
+
+    Args:
+        channels: Width of each branch, highest resolution first; branch ``i`` has stride
+            ``2**i`` relative to branch 0.
+        num_blocks: ``BasicBlock`` s per branch.
+        multi_scale_output: If ``False`` only the highest-resolution fused output is produced.
+    """
+
+    def __init__(self, channels: Sequence[int], num_blocks: int, multi_scale_output: bool = True) -> None:
+        super().__init__()
+        n = len(channels)
+        self.branches = nn.ModuleList(nn.Sequential(*[BasicBlock(c) for _ in range(num_blocks)]) for c in channels)
+        num_outputs = n if multi_scale_output else 1
+        self.fuse_layers = nn.ModuleList(
+            nn.ModuleList(_fuse_path(channels, j, i) for j in range(n)) for i in range(num_outputs)
+        )
+        self.relu = nn.ReLU(inplace=False)
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
+        fused = []
+        for paths in self.fuse_layers:
+            y = paths[0](xs[0])
+            for path, x in zip(paths[1:], xs[1:], strict=True):
+                y = y + path(x)
+            fused.append(self.relu(y))
+        return fused
+
+
+def _transition(in_channels: Sequence[int], out_channels: Sequence[int]) -> nn.ModuleList:
+    """Adapt the branches of one stage to the next and spawn one new, half-resolution branch.
+
+    Existing branches get a 3x3 conv + BN + ReLU only if their width changes (else identity);
+    each new branch is a chain of stride-2 3x3 conv + BN + ReLU from the lowest-resolution input.
+    """
+    layers: list[nn.Module] = []
+    n_in = len(in_channels)
+    for i, c_out in enumerate(out_channels):
+        if i < n_in:
+            layers.append(_conv_bn(in_channels[i], c_out, 3) if in_channels[i] != c_out else nn.Identity())
+        else:
+            steps = i + 1 - n_in
+            c_last = in_channels[-1]
+            layers.append(
+                nn.Sequential(
+                    *[_conv_bn(c_last, c_out if k == steps - 1 else c_last, 3, stride=2) for k in range(steps)]
+                )
+            )
+    return nn.ModuleList(layers)
+
+
+def _deconv_stage(in_channels: int, out_channels: int, num_blocks: int) -> nn.Sequential:
+    """2x upsampling: ConvTranspose2d(k=4, s=2, p=1, no bias) + BN + ReLU, then ``num_blocks`` BasicBlocks."""
+    up = nn.Sequential(
+        nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels, momentum=_BN_MOMENTUM),
+        nn.ReLU(inplace=True),
+    )
+    # Each BasicBlock is wrapped in a 1-element Sequential to match the official key layout.
+    return nn.Sequential(up, *[nn.Sequential(BasicBlock(out_channels)) for _ in range(num_blocks)])
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_strides(strides: object) -> tuple[int, ...]:
+    msg = (
+        "strides must be a non-empty sequence of ints that starts with 4 and halves at each step, "
+        f"e.g. (4,) for bottom-up HRNet or (4, 2) for HigherHRNet; got {strides!r}"
+    )
+    if isinstance(strides, (str, bytes)) or not isinstance(strides, Sequence) or len(strides) == 0:
+        raise ValueError(msg)
+    out = tuple(strides)
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in out) or out[0] != 4:
+        raise ValueError(msg)
+    for prev, cur in zip(out[:-1], out[1:], strict=True):
+        if cur * 2 != prev:
+            raise ValueError(msg)
+    return out
+
+
+class HigherHRNet(nn.Module):
+    """HRNet backbone with a HigherHRNet (associative embedding) head.
+
+    The backbone is HRNet-W\\ ``width`` (Sun et al. 2019): a stride-4 stem (two stride-2 3x3
+    convs + 4 Bottlenecks), then stages 2-4 with 2, 3, 4 parallel branches of widths
+    ``width * [1, 2, 4, 8]`` at strides 4, 8, 16, 32 (1, 4, 3 modules of 4 BasicBlocks per
+    branch), repeatedly fused. The stride-4 branch feeds the head (Cheng et al. 2020):
+
+    * stride 4: a 1x1 conv giving ``K + K * tag_dim`` maps, channels ``[0, K)`` are keypoint
+      heatmaps and ``[K, K + K * tag_dim)`` are associative-embedding tag maps (joint ``k``,
+      tag dimension ``d`` at channel ``K + k * tag_dim + d``);
+    * each further stride (``strides=(4, 2)`` for HigherHRNet): the previous features are
+      concatenated with the previous output, upsampled 2x by ConvTranspose2d(k=4, s=2, p=1)
+      + BN + ReLU, refined by ``num_deconv_blocks`` BasicBlocks, and a 1x1 conv gives ``K``
+      heatmaps (no tags).
+
+    ``strides=(4,)`` is the "bottom-up HRNet" baseline (single stride-4 output, no deconv).
+    Module names and ``state_dict`` keys/shapes are exactly those of the official HigherHRNet
+    checkpoints (``width=32`` or ``48``, ``num_keypoints=17``, ``strides=(4, 2)``, ``tag_dim=1``).
+
+    Args:
+        width: Width ``C`` of the highest-resolution branch (32 for W32, 48 for W48; any
+            positive int is accepted, branch widths are ``C * [1, 2, 4, 8]``).
+        num_keypoints: Number of keypoint types ``K`` (17 for COCO, 14 for CrowdPose).
+        strides: Output strides, highest first. Must start with 4 and halve at each step.
+        tag_dim: Tag embedding dimension per keypoint (1 in the paper).
+        num_deconv_blocks: BasicBlocks after each deconvolution.
+        pretrained: Optional local path to an ImageNet HRNet classification checkpoint
+            (e.g. ``hrnet_w32-36af842e.pth``) used to initialise the backbone; the classifier
+            keys (``incre_modules``, ``downsamp_modules``, ``final_layer``, ``classifier``) are
+            ignored. Nothing is ever downloaded.
+
+    Attributes:
+        strides (tuple[int, ...]): Output strides, e.g. ``(4, 2)``.
+        num_keypoints (int): ``K``.
+        tag_dim (int): Tag dimension per keypoint.
+        width (int): ``C``.
+        out_channels (tuple[int, ...]): Channels of each output, e.g. ``(2K, K)``.
+
+    Raises:
+        ValueError: If an argument is invalid (non-positive ``width``/``num_keypoints``/
+            ``tag_dim``, negative ``num_deconv_blocks``, bad ``strides``), or if ``pretrained``
+            does not match the backbone (see :meth:`load_pretrained_backbone`).
+        FileNotFoundError: If ``pretrained`` is given but does not exist.
+
+    Example:
+        >>> model = HigherHRNet(width=32).eval()
+        >>> [o.shape for o in model(torch.zeros(1, 3, 512, 512))]
+        [torch.Size([1, 34, 128, 128]), torch.Size([1, 17, 256, 256])]
+    """
+
+    def __init__(
+        self,
+        width: int = 32,
+        num_keypoints: int = 17,
+        strides: Sequence[int] = (4, 2),
+        tag_dim: int = 1,
+        num_deconv_blocks: int = 4,
+        pretrained: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.width = _check_int("width", width, 1)
+        self.num_keypoints = _check_int("num_keypoints", num_keypoints, 1)
+        self.tag_dim = _check_int("tag_dim", tag_dim, 1)
+        num_deconv_blocks = _check_int("num_deconv_blocks", num_deconv_blocks, 0)
+        self.strides = _check_strides(strides)
+
+        # Stem: two stride-2 3x3 convs (stride 4 overall), then 4 Bottlenecks -> 256 channels.
+        self.conv1 = nn.Conv2d(3, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(_STEM_CHANNELS, momentum=_BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(_STEM_CHANNELS, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(_STEM_CHANNELS, momentum=_BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        stem_out = _STEM_CHANNELS * Bottleneck.expansion
+        self.layer1 = nn.Sequential(
+            Bottleneck(_STEM_CHANNELS, _STEM_CHANNELS),
+            *[Bottleneck(stem_out, _STEM_CHANNELS) for _ in range(3)],
+        )
+
+        # Stages 2-4: 2, 3, 4 branches.
+        widths = [width * 2**i for i in range(4)]
+        prev: list[int] = [stem_out]
+        for s, num_modules in enumerate(_STAGE_MODULES):
+            chans = widths[: s + 2]
+            last_stage = s == len(_STAGE_MODULES) - 1
+            self.add_module(f"transition{s + 1}", _transition(prev, chans))
+            modules = [
+                HighResolutionModule(
+                    chans, _BLOCKS_PER_BRANCH, multi_scale_output=not (last_stage and m == num_modules - 1)
+                )
+                for m in range(num_modules)
+            ]
+            self.add_module(f"stage{s + 2}", nn.Sequential(*modules))
+            prev = chans
+
+        # Head.
+        k = self.num_keypoints
+        out_channels = [k + k * self.tag_dim] + [k] * (len(self.strides) - 1)
+        self.out_channels = tuple(out_channels)
+        self.final_layers = nn.ModuleList([nn.Conv2d(width, out_channels[0], 1)])
+        self.deconv_layers = nn.ModuleList()
+        for i in range(1, len(self.strides)):
+            self.deconv_layers.append(_deconv_stage(width + out_channels[i - 1], width, num_deconv_blocks))
+            self.final_layers.append(nn.Conv2d(width, out_channels[i], 1))
+
+        self.reset_parameters()
+        if pretrained is not None:
+            self.load_pretrained_backbone(pretrained)
+
+    transition1: nn.ModuleList
+    transition2: nn.ModuleList
+    transition3: nn.ModuleList
+    stage2: nn.Sequential
+    stage3: nn.Sequential
+    stage4: nn.Sequential
+
+    def reset_parameters(self) -> None:
+        """Official initialisation: conv/deconv weights ~ N(0, 0.001^2), biases 0, BN weight 1 bias 0."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def backbone_state_keys(self) -> list[str]:
+        """``state_dict`` keys that belong to the HRNet backbone (everything but the head)."""
+        return [key for key in self.state_dict() if key.split(".", 1)[0] in BACKBONE_PREFIXES]
+
+    def load_pretrained_backbone(self, path: str | os.PathLike[str]) -> tuple[int, int]:
+        """Initialise the backbone from a local ImageNet HRNet classification checkpoint.
+
+        Keys outside the backbone (classifier: ``incre_modules``, ``downsamp_modules``,
+        ``final_layer``, ``classifier``; also the extra ``stage4`` fusion paths of the
+        classifier's multi-scale last module) are skipped. A ``{'state_dict': ...}`` wrapper
+        and a ``module.`` prefix are accepted.
+
+        Args:
+            path: Local ``.pth`` file (``model.pretrained`` in the config).
+
+        Returns:
+            ``(num_loaded, num_skipped)`` checkpoint tensors.
+
+        Raises:
+            FileNotFoundError: If ``path`` does not exist.
+            ValueError: If a backbone tensor has the wrong shape (e.g. a W48 checkpoint for a
+                W32 model) or no backbone tensor was found.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Pretrained backbone checkpoint not found: {path!r} (set model.pretrained to a local "
+                "ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth, or to null to train from scratch)"
+            )
+        source = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        own = self.state_dict()
+        backbone = set(self.backbone_state_keys())
+        selected: dict[str, Tensor] = {}
+        skipped: list[str] = []
+        mismatched: list[str] = []
+        for key, value in source.items():
+            if key not in backbone:
+                skipped.append(key)
+            elif tuple(value.shape) != tuple(own[key].shape):
+                mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}")
+            else:
+                selected[key] = value
+        if mismatched:
+            raise ValueError(
+                f"Pretrained checkpoint {path!r} does not match the HRNet-W{self.width} backbone "
+                f"({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); check model.width"
+            )
+        if not selected:
+            raise ValueError(f"Pretrained checkpoint {path!r} contains no HRNet backbone keys")
+        self.load_state_dict(selected, strict=False)
+        missing = sorted(backbone - selected.keys())
+        logger.info(
+            "Loaded %d backbone tensors from %s; skipped %d non-backbone tensors; %d backbone tensors "
+            "not in the checkpoint keep their initialisation",
+            len(selected),
+            path,
+            len(skipped),
+            len(missing),
+        )
+        if missing:
+            logger.debug("Backbone tensors not in %s: %s", path, missing)
+        return len(selected), len(skipped)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Run the network.
+
+        Args:
+            x: Normalised images, shape ``(N, 3, H, W)`` with ``H`` and ``W`` multiples of 32.
+
+        Returns:
+            One tensor per entry of :attr:`strides`: ``(N, out_channels[i], H / s_i, W / s_i)``,
+            e.g. ``[(N, 2K, H/4, W/4), (N, K, H/2, W/2)]`` for HigherHRNet with ``tag_dim=1``.
+            In the first output, channels ``[0, K)`` are heatmaps and the next ``K * tag_dim``
+            are tag maps; later outputs are heatmaps only.
+
+        Raises:
+            ValueError: If ``x`` is not ``(N, 3, H, W)`` with ``H`` and ``W`` multiples of 32.
+        """
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] % 32 or x.shape[-1] % 32:
+            raise ValueError(
+                f"HigherHRNet expects input of shape (N, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}"
+            )
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        feats = [self.layer1(x)]
+        for transition, stage in (
+            (self.transition1, self.stage2),
+            (self.transition2, self.stage3),
+            (self.transition3, self.stage4),
+        ):
+            # Existing branches pass through (maybe re-widened); new ones come from the lowest resolution.
+            feats = [t(feats[i] if i < len(feats) else feats[-1]) for i, t in enumerate(transition)]
+            feats = stage(feats)
+
+        x = feats[0]
+        y = self.final_layers[0](x)
+        outputs = [y]
+        for deconv, final in zip(self.deconv_layers, self.final_layers[1:], strict=True):
+            x = deconv(torch.cat((x, y), dim=1))
+            y = final(x)
+            outputs.append(y)
+        return outputs
+
+
+def _unwrap_state_dict(obj: object) -> dict[str, Tensor]:
+    """Return the tensor dict of a checkpoint: unwrap ``{'state_dict': ...}``, strip ``module.``."""
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"Expected a state_dict (mapping of name -> tensor), got {type(obj).__name__}")
+    state = dict(obj)
+    if state and all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return state
+
+
+def load_official_checkpoint(
+    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object]
+) -> HigherHRNet:
+    """Load an official HigherHRNet checkpoint into ``model`` strictly (no key conversion).
+
+    Accepts a raw ``state_dict``, a ``{'state_dict': ...}`` training checkpoint and/or keys with
+    a ``module.`` (DataParallel) prefix.
+
+    Args:
+        model: Model built with the checkpoint's configuration, e.g.
+            ``HigherHRNet(width=32)`` for ``pose_higher_hrnet_w32_512.pth``.
+        checkpoint: Local ``.pth`` path (loaded with ``weights_only=True`` on CPU) or an
+            already loaded mapping.
+
+    Returns:
+        ``model``, with the checkpoint's weights.
+
+    Raises:
+        FileNotFoundError: If ``checkpoint`` is a path that does not exist.
+        ValueError: If it is not a state_dict.
+        RuntimeError: If keys or shapes differ from ``model`` (message lists missing,
+            unexpected and mismatched keys, and the width / number of keypoints the checkpoint
+            appears to have).
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = os.fspath(checkpoint)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"HigherHRNet checkpoint not found: {path!r}")
+        obj: object = torch.load(path, map_location="cpu", weights_only=True)
+        name = path
+    else:
+        obj, name = checkpoint, "<state_dict>"
+    state = _unwrap_state_dict(obj)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        hint = ""
+        if "transition1.0.0.weight" in state and "final_layers.0.weight" in state:
+            hint = f" The checkpoint has width={int(state['transition1.0.0.weight'].shape[0])}"
+            if "final_layers.1.weight" in state:
+                hint += f", num_keypoints={int(state['final_layers.1.weight'].shape[0])}"
+            hint += f", {int(state['final_layers.0.weight'].shape[0])} stride-4 output channels."
+
+        def _fmt(items: list[str]) -> str:
+            return ", ".join(items[:10]) + (f", ... ({len(items)} in total)" if len(items) > 10 else "")
+
+        raise RuntimeError(
+            f"Checkpoint {name} does not match HigherHRNet(width={model.width}, "
+            f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}).{hint}\n"
+            f"  missing keys ({len(missing)}): {_fmt(missing)}\n"
+            f"  unexpected keys ({len(unexpected)}): {_fmt(unexpected)}\n"
+            f"  shape mismatches ({len(mismatched)}): {_fmt(mismatched)}"
+        )
+    model.load_state_dict(state, strict=True)
+    logger.info("Loaded %d tensors from %s", len(state), name)
+    return model
