@@ -96,7 +96,7 @@ def build_model(model_cfg: DictConfig, num_keypoints: int) -> nn.Module:
     return model
 
 
-def build_train_dataset(data_cfg: DictConfig, strides: Sequence[int], train: bool = True) -> Any:
+def build_train_dataset(data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0) -> Any:
     """The training ``KeypointDataset`` from ``conf/data/*.yaml`` (augmentation on when ``train``)."""
     from bottomup.data import KeypointDataset
 
@@ -117,6 +117,7 @@ def build_train_dataset(data_cfg: DictConfig, strides: Sequence[int], train: boo
         max_translate=float(aug.max_translate),
         flip_prob=float(aug.flip_prob),
         max_images=data_cfg.get("max_images"),
+        seed=seed,
     )
 
 
@@ -258,7 +259,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if dist_info.is_main:
             log.info("resuming from %s: epoch %d, step %d (writing into %s)", cfg.resume, start_epoch, step, run_dir)
 
-    dataset = build_train_dataset(cfg.data, cfg.model.strides, train=True)
+    dataset = build_train_dataset(cfg.data, cfg.model.strides, train=True, seed=seed)
     model = build_model(cfg.model, int(cfg.data.num_keypoints))
     if getattr(model, "num_keypoints", None) not in (None, dataset.num_keypoints):
         raise ValueError(
@@ -302,8 +303,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     train_model: nn.Module = model
     if dist_info.enabled:
-        if tr.sync_bn:
+        if tr.sync_bn and device.type == "cuda":
             train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
+        elif tr.sync_bn and dist_info.is_main:
+            log.warning("trainer.sync_bn=true ignored: PyTorch's SyncBatchNorm runs on CUDA only")
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )

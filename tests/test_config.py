@@ -1,0 +1,86 @@
+"""Every experiment composes from conf/ and builds its model, loss, optimiser, schedule and data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
+
+from bottomup.train import build_model, build_train_dataset
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+EXPECTED = {  # experiment -> (width, strides, input size, K)
+    "higherhrnet_w32": (32, [4, 2], 512, 17),
+    "higherhrnet_w32_640": (32, [4, 2], 640, 17),
+    "higherhrnet_w48_640": (48, [4, 2], 640, 17),
+    "hrnet_w32_ae": (32, [4], 512, 17),
+}
+
+
+def compose_train(overrides: list[str]) -> OmegaConf:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=False)
+
+
+def test_all_published_experiments_exist() -> None:
+    assert set(EXPECTED) <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPECTED))
+def test_experiment_composes_and_builds(experiment: str, coco_root: Path) -> None:
+    cfg = compose_train([f"experiment={experiment}", f"data.root={coco_root}", "output_dir=/tmp/unused"])
+    width, strides, size, k = EXPECTED[experiment]
+    assert cfg.model.width == width and list(cfg.model.strides) == strides
+    assert cfg.data.input_size == size and cfg.model.num_keypoints == k and cfg.loss.num_keypoints == k
+    assert len(cfg.loss.heatmap_weights) == len(strides)
+    model = build_model(cfg.model, cfg.data.num_keypoints)
+    criterion = hydra.utils.instantiate(cfg.loss)
+    optimizer = hydra.utils.instantiate(cfg.optim)(params=model.parameters())
+    scheduler = hydra.utils.instantiate(cfg.schedule)(optimizer=optimizer, iters_per_epoch=10)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == pytest.approx(1.5e-6)
+    for _ in range(600):
+        optimizer.step()  # no gradients: a no-op that keeps the step order torch expects
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.5e-3)  # warm-up over 500 iterations done
+    dataset = build_train_dataset(cfg.data, cfg.model.strides)
+    sample = dataset[0]
+    assert sample["image"].shape == (3, size, size)
+    assert [tuple(h.shape) for h in sample["heatmaps"]] == [(k, size // s, size // s) for s in strides]
+    with torch.no_grad():
+        outputs = model(sample["image"][None, :, :64, :64].contiguous())
+    assert [tuple(o.shape) for o in outputs] == [(1, 2 * k if s == 4 else k, 64 // s, 64 // s) for s in strides]
+    zeros = [torch.zeros(1, 2 * k if s == 4 else k, size // s, size // s) for s in strides]
+    parts = criterion(
+        zeros, [h[None] for h in sample["heatmaps"]], [m[None] for m in sample["masks"]], sample["tag_indices"][None]
+    )
+    assert torch.isfinite(parts["loss"])
+
+
+def test_crowdpose_data_config_has_14_keypoints(data_root: Path) -> None:
+    cfg = compose_train(["data=crowdpose", f"data.root={data_root}", "output_dir=/tmp/unused"])
+    assert cfg.data.num_keypoints == 14 and len(cfg.data.keypoint_names) == 14
+    assert cfg.model.num_keypoints == 14 and cfg.data.eval_type == "crowdpose"
+    model = build_model(cfg.model, cfg.data.num_keypoints)
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))
+    assert out[0].shape[1] == 28 and out[1].shape[1] == 14
+
+
+def test_unknown_experiment_names_the_available_ones() -> None:
+    with pytest.raises(MissingConfigException) as err:
+        compose_train(["experiment=higherhrnet_w99"])
+    assert "higherhrnet_w99" in str(err.value)
+    assert "higherhrnet_w32" in str(err.value)  # the message lists what exists
+
+
+def test_model_k_mismatch_is_reported(coco_root: Path) -> None:
+    cfg = compose_train([f"data.root={coco_root}", "model.num_keypoints=14", "output_dir=/tmp/unused"])
+    with pytest.raises(ValueError, match=r"model.num_keypoints=14 but data.num_keypoints=17"):
+        build_model(cfg.model, cfg.data.num_keypoints)

@@ -1,0 +1,155 @@
+"""The training loop on real coco-mini images: learning, resume, DDP, checkpoints and bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from bottomup.checkpoint import load_checkpoint, save_checkpoint
+from bottomup.train import NonFiniteLossError, build_model, build_train_dataset, run
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+# A narrow HigherHRNet at input 128 keeps a step well under a second on 2 CPU cores.
+SMALL = ["model.width=8", "data.input_size=128", "data.batch_size=2", "data.num_workers=0", "trainer.progress=false"]
+
+
+def small_cfg(coco_root: Path, out: Path, *extra: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=["experiment=higherhrnet_w32", f"data.root={coco_root}", f"output_dir={out}", *SMALL, *extra],
+        )
+
+
+def test_a_few_steps_on_one_real_batch_reduce_the_loss(coco_root: Path) -> None:
+    torch.manual_seed(0)
+    cfg = small_cfg(coco_root, Path("/tmp/unused"))
+    dataset = build_train_dataset(cfg.data, cfg.model.strides, train=False)
+    batch = [dataset[i] for i in range(2)]
+    model = build_model(cfg.model, 17)
+    from bottomup.data import collate
+    from bottomup.losses import AssociativeEmbeddingLoss
+
+    b = collate(batch)
+    crit = AssociativeEmbeddingLoss(17)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(12):
+        parts = crit(model(b["image"]), b["heatmaps"], b["masks"], b["tag_indices"])
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+        losses.append(parts["loss"].item())
+    assert max(losses[-3:]) < 0.8 * losses[0], losses
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_continues_exactly(coco_root: Path, tmp_path: Path) -> None:
+    common = ["trainer.steps_per_epoch=2", "schedule.warmup_iters=3"]
+    full = run(small_cfg(coco_root, tmp_path / "full", "trainer.epochs=2", *common))
+    assert full["step"] == 4
+    first = run(small_cfg(coco_root, tmp_path / "part", "trainer.epochs=1", *common))
+    assert first["step"] == 2
+    resumed = run(
+        small_cfg(coco_root, tmp_path / "other", "trainer.epochs=2", f"resume={tmp_path / 'part' / 'last.pt'}", *common)
+    )
+    assert resumed["start_step"] == 2 and resumed["step"] == 4
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "part" / "last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    ckpt = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 4 and "optimizer" in ckpt and "data" in ckpt["config"]
+    assert list((tmp_path / "part" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(coco_root: Path, tmp_path: Path) -> None:
+    # step 1 runs at lr 1.5e-3 (warm-up start); from step 2 on the lr is 1e30 and the loss overflows.
+    blow_up = ["optim.lr=1e30", "schedule.warmup_iters=1", "schedule.warmup_factor=1.5e-33"]
+    cfg = small_cfg(coco_root, tmp_path, "trainer.epochs=5", "trainer.steps_per_epoch=1", *blow_up)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+        run(cfg)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert 1 <= ckpt["epoch"] < 5 and ckpt["step"] == ckpt["epoch"]  # written before the bad step only
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_missing_root_and_annotation_are_named(coco_root: Path, tmp_path: Path) -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"output_dir={tmp_path}", *SMALL])
+    with pytest.raises(ValueError, match="data.root is not set"):
+        run(cfg)
+    with pytest.raises(FileNotFoundError, match="data.root"):
+        run(small_cfg(tmp_path / "nowhere", tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="person_keypoints_train2017.json"):
+        run(small_cfg(tmp_path / "empty", tmp_path))
+
+
+def test_checkpoint_write_is_atomic_under_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(3)}}, path)
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"model": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_checkpoint_survives_kill_mid_write(tmp_path: Path) -> None:
+    """SIGKILL a process that keeps rewriting a large last.pt: the file on disk always loads."""
+    path = tmp_path / "last.pt"
+    code = (
+        "import torch, sys; from bottomup.checkpoint import save_checkpoint\n"
+        "i = 0\n"
+        "while True:\n"
+        "    save_checkpoint({'model': {'w': torch.full((4_000_000,), float(i))}, 'step': i}, sys.argv[1])\n"
+        "    i += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
+    try:
+        deadline = time.time() + 60
+        while not path.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    ckpt = load_checkpoint(path)
+    assert ckpt["model"]["w"].shape == (4_000_000,)
+    assert torch.all(ckpt["model"]["w"] == ckpt["step"])
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo_cpu(coco_root: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "bottomup.train", "experiment=higherhrnet_w32", f"data.root={coco_root}", *SMALL,
+        "trainer.epochs=1", "trainer.steps_per_epoch=2", "trainer.device=cpu", "trainer.sync_bn=true",
+        f"hydra.run.dir={tmp_path}",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["epoch"] == 1
+    assert not any(k.startswith("module.") for k in ckpt["model"])
