@@ -365,7 +365,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             if eval_every and (epoch + 1) % eval_every == 0 and dist_info.is_main:
                 from bottomup.evaluate import evaluate_model
 
-                stats = evaluate_model(model, cfg, device=device, max_images=tr.eval_max_images)
+                stats = evaluate_model(
+                    model, cfg, device=device, max_images=tr.eval_max_images, output_json=run_dir / "results_val.json"
+                )
                 ap = float(stats["AP"])
                 metrics.update({f"val/{k}": float(v) for k, v in stats.items()})
                 if writer is not None:

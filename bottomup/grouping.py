@@ -1,0 +1,509 @@
+"""Associative-embedding grouping: heatmaps + tag maps -> people (the *decode* half of the codec).
+
+Behaviour is that of the official HigherHRNet ``HeatmapParser`` (Cheng et al. 2020, after Newell et al. 2017,
+"Associative Embedding", Sec. 3.2): max-pool NMS, top-k candidates per joint, joint-by-joint Hungarian
+matching on tag distance, quarter-pixel adjustment, and refinement of missing joints. The implementation is
+vectorised and avoids full-map passes where they cannot change the result:
+
+* NMS is evaluated only in 16x16 tiles whose maximum exceeds the detection threshold (a pixel below the
+  threshold can never become a candidate, and the window maximum is exact inside those tiles);
+* refinement searches ``heatmap - round(tag distance)`` by branch and bound over 16-row bands, using per-band
+  maxima of the heatmap and bounding boxes of the tags; only bands whose upper bound reaches the best value
+  found are evaluated exactly, so the arg-max (first pixel in row-major order on ties) is exactly the one of
+  the full-map search.
+
+``tests/reference_grouping.py`` is a straightforward loop implementation of the same algorithm; both give
+identical outputs.
+
+Frames: every coordinate is in pixels of the maps passed in (``x`` right, ``y`` down), pixel ``(i, j)`` spans
+``[i, i + 1) x [j, j + 1)``: a detection at pixel ``(x, y)`` is returned at ``(x + 0.5 +- 0.25, y + 0.5 +- 0.25)``.
+
+Ties: ``torch.topk`` does not define the order of equal values (the official code inherits whatever the
+device's kernel returns). Here candidates of one joint are ordered by value, descending, then by row-major
+pixel index, ascending; everything else follows the official code, including its quirks (people are keyed by
+the first tag value, so a "new" person whose first tag equals an existing person's key overwrites that
+person's joint, as with the official ``dict``).
+
+Letters: K joints, H x W map, L tag dimensions (1, or 2 with flip test), M = max_people, N people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    "Candidates",
+    "nms_topk",
+    "match_by_tag",
+    "adjust_keypoints",
+    "refine_keypoints",
+    "person_scores",
+    "group_keypoints",
+]
+
+_TILE = 16  # tile / band size (pixels) for the pruned NMS and refinement searches
+_CHUNK = 96  # bands evaluated at once in the refinement search
+
+
+class Candidates(NamedTuple):
+    """Top-k NMS peaks per joint.
+
+    Attributes:
+        vals: ``(K, M)`` float32 heatmap values, descending per joint; unused slots are ``-inf``.
+        locs: ``(K, M, 2)`` int64 ``(x, y)`` map pixels (0 in unused slots).
+        tags: ``(K, M, L)`` float32 tag vectors at those pixels (0 in unused slots).
+    """
+
+    vals: np.ndarray
+    locs: np.ndarray
+    tags: np.ndarray
+
+
+def _as_maps(heatmaps, tags) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert to float32 numpy ``(K, H, W)`` and ``(K, H, W, L)`` (``(K, H, W)`` tags -> L=1)."""
+    if isinstance(heatmaps, torch.Tensor):
+        heatmaps = heatmaps.detach().float().cpu().numpy()
+    if isinstance(tags, torch.Tensor):
+        tags = tags.detach().float().cpu().numpy()
+    heatmaps = np.ascontiguousarray(heatmaps, dtype=np.float32)
+    tags = np.ascontiguousarray(tags, dtype=np.float32)
+    if heatmaps.ndim != 3:
+        raise ValueError(f"heatmaps must be (K, H, W), got shape {heatmaps.shape}")
+    if tags.ndim == 3:
+        tags = tags[..., None]
+    if tags.ndim != 4 or tags.shape[:3] != heatmaps.shape:
+        raise ValueError(f"tags must be (K, H, W, L) matching heatmaps {heatmaps.shape}, got {tags.shape}")
+    return heatmaps, tags
+
+
+def _check_kernel(nms_kernel: int) -> int:
+    if int(nms_kernel) != nms_kernel or nms_kernel < 1 or nms_kernel % 2 == 0:
+        raise ValueError(f"nms_kernel must be a positive odd integer, got {nms_kernel}")
+    return int(nms_kernel)
+
+
+def _band_max(det: np.ndarray) -> np.ndarray:
+    """``(K, ceil(H / 16))`` maximum of each 16-row band (contiguous reductions, one pass)."""
+    k, h, w = det.shape
+    full = h // _TILE
+    parts = []
+    if full:
+        parts.append(det[:, : full * _TILE].reshape(k, full, _TILE * w).max(axis=2))
+    if h % _TILE:
+        parts.append(det[:, full * _TILE :].reshape(k, 1, -1).max(axis=2))
+    return np.concatenate(parts, axis=1)
+
+
+def _peaks_cpu(det: np.ndarray, threshold: float, kernel: int, band_max: np.ndarray | None) -> tuple:
+    """All NMS peaks with value > threshold >= 0: ``(k, y, x, val)`` arrays, via thresholded tiles."""
+    k_, h, w = det.shape
+    pad = (kernel - 1) // 2
+    if band_max is None:
+        band_max = _band_max(det)
+    kb, bb = np.nonzero(band_max > threshold)
+    empty = (np.zeros(0, np.int64),) * 3 + (np.zeros(0, np.float32),)
+    if kb.size == 0:
+        return empty
+    # Tile maxima inside the active bands (rows clipped to the map: duplicated rows do not change a max).
+    rows = np.minimum(bb[:, None] * _TILE + np.arange(_TILE), h - 1)  # (B, 16)
+    bands = det[kb[:, None], rows]  # (B, 16, W)
+    tw = -(-w // _TILE)
+    if w % _TILE:
+        bands = np.concatenate([bands, np.full(bands.shape[:2] + (tw * _TILE - w,), -np.inf, np.float32)], axis=2)
+    tile_max = bands.reshape(len(kb), _TILE, tw, _TILE).max(axis=(1, 3))  # (B, Tw)
+    bi, tx = np.nonzero(tile_max > threshold)
+    tk, ty = kb[bi], bb[bi]
+    # Patches with a halo of `pad` pixels; indices clipped to the map, so a window max covers exactly the
+    # valid pixels of the official (implicitly -inf padded) max-pool window.
+    offs = np.arange(-pad, _TILE + pad)
+    pr = np.clip(ty[:, None] * _TILE + offs, 0, h - 1)
+    pc = np.clip(tx[:, None] * _TILE + offs, 0, w - 1)
+    patch = det[tk[:, None, None], pr[:, :, None], pc[:, None, :]]  # (T, 16+2p, 16+2p)
+    pooled = patch[:, :, :_TILE]
+    for d in range(1, kernel):
+        pooled = np.maximum(pooled, patch[:, :, d : d + _TILE])
+    rowpooled = pooled[:, :_TILE]
+    for d in range(1, kernel):
+        rowpooled = np.maximum(rowpooled, pooled[:, d : d + _TILE])
+    centre = patch[:, pad : pad + _TILE, pad : pad + _TILE]
+    ys = ty[:, None] * _TILE + np.arange(_TILE)  # (T, 16)
+    xs = tx[:, None] * _TILE + np.arange(_TILE)
+    inside = (ys[:, :, None] < h) & (xs[:, None, :] < w)
+    hit = (centre == rowpooled) & (centre > threshold) & inside
+    t, yy, xx = np.nonzero(hit)
+    return tk[t], ys[t, yy], xs[t, xx], centre[t, yy, xx]
+
+
+def _peaks_torch(det: torch.Tensor, threshold: float, kernel: int) -> tuple:
+    """Same as ``_peaks_cpu`` with a full max-pool on the tensor's device (GPU)."""
+    pooled = torch.nn.functional.max_pool2d(det[None], kernel, 1, (kernel - 1) // 2)[0]
+    k, y, x = torch.nonzero((pooled == det) & (det > threshold), as_tuple=True)
+    vals = det[k, y, x]
+    return tuple(t.cpu().numpy() for t in (k, y, x)) + (vals.float().cpu().numpy(),)
+
+
+def _peaks_full(det: np.ndarray, kernel: int) -> tuple:
+    """All pixels of the official NMS map ``det * (maxpool(det) == det)`` (no threshold)."""
+    t = torch.from_numpy(det)
+    pooled = torch.nn.functional.max_pool2d(t[None], kernel, 1, (kernel - 1) // 2)[0]
+    nms = (t * (pooled == t).float()).numpy()
+    k, y, x = np.indices(det.shape).reshape(3, -1)
+    return k, y, x, nms.reshape(-1)
+
+
+def _select_topk(k, y, x, val, num_joints: int, width: int, max_people: int, tags: np.ndarray) -> Candidates:
+    """Order peaks per joint (value desc, pixel index asc) and keep the first ``max_people``."""
+    flat = y.astype(np.int64) * width + x
+    order = np.lexsort((flat, -val.astype(np.float64), k))
+    k, y, x, val = k[order], y[order], x[order], val[order]
+    start = np.searchsorted(k, np.arange(num_joints))
+    rank = np.arange(k.size) - start[k]
+    keep = rank < max_people
+    k, y, x, val, rank = k[keep], y[keep], x[keep], val[keep], rank[keep]
+    vals = np.full((num_joints, max_people), -np.inf, np.float32)
+    locs = np.zeros((num_joints, max_people, 2), np.int64)
+    tags_k = np.zeros((num_joints, max_people, tags.shape[-1]), np.float32)
+    vals[k, rank] = val
+    locs[k, rank, 0] = x
+    locs[k, rank, 1] = y
+    tags_k[k, rank] = tags[k, y, x]
+    return vals, locs, tags_k
+
+
+def nms_topk(
+    heatmaps,
+    tags,
+    *,
+    nms_kernel: int = 5,
+    max_people: int = 30,
+    threshold: float | None = None,
+    _band_max_cache: np.ndarray | None = None,
+) -> Candidates:
+    """Max-pool NMS and the top ``max_people`` peaks of every joint.
+
+    A pixel survives NMS when it equals the maximum of its ``nms_kernel``-square window (official
+    ``HeatmapParser.nms``: ``MaxPool2d(kernel, 1, (kernel - 1) // 2)``, ``det * (pool(det) == det)``);
+    per joint, the ``max_people`` largest survivors are kept, ties by row-major pixel index.
+
+    Args:
+        heatmaps: ``(K, H, W)`` numpy array or tensor (any device; on a GPU the max-pool runs there).
+        tags: ``(K, H, W, L)`` (or ``(K, H, W)`` for L = 1).
+        nms_kernel: odd window side.
+        max_people: M, candidates kept per joint.
+        threshold: when given and ``>= 0``, only candidates with value ``> threshold`` are computed (the
+            others are dropped by the matching anyway), which is much faster; unused slots hold ``-inf``.
+            ``None`` (or a negative value) gives the exact official top-k including values below it.
+
+    Returns:
+        ``Candidates(vals (K, M) float32, locs (K, M, 2) int64 (x, y) map px, tags (K, M, L) float32)``.
+
+    Raises:
+        ValueError: bad shapes or kernel.
+    """
+    kernel = _check_kernel(nms_kernel)
+    on_gpu = isinstance(heatmaps, torch.Tensor) and heatmaps.device.type != "cpu"
+    det_t = heatmaps.detach().float() if on_gpu else None
+    det, tag = _as_maps(heatmaps, tags)
+    num_joints, _, width = det.shape
+    if threshold is None or threshold < 0:
+        peaks = _peaks_full(det, kernel)
+    elif on_gpu:
+        peaks = _peaks_torch(det_t, float(threshold), kernel)
+    else:
+        peaks = _peaks_cpu(det, float(threshold), kernel, _band_max_cache)
+    return Candidates(*_select_topk(*peaks, num_joints, width, max_people, tag))
+
+
+def match_by_tag(
+    candidates: Candidates,
+    *,
+    joint_order: Sequence[int],
+    detection_threshold: float = 0.1,
+    tag_threshold: float = 1.0,
+    use_detection_val: bool = True,
+    ignore_too_much: bool = False,
+    max_people: int = 30,
+) -> np.ndarray:
+    """Group candidates into people, joint by joint (official ``match_by_tag``).
+
+    For each joint in ``joint_order``: candidates with value ``> detection_threshold`` are matched to the
+    first ``max_people`` people by ``scipy.optimize.linear_sum_assignment`` on
+    ``round(||tag - mean tag of the person||) * 100 - value`` (or the plain distance without
+    ``use_detection_val``); with more candidates than people the cost matrix is padded with ``1e10``.
+    A pair is accepted when the (unrounded) distance is ``< tag_threshold``; every other candidate starts a
+    new person keyed by its first tag value (an existing key is overwritten, as in the official ``dict``).
+    With ``ignore_too_much``, a joint is skipped once ``max_people`` people exist.
+
+    Args:
+        candidates: from :func:`nms_topk`.
+        joint_order: the K joint indices in matching order.
+
+    Returns:
+        ``(N, K, 3 + L)`` float32 rows ``(x, y, value, tag...)``, map pixels (integer pixel positions);
+        missing joints are all zeros. People in creation order.
+    """
+    vals, locs, tags = candidates
+    num_joints, _, tag_dim = tags.shape
+    order = [int(j) for j in joint_order]
+    if sorted(order) != list(range(num_joints)):
+        raise ValueError(f"joint_order must be a permutation of range({num_joints}), got {order}")
+    people: list[np.ndarray] = []  # (K, 3 + L) float32 each
+    tag_lists: list[list[np.ndarray]] = []
+    means: list[np.ndarray | None] = []  # cached mean tag per person
+    index: dict[float, int] = {}
+
+    def start(key: float, joint: int, row: np.ndarray, tag: np.ndarray) -> None:
+        p = index.get(key)
+        if p is None:
+            index[key] = p = len(people)
+            people.append(np.zeros((num_joints, 3 + tag_dim), np.float32))
+            tag_lists.append([])
+            means.append(None)
+        people[p][joint] = row
+        tag_lists[p] = [tag]
+        means[p] = None
+
+    for i, joint in enumerate(order):
+        sel = vals[joint] > detection_threshold
+        if not sel.any():
+            continue
+        tag = tags[joint][sel]
+        rows = np.concatenate([locs[joint][sel].astype(np.float32), vals[joint][sel, None], tag], axis=1)
+        if i == 0 or not people:
+            for r in range(rows.shape[0]):
+                start(float(tag[r, 0]), joint, rows[r], tag[r])
+            continue
+        grouped = min(len(people), max_people)
+        if ignore_too_much and grouped == max_people:
+            continue
+        for p in range(grouped):
+            if means[p] is None:
+                means[p] = np.mean(tag_lists[p], axis=0)
+        grouped_tags = np.array(means[:grouped])
+        diff = tag.astype(np.float64)[:, None, :] - grouped_tags[None, :, :]
+        dist = np.linalg.norm(diff, ord=2, axis=2)
+        cost = np.round(dist) * 100 - rows[:, 2:3].astype(np.float64) if use_detection_val else dist.copy()
+        added = rows.shape[0]
+        if added > grouped:
+            cost = np.concatenate([cost, np.full((added, added - grouped), 1e10)], axis=1)
+        row_ind, col_ind = linear_sum_assignment(cost)
+        for r, c in zip(row_ind.tolist(), col_ind.tolist(), strict=True):
+            if c < grouped and dist[r, c] < tag_threshold:
+                people[c][joint] = rows[r]
+                tag_lists[c].append(tag[r])
+                means[c] = None
+            else:
+                start(float(tag[r, 0]), joint, rows[r], tag[r])
+    if not people:
+        return np.zeros((0, num_joints, 3 + tag_dim), np.float32)
+    return np.stack(people).astype(np.float32)
+
+
+def _quarter_offsets(det: np.ndarray, k: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
+    """+-0.25 toward the larger horizontal / vertical neighbour (ties: -0.25), official ``adjust``."""
+    _, h, w = det.shape
+    right = det[k, y, np.minimum(x + 1, w - 1)] > det[k, y, np.maximum(x - 1, 0)]
+    down = det[k, np.minimum(y + 1, h - 1), x] > det[k, np.maximum(y - 1, 0), x]
+    return np.where(right, 0.25, -0.25), np.where(down, 0.25, -0.25)
+
+
+def adjust_keypoints(keypoints: np.ndarray, heatmaps) -> np.ndarray:
+    """Move each detected joint (value > 0) to its pixel centre plus a quarter pixel toward the larger
+    neighbour in x and in y (official ``HeatmapParser.adjust``).
+
+    Args:
+        keypoints: ``(N, K, 3 + L)`` from :func:`match_by_tag` (pixel positions, map px).
+        heatmaps: ``(K, H, W)`` the same maps.
+
+    Returns:
+        a new float32 array: ``x -> int(x) + 0.5 +- 0.25``, ``y`` likewise; other columns unchanged.
+    """
+    det = heatmaps.detach().float().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else heatmaps
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    p, k = np.nonzero(out[..., 2] > 0)
+    if p.size == 0:
+        return out
+    x = out[p, k, 0].astype(np.int64)
+    y = out[p, k, 1].astype(np.int64)
+    dx, dy = _quarter_offsets(det, k, x, y)
+    out[p, k, 0] = x + 0.5 + dx
+    out[p, k, 1] = y + 0.5 + dy
+    return out
+
+
+def _band_bounds(tags: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per 16-row band of the given joints: tag minimum and maximum per dimension, ``(J, B, L)`` each."""
+    _, h, w, dim = tags.shape
+    full = h // _TILE
+    lo, hi = [], []
+    sub = tags[joints]
+    if full:
+        body = sub[:, : full * _TILE].reshape(len(joints), full, _TILE * w, dim)
+        lo.append(body.min(axis=2))
+        hi.append(body.max(axis=2))
+    if h % _TILE:
+        tail = sub[:, full * _TILE :].reshape(len(joints), 1, -1, dim)
+        lo.append(tail.min(axis=2))
+        hi.append(tail.max(axis=2))
+    return np.concatenate(lo, axis=1), np.concatenate(hi, axis=1)
+
+
+def _eval_bands(det, tags, means, pair_joint, items_pair, items_band) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``det - round(||tag - mean||)`` on (pair, band) items: per item its max and first flat index."""
+    _, h, w, _ = tags.shape
+    best = np.empty(items_pair.size, np.float32)
+    where = np.empty(items_pair.size, np.int64)
+    offs = np.arange(_TILE)
+    for s in range(0, items_pair.size, _CHUNK):
+        ip, ib = items_pair[s : s + _CHUNK], items_band[s : s + _CHUNK]
+        k = pair_joint[ip]
+        rows = np.minimum(ib[:, None] * _TILE + offs, h - 1)  # clipped rows repeat the last one
+        d = det[k[:, None], rows]  # (n, 16, W)
+        t = tags[k[:, None], rows]  # (n, 16, W, L)
+        dist = ((t - means[ip][:, None, None, :]) ** 2).sum(axis=3) ** 0.5
+        score = (d - np.round(dist)).reshape(len(ip), -1)
+        am = score.argmax(axis=1)  # first maximum; the row clipping only repeats later pixels
+        best[s : s + _CHUNK] = score[np.arange(len(ip)), am]
+        where[s : s + _CHUNK] = rows[np.arange(len(ip)), am // w] * w + am % w
+    return best, where
+
+
+def refine_keypoints(keypoints: np.ndarray, heatmaps, tags, *, _band_max_cache=None) -> np.ndarray:
+    """Fill each person's missing joints (official ``HeatmapParser.refine``).
+
+    For person ``p`` with mean tag ``m`` (mean of the tag maps read at its detected joints, value > 0), each
+    missing joint ``k`` (value == 0) is placed at the first arg-max (row-major) of
+    ``heatmaps[k] - round(||tags[k] - m||)``, moved by the same +0.5 / quarter-pixel adjustment, and gets the
+    heatmap value there as its score; it is filled only if that value is > 0. Tag columns of filled joints
+    stay 0 (as official).
+
+    Args:
+        keypoints: ``(N, K, 3 + L)`` after :func:`adjust_keypoints` (or :func:`match_by_tag`), map px.
+        heatmaps: ``(K, H, W)``; tags: ``(K, H, W, L)``.
+
+    Returns:
+        a new float32 ``(N, K, 3 + L)`` array.
+    """
+    det, tag = _as_maps(heatmaps, tags)
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    num_people = out.shape[0]
+    if num_people == 0:
+        return out
+    _, h, w = det.shape
+    detected = out[..., 2] > 0
+    missing = out[..., 2] == 0
+    band_max = _band_max(det) if _band_max_cache is None else _band_max_cache
+    # A joint whose map is nowhere > 0 can never be filled (the value at the arg-max must be > 0).
+    missing &= (band_max.max(axis=1) > 0)[None, :]
+    missing &= detected.any(axis=1)[:, None]
+    pp, pk = np.nonzero(missing)
+    if pp.size == 0:
+        return out
+    # Mean tag of each person, read from the maps at its detected joints (official order, float32 mean).
+    means = np.zeros((num_people, tag.shape[-1]), np.float32)
+    for p in np.unique(pp):
+        k = np.nonzero(detected[p])[0]
+        xy = out[p, k, :2].astype(np.int32)
+        means[p] = np.mean(tag[k, xy[:, 1], xy[:, 0]], axis=0)
+    pair_means = means[pp]
+    # Branch and bound over 16-row bands: upper bound = band max - round(lower bound of the tag distance).
+    joints, jpos = np.unique(pk, return_inverse=True)
+    lo, hi = _band_bounds(tag, joints)  # (J, B, L)
+    m64 = pair_means.astype(np.float64)[:, None, :]
+    gap = np.maximum(np.maximum(lo[jpos] - m64, m64 - hi[jpos]), 0.0)  # (P, B, L)
+    dist_lb = np.sqrt((gap**2).sum(axis=2))
+    r_lb = np.round(np.maximum(dist_lb * (1 - 1e-6) - 1e-6, 0.0)).astype(np.float32)
+    upper = band_max[pk] - r_lb  # float32; >= every exact pixel score in the band (monotone rounding)
+    first = upper.argmax(axis=1)
+    seed, _ = _eval_bands(det, tag, pair_means, pk, np.arange(pp.size), first)
+    ip, ib = np.nonzero(upper >= seed[:, None])
+    best, where = _eval_bands(det, tag, pair_means, pk, ip, ib)
+    # Per pair: maximum score, then the smallest flat index among equal maxima.
+    order = np.lexsort((where, -best.astype(np.float64), ip))
+    firsts = order[np.searchsorted(ip[order], np.arange(pp.size))]
+    flat = where[firsts]
+    y, x = flat // w, flat % w
+    val = det[pk, y, x]
+    dx, dy = _quarter_offsets(det, pk, x, y)
+    fill = val > 0
+    out[pp[fill], pk[fill], 0] = (x + 0.5 + dx)[fill]
+    out[pp[fill], pk[fill], 1] = (y + 0.5 + dy)[fill]
+    out[pp[fill], pk[fill], 2] = val[fill]
+    return out
+
+
+def person_scores(keypoints: np.ndarray) -> np.ndarray:
+    """Mean heatmap value over all K joints per person (missing joints count 0), official score.
+
+    Returns:
+        ``(N,)`` float32.
+    """
+    return np.array([keypoints[p, :, 2].mean() for p in range(keypoints.shape[0])], dtype=np.float32)
+
+
+def group_keypoints(
+    heatmaps,
+    tags,
+    *,
+    joint_order: Sequence[int],
+    nms_kernel: int = 5,
+    max_people: int = 30,
+    detection_threshold: float = 0.1,
+    tag_threshold: float = 1.0,
+    use_detection_val: bool = True,
+    ignore_too_much: bool = False,
+    adjust: bool = True,
+    refine: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode people from one image's heatmaps and tag maps (official ``HeatmapParser.parse``).
+
+    Steps: :func:`nms_topk` -> :func:`match_by_tag` -> :func:`adjust_keypoints` (if ``adjust``) -> scores
+    (:func:`person_scores`, before refinement) -> :func:`refine_keypoints` (if ``refine``).
+
+    Args:
+        heatmaps: ``(K, H, W)`` float numpy array or torch tensor (CPU or GPU).
+        tags: ``(K, H, W, L)`` (``(K, H, W)`` means L = 1), same type rules.
+        joint_order: matching order, a permutation of ``range(K)`` (``KeypointLayout.joint_order_index``).
+        nms_kernel, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much,
+        adjust, refine: official ``TEST`` settings (``conf/grouping/default.yaml``).
+
+    Returns:
+        ``keypoints (N, K, 3 + L)`` float32: ``x, y`` in pixels of the given maps (pixel centres + quarter-pixel
+        offsets), heatmap value (0 = missing), then the tag vector at the detection (0 for missing / refined
+        joints); ``scores (N,)`` float32. People in creation order (not sorted by score).
+
+    Raises:
+        ValueError: bad shapes, kernel or joint order.
+    """
+    det, tag = _as_maps(heatmaps, tags)
+    band_max = None
+    if not (isinstance(heatmaps, torch.Tensor) and heatmaps.device.type != "cpu"):
+        band_max = _band_max(det)
+    cands = nms_topk(
+        heatmaps if band_max is None else det,
+        tag,
+        nms_kernel=nms_kernel,
+        max_people=max_people,
+        threshold=detection_threshold,
+        _band_max_cache=band_max,
+    )
+    keypoints = match_by_tag(
+        cands,
+        joint_order=joint_order,
+        detection_threshold=detection_threshold,
+        tag_threshold=tag_threshold,
+        use_detection_val=use_detection_val,
+        ignore_too_much=ignore_too_much,
+        max_people=max_people,
+    )
+    if adjust:
+        keypoints = adjust_keypoints(keypoints, det)
+    scores = person_scores(keypoints)
+    if refine:
+        keypoints = refine_keypoints(keypoints, det, tag, _band_max_cache=band_max)
+    return keypoints, scores

@@ -1,0 +1,111 @@
+"""PoseEstimator on a real coco-mini image with small random models; input validation; checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bottomup.api import PoseEstimator, Prediction
+from bottomup.data.io import ImageReadError, load_image
+from bottomup.models import HigherHRNet
+
+IMAGE = "000000000785.jpg"
+
+
+class TinyNet(nn.Module):
+    """Outputs of HigherHRNet's shapes: (N, 2K, H/4, W/4) and (N, K, H/2, W/2)."""
+
+    def __init__(self, k: int = 17) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.quarter = nn.Conv2d(3, 2 * k, 4, stride=4)
+        self.second = nn.Conv2d(3, k, 2, stride=2)
+
+    def forward(self, x):
+        return [self.quarter(x), torch.sigmoid(self.second(x))]
+
+
+@pytest.fixture(scope="module")
+def image_path(coco_root):
+    path = coco_root / "val2017" / IMAGE
+    if not path.exists():  # any val image will do
+        path = sorted((coco_root / "val2017").glob("*.jpg"))[0]
+    return path
+
+
+def test_prediction_shapes_and_frame(image_path, coco_layout):
+    est = PoseEstimator(TinyNet(), layout=coco_layout, device="cpu", detection_threshold=0.3, max_people=3)
+    image = load_image(image_path)
+    pred = est(image)
+    assert isinstance(pred, Prediction)
+    n = len(pred)
+    assert n > 0  # a random sigmoid map has many peaks above 0.3
+    assert pred.keypoints.shape == (n, 17, 3) and pred.scores.shape == (n,)
+    assert pred.keypoint_names == coco_layout.keypoint_names
+    h, w = image.shape[:2]
+    found = pred.keypoints[..., 2] > 0
+    xy = pred.keypoints[found][:, :2]
+    # Original-image frame: inside the image up to the 64-px alignment padding of the long side.
+    assert xy[:, 0].min() > -64 and xy[:, 0].max() < w + 64
+    assert xy[:, 1].min() > -64 and xy[:, 1].max() < h + 64
+    assert xy[:, 0].max() > 0.5 * w or xy[:, 1].max() > 0.5 * h  # not left in input / heatmap pixels
+    np.testing.assert_allclose(pred.scores, pred.keypoints[..., 2].mean(axis=1), atol=1.0)
+    # Path and array inputs agree.
+    pred_path = est(image_path)
+    np.testing.assert_array_equal(pred_path.keypoints, pred.keypoints)
+    np.testing.assert_array_equal(pred_path.scores, pred.scores)
+
+
+def test_higherhrnet_multiscale_no_flip(image_path, coco_layout):
+    model = HigherHRNet(width=4)
+    est = PoseEstimator(model, layout=coco_layout, scales=(1.0, 0.5), flip_test=False, input_size=256, device="cpu")
+    pred = est(str(image_path))
+    assert pred.keypoints.shape[1:] == (17, 3) and pred.scores.shape == (pred.keypoints.shape[0],)
+
+
+def test_bad_inputs(tmp_path, coco_layout):
+    est = PoseEstimator(TinyNet(), layout=coco_layout, device="cpu")
+    with pytest.raises(ImageReadError, match="does not exist"):
+        est(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="uint8"):
+        est(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        est(np.zeros((64, 64), np.uint8))
+    with pytest.raises(TypeError, match="path or an"):
+        est(42)
+    with pytest.raises(ValueError, match="unknown grouping"):
+        PoseEstimator(TinyNet(), layout=coco_layout, tag_treshold=1.0)
+
+
+def test_from_checkpoint_project(tmp_path, image_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bottomup.api import _CONF
+
+    with initialize_config_dir(config_dir=str(_CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["model.width=4", "data.input_size=256"])
+    model = HigherHRNet(width=4)
+    project = tmp_path / "project.pt"
+    torch.save({"model": model.state_dict(), "config": OmegaConf.to_yaml(cfg)}, project)
+    est = PoseEstimator.from_checkpoint(project, device="cpu", flip_test=False)
+    assert est.input_size == 256 and est.layout.num_keypoints == 17
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(est.model.state_dict()[key], value)
+    pred = est(image_path)
+    assert pred.keypoints.shape[1:] == (17, 3)
+    with pytest.raises(FileNotFoundError):
+        PoseEstimator.from_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.slow  # builds two HigherHRNet-W32 (~20 s on 2 CPU cores)
+def test_from_checkpoint_official(tmp_path):
+    official = tmp_path / "official.pth"
+    torch.save(HigherHRNet(width=32).state_dict(), official)
+    with pytest.raises(ValueError, match="experiment="):
+        PoseEstimator.from_checkpoint(official)
+    est2 = PoseEstimator.from_checkpoint(official, experiment="higherhrnet_w32", device="cpu")
+    assert est2.model.width == 32 and est2.flip_test and est2.input_size == 512
+    assert est2.joint_order == [0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16]
