@@ -424,14 +424,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         FileNotFoundError / CheckpointError: the checkpoint cannot be read.
     """
     from bottomup.checkpoint import load_checkpoint
-    from bottomup.train import _check_data_root, build_model
+    from bottomup.train import build_model, prepare_data_root
 
     if not cfg.get("checkpoint"):
         raise ValueError(
             "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
             "HigherHRNet .pth with the matching experiment=...)"
         )
-    _check_data_root(cfg.data)
+    prepare_data_root(cfg.data)
     device_name = str(cfg.trainer.get("device", "auto"))
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"

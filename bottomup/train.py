@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
@@ -31,7 +31,15 @@ from bottomup.distributed import DistInfo, init_distributed
 
 log = logging.getLogger("bottomup.train")
 
-__all__ = ["NonFiniteLossError", "train_one_epoch", "build_model", "build_train_dataset", "run", "main"]
+__all__ = [
+    "NonFiniteLossError",
+    "train_one_epoch",
+    "build_model",
+    "build_train_dataset",
+    "prepare_data_root",
+    "run",
+    "main",
+]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -69,15 +77,29 @@ class EpochSampler(Sampler):
         return len(self.inner)
 
 
-def _check_data_root(data_cfg: DictConfig) -> None:
-    if OmegaConf.is_missing(data_cfg, "root"):
+def prepare_data_root(data_cfg: DictConfig) -> Path:
+    """Check ``data.root``; for the synthetic data set (``data.synthetic``) with no root, generate it once into
+    the cache and point ``data.root`` there.
+
+    Raises:
+        ValueError: ``data.root`` is not set. FileNotFoundError: it is not a folder.
+    """
+    root = None if OmegaConf.is_missing(data_cfg, "root") else data_cfg.root
+    if root is None and data_cfg.get("synthetic") is not None:
+        from bottomup.synthetic import ensure_synthetic_coco
+
+        root = str(ensure_synthetic_coco(**OmegaConf.to_container(data_cfg.synthetic, resolve=True)))
+        with open_dict(data_cfg):
+            data_cfg.root = root
+    if root is None:
         raise ValueError(
             "data.root is not set: pass data.root=/path/to/coco, a folder in the COCO layout "
             "(annotations/person_keypoints_train2017.json, train2017/, val2017/)"
         )
-    root = Path(str(data_cfg.root))
-    if not root.is_dir():
-        raise FileNotFoundError(f"data.root={root} does not exist or is not a folder: point data.root at your data set")
+    path = Path(str(root))
+    if not path.is_dir():
+        raise FileNotFoundError(f"data.root={path} does not exist or is not a folder: point data.root at your data set")
+    return path
 
 
 def build_model(model_cfg: DictConfig, num_keypoints: int) -> nn.Module:
@@ -239,7 +261,7 @@ def _make_writer(run_dir: Path, purge_step: int | None) -> Any:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train as ``cfg`` says. Returns a summary (run dir, steps, last losses, best AP)."""
-    _check_data_root(cfg.data)
+    prepare_data_root(cfg.data)
     dist_info, device = init_distributed(str(cfg.trainer.device))
     tr = cfg.trainer
     if tr.precision not in PRECISIONS:

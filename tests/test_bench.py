@@ -1,0 +1,114 @@
+"""Tests of ``bottomup.bench``: the quick run works end to end and reports every section; the MAC count is right.
+
+No timing assertions: the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bottomup.bench import SECTIONS, count_macs, main
+from bottomup.models import HigherHRNet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None and bool(__import__(module, fromlist=["_"]))
+    except Exception:  # noqa: BLE001 - a module being written may fail to import
+        return False
+
+
+def _check_records(section: str, records: list[dict]) -> None:
+    assert records, f"section {section} has no measurement"
+    for r in records:
+        stats = [r["min"], r["median"], r["max"]]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in stats), (section, r)
+        assert r["min"] <= r["median"] <= r["max"], (section, r)
+        assert r["n"] == len(r["values"]) >= 1, (section, r)
+        assert r["unit"] and r["name"], (section, r)
+
+
+def test_quick_run_reports_every_section(coco_root: Path, tmp_path: Path) -> None:
+    """``python -m bottomup.bench --quick --json PATH`` exits 0 and the JSON has numeric min/median/max."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bottomup.bench", "--quick", "--device", "cpu", "--data-root", str(coco_root)]
+        # one thread: on a busy CI machine two OpenMP threads can wait for each other for minutes
+        + ["--threads", "1", "--json", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "machine:" in proc.stdout and "torch" in proc.stdout
+    report = json.loads(out.read_text())
+    assert set(report["sections"]) == set(SECTIONS)
+    assert report["machine"]["torch"] == torch.__version__
+    assert report["settings"]["quick"] is True
+    assert report["machine"]["torch_threads"] == 1
+
+    optional = {"grouping": "bottomup.bench_grouping", "e2e": "bottomup.api"}
+    for section in SECTIONS:
+        records = report["sections"][section]
+        if section in optional and not _importable(optional[section]):
+            assert section in report["skipped"] and not records  # a clear "not available" instead
+            assert f"{section}: not available" in proc.stdout
+            continue
+        assert section not in report["skipped"], report["skipped"]
+        _check_records(section, records)
+
+    names = {section: [r["name"] for r in report["sections"][section]] for section in SECTIONS}
+    assert any(n.startswith("fp32") for n in names["forward"]) and any(n.startswith("bf16") for n in names["forward"])
+    assert [r["info"]["workers"] for r in report["sections"]["data"]] == [0, 1, 2]
+    train = report["sections"]["train"]
+    assert {r["info"]["precision"] for r in train} == {"fp32", "bf16"}
+    assert all(r["info"]["batch"] == 2 for r in train)
+    flops = {r["name"]: r for r in report["sections"]["flops"]}
+    # both MAC counts agree, and the forward's GFLOP/s is 2 * MACs / forward time
+    counted = flops["forward MACs (FlopCounterMode)"]["median"]
+    assert counted == pytest.approx(flops["forward MACs (analytic)"]["median"], rel=1e-9)
+    fwd_ms = min(r["median"] for r in report["sections"]["forward"] if r["info"]["precision"] == "fp32")
+    assert flops["forward fp32"]["median"] == pytest.approx(2 * counted / (fwd_ms * 1e-3), rel=1e-6)
+    assert "pct_of_probe" in flops["forward fp32"]["info"]
+    memory = report["sections"]["memory"]
+    assert {r["name"] for r in memory} >= {"inference fp32 batch 1", "train step fp32 batch 2"}
+    assert all(r["min"] > 10 for r in memory)  # MiB of a process that imported torch
+    if "e2e" not in report["skipped"]:
+        assert {r["info"]["flip"] for r in report["sections"]["e2e"]} == {False, True}
+
+
+def test_macs_of_higherhrnet_w32_512() -> None:
+    """FlopCounterMode and the per-layer count agree on 46.2 G multiply-adds (transposed conv included)."""
+    with torch.device("meta"):
+        model = HigherHRNet(width=32)
+    macs = count_macs(model, 512, torch.device("meta"))
+    assert macs["flop_counter"] == macs["analytic"]
+    assert macs["flop_counter"] / 1e9 == pytest.approx(46.2, abs=0.05)
+    # the one deconvolution: 32 features + 34 outputs = 66 -> 32 channels, 4x4 kernel, 128x128 input
+    assert macs["analytic_transposed"] == 66 * 32 * 16 * 128 * 128 == macs["flop_counter_transposed"]
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--quick", "--only", "data", "--data-root", str(tmp_path / "nowhere")])
+    assert "coco-mini not found" in str(err.value) and "--data-root" in str(err.value)
+
+
+def test_unknown_section_is_rejected() -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--quick", "--only", "forward,speed"])
+    assert "speed" in str(err.value)
