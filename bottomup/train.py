@@ -143,6 +143,15 @@ def build_train_dataset(data_cfg: DictConfig, strides: Sequence[int], train: boo
     )
 
 
+def _worker_init(worker_id: int) -> None:
+    """One thread per DataLoader worker for OpenCV and torch: workers are processes already, and extra threads
+    fight the training threads for the same cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
     nb = device.type == "cuda"
     image = batch["image"].to(device, non_blocking=nb)
@@ -175,8 +184,12 @@ def train_one_epoch(
     log_every: int = 10,
     progress: bool = True,
     on_step: Any = None,
+    image_every: int = 0,
+    snapshot: Any = None,
 ) -> tuple[int, dict[str, float]]:
     """One pass over ``loader`` (at most ``max_iters`` batches). Returns ``(step, mean of each loss part)``.
+
+    Every ``image_every`` steps, ``snapshot(batch)`` (``{name: (H, W, 3) uint8}``) goes to TensorBoard as pictures.
 
     The losses stay on ``device``; one ``.item()`` per step reads the total to stop on a non-finite loss.
 
@@ -242,6 +255,9 @@ def train_one_epoch(
                 writer.add_scalar(f"train/{k}", v.item(), step)
             writer.add_scalar("train/lr", lr, step)
             writer.add_scalar("train/images_per_s", ips, step)
+        if writer is not None and snapshot is not None and image_every and step % image_every == 0:
+            for name, picture in snapshot(b).items():
+                writer.add_image(f"train/{name}", picture, step, dataformats="HWC")
         if on_step is not None:
             on_step(step)
     bar.close()
@@ -301,6 +317,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
+        worker_init_fn=_worker_init,
         pin_memory=device.type == "cuda",
         drop_last=len(sampler) >= int(cfg.data.batch_size),
         persistent_workers=workers > 0,
@@ -357,6 +374,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "metrics": metrics,
         }
 
+    fixed: dict[str, Any] = {}
+
+    def snapshot(_batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Predicted skeletons, predicted vs target heatmaps and tag maps on the first validation image."""
+        from bottomup.explain import training_snapshot
+
+        if not fixed:
+            val_cfg = OmegaConf.merge(cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images})
+            fixed.update(build_train_dataset(val_cfg, cfg.model.strides, train=False).sample(0))
+        return training_snapshot(model, fixed["image"], fixed["heatmaps"][-1], cfg=cfg)
+
     summary: dict[str, Any] = {"run_dir": str(run_dir), "start_step": step}
     means: dict[str, float] = {}
     max_steps = tr.max_steps
@@ -373,6 +401,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 scaler=scaler, precision=str(tr.precision), grad_clip=tr.grad_clip,
                 channels_last=bool(tr.channels_last), max_iters=limit, writer=writer,
                 log_every=int(tr.log_every), progress=bool(tr.progress) and dist_info.is_main,
+                image_every=int(tr.image_every or 0), snapshot=snapshot,
             )  # fmt: skip
             metrics = {f"train/{k}": v for k, v in means.items()}
             epoch_done = epoch + 1 if limit == iters_per_epoch else epoch

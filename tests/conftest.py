@@ -60,3 +60,39 @@ def coco_layout() -> KeypointLayout:
 @pytest.fixture(scope="session")
 def crowdpose_layout() -> KeypointLayout:
     return layout_from_config("crowdpose")
+
+
+def compose_train_config(overrides: list[str]):
+    """``conf/train.yaml`` composed with ``overrides`` (no Hydra run directory is made)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+# The quickstart recipe shortened for CI: fewer epochs, same model and data.
+QUICKSTART_CI = ["experiment=quickstart", "trainer.epochs=14", "trainer.eval_every=14", "schedule.milestones=[11]"]
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Train the (shortened) quickstart once per test session; its summary has ``ap`` and ``last``/run dir.
+
+    The synthetic data set is generated into ``$BOTTOMUP_CACHE`` (default ``~/.cache/bottomup``) once.
+    """
+    from bottomup.train import run
+
+    out = tmp_path_factory.mktemp("quickstart")
+    cfg = compose_train_config([*QUICKSTART_CI, f"output_dir={out}", "trainer.progress=false"])
+    return run(cfg)
+
+
+@pytest.fixture(scope="session")
+def quickstart_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A briefly trained quickstart checkpoint (30 steps, no evaluation) for tests that need real weights."""
+    from bottomup.train import run
+
+    out = tmp_path_factory.mktemp("quickstart_short")
+    overrides = ["experiment=quickstart", "trainer.epochs=1", "trainer.steps_per_epoch=30", "trainer.eval_every=0"]
+    summary = run(compose_train_config([*overrides, f"output_dir={out}", "trainer.progress=false"]))
+    return Path(summary["last"])

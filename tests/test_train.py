@@ -153,3 +153,18 @@ def test_torchrun_two_processes_gloo_cpu(coco_root: Path, tmp_path: Path) -> Non
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["step"] == 2 and ckpt["epoch"] == 1
     assert not any(k.startswith("module.") for k in ckpt["model"])
+
+
+def test_tensorboard_gets_scalars_and_pictures(coco_root: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(small_cfg(coco_root, tmp_path, "trainer.epochs=1", "trainer.steps_per_epoch=2", "trainer.image_every=2",
+                  "trainer.log_every=1"))  # fmt: skip
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    scalars, images = set(acc.Tags()["scalars"]), set(acc.Tags()["images"])
+    assert {"train/loss", "train/heatmap/0", "train/heatmap/1", "train/pull", "train/push", "train/lr"} <= scalars
+    assert {"train/skeletons", "train/heatmaps", "train/tags"} <= images
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+    pic = acc.Images("train/heatmaps")[0]
+    assert pic.width > 0 and pic.height > 0

@@ -1,0 +1,342 @@
+"""What the network sees and predicts: the intermediate maps of the test-time pipeline, and training pictures.
+
+``explain(estimator, image)`` runs the same steps as ``PoseEstimator.__call__`` (``bottomup.inference``:
+``preprocess`` -> ``run_model`` (+ flip) -> ``aggregate_outputs`` -> ``combine_scales`` ->
+``bottomup.grouping.group_keypoints`` -> ``to_original``) once and keeps what they produce on the way: the
+aggregated heatmaps and tag maps at network-input resolution, the resize transform, and each person's tags at
+its joints. Its people are exactly ``estimator(image)``'s.
+
+``training_snapshot(model_or_estimator, image, target_heatmaps, cfg=cfg)`` turns one training image into the
+pictures TensorBoard shows (``"skeletons"``, ``"heatmaps"``, ``"tags"``), each ``(H, W, 3)`` uint8 RGB for
+``writer.add_image(tag, picture, step, dataformats="HWC")``.
+
+Frames (see ``bottomup.inference``): *original* pixels of the image given; *input* pixels of the network input
+at scale 1 (``transform.matrix`` maps original -> input, ``transform.inverse`` back). The maps kept here have
+been projected to the input size, so a map pixel is an input pixel.
+
+Letters: N people, K keypoints, L tag dimensions (D, doubled by flip test), H x W original image, h x w input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+import torch
+
+from bottomup.grouping import group_keypoints
+from bottomup.inference import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ResizeTransform,
+    aggregate_outputs,
+    combine_scales,
+    preprocess,
+    resize_transform,
+    run_model,
+    to_original,
+)
+from bottomup.vis import draw_people, figure_to_array, overlay_heatmaps, tag_grid
+
+if TYPE_CHECKING:
+    from bottomup.api import PoseEstimator
+
+__all__ = ["Explanation", "explain", "training_snapshot", "SNAPSHOT_KEYS"]
+
+#: Keys of ``training_snapshot``'s result, in display order.
+SNAPSHOT_KEYS = ("skeletons", "heatmaps", "tags")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One image through the test-time pipeline, with its intermediate maps.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB, the original image.
+        input_image: ``(h, w, 3)`` uint8 RGB, the image warped to the network input at scale 1
+            (``cv2.warpAffine(image, transform.matrix, transform.size)``, zero padding): the same field of view
+            and resolution as the maps, so it is the background to draw them on.
+        heatmaps: ``(K, h, w)`` float32, heatmaps averaged over outputs, flip and scales, projected to the input
+            size (input pixels); roughly in ``[0, 1]``.
+        tags: ``(K, h, w, L)`` float32 tag maps at the same resolution (``L = 2 D`` with flip test: plain tags
+            first, then those of the mirrored image).
+        transform: the scale-1 ``ResizeTransform`` (original <-> input pixels).
+        keypoints: ``(N, K, 3)`` float64 ``(x, y, score)`` in original pixels (``= estimator(image).keypoints``).
+        keypoints_input: ``(N, K, 3)`` float64 the same in input pixels (the frame of ``heatmaps`` / ``tags``).
+        scores: ``(N,)`` float32 person scores (``= estimator(image).scores``).
+        person_tags: ``(N, K, L)`` float32, ``tags[k, int(y), int(x)]`` at each found joint (score > 0, detected
+            or filled by refinement) of each person, input-pixel ``(x, y)``; NaN where the joint is missing.
+        detected: ``(N, K)`` bool, joints placed by tag matching (not filled by refinement); their tags are the
+            ones grouping compared.
+        keypoint_names: the K names, in channel order.
+        skeleton: limbs as ``(a, b)`` joint indices (``KeypointLayout.skeleton_index``).
+    """
+
+    image: np.ndarray
+    input_image: np.ndarray
+    heatmaps: np.ndarray
+    tags: np.ndarray
+    transform: ResizeTransform
+    keypoints: np.ndarray
+    keypoints_input: np.ndarray
+    scores: np.ndarray
+    person_tags: np.ndarray
+    detected: np.ndarray
+    keypoint_names: tuple[str, ...]
+    skeleton: tuple[tuple[int, int], ...]
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def detected_tags(self) -> np.ndarray:
+        """``(N, K, L)`` float32 ``person_tags`` at detected joints only (NaN elsewhere): the pull / push view."""
+        return np.where(self.detected[..., None], self.person_tags, np.float32(np.nan)).astype(np.float32)
+
+    def select(self, index: Sequence[int] | np.ndarray) -> Explanation:
+        """The same explanation restricted to people ``index`` (in that order; maps unchanged)."""
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        return replace(
+            self,
+            keypoints=self.keypoints[idx],
+            keypoints_input=self.keypoints_input[idx],
+            scores=self.scores[idx],
+            person_tags=self.person_tags[idx],
+            detected=self.detected[idx],
+        )
+
+    def top(self, max_people: int | None = None, min_score: float = 0.0) -> Explanation:
+        """People with ``score >= min_score``, best first, at most ``max_people``."""
+        order = np.argsort(-self.scores, kind="stable")
+        order = order[self.scores[order] >= min_score]
+        return self.select(order if max_people is None else order[: int(max_people)])
+
+
+def _read_image(image: str | os.PathLike | np.ndarray) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike)):
+        from bottomup.data.io import load_image
+
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
+        return image
+    raise TypeError(f"image must be a path or an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__}")
+
+
+def explain(estimator: PoseEstimator, image: str | os.PathLike | np.ndarray) -> Explanation:
+    """Run ``estimator``'s test-time pipeline on one image and keep the intermediate maps.
+
+    Uses the estimator's model, device, ``input_size``, ``scales``, ``flip_test`` and grouping settings, so
+    ``keypoints`` / ``scores`` equal ``estimator(image)``'s.
+
+    Args:
+        estimator: a ``bottomup.api.PoseEstimator`` (its model is run under ``torch.inference_mode``).
+        image: image file path, or ``(H, W, 3)`` uint8 RGB array (original frame).
+
+    Returns:
+        an :class:`Explanation` (see its attributes for shapes and frames).
+
+    Raises:
+        bottomup.data.io.ImageReadError: missing / unreadable file.
+        TypeError / ValueError: an array of the wrong type, shape or dtype.
+    """
+    rgb = _read_image(image)
+    k = estimator.layout.num_keypoints
+    scales = sorted(estimator.scales, reverse=True)
+    min_scale = min(scales)
+    flip_index = estimator.flip_index if estimator.flip_test else None
+    base = resize_transform(rgb.shape[0], rgb.shape[1], estimator.input_size, 1.0, min_scale)
+    per_scale = []
+    with torch.inference_mode():
+        for s in scales:  # as bottomup.inference.predict / postprocess
+            x, _ = preprocess(rgb, estimator.input_size, s, min_scale)
+            x = x.to(estimator.device)
+            outs = run_model(estimator.model, x)
+            flip_outs = run_model(estimator.model, torch.flip(x, [3])) if flip_index is not None else None
+            heat, tag = aggregate_outputs(
+                outs, flip_outs, num_keypoints=k, flip_index=flip_index, project_size=base.size
+            )
+            per_scale.append((s, heat, tag))
+        heat, tag = combine_scales(per_scale)
+        grouped, scores = group_keypoints(heat[0], tag[0], joint_order=estimator.joint_order, **estimator.grouping)
+    heatmaps = heat[0].float().cpu().numpy()  # (K, h, w)
+    tags = tag[0].float().cpu().numpy()  # (K, h, w, L)
+    num_tags = tags.shape[-1]
+    grouped = np.asarray(grouped, dtype=np.float32).reshape(-1, k, 3 + num_tags)
+    keypoints_input = grouped[..., :3].astype(np.float64)
+    keypoints = to_original(keypoints_input, base)
+
+    # Tags at each person's joints, read from the maps at the joint's pixel (grouping's pixel: int(x), int(y)).
+    _, h, w = heatmaps.shape
+    found = grouped[..., 2] > 0  # (N, K)
+    xs = np.clip(np.floor(grouped[..., 0]).astype(np.int64), 0, w - 1)
+    ys = np.clip(np.floor(grouped[..., 1]).astype(np.int64), 0, h - 1)
+    joint = np.broadcast_to(np.arange(k), found.shape)
+    person_tags = np.where(found[..., None], tags[joint, ys, xs], np.float32(np.nan)).astype(np.float32)
+    # Detected joints carry their tag in the grouping output; refinement leaves those columns at 0.
+    detected = found & np.any(grouped[..., 3:] != 0, axis=-1)
+
+    return Explanation(
+        image=rgb,
+        input_image=cv2.warpAffine(rgb, base.matrix, base.size),
+        heatmaps=heatmaps,
+        tags=tags,
+        transform=base,
+        keypoints=keypoints,
+        keypoints_input=keypoints_input,
+        scores=np.asarray(scores, dtype=np.float32).reshape(-1),
+        person_tags=person_tags,
+        detected=detected,
+        keypoint_names=tuple(estimator.layout.keypoint_names),
+        skeleton=tuple((int(a), int(b)) for a, b in estimator.layout.skeleton_index),
+    )
+
+
+# ------------------------------------------------------------------------------------------- training pictures
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    for _ in range(4):
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module):
+            break
+        model = inner
+    return model
+
+
+def _to_rgb(image: Any) -> np.ndarray:
+    """Path / uint8 RGB array / ImageNet-normalised ``(3, h, w)`` tensor (a training batch entry) -> uint8 RGB."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().float().cpu()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise ValueError(f"image tensor must be (3, h, w) ImageNet-normalised RGB, got shape {tuple(t.shape)}")
+        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        rgb = ((t * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return np.ascontiguousarray(rgb.permute(1, 2, 0).numpy())
+    return _read_image(image)
+
+
+def _label(picture: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in the top-left corner (white on a black outline)."""
+    out = picture.copy()
+    scale = max(0.4, picture.shape[1] / 700.0)
+    org = (4, int(16 * scale / 0.5))
+    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def training_snapshot(
+    model: PoseEstimator | torch.nn.Module,
+    image: str | os.PathLike | np.ndarray | torch.Tensor,
+    target_heatmaps: np.ndarray | torch.Tensor | Sequence[torch.Tensor] | None = None,
+    *,
+    cfg: Any = None,
+    tag_threshold: float = 0.1,
+) -> dict[str, np.ndarray]:
+    """The pictures TensorBoard shows during training, for one image.
+
+    With a bare model (training), it is wrapped in a ``PoseEstimator`` built from ``cfg`` (layout and grouping
+    settings) without flip test, on the model's device; DDP / ``torch.compile`` wrappers are looked through,
+    and the model's train / eval mode is restored afterwards. A tensor ``image`` (one entry of a training
+    batch, ImageNet-normalised, already in input pixels) is un-normalised and run with ``input_size`` = its
+    short side, so the pipeline's resize is the identity and the pictures are in the crop's frame, the frame of
+    the batch's target heatmaps.
+
+    Args:
+        model: a ``PoseEstimator`` (used as is), or the network ``x (1, 3, h, w) -> [outputs per stride]``
+            (e.g. the training model, possibly DDP / compiled) together with ``cfg``.
+        image: ``(3, h, w)`` float tensor (ImageNet-normalised, e.g. ``batch["image"][0]``), ``(H, W, 3)``
+            uint8 RGB array, or image path.
+        target_heatmaps: ground-truth heatmaps ``(K, h', w')`` (array or tensor, any resolution covering the
+            same field of view as ``image``, e.g. ``batch["heatmaps"][-1][0]``), or the per-stride list (the
+            last, highest-resolution entry is used; a leading batch dimension of 1 is dropped), or ``None``.
+        cfg: project config (``cfg.data`` for the layout, ``cfg.grouping``); required with a bare model.
+        tag_threshold: tag pixels where the joint's heatmap is ``<=`` this are masked (black) in ``"tags"``.
+
+    Returns:
+        ``{"skeletons", "heatmaps", "tags"}`` (``SNAPSHOT_KEYS``), each ``(H, W, 3)`` uint8 RGB (sizes differ):
+
+        * ``"skeletons"``: the image with the grouped people (``draw_people``, one colour per person, scores);
+        * ``"heatmaps"``: predicted heatmaps (max over joints) over the network input, next to the target's
+          when given (``overlay_heatmaps``), labelled "predicted" / "target";
+        * ``"tags"``: per-joint tag maps (first tag dimension) masked where the heatmap is low (``tag_grid``
+          rendered with ``figure_to_array``).
+
+    Raises:
+        ValueError: a bare model without ``cfg``, or bad image / target shapes.
+    """
+    from bottomup.api import PoseEstimator
+
+    rgb = _to_rgb(image)
+    is_crop = isinstance(image, torch.Tensor)
+    net = None
+    was_training = False
+    if isinstance(model, PoseEstimator):
+        estimator = model
+        if is_crop:
+            estimator = _with_input_size(estimator, min(rgb.shape[:2]))
+    else:
+        if cfg is None:
+            raise ValueError("training_snapshot: give cfg (the project config) with a bare model, or a PoseEstimator")
+        net = _unwrap(model)
+        was_training = net.training
+        param = next(iter(net.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+        overrides: dict[str, Any] = {"flip_test": False, "scales": [1.0], "device": device}
+        if is_crop:
+            overrides["input_size"] = min(rgb.shape[:2])
+        estimator = PoseEstimator.from_config(cfg, model=net, **overrides)  # puts net in eval mode
+    try:
+        ex = explain(estimator, rgb)
+    finally:
+        if net is not None:
+            net.train(was_training)
+
+    pictures: dict[str, np.ndarray] = {}
+    pictures["skeletons"] = draw_people(ex.image, ex.keypoints, ex.skeleton, scores=ex.scores)
+
+    panels = [_label(overlay_heatmaps(ex.input_image, ex.heatmaps), "predicted")]
+    if target_heatmaps is not None:
+        target = target_heatmaps
+        if isinstance(target, (list, tuple)):
+            target = target[-1]
+        if isinstance(target, torch.Tensor):
+            target = target.detach().float().cpu().numpy()
+        target = np.asarray(target, dtype=np.float32)
+        if target.ndim == 4 and target.shape[0] == 1:
+            target = target[0]
+        if target.ndim != 3 or target.shape[0] != ex.heatmaps.shape[0]:
+            raise ValueError(
+                f"target_heatmaps must be (K, h, w) with K={ex.heatmaps.shape[0]}, got shape {target.shape}"
+            )
+        gap = np.full((ex.input_image.shape[0], 4, 3), 255, np.uint8)
+        panels += [gap, _label(overlay_heatmaps(ex.input_image, target), "target")]
+    pictures["heatmaps"] = np.ascontiguousarray(np.concatenate(panels, axis=1))
+
+    fig = tag_grid(
+        ex.tags[..., 0],
+        ex.keypoint_names,
+        ex.heatmaps,
+        threshold=tag_threshold,
+        panel_size=1.6,
+        title=f"tag maps (masked where heatmap <= {tag_threshold:.2f})",
+    )
+    pictures["tags"] = figure_to_array(fig)
+    return pictures
+
+
+def _with_input_size(estimator: PoseEstimator, input_size: int) -> PoseEstimator:
+    """A shallow copy of ``estimator`` with another ``input_size`` (same model, layout and settings)."""
+    from copy import copy
+
+    out = copy(estimator)
+    out.input_size = int(input_size)
+    return out
