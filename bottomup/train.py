@@ -143,15 +143,6 @@ def build_train_dataset(data_cfg: DictConfig, strides: Sequence[int], train: boo
     )
 
 
-def _worker_init(worker_id: int) -> None:
-    """One thread per DataLoader worker for OpenCV and torch: workers are processes already, and extra threads
-    fight the training threads for the same cores."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
     nb = device.type == "cuda"
     image = batch["image"].to(device, non_blocking=nb)
@@ -317,7 +308,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
-        worker_init_fn=_worker_init,
         pin_memory=device.type == "cuda",
         drop_last=len(sampler) >= int(cfg.data.batch_size),
         persistent_workers=workers > 0,
