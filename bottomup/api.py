@@ -171,13 +171,7 @@ class PoseEstimator:
         elif not isinstance(cfg, DictConfig):
             cfg = OmegaConf.create(dict(cfg))
         data, group = cfg.data, cfg.get("grouping", {}) or {}
-        layout = KeypointLayout(
-            keypoint_names=list(data.keypoint_names),
-            flip_pairs=[list(p) for p in data.get("flip_pairs", [])],
-            skeleton=[list(p) for p in data.get("skeleton", [])],
-            joint_order=list(data.get("joint_order", [])),
-            oks_sigmas=list(data.get("oks_sigmas", [])),
-        )
+        layout = KeypointLayout.from_config(data)
         if model is None:
             from hydra.utils import instantiate
 

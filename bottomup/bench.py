@@ -283,46 +283,22 @@ def build_model(width: int, device: torch.device, num_keypoints: int = 17) -> nn
 
 def _coco_layout() -> Any:
     """COCO ``KeypointLayout`` from ``conf/data/coco.yaml``."""
-    from omegaconf import OmegaConf
-
     from bottomup.keypoints import KeypointLayout
 
-    cfg = OmegaConf.load(REPO / "conf" / "data" / "coco.yaml")
-    return KeypointLayout(
-        keypoint_names=list(cfg.keypoint_names),
-        flip_pairs=[list(p) for p in cfg.flip_pairs],
-        skeleton=[list(p) for p in cfg.skeleton],
-        joint_order=list(cfg.joint_order),
-        oks_sigmas=list(cfg.oks_sigmas),
-    )
+    return KeypointLayout.from_config(REPO / "conf" / "data" / "coco.yaml")
 
 
 def _train_dataset(s: Settings) -> Any:
     """coco-mini train ``KeypointDataset`` with the official training augmentation (``conf/data/coco.yaml``)."""
     from omegaconf import OmegaConf
 
-    from bottomup.data import KeypointDataset
+    from bottomup.train import build_train_dataset
 
     assert s.data_root is not None
-    cfg = OmegaConf.load(REPO / "conf" / "data" / "coco.yaml")
-    aug = cfg.augmentation
-    return KeypointDataset(
-        ann_file=s.data_root / "annotations" / "person_keypoints_train2017.json",
-        image_dir=s.data_root / "train2017",
-        keypoint_names=list(cfg.keypoint_names),
-        flip_pairs=[list(p) for p in cfg.flip_pairs],
-        input_size=s.size,
-        output_strides=(4, 2),
-        sigma=float(cfg.sigma),
-        max_people=int(cfg.max_people),
-        train=True,
-        max_rotation=float(aug.max_rotation),
-        min_scale=float(aug.min_scale),
-        max_scale=float(aug.max_scale),
-        max_translate=float(aug.max_translate),
-        flip_prob=float(aug.flip_prob),
-        seed=0,
-    )
+    cfg = OmegaConf.create({"data": OmegaConf.load(REPO / "conf" / "data" / "coco.yaml")})
+    cfg.data.root = str(s.data_root)
+    cfg.data.input_size = s.size
+    return build_train_dataset(cfg.data, (4, 2), train=True, seed=0)
 
 
 def _train_batch(s: Settings) -> dict[str, Any]:

@@ -35,16 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def coco_layout() -> KeypointLayout:
     """COCO layout from ``conf/data/coco.yaml``."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(REPO / "conf" / "data" / "coco.yaml")
-    return KeypointLayout(
-        keypoint_names=list(cfg.keypoint_names),
-        flip_pairs=[list(p) for p in cfg.flip_pairs],
-        skeleton=[list(p) for p in cfg.skeleton],
-        joint_order=list(cfg.joint_order),
-        oks_sigmas=list(cfg.oks_sigmas),
-    )
+    return KeypointLayout.from_config(REPO / "conf" / "data" / "coco.yaml")
 
 
 def ideal_case(

@@ -6,8 +6,11 @@ from the *named* lists of the data config, so no module hard-codes a number of j
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 __all__ = ["KeypointLayout", "flip_index_from_pairs", "indices_of"]
 
@@ -104,6 +107,32 @@ class KeypointLayout:
         if len(sigmas) != len(names):
             raise ValueError(f"oks_sigmas has {len(sigmas)} values for {len(names)} keypoints")
         object.__setattr__(self, "oks_sigmas", sigmas)
+
+    @classmethod
+    def from_config(cls, data: Any) -> KeypointLayout:
+        """Layout from a data config (``conf/data/*.yaml``, a mapping or DictConfig with ``keypoint_names`` and
+        optional ``flip_pairs``, ``skeleton``, ``joint_order``, ``oks_sigmas``), or from the path of such a
+        YAML file (its ``defaults`` base files in the same folder are merged first).
+
+        Raises:
+            ValueError: as the constructor.
+        """
+        if isinstance(data, (str, os.PathLike)):
+            from omegaconf import OmegaConf
+
+            path = Path(data)
+            cfg = OmegaConf.load(path)
+            for base in cfg.get("defaults", []):
+                if base != "_self_":
+                    cfg = OmegaConf.merge(OmegaConf.load(path.parent / f"{base}.yaml"), cfg)
+            data = cfg
+        return cls(
+            keypoint_names=list(data["keypoint_names"]),
+            flip_pairs=[list(p) for p in (data.get("flip_pairs") or [])],
+            skeleton=[list(p) for p in (data.get("skeleton") or [])],
+            joint_order=list(data.get("joint_order") or []),
+            oks_sigmas=list(data.get("oks_sigmas") or []),
+        )
 
     @property
     def num_keypoints(self) -> int:

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from bottomup.keypoints import KeypointLayout
 
@@ -39,17 +38,7 @@ def coco_root(data_root: Path) -> Path:
 
 def layout_from_config(name: str) -> KeypointLayout:
     """KeypointLayout from ``conf/data/<name>.yaml`` (following its ``defaults``)."""
-    cfg = OmegaConf.load(CONF / "data" / f"{name}.yaml")
-    for base in cfg.get("defaults", []):
-        if base != "_self_":
-            cfg = OmegaConf.merge(OmegaConf.load(CONF / "data" / f"{base}.yaml"), cfg)
-    return KeypointLayout(
-        keypoint_names=list(cfg.keypoint_names),
-        flip_pairs=[list(p) for p in cfg.flip_pairs],
-        skeleton=[list(p) for p in cfg.skeleton],
-        joint_order=list(cfg.joint_order),
-        oks_sigmas=list(cfg.oks_sigmas),
-    )
+    return KeypointLayout.from_config(CONF / "data" / f"{name}.yaml")
 
 
 @pytest.fixture(scope="session")
