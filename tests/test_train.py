@@ -168,3 +168,16 @@ def test_tensorboard_gets_scalars_and_pictures(coco_root: Path, tmp_path: Path) 
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
     pic = acc.Images("train/heatmaps")[0]
     assert pic.width > 0 and pic.height > 0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_and_channels_last_train(coco_root: Path, tmp_path: Path, precision: str) -> None:
+    summary = run(
+        small_cfg(coco_root, tmp_path, "trainer.epochs=1", "trainer.steps_per_epoch=2", f"trainer.precision={precision}",
+                  "trainer.channels_last=true", "trainer.grad_clip=1.0")
+    )  # fmt: skip
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert summary["step"] == 2 and all(
+        torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point()
+    )
+    assert (ckpt["scaler"] is not None) == (precision == "fp16")  # GradScaler state saved for fp16 only
