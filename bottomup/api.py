@@ -80,6 +80,9 @@ class PoseEstimator:
         scales: test scales (official ``TEST.SCALE_FACTOR``).
         flip_test: average with the mirrored image (needs flip pairs).
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA if available, else CPU).
+        precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"`` autocast of the network
+            (``bottomup.inference.predict``).
+        channels_last: run the network in NHWC memory format.
         **grouping: ``bottomup.grouping.group_keypoints`` settings (``GROUPING_KEYS``).
 
     Raises:
@@ -98,6 +101,8 @@ class PoseEstimator:
         scales: Sequence[float] = (1.0,),
         flip_test: bool = True,
         device: str | torch.device | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
         **grouping: Any,
     ) -> None:
         unknown = set(grouping) - set(GROUPING_KEYS)
@@ -121,7 +126,15 @@ class PoseEstimator:
         self.flip_test = bool(flip_test)
         self.grouping = dict(grouping)
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        from bottomup.inference import AUTOCAST_DTYPES
+
+        if precision not in AUTOCAST_DTYPES:
+            raise ValueError(f"precision must be one of {list(AUTOCAST_DTYPES)}, got {precision!r}")
+        self.precision = precision
+        self.channels_last = bool(channels_last)
         self.model = model.to(self.device).eval()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     def __call__(self, image: str | os.PathLike | np.ndarray) -> Prediction:
         """Detect people.
@@ -147,6 +160,8 @@ class PoseEstimator:
             flip_index=self.flip_index if self.flip_test else None,
             grouping=self.grouping,
             device=self.device,
+            precision=self.precision,
+            channels_last=self.channels_last,
         )
         return Prediction(keypoints=keypoints, scores=scores, keypoint_names=self.layout.keypoint_names)
 
@@ -180,6 +195,8 @@ class PoseEstimator:
         kwargs["input_size"] = int(group.get("input_size", data.input_size))
         kwargs["scales"] = list(group.get("scales", [1.0]))
         kwargs["flip_test"] = bool(group.get("flip_test", True))
+        kwargs["precision"] = str(group.get("precision", "fp32"))
+        kwargs["channels_last"] = bool(group.get("channels_last", False))
         kwargs.update(overrides)
         return cls(model, layout=layout, **kwargs)
 

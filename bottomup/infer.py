@@ -136,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tag-threshold", type=float, help="maximum tag distance to join a person")
     p.add_argument("--min-score", type=float, default=0.0, help="drop people scoring below this (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="network precision (default: the config's, fp32); bf16 is ~2x faster on CPUs with AVX-512 BF16",
+    )
+    p.add_argument("--channels-last", action="store_true", help="NHWC network input (faster with oneDNN / cuDNN)")
     p.add_argument("--no-render", action="store_true", help="write results.json only, no PNGs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -161,6 +167,10 @@ def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
         overrides["detection_threshold"] = float(args.detection_threshold)
     if args.tag_threshold is not None:
         overrides["tag_threshold"] = float(args.tag_threshold)
+    if args.precision is not None:
+        overrides["precision"] = args.precision
+    if args.channels_last:
+        overrides["channels_last"] = True
     return PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device=device, **overrides)
 
 

@@ -109,3 +109,36 @@ def test_from_checkpoint_official(tmp_path):
     est2 = PoseEstimator.from_checkpoint(official, experiment="higherhrnet_w32", device="cpu")
     assert est2.model.width == 32 and est2.flip_test and est2.input_size == 512
     assert est2.joint_order == [0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16]
+
+
+def test_bf16_channels_last_fast_path_matches_fp32_maps(coco_root) -> None:
+    """bf16 autocast + channels_last: the network outputs the pipeline sees stay close to fp32 on a real image."""
+
+    class Recorder(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner, self.seen = inner, []
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            out = self.inner(x)
+            self.seen.append((x.is_contiguous(memory_format=torch.channels_last), [o.float().clone() for o in out]))
+            return out
+
+    torch.manual_seed(0)
+    net = HigherHRNet(width=8)
+    image = coco_root / "val2017" / "000000000139.jpg"
+    kwargs = dict(num_keypoints=17, input_size=256, flip_test=False, max_people=3, device="cpu")
+    exact_rec, fast_rec = Recorder(net), Recorder(net)
+    exact = PoseEstimator(exact_rec, **kwargs)(image)
+    fast = PoseEstimator(fast_rec, precision="bf16", channels_last=True, **kwargs)(image)
+    assert fast.keypoints.shape[1:] == exact.keypoints.shape[1:] == (17, 3)
+    (cl_exact, out_exact), (cl_fast, out_fast) = exact_rec.seen[0], fast_rec.seen[0]
+    assert not cl_exact and cl_fast
+    for a, b in zip(out_exact, out_fast, strict=True):
+        scale = a.abs().max()
+        assert scale > 0 and (a - b).abs().max() < 0.05 * scale  # bf16 keeps ~3 significant digits
+        assert not torch.equal(a, b)  # the fast path really ran in lower precision
+    again = PoseEstimator(Recorder(net.float().to(memory_format=torch.contiguous_format)), **kwargs)(image)
+    np.testing.assert_array_equal(again.keypoints, exact.keypoints)  # fp32 stays bit-for-bit
+    with pytest.raises(ValueError, match="precision"):
+        PoseEstimator(net, precision="int8", **kwargs)
