@@ -443,7 +443,7 @@ def person_scores(keypoints: np.ndarray) -> np.ndarray:
     Returns:
         ``(N,)`` float32.
     """
-    return np.array([keypoints[p, :, 2].mean() for p in range(keypoints.shape[0])], dtype=np.float32)
+    return keypoints[:, :, 2].mean(axis=1).astype(np.float32)
 
 
 def group_keypoints(

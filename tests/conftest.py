@@ -6,11 +6,26 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from bottomup.keypoints import KeypointLayout
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+
+
+class TinyNet(nn.Module):
+    """Outputs of HigherHRNet's shapes: (N, 2K, H/4, W/4) (heatmaps + tags) and (N, K, H/2, W/2)."""
+
+    def __init__(self, k: int = 17) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.quarter = nn.Conv2d(3, 2 * k, 4, stride=4)
+        self.second = nn.Conv2d(3, k, 2, stride=2)
+
+    def forward(self, x):
+        return [self.quarter(x), torch.sigmoid(self.second(x))]
 
 
 def _find_data() -> Path | None:

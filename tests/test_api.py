@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TinyNet
 from torch import nn
 
 from bottomup.api import PoseEstimator, Prediction
@@ -12,19 +13,6 @@ from bottomup.data.io import ImageReadError, load_image
 from bottomup.models import HigherHRNet
 
 IMAGE = "000000000785.jpg"
-
-
-class TinyNet(nn.Module):
-    """Outputs of HigherHRNet's shapes: (N, 2K, H/4, W/4) and (N, K, H/2, W/2)."""
-
-    def __init__(self, k: int = 17) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.quarter = nn.Conv2d(3, 2 * k, 4, stride=4)
-        self.second = nn.Conv2d(3, k, 2, stride=2)
-
-    def forward(self, x):
-        return [self.quarter(x), torch.sigmoid(self.second(x))]
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import TinyNet
 from hydra import compose, initialize_config_dir
-from torch import nn
 
 from bottomup.api import PoseEstimator
 from bottomup.data.io import load_image
@@ -19,19 +19,6 @@ from bottomup.inference import preprocess, resize_transform
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "000000000785.jpg"
-
-
-class TinyNet(nn.Module):
-    """Outputs of HigherHRNet's shapes: (N, 2K, H/4, W/4) (heatmaps + tags) and (N, K, H/2, W/2)."""
-
-    def __init__(self, k: int = 17) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.quarter = nn.Conv2d(3, 2 * k, 4, stride=4)
-        self.second = nn.Conv2d(3, k, 2, stride=2)
-
-    def forward(self, x):
-        return [self.quarter(x), torch.sigmoid(self.second(x))]
 
 
 @pytest.fixture(scope="module")
