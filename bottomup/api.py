@@ -68,6 +68,15 @@ def _load_input(image: str | os.PathLike | np.ndarray) -> np.ndarray:
     raise TypeError(f"image must be a path or an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__}")
 
 
+def _as_config(cfg: Any) -> Any:
+    """A DictConfig from a DictConfig, a YAML string or a mapping."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return cfg
+    return OmegaConf.create(cfg if isinstance(cfg, str) else dict(cfg))
+
+
 class PoseEstimator:
     """Bottom-up multi-person pose estimation with the official HigherHRNet test-time pipeline.
 
@@ -83,6 +92,10 @@ class PoseEstimator:
         precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"`` autocast of the network
             (``bottomup.inference.predict``).
         channels_last: run the network in NHWC memory format.
+        fold_bn: run a prepared copy of the network (``bottomup.models.fast.prepare_for_inference``):
+            BatchNorm folded into the convolutions and weights cast to ``precision`` instead of autocast
+            (bf16 W32-512 forward on a 2-core AVX-512 CPU: 0.26 s against 0.32 s with autocast).
+        compile: also ``torch.compile`` that copy (implies the prepared copy; the first image compiles).
         **grouping: ``bottomup.grouping.group_keypoints`` settings (``GROUPING_KEYS``).
 
     Raises:
@@ -103,6 +116,8 @@ class PoseEstimator:
         device: str | torch.device | None = None,
         precision: str = "fp32",
         channels_last: bool = False,
+        fold_bn: bool = False,
+        compile: bool = False,
         **grouping: Any,
     ) -> None:
         unknown = set(grouping) - set(GROUPING_KEYS)
@@ -132,9 +147,21 @@ class PoseEstimator:
             raise ValueError(f"precision must be one of {list(AUTOCAST_DTYPES)}, got {precision!r}")
         self.precision = precision
         self.channels_last = bool(channels_last)
-        self.model = model.to(self.device).eval()
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.fold_bn, self.compile = bool(fold_bn), bool(compile)
+        if self.fold_bn or self.compile:
+            from bottomup.models.fast import prepare_for_inference
+
+            self.model = prepare_for_inference(
+                model.to(self.device),
+                precision=precision,
+                channels_last=self.channels_last,
+                fold_bn=self.fold_bn,
+                compile=self.compile,
+            )
+        else:
+            self.model = model.to(self.device).eval()
+            if self.channels_last:
+                self.model = self.model.to(memory_format=torch.channels_last)
 
     def __call__(self, image: str | os.PathLike | np.ndarray) -> Prediction:
         """Detect people.
@@ -174,29 +201,30 @@ class PoseEstimator:
         with initialize_config_dir(config_dir=str(_CONF), version_base="1.3"):
             return compose(config_name="train", overrides=args)
 
+    @staticmethod
+    def _build_model(cfg: Any) -> torch.nn.Module:
+        from hydra.utils import instantiate
+
+        return instantiate(cfg.model, pretrained=None) if "pretrained" in cfg.model else instantiate(cfg.model)
+
     @classmethod
     def from_config(cls, cfg: Any, model: torch.nn.Module | None = None, **overrides: Any) -> PoseEstimator:
         """Build from a (resolved or composed) project config: ``cfg.model`` (``_target_`` + arguments),
         ``cfg.data`` (layout, ``input_size``) and ``cfg.grouping``. ``overrides`` replace ``PoseEstimator``
         arguments (``input_size``, ``scales``, ``flip_test``, ``device``, grouping keys)."""
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, str):
-            cfg = OmegaConf.create(cfg)
-        elif not isinstance(cfg, DictConfig):
-            cfg = OmegaConf.create(dict(cfg))
+        cfg = _as_config(cfg)
         data, group = cfg.data, cfg.get("grouping", {}) or {}
         layout = KeypointLayout.from_config(data)
         if model is None:
-            from hydra.utils import instantiate
-
-            model = instantiate(cfg.model, pretrained=None) if "pretrained" in cfg.model else instantiate(cfg.model)
+            model = cls._build_model(cfg)
         kwargs: dict[str, Any] = {k: group[k] for k in GROUPING_KEYS if k in group}
         kwargs["input_size"] = int(group.get("input_size", data.input_size))
         kwargs["scales"] = list(group.get("scales", [1.0]))
         kwargs["flip_test"] = bool(group.get("flip_test", True))
         kwargs["precision"] = str(group.get("precision", "fp32"))
         kwargs["channels_last"] = bool(group.get("channels_last", False))
+        kwargs["fold_bn"] = bool(group.get("fold_bn", False))
+        kwargs["compile"] = bool(group.get("compile", False))
         kwargs.update(overrides)
         return cls(model, layout=layout, **kwargs)
 
@@ -238,13 +266,13 @@ class PoseEstimator:
                 raise ValueError(
                     f"checkpoint {path!r} has no 'config'; pass experiment=<name in conf/experiment> to build the model"
                 )
-            estimator = cls.from_config(cfg, device=device, **overrides)
+            cfg = _as_config(cfg)
+            model = cls._build_model(cfg)
             state = dict(obj["model"])
             if state and all(k.startswith("module.") for k in state):
                 state = {k[len("module.") :]: v for k, v in state.items()}
-            estimator.model.load_state_dict(state, strict=True)
-            estimator.model.to(estimator.device).eval()
-            return estimator
+            model.load_state_dict(state, strict=True)
+            return cls.from_config(cfg, model=model, device=device, **overrides)
         if not isinstance(obj, Mapping):
             raise ValueError(f"checkpoint {path!r} is a {type(obj).__name__}, not a state_dict or a project checkpoint")
         if experiment is None:
@@ -254,7 +282,7 @@ class PoseEstimator:
             )
         from bottomup.models import load_official_checkpoint
 
-        estimator = cls.from_config(cls._compose(experiment), device=device, **overrides)
-        load_official_checkpoint(estimator.model, obj)
-        estimator.model.to(estimator.device).eval()
-        return estimator
+        cfg = cls._compose(experiment)
+        model = cls._build_model(cfg)
+        load_official_checkpoint(model, obj)
+        return cls.from_config(cfg, model=model, device=device, **overrides)

@@ -53,6 +53,7 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import itertools
 import json
 import math
 import os
@@ -374,12 +375,54 @@ def bench_forward(s: Settings, model: nn.Module, times_out: dict[tuple[str, bool
         times_out[(precision, cl, compiled)] = times
         results.append(Result("forward", name, "ms", [t * 1e3 for t in times], info, note=note))
     model.to(memory_format=torch.contiguous_format)
+    results += _bench_forward_folded(s, model)
+    return results
+
+
+def _bench_forward_folded(s: Settings, model: nn.Module) -> list[Result]:
+    """Forward latency of ``bottomup.models.fast.prepare_for_inference`` copies: BatchNorm folded, weights in the
+    precision itself (no autocast), per precision and memory format (compiled too with ``--compile``)."""
+    from bottomup.models.fast import PRECISION_DTYPES, prepare_for_inference
+
+    results = []
+    for precision, cl, compiled in _forward_variants(s):
+        info: dict[str, Any] = {"precision": precision, "channels_last": cl, "compiled": compiled, "batch": 1}
+        info["folded_bn"] = True
+        name = f"{precision} {_layout_name(cl)} folded" + (" compiled" if compiled else "")
+        net = prepare_for_inference(model, precision=precision, channels_last=cl, compile=compiled)
+        dtype = PRECISION_DTYPES[precision]
+        x = torch.randn(1, 3, s.size, s.size, device=s.device, dtype=dtype).contiguous(memory_format=_memory_format(cl))
+
+        def step(net: Any = net, x: torch.Tensor = x) -> None:
+            with torch.inference_mode():
+                net(x)
+
+        note = "BN folded, weights in " + precision
+        if compiled:
+            try:
+                t0 = time.perf_counter()
+                step()
+                _sync(s.device)
+                info["first_call_s"] = time.perf_counter() - t0
+                note += f"; compile+1st call {info['first_call_s']:.1f} s"
+            except Exception as e:  # noqa: BLE001 - report and go on with the other variants
+                results.append(Result("forward", name, "ms", [], info, note=f"torch.compile failed: {e!r}"[:200]))
+                continue
+        times = time_fn(step, max(s.warmup, 3) if compiled else s.warmup, s.repeats, s.device)
+        results.append(Result("forward", name, "ms", [t * 1e3 for t in times], info, note=note))
+        del net
     return results
 
 
 # ---------------------------------------------------------------------------------------------- train
 def _train_step_fn(
-    model: nn.Module, criterion: nn.Module, batch: dict[str, Any], device: torch.device, precision: str, cl: bool
+    model: nn.Module,
+    criterion: nn.Module,
+    batch: dict[str, Any],
+    device: torch.device,
+    precision: str,
+    cl: bool,
+    losses: list[torch.Tensor] | None = None,
 ) -> Callable[[], None]:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -389,6 +432,8 @@ def _train_step_fn(
         with _autocast(device, precision):
             outputs = model(image)
         parts = criterion([o.float() for o in outputs], batch["heatmaps"], batch["masks"], batch["tag_indices"])
+        if losses is not None:
+            losses.append(parts["loss"].detach())
         optimizer.zero_grad(set_to_none=True)
         if scaler.is_enabled():
             scaler.scale(parts["loss"]).backward()
@@ -408,12 +453,16 @@ def bench_train(s: Settings, batch: dict[str, Any]) -> list[Result]:
     criterion = AssociativeEmbeddingLoss(num_keypoints=17)
     n = int(batch["image"].shape[0])
     results = []
+    curves: dict[tuple[str, bool], list[float]] = {}
     for precision in s.precisions:
         for cl in s.channels_last:
             model = build_model(s.width, s.device).to(memory_format=_memory_format(cl)).train()
-            step = _train_step_fn(model, criterion, batch, s.device, precision, cl)
+            losses: list[torch.Tensor] = []
+            step = _train_step_fn(model, criterion, batch, s.device, precision, cl, losses)
             times = time_fn(step, s.warmup, s.repeats, s.device)
+            curves[(precision, cl)] = [float(v) for v in losses]
             info = {"precision": precision, "channels_last": cl, "batch": n, "ms_per_step": [t * 1e3 for t in times]}
+            info["losses"] = curves[(precision, cl)]
             results.append(
                 Result(
                     "train",
@@ -425,6 +474,22 @@ def bench_train(s: Settings, batch: dict[str, Any]) -> list[Result]:
                 )
             )
             del model, step
+    # Loss curves: every variant starts from the same weights (seed 0) on the same batch, so they should agree.
+    for (precision, cl), curve in curves.items():
+        ref = curves.get(("fp32", cl))
+        if precision == "fp32" or ref is None:
+            continue
+        rel = [abs(a - b) / abs(b) for a, b in zip(curve, ref, strict=True)]
+        results.append(
+            Result(
+                "train",
+                f"{precision} {_layout_name(cl)} loss vs fp32",
+                "% max rel. diff",
+                [100 * max(rel)],
+                {"steps": len(rel), "losses": curve, "fp32_losses": ref},
+                note=f"over {len(rel)} Adam steps (lr 1e-3) on one real batch",
+            )
+        )
     return results
 
 
@@ -543,14 +608,21 @@ def bench_e2e(s: Settings, model: nn.Module | None) -> list[Result]:
     assert s.data_root is not None
     files = _val_images(s.data_root)[: s.e2e_images]
     results = []
-    for flip in (False, True):
+    paths: list[tuple[str, dict[str, Any]]] = [("fp32", {})]
+    for precision in s.precisions:
+        if precision != "fp32":
+            paths.append((f"{precision} channels_last folded", {"precision": precision, "channels_last": True}))
+            paths[-1][1]["fold_bn"] = True
+    for (path, fast), flip in itertools.product(paths, (False, True)):
         if s.checkpoint:
             est = PoseEstimator.from_checkpoint(
-                s.checkpoint, experiment=s.experiment, device=s.device, input_size=s.size, flip_test=flip
+                s.checkpoint, experiment=s.experiment, device=s.device, input_size=s.size, flip_test=flip, **fast
             )
         else:
             assert model is not None
-            est = PoseEstimator(model, layout=_coco_layout(), input_size=s.size, flip_test=flip, device=s.device)
+            est = PoseEstimator(
+                model, layout=_coco_layout(), input_size=s.size, flip_test=flip, device=s.device, **fast
+            )
         for _ in range(s.warmup):
             est(files[0])
         times, people = [], []
@@ -565,10 +637,10 @@ def bench_e2e(s: Settings, model: nn.Module | None) -> list[Result]:
         results.append(
             Result(
                 "e2e",
-                f"flip {'on' if flip else 'off'}",
+                f"{path} flip {'on' if flip else 'off'}",
                 "ms/image",
                 [t * 1e3 for t in times],
-                {"flip": flip, "images": len(files), "mean_people": float(np.mean(people)), "weights": weights},
+                {"flip": flip, "images": len(files), "mean_people": float(np.mean(people)), "weights": weights, **fast},
                 note=f"{len(files)} images, {weights}, {np.mean(people):.1f} people/img",
             )
         )

@@ -142,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         help="network precision (default: the config's, fp32); bf16 is ~2x faster on CPUs with AVX-512 BF16",
     )
     p.add_argument("--channels-last", action="store_true", help="NHWC network input (faster with oneDNN / cuDNN)")
+    p.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="fold BatchNorm into the convs and cast the weights to --precision (fastest CPU path with bf16)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (the first image compiles)")
     p.add_argument("--no-render", action="store_true", help="write results.json only, no PNGs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -171,6 +177,10 @@ def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
         overrides["precision"] = args.precision
     if args.channels_last:
         overrides["channels_last"] = True
+    if args.fold_bn:
+        overrides["fold_bn"] = True
+    if args.compile:
+        overrides["compile"] = True
     return PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device=device, **overrides)
 
 

@@ -349,6 +349,9 @@ def predict(
         channels_last: feed the network NHWC tensors (faster convolutions with oneDNN / cuDNN; same results
             up to float rounding).
 
+    A model whose weights are bf16 / fp16 (``bottomup.models.fast.prepare_for_inference``) gets its input in
+    that dtype and runs without autocast; its outputs are cast back to float32.
+
     Returns:
         ``keypoints (N, K, 3)`` ``(x, y, score)`` original-image px, ``scores (N,)``.
     """
@@ -356,9 +359,9 @@ def predict(
     scales = sorted((float(s) for s in scales), reverse=True)
     if not scales:
         raise ValueError("scales must not be empty")
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
     if device is None:
-        params = getattr(model, "parameters", None)
-        first = next(iter(params()), None) if callable(params) else None
         device = first.device if first is not None else torch.device("cpu")
     min_scale = min(scales)
     base = resize_transform(image.shape[0], image.shape[1], input_size, 1.0, min_scale)
@@ -367,9 +370,13 @@ def predict(
     dtype = AUTOCAST_DTYPES[precision]
     device = torch.device(device)
 
+    weight_dtype = first.dtype if first is not None and first.dtype in (torch.bfloat16, torch.float16) else None
+
     def forward(x: torch.Tensor) -> list[torch.Tensor]:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if weight_dtype is not None:  # a low-precision copy (bottomup.models.fast.prepare_for_inference)
+            return [o.float() for o in run_model(model, x.to(weight_dtype))]
         if dtype is None:
             return run_model(model, x)
         with torch.autocast(device.type, dtype=dtype):

@@ -74,23 +74,6 @@ def compose_train_config(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-# The quickstart recipe shortened for CI: fewer epochs, same model and data.
-QUICKSTART_CI = ["experiment=quickstart", "trainer.epochs=14", "trainer.eval_every=14", "schedule.milestones=[11]"]
-
-
-@pytest.fixture(scope="session")
-def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Train the (shortened) quickstart once per test session; its summary has ``ap`` and ``last``/run dir.
-
-    The synthetic data set is generated into ``$BOTTOMUP_CACHE`` (default ``~/.cache/bottomup``) once.
-    """
-    from bottomup.train import run
-
-    out = tmp_path_factory.mktemp("quickstart")
-    cfg = compose_train_config([*QUICKSTART_CI, f"output_dir={out}", "trainer.progress=false"])
-    return run(cfg)
-
-
 @pytest.fixture(scope="session")
 def quickstart_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly trained quickstart checkpoint (30 steps, no evaluation) for tests that need real weights."""

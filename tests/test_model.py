@@ -118,6 +118,19 @@ def test_state_dict_keys_and_shapes_match_official(request, width):
     assert list(ours) == list(official)  # same order, too
 
 
+def test_smaller_variant_drops_modules_and_blocks():
+    """stage_modules / blocks_per_branch shrink stages 2-4 only: stem, transitions and head keep their shapes."""
+    full = HigherHRNet(width=16)
+    small = HigherHRNet(width=16, stage_modules=(1, 1, 1), blocks_per_branch=2)
+    assert [len(getattr(small, f"stage{i}")) for i in (2, 3, 4)] == [1, 1, 1]
+    assert all(len(branch) == 2 for branch in small.stage3[0].branches)
+    shared = {k: v.shape for k, v in small.state_dict().items() if not k.startswith("stage")}
+    assert shared == {k: v.shape for k, v in full.state_dict().items() if not k.startswith("stage")}
+    assert sum(p.numel() for p in small.parameters()) < 0.3 * sum(p.numel() for p in full.parameters())
+    out = small(torch.zeros(1, 3, 128, 128))
+    assert [tuple(o.shape) for o in out] == [(1, 34, 32, 32), (1, 17, 64, 64)]
+
+
 def test_baseline_has_no_deconv_and_official_stride4_head():
     model = HigherHRNet(width=32, strides=(4,))
     keys = model.state_dict().keys()
@@ -382,6 +395,9 @@ def test_batch_independence_in_eval():
         {"strides": (4, 2.0)},
         {"strides": "42"},
         {"strides": 4},
+        {"stage_modules": (1, 1)},
+        {"stage_modules": (1, 0, 1)},
+        {"blocks_per_branch": 0},
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs):

@@ -67,6 +67,7 @@ def test_layout_and_categories(root, cocos, coco_layout):
 
 def test_annotation_records_are_valid_coco(cocos):
     counts = {"labeled": 0, "unlabeled": 0, "crowd": 0, "v1": 0}
+    areas: dict[bool, list[float]] = {True: [], False: []}
     for coco in cocos.values():
         for ann in coco.dataset["annotations"]:
             img = coco.imgs[ann["image_id"]]
@@ -95,8 +96,11 @@ def test_annotation_records_are_valid_coco(cocos):
             else:
                 assert isinstance(ann["segmentation"], list) and all(len(p) >= 6 for p in ann["segmentation"])
                 counts["labeled" if ann["num_keypoints"] else "unlabeled"] += 1
+                areas[ann["num_keypoints"] > 0].append(ann["area"])
                 counts["v1"] += int((kps[:, 2] == 1).sum())
     assert all(v > 0 for v in counts.values()), counts
+    # small background figures are the unlabeled ones (as in COCO); the labeled people are the larger ones
+    assert np.median(areas[True]) > 2 * np.median(areas[False]), areas
 
 
 def test_visible_keypoints_lie_on_their_own_figure(root, cocos):

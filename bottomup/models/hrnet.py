@@ -255,6 +255,10 @@ class HigherHRNet(nn.Module):
             (e.g. ``hrnet_w32-36af842e.pth``) used to initialise the backbone; the classifier
             keys (``incre_modules``, ``downsamp_modules``, ``final_layer``, ``classifier``) are
             ignored. Nothing is ever downloaded.
+        stage_modules: HighResolutionModules in stages 2, 3, 4: ``(1, 4, 3)`` for the published
+            models; fewer make a faster, smaller variant (the CPU quickstart) whose weights no
+            longer fit official checkpoints.
+        blocks_per_branch: BasicBlocks per branch in each module (4 in the published models).
 
     Attributes:
         strides (tuple[int, ...]): Output strides, e.g. ``(4, 2)``.
@@ -266,7 +270,8 @@ class HigherHRNet(nn.Module):
     Raises:
         ValueError: If an argument is invalid (non-positive ``width``/``num_keypoints``/
             ``tag_dim``, negative ``num_deconv_blocks``, bad ``strides``), or if ``pretrained``
-            does not match the backbone (see :meth:`load_pretrained_backbone`).
+            does not match the backbone (see :meth:`load_pretrained_backbone`), or
+            ``stage_modules`` / ``blocks_per_branch`` are not positive.
         FileNotFoundError: If ``pretrained`` is given but does not exist.
 
     Example:
@@ -283,12 +288,20 @@ class HigherHRNet(nn.Module):
         tag_dim: int = 1,
         num_deconv_blocks: int = 4,
         pretrained: str | os.PathLike[str] | None = None,
+        stage_modules: Sequence[int] = _STAGE_MODULES,
+        blocks_per_branch: int = _BLOCKS_PER_BRANCH,
     ) -> None:
         super().__init__()
         self.width = _check_int("width", width, 1)
         self.num_keypoints = _check_int("num_keypoints", num_keypoints, 1)
         self.tag_dim = _check_int("tag_dim", tag_dim, 1)
         num_deconv_blocks = _check_int("num_deconv_blocks", num_deconv_blocks, 0)
+        blocks_per_branch = _check_int("blocks_per_branch", blocks_per_branch, 1)
+        if len(stage_modules) != len(_STAGE_MODULES):
+            raise ValueError(
+                f"stage_modules must give {len(_STAGE_MODULES)} module counts (stages 2, 3, 4), got {list(stage_modules)}"
+            )
+        stage_modules = tuple(_check_int(f"stage_modules[{i}]", m, 1) for i, m in enumerate(stage_modules))
         self.strides = _check_strides(strides)
 
         # Stem: two stride-2 3x3 convs (stride 4 overall), then 4 Bottlenecks -> 256 channels.
@@ -306,13 +319,13 @@ class HigherHRNet(nn.Module):
         # Stages 2-4: 2, 3, 4 branches.
         widths = [width * 2**i for i in range(4)]
         prev: list[int] = [stem_out]
-        for s, num_modules in enumerate(_STAGE_MODULES):
+        for s, num_modules in enumerate(stage_modules):
             chans = widths[: s + 2]
-            last_stage = s == len(_STAGE_MODULES) - 1
+            last_stage = s == len(stage_modules) - 1
             self.add_module(f"transition{s + 1}", _transition(prev, chans))
             modules = [
                 HighResolutionModule(
-                    chans, _BLOCKS_PER_BRANCH, multi_scale_output=not (last_stage and m == num_modules - 1)
+                    chans, blocks_per_branch, multi_scale_output=not (last_stage and m == num_modules - 1)
                 )
                 for m in range(num_modules)
             ]
