@@ -486,7 +486,14 @@ def bench_train(s: Settings, batch: dict[str, Any]) -> list[Result]:
                 f"{precision} {_layout_name(cl)} loss vs fp32",
                 "% max rel. diff",
                 [100 * max(rel)],
-                {"steps": len(rel), "losses": curve, "fp32_losses": ref},
+                {
+                    "precision": precision,
+                    "channels_last": cl,
+                    "batch": n,
+                    "steps": len(rel),
+                    "losses": curve,
+                    "fp32_losses": ref,
+                },  # fmt: skip
                 note=f"over {len(rel)} Adam steps (lr 1e-3) on one real batch",
             )
         )

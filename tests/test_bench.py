@@ -77,11 +77,18 @@ def test_quick_run_reports_every_section(coco_root: Path, tmp_path: Path) -> Non
     train = report["sections"]["train"]
     assert {r["info"]["precision"] for r in train} == {"fp32", "bf16"}
     assert all(r["info"]["batch"] == 2 for r in train)
+    (curve,) = [r for r in train if r["unit"] == "% max rel. diff"]  # bf16 vs fp32 loss curve from equal weights
+    assert curve["info"]["steps"] == len(curve["info"]["losses"]) == len(curve["info"]["fp32_losses"]) >= 2
+    assert any(n.endswith("folded") for n in names["forward"])  # BN folded, weights in the precision itself
     flops = {r["name"]: r for r in report["sections"]["flops"]}
     # both MAC counts agree, and the forward's GFLOP/s is 2 * MACs / forward time
     counted = flops["forward MACs (FlopCounterMode)"]["median"]
     assert counted == pytest.approx(flops["forward MACs (analytic)"]["median"], rel=1e-9)
-    fwd_ms = min(r["median"] for r in report["sections"]["forward"] if r["info"]["precision"] == "fp32")
+    fwd_ms = min(
+        r["median"]
+        for r in report["sections"]["forward"]
+        if r["info"]["precision"] == "fp32" and not r["info"].get("folded_bn")  # the model as counted, BN included
+    )
     assert flops["forward fp32"]["median"] == pytest.approx(2 * counted / (fwd_ms * 1e-3), rel=1e-6)
     assert "pct_of_probe" in flops["forward fp32"]["info"]
     memory = report["sections"]["memory"]
@@ -89,6 +96,7 @@ def test_quick_run_reports_every_section(coco_root: Path, tmp_path: Path) -> Non
     assert all(r["min"] > 10 for r in memory)  # MiB of a process that imported torch
     if "e2e" not in report["skipped"]:
         assert {r["info"]["flip"] for r in report["sections"]["e2e"]} == {False, True}
+        assert any(r["info"].get("fold_bn") for r in report["sections"]["e2e"])
 
 
 def test_macs_of_higherhrnet_w32_512() -> None:
