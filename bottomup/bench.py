@@ -336,6 +336,24 @@ def _forward_variants(s: Settings) -> Iterator[tuple[str, bool, bool]]:
                 yield precision, cl, compiled
 
 
+def _time_forward(
+    s: Settings, name: str, step: Callable[[], None], info: dict[str, Any], compiled: bool, note: str = ""
+) -> tuple[Result, list[float]]:
+    """Time one forward variant: the compiling first call (recorded in ``info``) when ``compiled``, then warm-up
+    and repeats. A failing ``torch.compile`` gives a Result without values and a note saying why; times ``[]``."""
+    if compiled:
+        try:
+            t0 = time.perf_counter()
+            step()
+            _sync(s.device)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other variants
+            return Result("forward", name, "ms", [], info, note=f"torch.compile failed: {e!r}"[:200]), []
+        info["first_call_s"] = time.perf_counter() - t0
+        note = "; ".join(filter(None, [note, f"compile+1st call {info['first_call_s']:.1f} s"]))
+    times = time_fn(step, max(s.warmup, 3) if compiled else s.warmup, s.repeats, s.device)
+    return Result("forward", name, "ms", [t * 1e3 for t in times], info, note=note), times
+
+
 def bench_forward(s: Settings, model: nn.Module, times_out: dict[tuple[str, bool, bool], list[float]]) -> list[Result]:
     """Forward latency (ms) of batch 1 at ``s.size`` per precision / memory format / compile.
 
@@ -360,20 +378,10 @@ def bench_forward(s: Settings, model: nn.Module, times_out: dict[tuple[str, bool
             with torch.inference_mode(), _autocast(s.device, precision):
                 net(x)
 
-        note = ""
-        if compiled:
-            try:
-                t0 = time.perf_counter()
-                step()
-                _sync(s.device)
-                info["first_call_s"] = time.perf_counter() - t0
-                note = f"compile+1st call {info['first_call_s']:.1f} s"
-            except Exception as e:  # noqa: BLE001 - report and go on with the other variants
-                results.append(Result("forward", name, "ms", [], info, note=f"torch.compile failed: {e!r}"[:200]))
-                continue
-        times = time_fn(step, max(s.warmup, 3) if compiled else s.warmup, s.repeats, s.device)
-        times_out[(precision, cl, compiled)] = times
-        results.append(Result("forward", name, "ms", [t * 1e3 for t in times], info, note=note))
+        result, times = _time_forward(s, name, step, info, compiled)
+        results.append(result)
+        if times:
+            times_out[(precision, cl, compiled)] = times
     model.to(memory_format=torch.contiguous_format)
     results += _bench_forward_folded(s, model)
     return results
@@ -397,19 +405,7 @@ def _bench_forward_folded(s: Settings, model: nn.Module) -> list[Result]:
             with torch.inference_mode():
                 net(x)
 
-        note = "BN folded, weights in " + precision
-        if compiled:
-            try:
-                t0 = time.perf_counter()
-                step()
-                _sync(s.device)
-                info["first_call_s"] = time.perf_counter() - t0
-                note += f"; compile+1st call {info['first_call_s']:.1f} s"
-            except Exception as e:  # noqa: BLE001 - report and go on with the other variants
-                results.append(Result("forward", name, "ms", [], info, note=f"torch.compile failed: {e!r}"[:200]))
-                continue
-        times = time_fn(step, max(s.warmup, 3) if compiled else s.warmup, s.repeats, s.device)
-        results.append(Result("forward", name, "ms", [t * 1e3 for t in times], info, note=note))
+        results.append(_time_forward(s, name, step, info, compiled, note=f"BN folded, weights in {precision}")[0])
         del net
     return results
 
