@@ -72,6 +72,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bottomup.models.fast import PRECISION_DTYPES
+
 __all__ = [
     "SECTIONS",
     "Result",
@@ -97,7 +99,6 @@ SECTIONS: tuple[str, ...] = ("forward", "train", "data", "grouping", "e2e", "flo
 DATA_SECTIONS = frozenset({"train", "data", "grouping", "e2e"})
 #: Published / expected multiply-adds (G MACs) of one forward, by (width, input size), 17 keypoints, strides (4, 2).
 EXPECTED_GMAC: dict[tuple[int, int], float] = {(32, 512): 46.2}
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _MIB = 1024.0 * 1024.0
 
 
@@ -263,7 +264,7 @@ def time_fn(fn: Callable[[], Any], warmup: int, repeats: int, device: torch.devi
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_DTYPES[precision])
+    return torch.autocast(device.type, dtype=PRECISION_DTYPES[precision])
 
 
 def _memory_format(channels_last: bool) -> torch.memory_format:
@@ -390,7 +391,7 @@ def bench_forward(s: Settings, model: nn.Module, times_out: dict[tuple[str, bool
 def _bench_forward_folded(s: Settings, model: nn.Module) -> list[Result]:
     """Forward latency of ``bottomup.models.fast.prepare_for_inference`` copies: BatchNorm folded, weights in the
     precision itself (no autocast), per precision and memory format (compiled too with ``--compile``)."""
-    from bottomup.models.fast import PRECISION_DTYPES, prepare_for_inference
+    from bottomup.models.fast import prepare_for_inference
 
     results = []
     for precision, cl, compiled in _forward_variants(s):
@@ -723,8 +724,8 @@ def matmul_probe(n: int, precision: str, device: torch.device, warmup: int, repe
     the ceiling of the same arithmetic as the fp32 forward.
     """
     gen = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device=device, dtype=_DTYPES[precision])
-    b = torch.randn(n, n, generator=gen).to(device=device, dtype=_DTYPES[precision])
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=PRECISION_DTYPES[precision])
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=PRECISION_DTYPES[precision])
     ctx: contextlib.AbstractContextManager = contextlib.nullcontext()
     if device.type == "cuda" and precision == "fp32":
         ctx = _tf32_matmul(torch.backends.cudnn.allow_tf32)
@@ -1016,7 +1017,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Settings, list[str]]:
         if args.precisions
         else ["fp32", "bf16"] + (["fp16"] if cuda else [])
     )
-    bad = [p for p in precisions if p not in _DTYPES]
+    bad = [p for p in precisions if p not in PRECISION_DTYPES]
     if bad:
         raise SystemExit(f"error: --precisions: unknown {bad}; choose from fp32,bf16,fp16")
     if "fp16" in precisions and not cuda:

@@ -16,15 +16,12 @@ rounding, faster:
 from __future__ import annotations
 
 import copy
-import logging
 
 import torch
 from torch import nn
 from torch.ao.quantization import fuse_modules
 
 __all__ = ["conv_bn_pairs", "fold_batchnorm", "prepare_for_inference", "PRECISION_DTYPES"]
-
-logger = logging.getLogger(__name__)
 
 #: Precision name -> weight dtype for :func:`prepare_for_inference`.
 PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
