@@ -184,13 +184,17 @@ def test_mixed_precision_and_channels_last_train(coco_root: Path, tmp_path: Path
 
 
 def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
-    """bf16 autocast + channels_last follows the fp32 loss curve for a few Adam steps on one real batch.
+    """bf16 autocast + channels_last follows the fp32 loss curve within 2 % for 10 steps on one real batch.
 
-    Adam turns the rounding of near-zero gradients into full-size steps, so the curves drift apart a little with
-    every step (fp32 channels_last drifts from fp32 contiguous too). Measured on 2 cores: bf16 within 2.9 % (0.9 %
-    with one thread), fp32 channels_last within 0.5-0.7 %. Asserted: the first loss (one forward) within 0.5 %, the
-    whole curve within 5 %.
+    The steps are the configured training recipe (``cfg.optim`` Adam 1.5e-3, ``cfg.schedule`` warm-up from
+    x0.001), from the official init. Measured (W16, input 256, batch 2): the loss falls to 0.61x; bf16 stays
+    within 0.83 % of fp32 on 2 threads (1.28 % on 1), fp32 channels_last within 0.7-1.0 %.
+
+    Without the warm-up (a fixed Adam LR of 1e-4 from step 1) the curves are chaotic: even fp32 channels_last
+    parts from fp32 contiguous by 3 % at step 2 on W32, so no precision could be held to 2 % there.
     """
+    import hydra
+
     from bottomup.data import collate
     from bottomup.losses import AssociativeEmbeddingLoss
 
@@ -206,21 +210,23 @@ def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             image = image.contiguous(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        opt = hydra.utils.instantiate(cfg.optim)(params=model.parameters())
+        scheduler = hydra.utils.instantiate(cfg.schedule)(optimizer=opt, iters_per_epoch=1000)
         curve = []
-        for _ in range(6):
+        for _ in range(10):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 outputs = model(image)
             parts = crit([o.float() for o in outputs], b["heatmaps"], b["masks"], b["tag_indices"])
             opt.zero_grad()
             parts["loss"].backward()
             opt.step()
+            scheduler.step()
             curve.append(parts["loss"].item())
         curves[name] = torch.tensor(curve, dtype=torch.float64)
     ref = curves["fp32"]
     rel = (curves["bf16"] - ref).abs() / ref
     drift = ((curves["fp32_cl"] - ref).abs() / ref).max()
-    print(f"loss vs fp32 over 6 steps, max relative difference: bf16 {rel.max():.2%}, fp32 channels_last {drift:.2%}")
+    print(f"loss vs fp32 over 10 steps, max relative difference: bf16 {rel.max():.2%}, fp32 channels_last {drift:.2%}")
     assert ref[-1] < 0.8 * ref[0], curves  # it is a learning curve, not a flat line
     assert rel[0] < 0.005, curves  # the same forward pass
-    assert rel.max() < 0.05, (curves, rel, drift)
+    assert rel.max() < 0.02, (curves, rel, drift)
