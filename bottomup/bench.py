@@ -617,6 +617,19 @@ def bench_grouping(s: Settings) -> list[Result]:
 
 
 # ---------------------------------------------------------------------------------------------- e2e
+def _input_size(path: Path, size: int) -> tuple[int, int]:
+    """Network input ``(width, height)`` px for the image file at scale 1 (``inference.resize_transform``)."""
+    import cv2
+
+    from bottomup.inference import resize_transform
+
+    image = cv2.imread(str(path))
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    w, h = resize_transform(image.shape[0], image.shape[1], size, 1.0, 1.0).size
+    return int(w), int(h)
+
+
 def bench_e2e(s: Settings, model: nn.Module | None) -> list[Result]:
     """``PoseEstimator`` ms per val image file, flip test off / on (random weights unless ``s.checkpoint``).
 
@@ -627,6 +640,10 @@ def bench_e2e(s: Settings, model: nn.Module | None) -> list[Result]:
 
     assert s.data_root is not None
     files = _val_images(s.data_root)[: s.e2e_images]
+    # Network input (width, height) per image at scale 1: the short side becomes s.size, the long side a multiple
+    # of 64, so a forward pass costs (w * h) / s.size**2 times the square one.
+    sizes = [_input_size(f, s.size) for f in files]
+    area = statistics.median(w * h / s.size**2 for w, h in sizes)
     results = []
     paths: list[tuple[str, dict[str, Any]]] = [("fp32", {})]
     for precision in s.precisions:
@@ -660,8 +677,16 @@ def bench_e2e(s: Settings, model: nn.Module | None) -> list[Result]:
                 f"{path} flip {'on' if flip else 'off'}",
                 "ms/image",
                 [t * 1e3 for t in times],
-                {"flip": flip, "images": len(files), "mean_people": float(np.mean(people)), "weights": weights, **fast},
-                note=f"{len(files)} images, {weights}, {np.mean(people):.1f} people/img",
+                {
+                    "flip": flip,
+                    "images": len(files),
+                    "mean_people": float(np.mean(people)),
+                    "weights": weights,
+                    "input_sizes": sizes,
+                    **fast,
+                },
+                note=f"{len(files)} images, {weights}, {np.mean(people):.1f} people/img, "
+                f"median input {area:.2f}x the {s.size}x{s.size} area",
             )
         )
     return results
@@ -782,6 +807,18 @@ def bench_flops(
         probe = matmul_probe(s.probe_size, precision, s.device, max(1, s.warmup), max(s.repeats, 3))
         results.append(
             Result("flops", f"matmul probe {precision} n={s.probe_size}", "GFLOP/s", probe, {"precision": precision})
+        )
+        # The compute floor: no forward pass can beat its MACs done at the dense-matmul rate of the same machine.
+        floor = [2.0 * macs["flop_counter"] / (g * 1e9) * 1e3 for g in probe]
+        results.append(
+            Result(
+                "flops",
+                f"forward floor {precision} at the probe's rate",
+                "ms",
+                floor,
+                {"precision": precision},
+                note=f"{2 * gmac:.1f} GFLOP at the {precision} matmul probe's GFLOP/s",
+            )
         )
         candidates = {k: v for k, v in forward_times.items() if k[0] == precision and not k[2] and v}
         if candidates:

@@ -219,7 +219,9 @@ def aggregate_outputs(
         ValueError: inconsistent channel counts, or flip outputs without ``flip_index``.
     """
     heatmaps, tags = _split(outputs, num_keypoints)
-    hms, tms = [heatmaps], [tags]
+    n, _, h, w = heatmaps.shape
+    hms = [heatmaps]
+    tms = [tags.reshape(n, num_keypoints, -1, h, w)]  # (N, K, D, h, w)
     if flip_outputs is not None:
         if flip_index is None:
             raise ValueError("flip_outputs given without flip_index")
@@ -228,15 +230,21 @@ def aggregate_outputs(
             raise ValueError(f"flip_index must be a permutation of range({num_keypoints}), got {index}")
         fh, ft = _split([torch.flip(o, [3]) for o in flip_outputs], num_keypoints)
         hms.append(fh[:, index])
-        ft5 = _tags_5d(ft, num_keypoints)[:, index]
-        tms.append(ft5.permute(0, 1, 4, 2, 3).reshape(ft.shape))
+        tms.append(ft.reshape(n, num_keypoints, -1, h, w)[:, index])
+    # All maps in one (N, C, h, w) tensor, tags joint-major (channel k * L + l, plain tags first), so that the
+    # projection is one interpolation and the result splits into views: the same values as projecting each map
+    # on its own, without a fresh full-size buffer per map and per sum.
+    tag = torch.cat(tms, dim=2)
+    tag_dim = tag.shape[2]
+    maps = torch.cat([*hms, tag.reshape(n, num_keypoints * tag_dim, h, w)], dim=1).contiguous()
     if project_size is not None:
-        size = (project_size[1], project_size[0])
-        hms = [F.interpolate(h, size=size, mode="bilinear", align_corners=False) for h in hms]
-        tms = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in tms]
-    heat = (hms[0] + hms[1]) / 2.0 if len(hms) == 2 else hms[0]
-    tag = torch.cat([_tags_5d(t, num_keypoints) for t in tms], dim=4)
-    return heat, tag
+        maps = F.interpolate(maps, size=(project_size[1], project_size[0]), mode="bilinear", align_corners=False)
+    size = maps.shape[-2:]
+    heat = maps[:, :num_keypoints]
+    if len(hms) == 2:
+        heat = heat.add_(maps[:, num_keypoints : 2 * num_keypoints]).div_(2.0)
+    tag = maps[:, len(hms) * num_keypoints :].reshape(n, num_keypoints, tag_dim, *size)
+    return heat, tag.permute(0, 1, 3, 4, 2).contiguous()
 
 
 def combine_scales(
@@ -254,11 +262,13 @@ def combine_scales(
     """
     if not per_scale:
         raise ValueError("no scales")
+    if len(per_scale) == 1:  # x / 1.0 and a concatenation of one tensor would only copy
+        return per_scale[0][1], per_scale[0][2]
     heat = per_scale[0][1]
     for _, h, _ in per_scale[1:]:
         heat = heat + h
     heat = heat / float(len(per_scale))
-    chosen = [t for s, _, t in per_scale if s == 1 or len(per_scale) == 1]
+    chosen = [t for s, _, t in per_scale if s == 1]
     if not chosen:
         chosen = [t for _, _, t in per_scale]
     return heat, torch.cat(chosen, dim=4)
