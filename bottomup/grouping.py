@@ -340,16 +340,16 @@ def _band_bounds(tags: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.n
     """Per 16-row band of the given joints: tag minimum and maximum per dimension, ``(J, B, L)`` each."""
     _, h, w, dim = tags.shape
     full = h // _TILE
-    lo, hi = [], []
+    parts = []
     sub = tags[joints]
     if full:
-        body = sub[:, : full * _TILE].reshape(len(joints), full, _TILE * w, dim)
-        lo.append(body.min(axis=2))
-        hi.append(body.max(axis=2))
+        parts.append(sub[:, : full * _TILE].reshape(len(joints), full, _TILE * w, dim))
     if h % _TILE:
-        tail = sub[:, full * _TILE :].reshape(len(joints), 1, -1, dim)
-        lo.append(tail.min(axis=2))
-        hi.append(tail.max(axis=2))
+        parts.append(sub[:, full * _TILE :].reshape(len(joints), 1, -1, dim))
+    # One dimension at a time: numpy reduces a (J, B, n, L) array over n about 30x slower than L (J, B, n) slices
+    # when L > 1 (190 against 6 ms on a 512 x 768 flip-test map).
+    lo = [np.stack([part[..., d].min(axis=2) for d in range(dim)], axis=-1) for part in parts]
+    hi = [np.stack([part[..., d].max(axis=2) for d in range(dim)], axis=-1) for part in parts]
     return np.concatenate(lo, axis=1), np.concatenate(hi, axis=1)
 
 
@@ -365,7 +365,11 @@ def _eval_bands(det, tags, means, pair_joint, items_pair, items_band) -> tuple[n
         rows = np.minimum(ib[:, None] * _TILE + offs, h - 1)  # clipped rows repeat the last one
         d = det[k[:, None], rows]  # (n, 16, W)
         t = tags[k[:, None], rows]  # (n, 16, W, L)
-        dist = ((t - means[ip][:, None, None, :]) ** 2).sum(axis=3) ** 0.5
+        sq = (t - means[ip][:, None, None, :]) ** 2
+        dist2 = sq[..., 0]
+        for dim in range(1, sq.shape[-1]):  # the left-to-right float32 sum of .sum(axis=3), ~10x faster for L > 1
+            dist2 = dist2 + sq[..., dim]
+        dist = dist2**0.5
         score = (d - np.round(dist)).reshape(len(ip), -1)
         am = score.argmax(axis=1)  # first maximum; the row clipping only repeats later pixels
         best[s : s + _CHUNK] = score[np.arange(len(ip)), am]
