@@ -184,12 +184,6 @@ def _split(outputs: Sequence[torch.Tensor], num_keypoints: int) -> tuple[torch.T
     return heatmaps / len(outputs), tags
 
 
-def _tags_5d(tags: torch.Tensor, num_keypoints: int) -> torch.Tensor:
-    """``(N, K * D, h, w)`` (channel ``k * D + d``) -> ``(N, K, h, w, D)``."""
-    n, c, h, w = tags.shape
-    return tags.view(n, num_keypoints, c // num_keypoints, h, w).permute(0, 1, 3, 4, 2)
-
-
 def aggregate_outputs(
     outputs: Sequence[torch.Tensor],
     flip_outputs: Sequence[torch.Tensor] | None = None,
