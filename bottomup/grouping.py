@@ -336,44 +336,54 @@ def adjust_keypoints(keypoints: np.ndarray, heatmaps) -> np.ndarray:
     return out
 
 
-def _band_bounds(tags: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per 16-row band of the given joints: tag minimum and maximum per dimension, ``(J, B, L)`` each."""
-    _, h, w, dim = tags.shape
-    full = h // _TILE
-    parts = []
-    sub = tags[joints]
-    if full:
-        parts.append(sub[:, : full * _TILE].reshape(len(joints), full, _TILE * w, dim))
-    if h % _TILE:
-        parts.append(sub[:, full * _TILE :].reshape(len(joints), 1, -1, dim))
-    # One dimension at a time: numpy reduces a (J, B, n, L) array over n about 30x slower than L (J, B, n) slices
-    # when L > 1 (190 against 6 ms on a 512 x 768 flip-test map).
-    lo = [np.stack([part[..., d].min(axis=2) for d in range(dim)], axis=-1) for part in parts]
-    hi = [np.stack([part[..., d].max(axis=2) for d in range(dim)], axis=-1) for part in parts]
-    return np.concatenate(lo, axis=1), np.concatenate(hi, axis=1)
+def _tile_reduce(maps: np.ndarray, reduce: np.ufunc) -> np.ndarray:
+    """``(J, H, W)`` -> ``(J, Ty * Tx)``: ``reduce`` (``np.maximum`` / ``np.minimum``) over each 16 x 16 tile, tiles in
+    row-major order. Edge rows / columns are repeated to fill the last tiles, which changes no minimum or maximum.
+    Rows first (whole-row operations), then the 16 columns of each tile on the 16x smaller result."""
+    j, h, w = maps.shape
+    ty, tx = -(-h // _TILE), -(-w // _TILE)
+    if (h, w) != (ty * _TILE, tx * _TILE):
+        maps = np.pad(maps, ((0, 0), (0, ty * _TILE - h), (0, tx * _TILE - w)), mode="edge")
+    rows = reduce.reduce(maps.reshape(j, ty, _TILE, tx * _TILE), axis=2)  # (J, Ty, Tx * 16)
+    return reduce.reduce(rows.reshape(j, ty, tx, _TILE), axis=3).reshape(j, -1)
 
 
-def _eval_bands(det, tags, means, pair_joint, items_pair, items_band) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``det - round(||tag - mean||)`` on (pair, band) items: per item its max and first flat index."""
+def _tile_bounds(det: np.ndarray, tags: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per 16 x 16 tile of the given joints: heatmap maximum ``(J, T)`` and tag minimum and maximum per dimension
+    ``(J, T, L)``, ``T = Ty * Tx`` tiles in row-major order."""
+    top = _tile_reduce(det[joints], np.maximum)
+    lo, hi = [], []
+    for d in range(tags.shape[-1]):  # one contiguous (J, H, W) copy per tag dimension: fast reductions
+        sub = tags[joints, :, :, d]
+        lo.append(_tile_reduce(sub, np.minimum))
+        hi.append(_tile_reduce(sub, np.maximum))
+    return top, np.stack(lo, axis=-1), np.stack(hi, axis=-1)
+
+
+def _eval_tiles(det, tags, means, pair_joint, items_pair, items_tile) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``det - round(||tag - mean||)`` on (pair, tile) items: per item its max and first flat index."""
     _, h, w, _ = tags.shape
+    tx = -(-w // _TILE)
     best = np.empty(items_pair.size, np.float32)
     where = np.empty(items_pair.size, np.int64)
     offs = np.arange(_TILE)
     for s in range(0, items_pair.size, _CHUNK):
-        ip, ib = items_pair[s : s + _CHUNK], items_band[s : s + _CHUNK]
+        ip, it = items_pair[s : s + _CHUNK], items_tile[s : s + _CHUNK]
         k = pair_joint[ip]
-        rows = np.minimum(ib[:, None] * _TILE + offs, h - 1)  # clipped rows repeat the last one
-        d = det[k[:, None], rows]  # (n, 16, W)
-        t = tags[k[:, None], rows]  # (n, 16, W, L)
+        # Clipped rows / columns repeat the last one: they come after the pixel they copy in row-major order.
+        rows = np.minimum((it // tx)[:, None] * _TILE + offs, h - 1)  # (n, 16)
+        cols = np.minimum((it % tx)[:, None] * _TILE + offs, w - 1)
+        d = det[k[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, 16, 16)
+        t = tags[k[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, 16, 16, L)
         sq = (t - means[ip][:, None, None, :]) ** 2
         dist2 = sq[..., 0]
         for dim in range(1, sq.shape[-1]):  # the left-to-right float32 sum of .sum(axis=3), ~10x faster for L > 1
             dist2 = dist2 + sq[..., dim]
-        dist = dist2**0.5
-        score = (d - np.round(dist)).reshape(len(ip), -1)
-        am = score.argmax(axis=1)  # first maximum; the row clipping only repeats later pixels
-        best[s : s + _CHUNK] = score[np.arange(len(ip)), am]
-        where[s : s + _CHUNK] = rows[np.arange(len(ip)), am // w] * w + am % w
+        score = (d - np.round(dist2**0.5)).reshape(len(ip), -1)
+        am = score.argmax(axis=1)  # first maximum in the tile's row-major order = smallest flat index
+        n = np.arange(len(ip))
+        best[s : s + _CHUNK] = score[n, am]
+        where[s : s + _CHUNK] = rows[n, am // _TILE] * w + cols[n, am % _TILE]
     return best, where
 
 
@@ -415,18 +425,18 @@ def refine_keypoints(keypoints: np.ndarray, heatmaps, tags, *, _band_max_cache=N
         xy = out[p, k, :2].astype(np.int32)
         means[p] = np.mean(tag[k, xy[:, 1], xy[:, 0]], axis=0)
     pair_means = means[pp]
-    # Branch and bound over 16-row bands: upper bound = band max - round(lower bound of the tag distance).
+    # Branch and bound over 16 x 16 tiles: upper bound = tile max - round(lower bound of the tag distance).
     joints, jpos = np.unique(pk, return_inverse=True)
-    lo, hi = _band_bounds(tag, joints)  # (J, B, L)
+    tile_max, lo, hi = _tile_bounds(det, tag, joints)  # (J, T), (J, T, L)
     m64 = pair_means.astype(np.float64)[:, None, :]
-    gap = np.maximum(np.maximum(lo[jpos] - m64, m64 - hi[jpos]), 0.0)  # (P, B, L)
+    gap = np.maximum(np.maximum(lo[jpos] - m64, m64 - hi[jpos]), 0.0)  # (P, T, L)
     dist_lb = np.sqrt((gap**2).sum(axis=2))
     r_lb = np.round(np.maximum(dist_lb * (1 - 1e-6) - 1e-6, 0.0)).astype(np.float32)
-    upper = band_max[pk] - r_lb  # float32; >= every exact pixel score in the band (monotone rounding)
+    upper = tile_max[jpos] - r_lb  # float32; >= every exact pixel score in the tile (monotone rounding)
     first = upper.argmax(axis=1)
-    seed, _ = _eval_bands(det, tag, pair_means, pk, np.arange(pp.size), first)
-    ip, ib = np.nonzero(upper >= seed[:, None])
-    best, where = _eval_bands(det, tag, pair_means, pk, ip, ib)
+    seed, _ = _eval_tiles(det, tag, pair_means, pk, np.arange(pp.size), first)
+    ip, it = np.nonzero(upper >= seed[:, None])
+    best, where = _eval_tiles(det, tag, pair_means, pk, ip, it)
     # Per pair: maximum score, then the smallest flat index among equal maxima.
     order = np.lexsort((where, -best.astype(np.float64), ip))
     firsts = order[np.searchsorted(ip[order], np.arange(pp.size))]
