@@ -7,8 +7,8 @@ vectorised and avoids full-map passes where they cannot change the result:
 
 * NMS is evaluated only in 16x16 tiles whose maximum exceeds the detection threshold (a pixel below the
   threshold can never become a candidate, and the window maximum is exact inside those tiles);
-* refinement searches ``heatmap - round(tag distance)`` by branch and bound over 16-row bands, using per-band
-  maxima of the heatmap and bounding boxes of the tags; only bands whose upper bound reaches the best value
+* refinement searches ``heatmap - round(tag distance)`` by branch and bound over 16x16 tiles, using per-tile
+  maxima of the heatmap and bounding boxes of the tags; only tiles whose upper bound reaches the best value
   found are evaluated exactly, so the arg-max (first pixel in row-major order on ties) is exactly the one of
   the full-map search.
 
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 _TILE = 16  # tile / band size (pixels) for the pruned NMS and refinement searches
-_CHUNK = 96  # bands evaluated at once in the refinement search
+_CHUNK = 96  # tiles evaluated at once in the refinement search
 
 
 class Candidates(NamedTuple):
