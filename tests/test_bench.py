@@ -93,12 +93,20 @@ def test_quick_run_reports_every_section(coco_root: Path, tmp_path: Path) -> Non
     )
     assert flops["forward fp32"]["median"] == pytest.approx(2 * counted / (fwd_ms * 1e-3), rel=1e-6)
     assert "pct_of_probe" in flops["forward fp32"]["info"]
+    # the compute floor is the forward's FLOPs at the matmul probe's rate (odd repeat count: median maps to median)
+    for precision in ("fp32", "bf16"):
+        probe = next(r for n, r in flops.items() if n.startswith(f"matmul probe {precision}"))
+        floor_ms = flops[f"forward floor {precision} at the probe's rate"]["median"]
+        assert floor_ms == pytest.approx(2 * counted / probe["median"] * 1e3, rel=1e-6)  # GMAC, GFLOP/s
     memory = report["sections"]["memory"]
     assert {r["name"] for r in memory} >= {"inference fp32 batch 1", "train step fp32 batch 2"}
     assert all(r["min"] > 10 for r in memory)  # MiB of a process that imported torch
     if "e2e" not in report["skipped"]:
         assert {r["info"]["flip"] for r in report["sections"]["e2e"]} == {False, True}
         assert any(r["info"].get("fold_bn") for r in report["sections"]["e2e"])
+        size = report["settings"]["size"]
+        for w, h in report["sections"]["e2e"][0]["info"]["input_sizes"]:  # short side = size, long side k * 64
+            assert min(w, h) == size and max(w, h) % 64 == 0 and max(w, h) >= size, (w, h)
 
 
 def test_macs_of_higherhrnet_w32_512() -> None:
