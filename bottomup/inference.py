@@ -311,6 +311,7 @@ def postprocess(
     return to_original(keypoints[..., :3], base), scores
 
 
+#: Precision name -> autocast dtype (None: plain fp32), for inference here and for training (``trainer.precision``).
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

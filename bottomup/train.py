@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from bottomup.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bottomup.distributed import DistInfo, init_distributed
+from bottomup.inference import AUTOCAST_DTYPES
 
 log = logging.getLogger("bottomup.train")
 
@@ -40,8 +41,6 @@ __all__ = [
     "run",
     "main",
 ]
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -188,7 +187,7 @@ def train_one_epoch(
         NonFiniteLossError: the loss is NaN or infinite (nothing is saved by this function).
     """
     model.train()
-    dtype = PRECISIONS[precision]
+    dtype = AUTOCAST_DTYPES[precision]
     total = len(loader) if max_iters is None else min(len(loader), max_iters)
     sums: dict[str, torch.Tensor] = {}
     seen = 0
@@ -271,8 +270,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     prepare_data_root(cfg.data)
     dist_info, device = init_distributed(str(cfg.trainer.device))
     tr = cfg.trainer
-    if tr.precision not in PRECISIONS:
-        raise ValueError(f"trainer.precision must be one of {list(PRECISIONS)}, got {tr.precision!r}")
+    if tr.precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"trainer.precision must be one of {list(AUTOCAST_DTYPES)}, got {tr.precision!r}")
     seed = int(cfg.seed)
     torch.manual_seed(seed + dist_info.rank)
     np.random.seed(seed + dist_info.rank)
