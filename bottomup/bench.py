@@ -415,12 +415,16 @@ def _bench_forward_folded(s: Settings, model: nn.Module) -> list[Result]:
 def _training_recipe(params: Any) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimiser and LR schedule ``python -m bottomup.train`` uses (``conf/optim/adam.yaml``,
     ``conf/schedule/warmup_multistep.yaml``): Adam 1.5e-3 after a linear warm-up from x0.001 over 500 steps."""
-    import hydra
     from omegaconf import OmegaConf
 
-    optimizer = hydra.utils.instantiate(OmegaConf.load(REPO / "conf" / "optim" / "adam.yaml"))(params=params)
-    schedule = hydra.utils.instantiate(OmegaConf.load(REPO / "conf" / "schedule" / "warmup_multistep.yaml"))
-    return optimizer, schedule(optimizer=optimizer, iters_per_epoch=1000)
+    from bottomup.train import build_optimizer
+
+    conf = REPO / "conf"
+    optim, schedule = (
+        OmegaConf.load(conf / "optim" / "adam.yaml"),
+        OmegaConf.load(conf / "schedule" / "warmup_multistep.yaml"),
+    )
+    return build_optimizer(optim, schedule, params, iters_per_epoch=1000)
 
 
 def _train_step_fn(

@@ -36,6 +36,7 @@ __all__ = [
     "NonFiniteLossError",
     "train_one_epoch",
     "build_model",
+    "build_optimizer",
     "build_train_dataset",
     "prepare_data_root",
     "run",
@@ -115,6 +116,18 @@ def build_model(model_cfg: DictConfig, num_keypoints: int) -> nn.Module:
             f"data set's keypoints (leave model.num_keypoints as ${{data.num_keypoints}})"
         )
     return model
+
+
+def build_optimizer(
+    optim_cfg: DictConfig, schedule_cfg: DictConfig, params: Any, iters_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimiser (``optim``, ``_partial_``) over ``params`` and its per-iteration LR schedule (``schedule``).
+
+    Raises:
+        ValueError: ``iters_per_epoch`` < 1 (from the schedule).
+    """
+    optimizer = hydra.utils.instantiate(optim_cfg)(params=params)
+    return optimizer, hydra.utils.instantiate(schedule_cfg)(optimizer=optimizer, iters_per_epoch=iters_per_epoch)
 
 
 def build_train_dataset(data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0) -> Any:
@@ -318,8 +331,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     iters_per_epoch = len(loader) if tr.steps_per_epoch is None else min(len(loader), int(tr.steps_per_epoch))
 
-    optimizer = hydra.utils.instantiate(cfg.optim)(params=model.parameters())
-    scheduler = hydra.utils.instantiate(cfg.schedule)(optimizer=optimizer, iters_per_epoch=iters_per_epoch)
+    optimizer, scheduler = build_optimizer(cfg.optim, cfg.schedule, model.parameters(), iters_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=tr.precision == "fp16")
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])

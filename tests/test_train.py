@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from bottomup.checkpoint import load_checkpoint, save_checkpoint
-from bottomup.train import NonFiniteLossError, build_model, build_train_dataset, run
+from bottomup.train import NonFiniteLossError, build_model, build_optimizer, build_train_dataset, run
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -193,8 +193,6 @@ def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
     Without the warm-up (a fixed Adam LR of 1e-4 from step 1) the curves are chaotic: even fp32 channels_last
     parts from fp32 contiguous by 3 % at step 2 on W32, so no precision could be held to 2 % there.
     """
-    import hydra
-
     from bottomup.data import collate
     from bottomup.losses import AssociativeEmbeddingLoss
 
@@ -210,8 +208,7 @@ def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             image = image.contiguous(memory_format=torch.channels_last)
-        opt = hydra.utils.instantiate(cfg.optim)(params=model.parameters())
-        scheduler = hydra.utils.instantiate(cfg.schedule)(optimizer=opt, iters_per_epoch=1000)
+        opt, scheduler = build_optimizer(cfg.optim, cfg.schedule, model.parameters(), iters_per_epoch=1000)
         curve = []
         for _ in range(10):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
