@@ -1,4 +1,4 @@
-"""Python API: ``PoseEstimator`` turns an image (path or RGB array) into people with keypoints.
+"""Python API: ``PoseEstimator`` (image in, people out), and ``train`` / ``evaluate`` (what the entry points run).
 
 Example::
 
@@ -8,225 +8,64 @@ Example::
     pred = estimator("photo.jpg")
     pred.keypoints  # (N, K, 3): x, y in original-image pixels, keypoint score
     pred.scores     # (N,) person scores
+
+``train(cfg)`` / ``evaluate(cfg)`` take a composed config (``bottomup.build.compose("train" | "eval", [...])``)
+and are the bodies of ``python -m bottomup.train`` / ``python -m bottomup.evaluate``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
-from bottomup.inference import predict
-from bottomup.keypoints import KeypointLayout
+from bottomup import build
+from bottomup.codec import GROUPING_KEYS
+from bottomup.engine.checkpoint import load_checkpoint
+from bottomup.engine.distributed import init_distributed, resolve_device
+from bottomup.engine.evaluator import evaluate_model
+from bottomup.engine.inference import Prediction, Predictor
+from bottomup.engine.trainer import TrainLogger, fit
+from bottomup.models.precision import check_precision
 
-__all__ = ["Prediction", "PoseEstimator", "GROUPING_KEYS"]
+log = logging.getLogger("bottomup.train")
 
-GROUPING_KEYS = (
-    "nms_kernel",
-    "max_people",
-    "detection_threshold",
-    "tag_threshold",
-    "use_detection_val",
-    "ignore_too_much",
-    "adjust",
-    "refine",
-)
-_CONF = Path(__file__).resolve().parents[1] / "conf"
+__all__ = ["Prediction", "PoseEstimator", "GROUPING_KEYS", "train", "evaluate"]
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """People found in one image.
-
-    Attributes:
-        keypoints: ``(N, K, 3)`` float64: ``x, y`` in original-image pixels, keypoint score (heatmap value;
-            0 for a joint that was neither detected nor refined).
-        scores: ``(N,)`` float32 person scores (mean keypoint score before refinement, official).
-        keypoint_names: the K names, in channel order.
-    """
-
-    keypoints: np.ndarray
-    scores: np.ndarray
-    keypoint_names: tuple[str, ...] = field(default=())
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-
-def _load_input(image: str | os.PathLike | np.ndarray) -> np.ndarray:
-    if isinstance(image, (str, os.PathLike)):
-        from bottomup.data.io import load_image
-
-        return load_image(image)
-    if isinstance(image, np.ndarray):
-        return image
-    raise TypeError(f"image must be a path or an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__}")
-
-
-def _as_config(cfg: Any) -> Any:
-    """A DictConfig from a DictConfig, a YAML string or a mapping."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        return cfg
-    return OmegaConf.create(cfg if isinstance(cfg, str) else dict(cfg))
-
-
-class PoseEstimator:
+class PoseEstimator(Predictor):
     """Bottom-up multi-person pose estimation with the official HigherHRNet test-time pipeline.
 
-    Args:
-        model: network ``x (1, 3, h, w) -> [outputs per stride]`` (e.g. ``bottomup.models.HigherHRNet``);
-            put in eval mode and moved to ``device``.
-        layout: the keypoint layout (names, flip pairs, joint order); or give ``num_keypoints`` (channel-order
-            names ``"0".."K-1"``, no flip pairs) -- then flip test needs ``flip_index``.
-        input_size: short side of the network input at scale 1 (512 / 640).
-        scales: test scales (official ``TEST.SCALE_FACTOR``).
-        flip_test: average with the mirrored image (needs flip pairs).
-        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA if available, else CPU).
-        precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"`` autocast of the network
-            (``bottomup.inference.predict``).
-        channels_last: run the network in NHWC memory format.
-        fold_bn: run a prepared copy of the network (``bottomup.models.fast.prepare_for_inference``):
-            BatchNorm folded into the convolutions and weights cast to ``precision`` instead of autocast
-            (bf16 + channels_last W32-512 forward on 2 AVX-512 cores: 0.27 s against 0.28 s with autocast).
-        compile: also ``torch.compile`` that copy (implies the prepared copy; the first image compiles).
-        **grouping: ``bottomup.grouping.group_keypoints`` settings (``GROUPING_KEYS``).
+    The constructor takes a network and plain settings (see :class:`bottomup.engine.inference.Predictor`, whose
+    arguments it shares: ``layout``, ``input_size``, ``scales``, ``flip_test``, ``device``, ``precision``,
+    ``channels_last``, ``fold_bn``, ``compile`` and the grouping keys :data:`GROUPING_KEYS`);
+    :meth:`from_config` and :meth:`from_checkpoint` build one from a project config or a checkpoint file.
+    Calling it on an image (path or ``(H, W, 3)`` uint8 RGB) returns a :class:`Prediction` in original-image
+    pixels; ``run`` also returns the maps (``bottomup.vis.explain`` shows them).
 
     Raises:
-        ValueError: unknown grouping keys, or inconsistent layout.
+        ValueError: unknown grouping keys, precision or device, or an inconsistent layout.
     """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        *,
-        layout: KeypointLayout | None = None,
-        num_keypoints: int | None = None,
-        flip_index: Sequence[int] | None = None,
-        joint_order: Sequence[int] | None = None,
-        input_size: int = 512,
-        scales: Sequence[float] = (1.0,),
-        flip_test: bool = True,
-        device: str | torch.device | None = None,
-        precision: str = "fp32",
-        channels_last: bool = False,
-        fold_bn: bool = False,
-        compile: bool = False,
-        **grouping: Any,
-    ) -> None:
-        unknown = set(grouping) - set(GROUPING_KEYS)
-        if unknown:
-            raise ValueError(f"unknown grouping settings {sorted(unknown)}; allowed: {list(GROUPING_KEYS)}")
-        if layout is None:
-            if num_keypoints is None:
-                raise ValueError("give a KeypointLayout (layout=...) or num_keypoints")
-            layout = KeypointLayout(keypoint_names=tuple(str(i) for i in range(num_keypoints)))
-        self.layout = layout
-        k = layout.num_keypoints
-        self.flip_index = list(layout.flip_index if flip_index is None else flip_index)
-        self.joint_order = list(layout.joint_order_index if joint_order is None else joint_order)
-        for name, value in (("flip_index", self.flip_index), ("joint_order", self.joint_order)):
-            if sorted(value) != list(range(k)):
-                raise ValueError(f"{name} must be a permutation of range({k}), got {value}")
-        self.input_size = int(input_size)
-        self.scales = tuple(float(s) for s in scales)
-        if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"scales must be non-empty and positive, got {list(scales)}")
-        self.flip_test = bool(flip_test)
-        self.grouping = dict(grouping)
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        from bottomup.inference import AUTOCAST_DTYPES
-
-        if precision not in AUTOCAST_DTYPES:
-            raise ValueError(f"precision must be one of {list(AUTOCAST_DTYPES)}, got {precision!r}")
-        self.precision = precision
-        self.channels_last = bool(channels_last)
-        self.fold_bn, self.compile = bool(fold_bn), bool(compile)
-        if self.fold_bn or self.compile:
-            from bottomup.models.fast import prepare_for_inference
-
-            self.model = prepare_for_inference(
-                model.to(self.device),
-                precision=precision,
-                channels_last=self.channels_last,
-                fold_bn=self.fold_bn,
-                compile=self.compile,
-            )
-        else:
-            self.model = model.to(self.device).eval()
-            if self.channels_last:
-                self.model = self.model.to(memory_format=torch.channels_last)
-
-    def __call__(self, image: str | os.PathLike | np.ndarray) -> Prediction:
-        """Detect people.
-
-        Args:
-            image: image file path, or ``(H, W, 3)`` uint8 RGB array.
-
-        Returns:
-            ``Prediction`` in original-image pixels.
-
-        Raises:
-            bottomup.data.io.ImageReadError: missing / unreadable file.
-            TypeError / ValueError: array of the wrong type, shape or dtype.
-        """
-        rgb = _load_input(image)
-        keypoints, scores = predict(
-            self.model,
-            rgb,
-            num_keypoints=self.layout.num_keypoints,
-            joint_order=self.joint_order,
-            input_size=self.input_size,
-            scales=self.scales,
-            flip_index=self.flip_index if self.flip_test else None,
-            grouping=self.grouping,
-            device=self.device,
-            precision=self.precision,
-            channels_last=self.channels_last,
-        )
-        return Prediction(keypoints=keypoints, scores=scores, keypoint_names=self.layout.keypoint_names)
-
-    # ------------------------------------------------------------------ construction from files
-    @staticmethod
-    def _compose(experiment: str | None, overrides: Sequence[str] = ()) -> Any:
-        from hydra import compose, initialize_config_dir
-
-        args = list(overrides) + ([f"experiment={experiment}"] if experiment else [])
-        with initialize_config_dir(config_dir=str(_CONF), version_base="1.3"):
-            return compose(config_name="train", overrides=args)
-
-    @staticmethod
-    def _build_model(cfg: Any) -> torch.nn.Module:
-        from hydra.utils import instantiate
-
-        return instantiate(cfg.model, pretrained=None) if "pretrained" in cfg.model else instantiate(cfg.model)
 
     @classmethod
     def from_config(cls, cfg: Any, model: torch.nn.Module | None = None, **overrides: Any) -> PoseEstimator:
-        """Build from a (resolved or composed) project config: ``cfg.model`` (``_target_`` + arguments),
-        ``cfg.data`` (layout, ``input_size``) and ``cfg.grouping``. ``overrides`` replace ``PoseEstimator``
-        arguments (``input_size``, ``scales``, ``flip_test``, ``device``, grouping keys)."""
-        cfg = _as_config(cfg)
-        data, group = cfg.data, cfg.get("grouping", {}) or {}
-        layout = KeypointLayout.from_config(data)
+        """Build from a (resolved or composed) project config: ``cfg.model`` (built with
+        ``bottomup.build.build_model`` when ``model`` is not given), ``cfg.data`` (layout, ``input_size``) and
+        ``cfg.test`` (test-time settings). ``overrides`` replace ``PoseEstimator`` arguments (``input_size``,
+        ``scales``, ``flip_test``, ``device``, grouping keys).
+
+        Raises:
+            ValueError: as the constructor, or a model whose K differs from the data's.
+        """
+        cfg = build.as_config(cfg)
         if model is None:
-            model = cls._build_model(cfg)
-        kwargs: dict[str, Any] = {k: group[k] for k in GROUPING_KEYS if k in group}
-        kwargs["input_size"] = int(group.get("input_size", data.input_size))
-        kwargs["scales"] = list(group.get("scales", [1.0]))
-        kwargs["flip_test"] = bool(group.get("flip_test", True))
-        kwargs["precision"] = str(group.get("precision", "fp32"))
-        kwargs["channels_last"] = bool(group.get("channels_last", False))
-        kwargs["fold_bn"] = bool(group.get("fold_bn", False))
-        kwargs["compile"] = bool(group.get("compile", False))
-        kwargs.update(overrides)
-        return cls(model, layout=layout, **kwargs)
+            model = build.build_model(cfg.model, pretrained=False)
+        return super().from_config(cfg, model, **overrides)
 
     @classmethod
     def from_checkpoint(
@@ -237,11 +76,10 @@ class PoseEstimator:
         device: str | torch.device | None = None,
         **overrides: Any,
     ) -> PoseEstimator:
-        """Load a project checkpoint or an official HigherHRNet ``.pth``.
+        """Load a project checkpoint or an official HigherHRNet ``.pth`` (``bottomup.build.load_model``).
 
-        * Project checkpoint: a dict with ``"model"`` (state_dict) and ``"config"`` (the resolved Hydra
-          config as a dict or YAML string); ``experiment`` is not needed (if given, the config is composed
-          from ``conf/`` with that experiment instead).
+        * Project checkpoint (``last.pt`` / ``best.pt``): the network, layout and test settings come from the
+          config saved in it; ``experiment`` is used only if it has none.
         * Official checkpoint (raw state_dict, e.g. ``pose_higher_hrnet_w32_512.pth``): needs ``experiment``
           (e.g. ``"higherhrnet_w32"``) to build the matching model and settings.
 
@@ -253,36 +91,186 @@ class PoseEstimator:
 
         Raises:
             FileNotFoundError: missing file.
-            ValueError: an official checkpoint without ``experiment``, or a checkpoint of unknown structure.
+            bottomup.engine.checkpoint.CheckpointError: not a loadable weights-only checkpoint.
+            ValueError: an official checkpoint without ``experiment``.
             RuntimeError: weights that do not fit the configured model (message lists the mismatches).
         """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint not found: {path!r}")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-            cfg = cls._compose(experiment) if experiment else obj.get("config")
-            if cfg is None:
-                raise ValueError(
-                    f"checkpoint {path!r} has no 'config'; pass experiment=<name in conf/experiment> to build the model"
-                )
-            cfg = _as_config(cfg)
-            model = cls._build_model(cfg)
-            state = dict(obj["model"])
-            if state and all(k.startswith("module.") for k in state):
-                state = {k[len("module.") :]: v for k, v in state.items()}
-            model.load_state_dict(state, strict=True)
-            return cls.from_config(cfg, model=model, device=device, **overrides)
-        if not isinstance(obj, Mapping):
-            raise ValueError(f"checkpoint {path!r} is a {type(obj).__name__}, not a state_dict or a project checkpoint")
-        if experiment is None:
-            raise ValueError(
-                f"{path!r} looks like an official HigherHRNet state_dict (no 'model'/'config' keys); "
-                "pass experiment=<name in conf/experiment>, e.g. experiment='higherhrnet_w32'"
-            )
-        from bottomup.models import load_official_checkpoint
-
-        cfg = cls._compose(experiment)
-        model = cls._build_model(cfg)
-        load_official_checkpoint(model, obj)
+        model, cfg, _ = build.load_model(path, experiment=experiment)
         return cls.from_config(cfg, model=model, device=device, **overrides)
+
+
+# ----------------------------------------------------------------------------------------------------- train
+def _snapshot_fn(cfg: DictConfig, model: torch.nn.Module) -> Any:
+    """``() -> pictures`` of the first validation image (built on first use) for ``trainer.image_every``."""
+    from bottomup.vis.explain import training_snapshot
+
+    fixed: dict[str, Any] = {}
+
+    def snapshot() -> dict[str, np.ndarray]:
+        if not fixed:
+            val_cfg = OmegaConf.merge(cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images})
+            fixed.update(build.build_train_dataset(val_cfg, cfg.model.strides, train=False).sample(0))
+        return training_snapshot(model, fixed["image"], fixed["heatmaps"][-1], cfg=cfg)
+
+    return snapshot
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train as ``cfg`` (``conf/train.yaml`` composed) says: the body of ``python -m bottomup.train``.
+
+    Builds the data set, model, loss, optimiser and schedule (``bottomup.build``), resumes from ``cfg.resume``
+    (weights, optimiser, schedule, counters, random states; written into the checkpoint's folder), wraps the
+    model for DDP / ``torch.compile``, and runs ``bottomup.engine.trainer.fit`` with evaluation every
+    ``trainer.eval_every`` epochs and TensorBoard in ``<run dir>/tb``.
+
+    Returns:
+        ``{"run_dir", "start_step", "step", "best_ap", "last", "ap"?, <last epoch's mean losses>}``.
+
+    Raises:
+        ValueError / FileNotFoundError: bad data root, batch size, precision or device (the message names the key).
+        bottomup.engine.trainer.NonFiniteLossError: the loss became NaN / inf (the last good checkpoint is kept).
+    """
+    build.prepare_data_root(cfg.data)
+    tr = cfg.trainer
+    check_precision(str(tr.precision), "trainer.precision")
+    dist_info, device = init_distributed(str(tr.device))
+    seed = int(cfg.seed)
+    torch.manual_seed(seed + dist_info.rank)
+    np.random.seed(seed + dist_info.rank)  # the global generator is saved in checkpoints
+
+    dataset = build.build_train_dataset(cfg.data, cfg.model.strides, train=True, seed=seed)
+    model = build.build_model(cfg.model, int(cfg.data.num_keypoints))
+    if getattr(model, "num_keypoints", None) not in (None, dataset.num_keypoints):
+        raise ValueError(
+            f"model predicts {model.num_keypoints} keypoints but {cfg.data.train_ann} has {dataset.num_keypoints}"
+        )
+    model.to(device)
+    if tr.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader, sampler = build.build_train_loader(dataset, cfg.data, dist_info, seed, device)
+    iters_per_epoch = len(loader) if tr.steps_per_epoch is None else min(len(loader), int(tr.steps_per_epoch))
+    state = build.build_train_state(cfg, model, iters_per_epoch, device)
+    run_dir = Path(str(cfg.output_dir))
+    if cfg.resume:
+        run_dir = Path(str(cfg.resume)).resolve().parent
+        state.load_state_dict(load_checkpoint(str(cfg.resume)))
+        if dist_info.is_main:
+            log.info(
+                "resuming from %s: epoch %d, step %d (writing into %s)", cfg.resume, state.epoch, state.step, run_dir
+            )
+    logger = _make_logger(cfg, model, run_dir, purge_step=state.step if cfg.resume else None, is_main=dist_info.is_main)
+    if dist_info.is_main:
+        log.info(
+            "training %s on %s (%d process%s), %d images, %d iterations/epoch, run dir %s",
+            type(model).__name__, device, dist_info.world_size, "es" if dist_info.world_size > 1 else "",
+            len(dataset), iters_per_epoch, run_dir,
+        )  # fmt: skip
+
+    def evaluate_now() -> dict[str, float]:
+        output_json = run_dir / "results_val.json"
+        return evaluate_model(model, cfg, device=device, max_images=tr.eval_max_images, output_json=output_json)
+
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "start_step": state.step}
+    try:
+        summary.update(
+            fit(
+                _wrap(model, cfg, dist_info, device),
+                build.build_loss(cfg.loss),
+                state,
+                loader,
+                sampler,
+                device,
+                run_dir,
+                epochs=int(tr.epochs),
+                iters_per_epoch=iters_per_epoch,
+                max_steps=tr.max_steps,
+                evaluate=evaluate_now,
+                eval_every=int(tr.eval_every or 0),
+                is_main=dist_info.is_main,
+                logger=logger,
+                precision=str(tr.precision),
+                grad_clip=tr.grad_clip,
+                channels_last=bool(tr.channels_last),
+            )  # fmt: skip
+        )
+    finally:
+        logger.close()
+        if dist_info.enabled and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if dist_info.is_main:
+        log.info("done: %d steps, last checkpoint %s", state.step, summary["last"])
+    return summary
+
+
+def _make_logger(
+    cfg: DictConfig, model: torch.nn.Module, run_dir: Path, purge_step: int | None, is_main: bool
+) -> TrainLogger:
+    """TensorBoard in ``<run_dir>/tb`` with the ``trainer.*`` logging settings on rank 0; a bar-less, writer-less
+    logger on the other ranks."""
+    tr = cfg.trainer
+    if not is_main:
+        return TrainLogger(progress=False)
+    from torch.utils.tensorboard import SummaryWriter
+
+    return TrainLogger(
+        writer=SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step),
+        log_every=int(tr.log_every),
+        image_every=int(tr.image_every or 0),
+        snapshot=_snapshot_fn(cfg, model),
+        progress=bool(tr.progress),
+    )
+
+
+def _wrap(model: torch.nn.Module, cfg: DictConfig, dist_info: Any, device: torch.device) -> torch.nn.Module:
+    """The module the loop runs: SyncBatchNorm + DDP under ``torchrun``, then ``torch.compile`` if asked."""
+    tr = cfg.trainer
+    out = model
+    if dist_info.enabled:
+        if tr.sync_bn and device.type == "cuda":
+            out = torch.nn.SyncBatchNorm.convert_sync_batchnorm(out)
+        elif tr.sync_bn and dist_info.is_main:
+            log.warning("trainer.sync_bn=true ignored: PyTorch's SyncBatchNorm runs on CUDA only")
+        out = torch.nn.parallel.DistributedDataParallel(
+            out, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if tr.compile:
+        out = torch.compile(out)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- evaluate
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate ``cfg.checkpoint`` on ``cfg.data``'s validation set (``conf/eval.yaml`` composed): the body of
+    ``python -m bottomup.evaluate``.
+
+    The network comes from ``bottomup.build.load_model`` (the config saved in a project checkpoint, else
+    ``cfg.model`` for an official ``.pth``); the data set, layout and test-time settings (``cfg.test``) from
+    ``cfg``. Writes ``<cfg.output_dir>/results_val.json`` and prints the AP table.
+
+    Raises:
+        ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
+        FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
+    """
+    if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
+        raise ValueError(
+            "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
+            "HigherHRNet .pth with the matching experiment=...)"
+        )
+    build.prepare_data_root(cfg.data)
+    device = resolve_device(str(cfg.get("device", "auto")), key="device")
+    path = str(cfg.checkpoint)
+    model, _, kind = build.load_model(path, cfg=cfg)
+    log.info("loaded %s checkpoint %s", kind, path)
+    model.to(device)
+    output_json = Path(str(cfg.output_dir)) / "results_val.json"
+    stats = evaluate_model(
+        model,
+        cfg,
+        device=device,
+        max_images=cfg.get("max_images"),
+        output_json=output_json,
+        progress=bool(cfg.get("progress", True)),
+    )
+    print("\n" + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
+    print(f"results: {output_json}")
+    return stats

@@ -14,7 +14,7 @@ so that the shell does not expand them first). Outputs in ``--output-dir`` (defa
   ``{"file_name", "image_id" (when known), "category_id": 1, "keypoints": [x, y, score] * K, "score"}``, in
   original-image pixels. ``image_id`` is known when the file name is a COCO / CrowdPose id (all digits, e.g.
   ``000000000785.jpg`` -> 785), so results on a data set's images can be scored with
-  :func:`bottomup.evaluate.coco_keypoint_eval`.
+  :func:`bottomup.engine.evaluator.coco_keypoint_eval`.
 * ``<image stem>.png`` per input (unless ``--no-render``): the image with each person's skeleton in its own
   colour and its score.
 
@@ -30,85 +30,18 @@ error (no input matched, no checkpoint, bad option or checkpoint).
 from __future__ import annotations
 
 import argparse
-import glob
-import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "find_checkpoint", "main"]
+__all__ = ["main"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".ppm"})
 QUICKSTART = "python -m bottomup.train experiment=quickstart"
 
 
 class UsageError(Exception):
     """Bad command line (exit status 2)."""
-
-
-def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files named by ``patterns`` (files, folders, globs), in order, without duplicates.
-
-    A file named explicitly is used whatever its extension; folders and globs contribute only files with an
-    image extension (:data:`IMAGE_EXTENSIONS`).
-
-    Returns:
-        ``(files, unmatched)``: the files, and the patterns that matched nothing.
-    """
-    files: list[Path] = []
-    seen: set[Path] = set()
-    unmatched: list[str] = []
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(p)
-
-    for pattern in patterns:
-        path = Path(pattern)
-        found: list[Path] = []
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif path.is_file():
-            found = [path]
-        elif glob.has_magic(pattern):
-            found = sorted(
-                Path(p)
-                for p in glob.glob(pattern, recursive=True)
-                if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS
-            )
-        if not found:
-            unmatched.append(pattern)
-        for p in found:
-            add(p)
-    return files, unmatched
-
-
-def find_checkpoint(root: str | os.PathLike = "outputs") -> Path | None:
-    """The checkpoint of the newest training run under ``root``.
-
-    Runs are the folders holding a ``best.pt`` or ``last.pt``; the newest is the one whose checkpoint was
-    modified last. In that run ``best.pt`` (best validation AP) is preferred over ``last.pt``.
-
-    Returns:
-        the path, or ``None`` when ``root`` holds no checkpoint.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    runs: dict[Path, float] = {}
-    for name in ("best.pt", "last.pt"):
-        for ckpt in root.rglob(name):
-            if ckpt.is_file():
-                runs[ckpt.parent] = max(runs.get(ckpt.parent, 0.0), ckpt.stat().st_mtime)
-    if not runs:
-        return None
-    newest = max(runs, key=lambda d: (runs[d], str(d)))
-    best = newest / "best.pt"
-    return best if best.is_file() else newest / "last.pt"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,15 +88,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
     """``PoseEstimator`` from the checkpoint, with the command-line test settings."""
-    import torch
-
     from bottomup.api import PoseEstimator
+    from bottomup.engine.distributed import resolve_device
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
+    try:
+        device = resolve_device(args.device, key="--device")
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     overrides: dict[str, Any] = {}
     if args.flip is not None:
         overrides["flip_test"] = bool(args.flip)
@@ -175,18 +106,10 @@ def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
         overrides["tag_threshold"] = float(args.tag_threshold)
     if args.precision is not None:
         overrides["precision"] = args.precision
-    if args.channels_last:
-        overrides["channels_last"] = True
-    if args.fold_bn:
-        overrides["fold_bn"] = True
-    if args.compile:
-        overrides["compile"] = True
+    for flag in ("channels_last", "fold_bn", "compile"):
+        if getattr(args, flag):
+            overrides[flag] = True
     return PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device=device, **overrides)
-
-
-def _experiments() -> list[str]:
-    conf = Path(__file__).resolve().parents[1] / "conf" / "experiment"
-    return sorted(p.stem for p in conf.glob("*.yaml"))
 
 
 def _image_id(path: Path) -> int | None:
@@ -213,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bottomup.data.io import expand_inputs
+    from bottomup.engine.checkpoint import find_checkpoint
+
     files, unmatched = expand_inputs(args.inputs)
     if not files:
         raise UsageError(f"no input image matched {' '.join(args.inputs)}")
@@ -239,7 +165,9 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - any load failure is a usage error (wrong file / experiment)
         hint = ""
         if args.experiment is None and isinstance(e, ValueError) and "experiment" in str(e):
-            hint = f"\nOn the command line: --experiment NAME, one of: {', '.join(_experiments())}"
+            from bottomup.build import experiments
+
+            hint = f"\nOn the command line: --experiment NAME, one of: {', '.join(experiments())}"
         raise UsageError(f"cannot use checkpoint {checkpoint}: {e}{hint}") from e
 
     import cv2
@@ -247,7 +175,8 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bottomup.data import load_image
-    from bottomup.evaluate import people_to_results
+    from bottomup.engine.checkpoint import write_json
+    from bottomup.engine.evaluator import people_to_results
     from bottomup.vis import draw_people
 
     out_dir = Path(args.output_dir)
@@ -278,10 +207,7 @@ def _run(args: argparse.Namespace) -> int:
                 failures.append((str(path), f"could not write {png}"))
                 tqdm.write(f"failed: {path}: could not write {png}", file=sys.stderr)
 
-    results_json = out_dir / "results.json"
-    tmp = results_json.with_name(f".{results_json.name}.tmp")
-    tmp.write_text(json.dumps(results))
-    os.replace(tmp, results_json)
+    results_json = write_json(out_dir / "results.json", results)
     failed = {p for p, _ in failures}
     done = len(files) - len(failed.intersection(str(f) for f in files))
     print(

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bottomup.keypoints import KeypointLayout
+from bottomup.data.keypoints import KeypointLayout
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -77,9 +77,9 @@ def compose_train_config(overrides: list[str]):
 @pytest.fixture(scope="session")
 def quickstart_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly trained quickstart checkpoint (30 steps, no evaluation) for tests that need real weights."""
-    from bottomup.train import run
+    from bottomup.api import train
 
     out = tmp_path_factory.mktemp("quickstart_short")
     overrides = ["experiment=quickstart", "trainer.epochs=1", "trainer.steps_per_epoch=30", "trainer.eval_every=0"]
-    summary = run(compose_train_config([*overrides, f"output_dir={out}", "trainer.progress=false"]))
+    summary = train(compose_train_config([*overrides, f"output_dir={out}", "trainer.progress=false"]))
     return Path(summary["last"])

@@ -71,7 +71,7 @@ def test_from_checkpoint_project(tmp_path, image_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from bottomup.api import _CONF
+    from bottomup.build import CONF_DIR as _CONF
 
     with initialize_config_dir(config_dir=str(_CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["model.width=4", "data.input_size=256"])
@@ -130,3 +130,48 @@ def test_bf16_channels_last_fast_path_matches_fp32_maps(coco_root) -> None:
     np.testing.assert_array_equal(again.keypoints, exact.keypoints)  # fp32 stays bit-for-bit
     with pytest.raises(ValueError, match="precision"):
         PoseEstimator(net, precision="int8", **kwargs)
+
+
+def test_checkpoint_of_bottomup_0_1_loads_with_its_old_config_names(tmp_path, image_path):
+    """A ``last.pt`` written before the role folders: its config names ``bottomup.losses`` /
+    ``bottomup.schedule`` targets and a ``grouping`` test group. It still loads, builds and predicts."""
+    from omegaconf import OmegaConf
+
+    from bottomup.build import build_loss, build_optimizer, compose, load_model
+
+    cfg = OmegaConf.to_container(
+        compose(
+            "train",
+            [
+                "model.width=4",
+                "data.input_size=256",
+                "data.root=/data",
+                "test.flip_test=false",
+                "test.tag_threshold=0.7",
+            ],
+        ),
+        resolve=False,
+    )
+    cfg["grouping"] = cfg.pop("test")
+    cfg["loss"]["_target_"] = "bottomup.losses.AssociativeEmbeddingLoss"
+    cfg["schedule"]["_target_"] = "bottomup.schedule.warmup_multistep"
+    cfg.pop("output_dir")
+    old = OmegaConf.to_yaml(OmegaConf.create(cfg), resolve=True)
+    model = HigherHRNet(width=4)
+    path = tmp_path / "last.pt"
+    torch.save({"model": model.state_dict(), "config": old, "epoch": 1, "step": 10}, path)
+
+    est = PoseEstimator.from_checkpoint(path, device="cpu")
+    assert not est.flip_test and est.grouping["tag_threshold"] == 0.7 and est.input_size == 256
+    assert est(image_path).keypoints.shape[1:] == (17, 3)
+    built, saved, kind = load_model(path)
+    assert kind == "project" and saved.loss._target_ == "bottomup.models.losses.AssociativeEmbeddingLoss"
+    assert build_loss(saved.loss)([torch.zeros(1, 34, 8, 8), torch.zeros(1, 17, 16, 16)], *_targets())["loss"] == 0
+    optimizer, scheduler = build_optimizer(saved.optim, saved.schedule, built.parameters(), iters_per_epoch=10)
+    assert scheduler.get_last_lr()[0] == pytest.approx(saved.optim.lr * saved.schedule.warmup_factor)
+
+
+def _targets():
+    heatmaps = [torch.zeros(1, 17, 8, 8), torch.zeros(1, 17, 16, 16)]
+    masks = [torch.ones(1, 8, 8), torch.ones(1, 16, 16)]
+    return heatmaps, masks, torch.zeros(1, 30, 17, 2, dtype=torch.int64)

@@ -5,7 +5,6 @@ No timing assertions: the numbers depend on the machine and its load.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -13,20 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from bottomup.bench import SECTIONS, count_macs, main
+from bottomup.bench import DEFAULT_SECTIONS, count_macs, main
 from bottomup.models import HigherHRNet
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None and bool(__import__(module, fromlist=["_"]))
-    except Exception:  # noqa: BLE001 - a module being written may fail to import
-        return False
 
 
 def _check_records(section: str, records: list[dict]) -> None:
@@ -56,22 +49,16 @@ def test_quick_run_reports_every_section(coco_root: Path, tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "machine:" in proc.stdout and "torch" in proc.stdout
     report = json.loads(out.read_text())
-    assert set(report["sections"]) == set(SECTIONS)
+    assert set(report["sections"]) == set(DEFAULT_SECTIONS)
     assert report["machine"]["torch"] == torch.__version__
     assert report["settings"]["quick"] is True
     assert report["machine"]["torch_threads"] == 1
 
-    optional = {"grouping": "bottomup.bench_grouping", "e2e": "bottomup.api"}
-    for section in SECTIONS:
-        records = report["sections"][section]
-        if section in optional and not _importable(optional[section]):
-            assert section in report["skipped"] and not records  # a clear "not available" instead
-            assert f"{section}: not available" in proc.stdout
-            continue
+    for section in DEFAULT_SECTIONS:
         assert section not in report["skipped"], report["skipped"]
-        _check_records(section, records)
+        _check_records(section, report["sections"][section])
 
-    names = {section: [r["name"] for r in report["sections"][section]] for section in SECTIONS}
+    names = {section: [r["name"] for r in report["sections"][section]] for section in DEFAULT_SECTIONS}
     assert any(n.startswith("fp32") for n in names["forward"]) and any(n.startswith("bf16") for n in names["forward"])
     assert [r["info"]["workers"] for r in report["sections"]["data"]] == [0, 1, 2]
     train = report["sections"]["train"]
@@ -101,12 +88,11 @@ def test_quick_run_reports_every_section(coco_root: Path, tmp_path: Path) -> Non
     memory = report["sections"]["memory"]
     assert {r["name"] for r in memory} >= {"inference fp32 batch 1", "train step fp32 batch 2"}
     assert all(r["min"] > 10 for r in memory)  # MiB of a process that imported torch
-    if "e2e" not in report["skipped"]:
-        assert {r["info"]["flip"] for r in report["sections"]["e2e"]} == {False, True}
-        assert any(r["info"].get("fold_bn") for r in report["sections"]["e2e"])
-        size = report["settings"]["size"]
-        for w, h in report["sections"]["e2e"][0]["info"]["input_sizes"]:  # short side = size, long side k * 64
-            assert min(w, h) == size and max(w, h) % 64 == 0 and max(w, h) >= size, (w, h)
+    assert {r["info"]["flip"] for r in report["sections"]["e2e"]} == {False, True}
+    assert any(r["info"].get("fold_bn") for r in report["sections"]["e2e"])
+    size = report["settings"]["size"]
+    for w, h in report["sections"]["e2e"][0]["info"]["input_sizes"]:  # short side = size, long side k * 64
+        assert min(w, h) == size and max(w, h) % 64 == 0 and max(w, h) >= size, (w, h)
 
 
 def test_macs_of_higherhrnet_w32_512() -> None:
@@ -130,3 +116,42 @@ def test_unknown_section_is_rejected() -> None:
     with pytest.raises(SystemExit) as err:
         main(["--quick", "--only", "forward,speed"])
     assert "speed" in str(err.value)
+
+
+def test_grouping_reference_gives_identical_outputs(
+    coco_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--only grouping_reference``: the fast grouping equals the loop reference (exit status 0), per flip setting."""
+    out = tmp_path / "ref.json"
+    argv = ["--only", "grouping_reference", "--grouping-images", "2", "--data-root", str(coco_root)]
+    status = main([*argv, "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    verdicts = [line for line in printed.splitlines() if line.startswith("speedup: ")]  # one per flip setting
+    assert len(verdicts) == 2 and all(line.endswith("identical outputs: True") for line in verdicts), printed
+    assert "FAILED" not in printed
+    records = json.loads(out.read_text())["sections"]["grouping_reference"]
+    _check_records("grouping_reference", records)
+    assert {(r["info"]["flip"], r["info"]["implementation"]) for r in records if "implementation" in r["info"]} == {
+        (flip, impl) for flip in (False, True) for impl in ("fast", "reference")
+    }
+    assert all(r["info"]["identical"] is True and r["info"]["images"] == 2 for r in records)
+
+
+def test_grouping_reference_mismatch_exits_1(
+    coco_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outputs that differ from the reference's give exit status 1 and say so."""
+    import bottomup.bench.grouping as bench_grouping
+
+    real = bench_grouping.reference_group
+
+    def one_person_too_many(det: np.ndarray, tag: np.ndarray, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        kp, _ = real(det, tag, **kwargs)
+        return np.zeros((kp.shape[0] + 1, *kp.shape[1:]), kp.dtype), np.zeros(kp.shape[0] + 1, np.float32)
+
+    monkeypatch.setattr(bench_grouping, "reference_group", one_person_too_many)
+    status = main(["--only", "grouping_reference", "--grouping-images", "1", "--data-root", str(coco_root)])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "identical outputs: False" in printed and "FAILED: grouping_reference" in printed

@@ -12,11 +12,17 @@ import numpy as np
 import pytest
 import torch
 
+from bottomup.codec.targets import render_heatmaps, select_people
 from bottomup.data import AugmentParams, ImageReadError, KeypointDataset, collate, load_image
-from bottomup.data.dataset import IMAGENET_MEAN, IMAGENET_STD
-from bottomup.data.transforms import affine_matrix, flip_image, flip_keypoints, warp_keypoints
-from bottomup.keypoints import flip_index_from_pairs
-from bottomup.targets import render_heatmaps, select_people
+from bottomup.data.keypoints import flip_index_from_pairs
+from bottomup.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    affine_matrix,
+    flip_image,
+    flip_keypoints,
+    warp_keypoints,
+)
 
 COCO_FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]  # official FLIP_CONFIG['COCO']
 CROWDPOSE_FLIP = [1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13]  # official FLIP_CONFIG['CROWDPOSE']

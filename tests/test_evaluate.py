@@ -14,16 +14,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bottomup.checkpoint import save_checkpoint
-from bottomup.evaluate import (
+from bottomup.api import evaluate
+from bottomup.build import build_model
+from bottomup.engine.checkpoint import save_checkpoint
+from bottomup.engine.evaluator import (
     COCO_STAT_NAMES,
     CROWDPOSE_STAT_NAMES,
     coco_keypoint_eval,
     evaluate_model,
     people_to_results,
-    run,
 )
-from bottomup.train import build_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -227,16 +227,16 @@ def test_evaluate_run_on_project_checkpoint(coco_root, tmp_path, capsys):
             overrides=[f"data.root={coco_root}", "model.width=8", "data.input_size=128", f"output_dir={tmp_path}"],
         )
         cfg = compose(
-            "train",
+            "eval",
             overrides=[
                 f"data.root={coco_root}",
                 "data.input_size=128",
                 f"output_dir={tmp_path / 'eval'}",
                 f"checkpoint={tmp_path / 'last.pt'}",
-                "trainer.eval_max_images=1",
-                "trainer.progress=false",
-                "trainer.device=cpu",
-                "grouping.flip_test=false",
+                "max_images=1",
+                "progress=false",
+                "device=cpu",
+                "test.flip_test=false",
             ],
         )
     model = _tiny_model(small.model)
@@ -244,7 +244,7 @@ def test_evaluate_run_on_project_checkpoint(coco_root, tmp_path, capsys):
         {"model": model.state_dict(), "config": OmegaConf.to_yaml(small, resolve=True), "epoch": 1, "step": 1},
         tmp_path / "last.pt",
     )
-    stats = run(cfg)
+    stats = evaluate(cfg)
     assert tuple(stats) == COCO_STAT_NAMES
     results = json.loads((tmp_path / "eval" / "results_val.json").read_text())
     first = json.loads(Path(cfg.data.val_ann).read_text())["images"][0]["id"]

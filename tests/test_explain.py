@@ -1,4 +1,4 @@
-"""``bottomup.explain`` on a real coco-mini image with small random models: maps, frames, tags, TB pictures."""
+"""``bottomup.vis.explain`` on a real coco-mini image with small random models: maps, frames, tags, TB pictures."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from conftest import TinyNet
 from hydra import compose, initialize_config_dir
 
 from bottomup.api import PoseEstimator
+from bottomup.codec.grouping import group_keypoints
 from bottomup.data.io import load_image
-from bottomup.explain import SNAPSHOT_KEYS, Explanation, explain, training_snapshot
-from bottomup.grouping import group_keypoints
-from bottomup.inference import preprocess, resize_transform
+from bottomup.data.transforms import preprocess, resize_transform
+from bottomup.vis.explain import SNAPSHOT_KEYS, Explanation, explain, training_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "000000000785.jpg"
@@ -170,7 +170,7 @@ def test_training_snapshot_shows_a_batch_entry_unnormalised_in_its_frame(image_p
 
 def test_training_snapshot_with_the_training_model_and_a_batch_entry(coco_layout, image_path):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["data.input_size=128", "grouping.max_people=4"])
+        cfg = compose(config_name="train", overrides=["data.input_size=128", "test.max_people=4"])
     model = TinyNet()
     model.train()
     x, _ = preprocess(load_image(image_path), 128)  # (1, 3, 128, w): an ImageNet-normalised input crop
@@ -200,3 +200,67 @@ def test_training_snapshot_with_the_training_model_and_a_batch_entry(coco_layout
         training_snapshot(model, crop)
     with pytest.raises(ValueError, match="target_heatmaps"):
         training_snapshot(model, crop, torch.zeros(5, 8, 8), cfg=cfg)
+
+
+# ------------------------------------------------------------------ one forward: every precision and folded copy
+PRECISION_SETTINGS = {
+    "fp32": {},
+    "bf16_autocast": {"precision": "bf16"},
+    "bf16_folded": {"precision": "bf16", "fold_bn": True},
+    "bf16_folded_channels_last": {"precision": "bf16", "fold_bn": True, "channels_last": True},
+}
+
+
+def _biased_hrnet() -> torch.nn.Module:
+    """A random W8 HigherHRNet (with BatchNorms to fold) whose heatmaps exceed the detection threshold."""
+    from bottomup.models import HigherHRNet
+
+    torch.manual_seed(0)
+    net = HigherHRNet(width=8, stage_modules=(1, 1, 1), blocks_per_branch=1)
+    with torch.no_grad():
+        for layer in net.final_layers:
+            torch.nn.init.normal_(layer.weight, std=0.05)
+            layer.bias[:17] = 0.3
+    return net
+
+
+@pytest.fixture(scope="module")
+def fp32_explanation(coco_layout, image_path) -> Explanation:
+    est = PoseEstimator(_biased_hrnet(), layout=coco_layout, input_size=128, device="cpu", max_people=4)
+    return explain(est, image_path)
+
+
+@pytest.mark.parametrize("settings", list(PRECISION_SETTINGS.values()), ids=list(PRECISION_SETTINGS))
+def test_explain_gives_the_estimators_people_at_every_precision(coco_layout, image_path, fp32_explanation, settings):
+    est = PoseEstimator(_biased_hrnet(), layout=coco_layout, input_size=128, device="cpu", max_people=4, **settings)
+    pred = est(image_path)
+    ex = explain(est, image_path)
+    assert len(pred) > 0
+    np.testing.assert_array_equal(ex.keypoints, pred.keypoints)
+    np.testing.assert_array_equal(ex.scores, pred.scores)
+    if settings.get("precision", "fp32") != "fp32":  # the maps come from the low-precision network, not fp32
+        assert not np.array_equal(ex.heatmaps, fp32_explanation.heatmaps)
+        np.testing.assert_allclose(ex.heatmaps, fp32_explanation.heatmaps, atol=0.05)
+
+
+@pytest.mark.parametrize("settings", list(PRECISION_SETTINGS.values()), ids=list(PRECISION_SETTINGS))
+def test_training_snapshot_draws_the_estimators_people_at_every_precision(coco_layout, image_path, settings):
+    """The bare-model path of training (``test.*`` of the config) draws exactly what the estimator finds."""
+    from bottomup.vis import draw_people
+
+    overrides = [
+        "data.input_size=128",
+        "test.max_people=4",
+        *(f"test.{k}={str(v).lower()}" for k, v in settings.items()),
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    net = _biased_hrnet()
+    net.train()
+    pictures = training_snapshot(net, image_path, cfg=cfg)
+    assert net.training  # mode restored
+    est = PoseEstimator.from_config(cfg, model=_biased_hrnet(), flip_test=False, scales=[1.0], device="cpu")
+    pred = est(image_path)
+    assert len(pred) > 0 and est.precision == settings.get("precision", "fp32")
+    expected = draw_people(load_image(image_path), pred.keypoints, coco_layout.skeleton_index, scores=pred.scores)
+    np.testing.assert_array_equal(pictures["skeletons"], expected)

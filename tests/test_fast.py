@@ -11,7 +11,7 @@ from torch import nn
 
 from bottomup.api import PoseEstimator
 from bottomup.data.io import load_image
-from bottomup.inference import preprocess
+from bottomup.data.transforms import preprocess
 from bottomup.models import HigherHRNet
 from bottomup.models.fast import conv_bn_pairs, fold_batchnorm, prepare_for_inference
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
-from reference_grouping import reference_group
 
-from bottomup.grouping import (
+from bottomup.codec.grouping import (
     adjust_keypoints,
     group_keypoints,
     match_by_tag,
@@ -16,6 +15,7 @@ from bottomup.grouping import (
     person_scores,
     refine_keypoints,
 )
+from bottomup.codec.reference import reference_group
 
 K, H, W = 3, 24, 32
 ORDER = [0, 1, 2]

@@ -16,10 +16,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bottomup.checkpoint import save_checkpoint
-from bottomup.evaluate import coco_keypoint_eval
-from bottomup.infer import expand_inputs, find_checkpoint, main
-from bottomup.train import build_model
+from bottomup.build import build_model
+from bottomup.data.io import expand_inputs
+from bottomup.engine.checkpoint import find_checkpoint, save_checkpoint
+from bottomup.engine.evaluator import coco_keypoint_eval
+from bottomup.infer import main
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = ("000000000139.jpg", "000000000802.jpg", "000000217285.jpg")

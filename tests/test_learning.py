@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_train_config
 
-from bottomup.train import run
+from bottomup.api import train
 
 pytestmark = [pytest.mark.learning, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ def test_overfit_four_real_images(coco_root: Path, tmp_path: Path) -> None:
         [
             "experiment=higherhrnet_w32", f"data.root={coco_root}", f"output_dir={tmp_path / 'run'}",
             f"data.train_ann={ann}", f"data.val_ann={ann}", f"data.train_images={images}", f"data.val_images={images}",
-            "data.input_size=288", "grouping.input_size=192", "data.batch_size=4", "data.num_workers=0",
+            "data.input_size=288", "test.input_size=192", "data.batch_size=4", "data.num_workers=0",
             "data.augmentation.min_scale=1.5", "data.augmentation.max_scale=1.5", "data.augmentation.max_rotation=0",
             "data.augmentation.max_translate=0", "model.width=16", "trainer.precision=bf16",
             "trainer.channels_last=true", "trainer.epochs=300", "trainer.eval_every=300", "schedule.warmup_iters=10",
@@ -46,7 +46,7 @@ def test_overfit_four_real_images(coco_root: Path, tmp_path: Path) -> None:
             "trainer.progress=false",
         ]
     )  # fmt: skip
-    summary = run(cfg)
+    summary = train(cfg)
     print(f"overfit AP on the 4 training images: {summary['ap']:.3f}")
     assert summary["ap"] >= 0.5, summary
 
@@ -59,19 +59,19 @@ def test_quickstart_reaches_ap_on_held_out_synthetic_val(tmp_path: Path) -> None
     """
     import torch
 
-    from bottomup.evaluate import evaluate_model
-    from bottomup.train import build_model, prepare_data_root
+    from bottomup.build import build_model, prepare_data_root
+    from bottomup.engine.evaluator import evaluate_model
 
     cfg = compose_train_config(["experiment=quickstart", f"output_dir={tmp_path}", "trainer.progress=false"])
-    summary = run(cfg)
+    summary = train(cfg)
     print(f"quickstart val AP after {summary['step']} steps: {summary['ap']:.3f}")
     assert summary["ap"] >= 0.5, summary
 
     model = build_model(cfg.model, cfg.data.num_keypoints)
     model.load_state_dict(torch.load(summary["last"], map_location="cpu", weights_only=True)["model"])
     fast_cfg = compose_train_config(
-        ["experiment=quickstart", f"output_dir={tmp_path}", "grouping.precision=bf16", "grouping.channels_last=true",
-         "grouping.fold_bn=true"]
+        ["experiment=quickstart", f"output_dir={tmp_path}", "test.precision=bf16", "test.channels_last=true",
+         "test.fold_bn=true"]
     )  # fmt: skip
     prepare_data_root(fast_cfg.data)
     fast = evaluate_model(model, fast_cfg, device="cpu", progress=False)

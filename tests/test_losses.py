@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bottomup.losses import AssociativeEmbeddingLoss, ae_loss, heatmap_loss
-from bottomup.targets import tag_indices
+from bottomup.codec.targets import tag_indices
+from bottomup.models.losses import AssociativeEmbeddingLoss, ae_loss, heatmap_loss
 
 
 def _loop_reference(tags: torch.Tensor, indices: torch.Tensor, push_type: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from reference_grouping import reference_group
 
-from bottomup.bench_grouping import iter_ideal_cases
-from bottomup.grouping import group_keypoints
-from bottomup.inference import aggregate_outputs, postprocess
+from bottomup.codec.grouping import group_keypoints
+from bottomup.codec.reference import reference_group
+from bottomup.data.ideal_cases import iter_ideal_cases
+from bottomup.engine.inference import aggregate_outputs, postprocess
 
 
 def _evaluate(coco_root, layout, flip: bool) -> tuple[float, int]:

@@ -11,7 +11,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from bottomup.synthetic import (
+from bottomup.data.synthetic import (
     CROWD_OWNER_BASE,
     JPEG_QUALITY,
     MARKER,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bottomup.targets import render_heatmaps, select_people, tag_indices
+from bottomup.codec.targets import render_heatmaps, select_people, tag_indices
 
 
 def test_heatmap_peaks_at_truncated_pixel_and_is_gaussian() -> None:

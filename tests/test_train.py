@@ -14,8 +14,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from bottomup.checkpoint import load_checkpoint, save_checkpoint
-from bottomup.train import NonFiniteLossError, build_model, build_optimizer, build_train_dataset, run
+from bottomup.api import train
+from bottomup.build import build_model, build_optimizer, build_train_dataset
+from bottomup.engine.checkpoint import load_checkpoint, save_checkpoint
+from bottomup.engine.trainer import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -38,7 +40,7 @@ def test_a_few_steps_on_one_real_batch_reduce_the_loss(coco_root: Path) -> None:
     batch = [dataset[i] for i in range(2)]
     model = build_model(cfg.model, 17)
     from bottomup.data import collate
-    from bottomup.losses import AssociativeEmbeddingLoss
+    from bottomup.models.losses import AssociativeEmbeddingLoss
 
     b = collate(batch)
     crit = AssociativeEmbeddingLoss(17)
@@ -59,11 +61,11 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_resume_continues_exactly(coco_root: Path, tmp_path: Path) -> None:
     common = ["trainer.steps_per_epoch=2", "schedule.warmup_iters=3"]
-    full = run(small_cfg(coco_root, tmp_path / "full", "trainer.epochs=2", *common))
+    full = train(small_cfg(coco_root, tmp_path / "full", "trainer.epochs=2", *common))
     assert full["step"] == 4
-    first = run(small_cfg(coco_root, tmp_path / "part", "trainer.epochs=1", *common))
+    first = train(small_cfg(coco_root, tmp_path / "part", "trainer.epochs=1", *common))
     assert first["step"] == 2
-    resumed = run(
+    resumed = train(
         small_cfg(coco_root, tmp_path / "other", "trainer.epochs=2", f"resume={tmp_path / 'part' / 'last.pt'}", *common)
     )
     assert resumed["start_step"] == 2 and resumed["step"] == 4
@@ -81,7 +83,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(coco_root: Path, t
     blow_up = ["optim.lr=1e30", "schedule.warmup_iters=1", "schedule.warmup_factor=1.5e-33"]
     cfg = small_cfg(coco_root, tmp_path, "trainer.epochs=5", "trainer.steps_per_epoch=1", *blow_up)
     with pytest.raises(NonFiniteLossError, match="non-finite loss"):
-        run(cfg)
+        train(cfg)
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert 1 <= ckpt["epoch"] < 5 and ckpt["step"] == ckpt["epoch"]  # written before the bad step only
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
@@ -91,12 +93,12 @@ def test_missing_root_and_annotation_are_named(coco_root: Path, tmp_path: Path) 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"output_dir={tmp_path}", *SMALL])
     with pytest.raises(ValueError, match="data.root is not set"):
-        run(cfg)
+        train(cfg)
     with pytest.raises(FileNotFoundError, match="data.root"):
-        run(small_cfg(tmp_path / "nowhere", tmp_path))
+        train(small_cfg(tmp_path / "nowhere", tmp_path))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="person_keypoints_train2017.json"):
-        run(small_cfg(tmp_path / "empty", tmp_path))
+        train(small_cfg(tmp_path / "empty", tmp_path))
 
 
 def test_checkpoint_write_is_atomic_under_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +121,7 @@ def test_checkpoint_survives_kill_mid_write(tmp_path: Path) -> None:
     """SIGKILL a process that keeps rewriting a large last.pt: the file on disk always loads."""
     path = tmp_path / "last.pt"
     code = (
-        "import torch, sys; from bottomup.checkpoint import save_checkpoint\n"
+        "import torch, sys; from bottomup.engine.checkpoint import save_checkpoint\n"
         "i = 0\n"
         "while True:\n"
         "    save_checkpoint({'model': {'w': torch.full((4_000_000,), float(i))}, 'step': i}, sys.argv[1])\n"
@@ -158,7 +160,7 @@ def test_torchrun_two_processes_gloo_cpu(coco_root: Path, tmp_path: Path) -> Non
 def test_tensorboard_gets_scalars_and_pictures(coco_root: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run(small_cfg(coco_root, tmp_path, "trainer.epochs=1", "trainer.steps_per_epoch=2", "trainer.image_every=2",
+    train(small_cfg(coco_root, tmp_path, "trainer.epochs=1", "trainer.steps_per_epoch=2", "trainer.image_every=2",
                   "trainer.log_every=1"))  # fmt: skip
     acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
@@ -170,9 +172,21 @@ def test_tensorboard_gets_scalars_and_pictures(coco_root: Path, tmp_path: Path) 
     assert pic.width > 0 and pic.height > 0
 
 
+def test_training_pictures_with_a_folded_bf16_test_config(coco_root: Path, tmp_path: Path) -> None:
+    """``test.fold_bn=true test.precision=bf16 trainer.image_every=N``: the snapshot runs the folded bf16 copy (it
+    used to fail with 'Input type (float) and bias type (BFloat16) should be the same')."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(small_cfg(coco_root, tmp_path, "trainer.epochs=1", "trainer.steps_per_epoch=1", "trainer.image_every=1",
+                    "test.fold_bn=true", "test.precision=bf16"))  # fmt: skip
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    assert {"train/skeletons", "train/heatmaps", "train/tags"} <= set(acc.Tags()["images"])
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_and_channels_last_train(coco_root: Path, tmp_path: Path, precision: str) -> None:
-    summary = run(
+    summary = train(
         small_cfg(coco_root, tmp_path, "trainer.epochs=1", "trainer.steps_per_epoch=2", f"trainer.precision={precision}",
                   "trainer.channels_last=true", "trainer.grad_clip=1.0")
     )  # fmt: skip
@@ -194,7 +208,7 @@ def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
     parts from fp32 contiguous by 3 % at step 2 on W32, so no precision could be held to 2 % there.
     """
     from bottomup.data import collate
-    from bottomup.losses import AssociativeEmbeddingLoss
+    from bottomup.models.losses import AssociativeEmbeddingLoss
 
     cfg = small_cfg(coco_root, Path("/tmp/unused"), "model.width=16", "data.input_size=256")
     dataset = build_train_dataset(cfg.data, cfg.model.strides, train=False)

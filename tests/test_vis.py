@@ -1,4 +1,4 @@
-"""Tests for bottomup.vis on real coco-mini images and their real annotations (pycocotools)."""
+"""Tests for bottomup.vis.draw on real coco-mini images and their real annotations (pycocotools)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from pycocotools.coco import COCO
 
-from bottomup.targets import render_heatmaps
-from bottomup.vis import (
+from bottomup.codec.targets import render_heatmaps
+from bottomup.vis.draw import (
     MASK_COLOR,
     draw_people,
     figure_to_array,

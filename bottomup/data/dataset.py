@@ -9,7 +9,8 @@ Per sample (reference: official HigherHRNet ``CocoKeypoints`` + ``RandomAffineTr
 3. one random affine (see ``bottomup.data.transforms`` for the crop / scale / rotation / flip semantics)
    warps the image to ``S x S`` and, divided by the stride, each mask to ``S/s x S/s`` (thresholded at 0.5;
    pixels outside the image become 0 = ignored, as in the official code); the same matrix moves keypoints;
-4. targets per stride with ``bottomup.targets``: Gaussian heatmaps, and tag indices at the first stride.
+4. targets through the data set's codec (``AssociativeEmbeddingCodec.encode``, ``bottomup.codec.targets``): Gaussian
+   heatmaps per stride, and tag indices at the first stride.
 """
 
 from __future__ import annotations
@@ -29,17 +30,16 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from bottomup.codec import AssociativeEmbeddingCodec
+from bottomup.codec.targets import select_people
 from bottomup.data.io import ImageReadError, load_image
-from bottomup.data.transforms import affine_matrix, scale_matrix, warp_keypoints
-from bottomup.keypoints import flip_index_from_pairs
-from bottomup.targets import render_heatmaps, select_people, tag_indices
+from bottomup.data.keypoints import flip_index_from_pairs
+from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, affine_matrix, scale_matrix, warp_keypoints
 
-__all__ = ["AugmentParams", "KeypointDataset", "collate", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["AugmentParams", "KeypointDataset", "collate"]
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _MEAN_255 = (np.asarray(IMAGENET_MEAN, np.float32) * 255.0)[:, None, None]
 _INV_STD_255 = (1.0 / (np.asarray(IMAGENET_STD, np.float32) * 255.0))[:, None, None]
 
@@ -197,6 +197,14 @@ class KeypointDataset(torch.utils.data.Dataset):
             raise ValueError(f"need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}")
         self.sigma = float(sigma)
         self.max_people = int(max_people)
+        #: encodes the targets (heatmaps per stride, tag indices); owns sigma, strides and max_people
+        self.codec = AssociativeEmbeddingCodec(
+            len(self.keypoint_names),
+            flip_index=self.flip_index,
+            sigma=self.sigma,
+            strides=self.output_strides,
+            max_people=self.max_people,
+        )
         self.train = bool(train)
         self.seed = seed
         self.max_rotation = float(max_rotation)
@@ -346,7 +354,7 @@ class KeypointDataset(torch.utils.data.Dataset):
             ``image`` ``(3, S, S)`` float32, RGB, ImageNet-normalised;
             ``heatmaps`` list (one per stride) of ``(K, S/s, S/s)`` float32 in [0, 1];
             ``masks`` list of ``(S/s, S/s)`` float32, 1 = keep, 0 = ignore (also outside the image);
-            ``tag_indices`` ``(M, K, 2)`` int64 at the first stride (``bottomup.targets.tag_indices``);
+            ``tag_indices`` ``(M, K, 2)`` int64 at the first stride (``bottomup.codec.targets.tag_indices``);
             ``image_id`` int; ``num_people`` int, people with at least one joint in the first map (<= M);
             ``matrix`` ``(2, 3)`` float64 tensor, original -> input pixels (flip included);
             ``flipped`` bool (joint channels are then permuted by ``flip_index``).
@@ -378,17 +386,13 @@ class KeypointDataset(torch.utils.data.Dataset):
         warped = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
         kp_input = warp_keypoints(keypoints, m)
 
-        heatmaps, masks = [], []
-        tags = None
+        targets = self.codec.encode(kp_input, size)  # heatmaps per stride, tag indices at the first stride
+        masks = []
         for stride, out in zip(self.output_strides, self.output_sizes, strict=True):
-            ms = scale_matrix(m, stride)
-            mk = cv2.warpAffine(mask, ms, (out, out), flags=cv2.INTER_LINEAR, borderValue=0)
+            mk = cv2.warpAffine(mask, scale_matrix(m, stride), (out, out), flags=cv2.INTER_LINEAR, borderValue=0)
             masks.append(torch.from_numpy((mk > 0.5).astype(np.float32)))
-            kp = kp_input.copy()
-            kp[..., :2] /= stride
-            heatmaps.append(torch.from_numpy(render_heatmaps(kp, out, out, self.sigma)))
-            if tags is None:
-                tags = tag_indices(kp, out, out, self.max_people)
+        heatmaps = [torch.from_numpy(h) for h in targets["heatmaps"]]
+        tags = targets["tag_indices"]
 
         # transpose the uint8 image first, then normalise in place (5x faster than on the HWC float copy)
         normed = np.ascontiguousarray(warped.transpose(2, 0, 1)).astype(np.float32)

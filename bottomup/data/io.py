@@ -6,12 +6,20 @@ HigherHRNet loader (``cv2.IMREAD_IGNORE_ORIENTATION``), because COCO annotations
 
 from __future__ import annotations
 
+import glob
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "load_image"]
+from bottomup.data.transforms import check_image
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "load_image", "read_image", "expand_inputs"]
+
+#: File endings taken from folders and glob patterns (any named file is tried whatever its ending).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".ppm"})
 
 
 class ImageReadError(OSError, ValueError):
@@ -87,3 +95,56 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if channels == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     raise ImageReadError(path, f"unsupported number of channels {channels}; expected 1, 3 or 4")
+
+
+def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Files named by ``patterns`` (files, folders, globs), in order, without duplicates.
+
+    A file named explicitly is used whatever its extension; folders and globs contribute only files with an
+    image extension (:data:`IMAGE_EXTENSIONS`).
+
+    Returns:
+        ``(files, unmatched)``: the files, and the patterns that matched nothing.
+    """
+    files: list[Path] = []
+    seen: set[Path] = set()
+    unmatched: list[str] = []
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    for pattern in patterns:
+        path = Path(pattern)
+        found: list[Path] = []
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.is_file():
+            found = [path]
+        elif glob.has_magic(pattern):
+            found = sorted(
+                Path(p)
+                for p in glob.glob(pattern, recursive=True)
+                if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS
+            )
+        if not found:
+            unmatched.append(pattern)
+        for p in found:
+            add(p)
+    return files, unmatched
+
+
+def read_image(image: str | os.PathLike | np.ndarray) -> np.ndarray:
+    """An image path (read with ``bottomup.data.io.load_image``) or an ``(H, W, 3)`` uint8 RGB array (checked).
+
+    Raises:
+        bottomup.data.io.ImageReadError: missing / unreadable file.
+        TypeError / ValueError: anything else, or an array of the wrong shape or dtype.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        return check_image(image)
+    raise TypeError(f"image must be a path or an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__}")

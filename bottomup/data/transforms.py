@@ -25,10 +25,20 @@ Horizontal flip convention
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
+import torch
 
 __all__ = [
+    "ResizeTransform",
+    "resize_transform",
+    "check_image",
+    "preprocess",
+    "to_original",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "affine_matrix",
     "flip_matrix",
     "scale_matrix",
@@ -36,6 +46,11 @@ __all__ = [
     "flip_image",
     "flip_keypoints",
 ]
+
+#: ImageNet RGB mean and std on the 0-1 scale: the input normalisation of every network here (training and test
+#: time), as the official HigherHRNet and the ImageNet-pretrained HRNet backbones.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _h(matrix: np.ndarray) -> np.ndarray:
@@ -121,7 +136,7 @@ def flip_keypoints(keypoints: np.ndarray, flip_index: Sequence[int], width: int)
 
     Args:
         keypoints: ``(N, K, D)``, ``(x, y, ...)``; x in pixels of the frame.
-        flip_index: K ints, ``bottomup.keypoints.flip_index_from_pairs``; output joint k comes from
+        flip_index: K ints, ``bottomup.data.keypoints.flip_index_from_pairs``; output joint k comes from
             input joint ``flip_index[k]``.
         width: frame width W (the image flipped with ``flip_image``).
 
@@ -136,4 +151,134 @@ def flip_keypoints(keypoints: np.ndarray, flip_index: Sequence[int], width: int)
         raise ValueError(f"flip_index has {len(flip_index)} entries for {kp.shape[-2]} keypoints")
     out = kp[..., list(flip_index), :].copy()
     out[..., 0] = (width - 1.0) - out[..., 0]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ test-time resize
+# Official HigherHRNet ``resize_align_multi_scale`` / ``get_final_preds``: the short side becomes
+# ``input_size * scale``, the long side is rounded up to a multiple of 64, the image is centred.
+
+
+@dataclass(frozen=True)
+class ResizeTransform:
+    """The test-time resize of one image at one scale.
+
+    Attributes:
+        size: ``(width, height)`` of the network input, multiples of 64 on the long side.
+        center: ``(2,)`` centre of the original image (official rounding ``int(w / 2 + 0.5)``).
+        scale: ``(2,)`` source box size / 200 (official "scale" units).
+        matrix: ``(2, 3)`` original-image px -> input px (cv2 convention).
+        inverse: ``(2, 3)`` input px -> original-image px.
+    """
+
+    size: tuple[int, int]
+    center: np.ndarray
+    scale: np.ndarray
+    matrix: np.ndarray
+    inverse: np.ndarray
+
+
+def _affine(center: np.ndarray, scale: np.ndarray, size: tuple[int, int], inverse: bool) -> np.ndarray:
+    """Official ``get_affine_transform`` with rot = 0 and shift = 0 (three float32 point pairs, cv2)."""
+    src_w = float(scale[0]) * 200.0
+    dst_w, dst_h = size
+    src = np.zeros((3, 2), np.float32)
+    dst = np.zeros((3, 2), np.float32)
+    src[0] = center
+    src[1] = center + np.array([0.0, -0.5 * src_w], np.float32)
+    dst[0] = (dst_w * 0.5, dst_h * 0.5)
+    dst[1] = (dst_w * 0.5, dst_h * 0.5 - 0.5 * dst_w)
+    for pts in (src, dst):  # third point: the second one rotated by 90 degrees about the first
+        d = pts[0] - pts[1]
+        pts[2] = pts[1] + np.array([-d[1], d[0]], np.float32)
+    if inverse:
+        return cv2.getAffineTransform(dst, src)
+    return cv2.getAffineTransform(src, dst)
+
+
+def resize_transform(
+    height: int, width: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+) -> ResizeTransform:
+    """Input size and affine transform of an ``height x width`` image at one test scale.
+
+    Official ``get_multi_scale_size``: with ``s_min = ceil64(min_scale * input_size)`` the short side becomes
+    ``int(s_min * scale / min_scale)`` and the long side ``int(ceil64(s_min * long / short) * scale / min_scale)``.
+
+    Raises:
+        ValueError: non-positive sizes or scales.
+    """
+    if height <= 0 or width <= 0 or input_size <= 0 or scale <= 0 or min_scale <= 0:
+        raise ValueError(
+            f"image size, input_size and scales must be positive, got {height}x{width}, "
+            f"input_size={input_size}, scale={scale}, min_scale={min_scale}"
+        )
+    h, w = height, width
+    center = np.array([int(w / 2.0 + 0.5), int(h / 2.0 + 0.5)])
+    min_input = int((min_scale * input_size + 63) // 64 * 64)
+    if w < h:
+        w_resized = int(min_input * scale / min_scale)
+        h_resized = int(int((min_input / w * h + 63) // 64 * 64) * scale / min_scale)
+        scale_wh = np.array([w / 200.0, h_resized / w_resized * w / 200.0])
+    else:
+        h_resized = int(min_input * scale / min_scale)
+        w_resized = int(int((min_input / h * w + 63) // 64 * 64) * scale / min_scale)
+        scale_wh = np.array([w_resized / h_resized * h / 200.0, h / 200.0])
+    size = (w_resized, h_resized)
+    return ResizeTransform(
+        size=size,
+        center=center,
+        scale=scale_wh,
+        matrix=_affine(center, scale_wh, size, inverse=False),
+        inverse=_affine(center, scale_wh, size, inverse=True),
+    )
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` if it is an ``(H, W, 3)`` uint8 RGB numpy array.
+
+    Raises:
+        TypeError: not a numpy array. ValueError: another shape or dtype (the message says how to convert).
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image must have shape (H, W, 3) (RGB), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}; convert with .astype(np.uint8)")
+    return image
+
+
+def preprocess(
+    image: np.ndarray, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+) -> tuple[torch.Tensor, ResizeTransform]:
+    """Resize (official ``resize_align_multi_scale``) and normalise one RGB image.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB, original-image frame.
+        input_size: ``data.input_size`` (512 / 640).
+        scale, min_scale: this test scale and the smallest one used.
+
+    Returns:
+        ``(1, 3, h, w)`` float32 tensor (ImageNet-normalised) and the ``ResizeTransform``.
+
+    Raises:
+        TypeError / ValueError: not an ``(H, W, 3)`` uint8 array.
+    """
+    image = check_image(image)
+    tf = resize_transform(image.shape[0], image.shape[1], input_size, scale, min_scale)
+    resized = cv2.warpAffine(image, tf.matrix, tf.size)  # bilinear, zero border (official)
+    x = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return ((x - mean) / std)[None].contiguous(), tf
+
+
+def to_original(keypoints: np.ndarray, transform: ResizeTransform) -> np.ndarray:
+    """Map ``(N, K, C)`` keypoints from input px (scale 1) to original-image px; other columns unchanged."""
+    out = np.array(keypoints, dtype=np.float64, copy=True)
+    if out.size:
+        t = transform.inverse
+        xy = out[..., :2].copy()
+        out[..., 0] = t[0, 0] * xy[..., 0] + t[0, 1] * xy[..., 1] + t[0, 2]
+        out[..., 1] = t[1, 0] * xy[..., 0] + t[1, 1] * xy[..., 1] + t[1, 2]
     return out

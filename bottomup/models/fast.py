@@ -21,10 +21,9 @@ import torch
 from torch import nn
 from torch.ao.quantization import fuse_modules
 
-__all__ = ["conv_bn_pairs", "fold_batchnorm", "prepare_for_inference", "PRECISION_DTYPES"]
+from bottomup.models.precision import PRECISION_DTYPES, check_precision
 
-#: Precision name -> weight dtype for :func:`prepare_for_inference`.
-PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+__all__ = ["conv_bn_pairs", "fold_batchnorm", "prepare_for_inference"]
 
 
 def conv_bn_pairs(model: nn.Module) -> list[list[str]]:
@@ -86,8 +85,8 @@ def prepare_for_inference(
 ) -> nn.Module:
     """A fast inference copy of ``model``: eval mode, BN folded, weights in ``precision``, NHWC, compiled.
 
-    Feed it inputs ``(N, 3, H, W)`` in the dtype of :data:`PRECISION_DTYPES` ``[precision]`` (and NHWC when
-    ``channels_last``); its outputs come in that dtype too. ``bottomup.inference.predict`` does both.
+    Feed it inputs ``(N, 3, H, W)`` in the dtype of :data:`bottomup.models.precision.PRECISION_DTYPES` ``[precision]`` (and NHWC when
+    ``channels_last``); its outputs come in that dtype too. ``bottomup.engine.inference.predict`` does both.
 
     Args:
         model: a trained model (any mode; the copy is put in eval mode, ``model`` is not changed).
@@ -102,8 +101,7 @@ def prepare_for_inference(
     Raises:
         ValueError: unknown ``precision``.
     """
-    if precision not in PRECISION_DTYPES:
-        raise ValueError(f"precision must be one of {list(PRECISION_DTYPES)}, got {precision!r}")
+    check_precision(precision)
     fast = copy.deepcopy(model).eval()
     if fold_bn:
         fast = fold_batchnorm(fast, inplace=True)

@@ -12,7 +12,7 @@ vectorised and avoids full-map passes where they cannot change the result:
   found are evaluated exactly, so the arg-max (first pixel in row-major order on ties) is exactly the one of
   the full-map search.
 
-``tests/reference_grouping.py`` is a straightforward loop implementation of the same algorithm; both give
+``bottomup.codec.reference`` is a straightforward loop implementation of the same algorithm; both give
 identical outputs.
 
 Frames: every coordinate is in pixels of the maps passed in (``x`` right, ``y`` down), pixel ``(i, j)`` spans
@@ -484,7 +484,7 @@ def group_keypoints(
         tags: ``(K, H, W, L)`` (``(K, H, W)`` means L = 1), same type rules.
         joint_order: matching order, a permutation of ``range(K)`` (``KeypointLayout.joint_order_index``).
         nms_kernel, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much,
-        adjust, refine: official ``TEST`` settings (``conf/grouping/default.yaml``).
+        adjust, refine: official ``TEST`` settings (``conf/test/default.yaml``).
 
     Returns:
         ``keypoints (N, K, 3 + L)`` float32: ``x, y`` in pixels of the given maps (pixel centres + quarter-pixel

@@ -1,16 +1,17 @@
 """What the network sees and predicts: the intermediate maps of the test-time pipeline, and training pictures.
 
-``explain(estimator, image)`` runs the same steps as ``PoseEstimator.__call__`` (``bottomup.inference``:
-``preprocess`` -> ``run_model`` (+ flip) -> ``aggregate_outputs`` -> ``combine_scales`` ->
-``bottomup.grouping.group_keypoints`` -> ``to_original``) once and keeps what they produce on the way: the
+``explain(estimator, image)`` runs the image through ``estimator.run`` (``bottomup.engine.inference.run_pipeline``,
+the one test-time path that ``PoseEstimator.__call__`` takes too: ``preprocess`` -> ``network_forward`` (+ flip)
+-> ``aggregate_scales`` -> ``codec.decode`` -> ``to_original``) and keeps what it produces on the way: the
 aggregated heatmaps and tag maps at network-input resolution, the resize transform, and each person's tags at
-its joints. Its people are exactly ``estimator(image)``'s.
+its joints. Its people are exactly ``estimator(image)``'s, whatever the estimator's precision, memory format or
+folded copy.
 
 ``training_snapshot(model_or_estimator, image, target_heatmaps, cfg=cfg)`` turns one training image into the
 pictures TensorBoard shows (``"skeletons"``, ``"heatmaps"``, ``"tags"``), each ``(H, W, 3)`` uint8 RGB for
 ``writer.add_image(tag, picture, step, dataformats="HWC")``.
 
-Frames (see ``bottomup.inference``): *original* pixels of the image given; *input* pixels of the network input
+Frames (see ``bottomup.engine.inference``): *original* pixels of the image given; *input* pixels of the network input
 at scale 1 (``transform.matrix`` maps original -> input, ``transform.inverse`` back). The maps kept here have
 been projected to the input size, so a map pixel is an input pixel.
 
@@ -22,28 +23,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from bottomup.grouping import group_keypoints
-from bottomup.inference import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ResizeTransform,
-    aggregate_outputs,
-    combine_scales,
-    preprocess,
-    resize_transform,
-    run_model,
-    to_original,
-)
-from bottomup.vis import draw_people, figure_to_array, overlay_heatmaps, tag_grid
-
-if TYPE_CHECKING:
-    from bottomup.api import PoseEstimator
+from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from bottomup.engine.inference import Predictor, ResizeTransform, read_image
+from bottomup.vis.draw import draw_people, figure_to_array, overlay_heatmaps, tag_grid
 
 __all__ = ["Explanation", "explain", "training_snapshot", "SNAPSHOT_KEYS"]
 
@@ -116,26 +104,14 @@ class Explanation:
         return self.select(order if max_people is None else order[: int(max_people)])
 
 
-def _read_image(image: str | os.PathLike | np.ndarray) -> np.ndarray:
-    if isinstance(image, (str, os.PathLike)):
-        from bottomup.data.io import load_image
-
-        return load_image(image)
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
-        return image
-    raise TypeError(f"image must be a path or an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__}")
-
-
-def explain(estimator: PoseEstimator, image: str | os.PathLike | np.ndarray) -> Explanation:
+def explain(estimator: Predictor, image: str | os.PathLike | np.ndarray) -> Explanation:
     """Run ``estimator``'s test-time pipeline on one image and keep the intermediate maps.
 
-    Uses the estimator's model, device, ``input_size``, ``scales``, ``flip_test`` and grouping settings, so
-    ``keypoints`` / ``scores`` equal ``estimator(image)``'s.
+    Uses ``estimator.run`` (its model, device, precision, memory format, ``input_size``, ``scales``,
+    ``flip_test`` and codec), so ``keypoints`` / ``scores`` equal ``estimator(image)``'s.
 
     Args:
-        estimator: a ``bottomup.api.PoseEstimator`` (its model is run under ``torch.inference_mode``).
+        estimator: a ``bottomup.api.PoseEstimator`` (or its core, ``bottomup.engine.inference.Predictor``).
         image: image file path, or ``(H, W, 3)`` uint8 RGB array (original frame).
 
     Returns:
@@ -145,31 +121,15 @@ def explain(estimator: PoseEstimator, image: str | os.PathLike | np.ndarray) -> 
         bottomup.data.io.ImageReadError: missing / unreadable file.
         TypeError / ValueError: an array of the wrong type, shape or dtype.
     """
-    rgb = _read_image(image)
+    rgb = read_image(image)
+    out = estimator.run(rgb)
     k = estimator.layout.num_keypoints
-    scales = sorted(estimator.scales, reverse=True)
-    min_scale = min(scales)
-    flip_index = estimator.flip_index if estimator.flip_test else None
-    base = resize_transform(rgb.shape[0], rgb.shape[1], estimator.input_size, 1.0, min_scale)
-    per_scale = []
-    with torch.inference_mode():
-        for s in scales:  # as bottomup.inference.predict / postprocess
-            x, _ = preprocess(rgb, estimator.input_size, s, min_scale)
-            x = x.to(estimator.device)
-            outs = run_model(estimator.model, x)
-            flip_outs = run_model(estimator.model, torch.flip(x, [3])) if flip_index is not None else None
-            heat, tag = aggregate_outputs(
-                outs, flip_outs, num_keypoints=k, flip_index=flip_index, project_size=base.size
-            )
-            per_scale.append((s, heat, tag))
-        heat, tag = combine_scales(per_scale)
-        grouped, scores = group_keypoints(heat[0], tag[0], joint_order=estimator.joint_order, **estimator.grouping)
-    heatmaps = heat[0].float().cpu().numpy()  # (K, h, w)
-    tags = tag[0].float().cpu().numpy()  # (K, h, w, L)
+    base = out.transform
+    heatmaps = out.heatmaps[0].float().cpu().numpy()  # (K, h, w)
+    tags = out.tags[0].float().cpu().numpy()  # (K, h, w, L)
     num_tags = tags.shape[-1]
-    grouped = np.asarray(grouped, dtype=np.float32).reshape(-1, k, 3 + num_tags)
+    grouped = np.asarray(out.grouped, dtype=np.float32).reshape(-1, k, 3 + num_tags)
     keypoints_input = grouped[..., :3].astype(np.float64)
-    keypoints = to_original(keypoints_input, base)
 
     # Tags at each person's joints, read from the maps at the joint's pixel (grouping's pixel: int(x), int(y)).
     _, h, w = heatmaps.shape
@@ -187,9 +147,9 @@ def explain(estimator: PoseEstimator, image: str | os.PathLike | np.ndarray) -> 
         heatmaps=heatmaps,
         tags=tags,
         transform=base,
-        keypoints=keypoints,
+        keypoints=out.keypoints,
         keypoints_input=keypoints_input,
-        scores=np.asarray(scores, dtype=np.float32).reshape(-1),
+        scores=np.asarray(out.scores, dtype=np.float32).reshape(-1),
         person_tags=person_tags,
         detected=detected,
         keypoint_names=tuple(estimator.layout.keypoint_names),
@@ -220,7 +180,7 @@ def _to_rgb(image: Any) -> np.ndarray:
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
         rgb = ((t * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
         return np.ascontiguousarray(rgb.permute(1, 2, 0).numpy())
-    return _read_image(image)
+    return read_image(image)
 
 
 def _label(picture: np.ndarray, text: str) -> np.ndarray:
@@ -234,7 +194,7 @@ def _label(picture: np.ndarray, text: str) -> np.ndarray:
 
 
 def training_snapshot(
-    model: PoseEstimator | torch.nn.Module,
+    model: Predictor | torch.nn.Module,
     image: str | os.PathLike | np.ndarray | torch.Tensor,
     target_heatmaps: np.ndarray | torch.Tensor | Sequence[torch.Tensor] | None = None,
     *,
@@ -243,7 +203,7 @@ def training_snapshot(
 ) -> dict[str, np.ndarray]:
     """The pictures TensorBoard shows during training, for one image.
 
-    With a bare model (training), it is wrapped in a ``PoseEstimator`` built from ``cfg`` (layout and grouping
+    With a bare model (training), it is wrapped in a ``Predictor`` built from ``cfg`` (layout and test-time
     settings) without flip test, on the model's device; DDP / ``torch.compile`` wrappers are looked through,
     and the model's train / eval mode is restored afterwards. A tensor ``image`` (one entry of a training
     batch, ImageNet-normalised, already in input pixels) is un-normalised and run with ``input_size`` = its
@@ -258,7 +218,7 @@ def training_snapshot(
         target_heatmaps: ground-truth heatmaps ``(K, h', w')`` (array or tensor, any resolution covering the
             same field of view as ``image``, e.g. ``batch["heatmaps"][-1][0]``), or the per-stride list (the
             last, highest-resolution entry is used; a leading batch dimension of 1 is dropped), or ``None``.
-        cfg: project config (``cfg.data`` for the layout, ``cfg.grouping``); required with a bare model.
+        cfg: project config (``cfg.data`` for the layout, ``cfg.test``); required with a bare model.
         tag_threshold: tag pixels where the joint's heatmap is ``<=`` this are masked (black) in ``"tags"``.
 
     Returns:
@@ -273,13 +233,11 @@ def training_snapshot(
     Raises:
         ValueError: a bare model without ``cfg``, or bad image / target shapes.
     """
-    from bottomup.api import PoseEstimator
-
     rgb = _to_rgb(image)
     is_crop = isinstance(image, torch.Tensor)
     net = None
     was_training = False
-    if isinstance(model, PoseEstimator):
+    if isinstance(model, Predictor):
         estimator = model
         if is_crop:
             estimator = _with_input_size(estimator, min(rgb.shape[:2]))
@@ -293,7 +251,7 @@ def training_snapshot(
         overrides: dict[str, Any] = {"flip_test": False, "scales": [1.0], "device": device}
         if is_crop:
             overrides["input_size"] = min(rgb.shape[:2])
-        estimator = PoseEstimator.from_config(cfg, model=net, **overrides)  # puts net in eval mode
+        estimator = Predictor.from_config(cfg, model=net, **overrides)  # puts net in eval mode
     try:
         ex = explain(estimator, rgb)
     finally:
@@ -333,7 +291,7 @@ def training_snapshot(
     return pictures
 
 
-def _with_input_size(estimator: PoseEstimator, input_size: int) -> PoseEstimator:
+def _with_input_size(estimator: Predictor, input_size: int) -> Predictor:
     """A shallow copy of ``estimator`` with another ``input_size`` (same model, layout and settings)."""
     from copy import copy
 

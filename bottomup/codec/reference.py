@@ -2,10 +2,10 @@
 
 Written to follow the structure of the published ``HeatmapParser`` (full-map max-pool NMS, top-k, a
 ``dict`` of people keyed by their first tag value, per-person / per-joint loops for adjust and refine), so
-that ``bottomup.grouping`` (the fast, pruned implementation) can be checked against it pixel for pixel.
+that ``bottomup.codec.grouping`` (the fast, pruned implementation) can be checked against it pixel for pixel.
 The only specified difference from the official code is the order of equal-valued candidates, which
 ``torch.topk`` leaves undefined: here value descending, then row-major pixel index ascending (as in
-``bottomup.grouping``).
+``bottomup.codec.grouping``).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def reference_group(
     refine: bool = True,
     timings: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Same contract as ``bottomup.grouping.group_keypoints``; ``timings`` (if given) gets seconds per step."""
+    """Same contract as ``bottomup.codec.grouping.group_keypoints``; ``timings`` (if given) gets seconds per step."""
     import time
 
     if isinstance(heatmaps, torch.Tensor):

@@ -1,6 +1,6 @@
 """Training targets for associative embedding: Gaussian heatmaps and tag indices.
 
-This is the *encode* half of the codec (``bottomup.codec``); grouping (``bottomup.grouping``) is the decode
+This is the *encode* half of the codec (``bottomup.codec``); grouping (``bottomup.codec.grouping``) is the decode
 half. Both share the same conventions:
 
 Frames and conventions

@@ -43,7 +43,7 @@ def ae_loss(tags: Tensor, tag_indices: Tensor, push_type: str = "exp") -> tuple[
 
     Args:
         tags: ``(B, K * L, H, W)`` tag maps (channel ``k * L + l``; L = 1 for the official models).
-        tag_indices: ``(B, M, K, 2)`` int64 ``[k * H * W + y * W + x, valid]`` (``bottomup.targets.tag_indices``).
+        tag_indices: ``(B, M, K, 2)`` int64 ``[k * H * W + y * W + x, valid]`` (``bottomup.codec.targets.tag_indices``).
         push_type: ``"exp"`` or ``"max"``.
 
     Returns:

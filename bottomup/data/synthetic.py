@@ -537,7 +537,7 @@ def _params(num_train: int, num_val: int, image_size: int, seed: int, max_people
 
 
 def _marker_content(params: dict) -> dict:
-    return {"generator": "bottomup.synthetic", "version": GENERATOR_VERSION, "params": params}
+    return {"generator": "bottomup.data.synthetic", "version": GENERATOR_VERSION, "params": params}
 
 
 def _read_marker(root: Path) -> dict | None:
@@ -570,7 +570,7 @@ def _write_split(folder: Path, split: str, params: dict) -> None:
             "description": "bottomup synthetic multi-person keypoints (COCO 2017 layout)",
             "version": str(GENERATOR_VERSION),
             "year": 2024,
-            "contributor": "bottomup.synthetic",
+            "contributor": "bottomup.data.synthetic",
             "params": params,
         },
         "licenses": [
@@ -629,7 +629,7 @@ def generate_synthetic_coco(
     root = Path(root).expanduser().absolute()
     if root.exists() and (not root.is_dir() or (any(root.iterdir()) and _read_marker(root) is None)):
         raise FileExistsError(
-            f"{root} exists and was not written by bottomup.synthetic (no {MARKER}); refusing to overwrite it. "
+            f"{root} exists and was not written by bottomup.data.synthetic (no {MARKER}); refusing to overwrite it. "
             "Pass another root, or remove it yourself."
         )
     try:
@@ -710,8 +710,8 @@ def ensure_synthetic_coco(root: str | os.PathLike | None = None, **kwargs) -> Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bottomup.synthetic [--root DIR] [--num-train N] ...``: ensure the set, print its folder."""
-    ap = argparse.ArgumentParser(prog="python -m bottomup.synthetic", description=__doc__.split("\n")[0])
+    """``python -m bottomup.data.synthetic [--root DIR] [--num-train N] ...``: ensure the set, print its folder."""
+    ap = argparse.ArgumentParser(prog="python -m bottomup.data.synthetic", description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=None, help="output folder (default: $BOTTOMUP_CACHE/synthetic-<hash>)")
     ap.add_argument("--num-train", type=int, default=_DEFAULTS["num_train"])
     ap.add_argument("--num-val", type=int, default=_DEFAULTS["num_val"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "resolve_device", "is_main_process"]
+__all__ = ["DistInfo", "init_distributed", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,28 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` → ``cuda:<local_rank>`` when CUDA is present, else ``cpu``; other names are used as given.
+def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, key: str = "trainer.device") -> torch.device:
+    """The one place a device name is resolved (training, evaluation, inference, benchmarks).
+
+    ``"auto"`` → ``cuda:<local_rank>`` when CUDA is present, else ``cpu``; ``"cuda"`` → ``cuda:<local_rank>``;
+    other names (``"cpu"``, ``"cuda:1"``, a ``torch.device``) are used as given.
+
+    Args:
+        name: the device name.
+        local_rank: this process's GPU under ``torchrun``.
+        key: the config key or option the name came from, named in the error (``trainer.device``, ``--device``).
 
     Raises:
-        ValueError: a CUDA device is asked for on a machine without CUDA (``trainer.device``).
+        ValueError: a name torch does not know, or a CUDA device on a machine without CUDA.
     """
-    if name == "auto":
+    if str(name) == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"{key}={name!r} is not a device: use auto, cpu or cuda") from e
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={name!r} but CUDA is not available here: use trainer.device=cpu or auto")
+        raise ValueError(f"{key}={name!r} but CUDA is not available here: use {key}=cpu or auto")
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device
@@ -60,8 +71,3 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(True, rank, local_rank, world), device
-
-
-def is_main_process() -> bool:
-    """True on rank 0 or when not distributed."""
-    return not dist.is_initialized() or dist.get_rank() == 0

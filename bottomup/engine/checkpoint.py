@@ -10,6 +10,7 @@ loads with ``torch.load(weights_only=True)``:
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
@@ -19,7 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CheckpointError"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "write_json",
+    "CheckpointError",
+    "find_checkpoint",
+]
 
 FORMAT_VERSION = 1
 
@@ -92,3 +101,47 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file in the same folder, then ``os.replace``):
+    a kill leaves the old file or the new one, never half of one. Results files (evaluation, ``infer``) use it.
+
+    Returns:
+        the path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def find_checkpoint(root: str | os.PathLike = "outputs") -> Path | None:
+    """The checkpoint of the newest training run under ``root``.
+
+    Runs are the folders holding a ``best.pt`` or ``last.pt``; the newest is the one whose checkpoint was
+    modified last. In that run ``best.pt`` (best validation AP) is preferred over ``last.pt``.
+
+    Returns:
+        the path, or ``None`` when ``root`` holds no checkpoint.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    runs: dict[Path, float] = {}
+    for name in ("best.pt", "last.pt"):
+        for ckpt in root.rglob(name):
+            if ckpt.is_file():
+                runs[ckpt.parent] = max(runs.get(ckpt.parent, 0.0), ckpt.stat().st_mtime)
+    if not runs:
+        return None
+    newest = max(runs, key=lambda d: (runs[d], str(d)))
+    best = newest / "best.pt"
+    return best if best.is_file() else newest / "last.pt"

@@ -1,0 +1,355 @@
+"""Configs -> objects: the one place that builds models, data sets, losses, optimisers, codecs and that turns a
+checkpoint into a model.
+
+* :data:`CONF_DIR` is where the Hydra configs are: ``bottomup/conf`` inside an installed wheel (package data), the
+  repository's top-level ``conf/`` in a source checkout or an editable install. :func:`compose` composes one of
+  its root configs (``train`` / ``eval``) without a Hydra run.
+* Constructors of the library take plain typed arguments; this module reads the config groups
+  (``conf/<group>/*.yaml``) and passes them on, instantiating ``_target_`` nodes with Hydra.
+* :func:`load_model` is the one path from a checkpoint file to a model, always through the weights-only loader
+  (``bottomup.engine.checkpoint.load_checkpoint``), with one precedence (see there).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+from torch.utils.data import DataLoader
+
+from bottomup.codec import GROUPING_KEYS, AssociativeEmbeddingCodec
+from bottomup.data import KeypointDataset, collate
+from bottomup.data.keypoints import KeypointLayout
+from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
+from bottomup.engine.distributed import DistInfo
+from bottomup.engine.inference import config_test_group
+from bottomup.engine.trainer import EpochSampler, TrainState
+from bottomup.models import load_official_checkpoint
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONF_DIR",
+    "LEGACY_TARGETS",
+    "compose",
+    "experiments",
+    "as_config",
+    "prepare_data_root",
+    "build_model",
+    "build_loss",
+    "build_optimizer",
+    "build_codec",
+    "build_train_dataset",
+    "build_train_loader",
+    "build_train_state",
+    "is_project_checkpoint",
+    "saved_config",
+    "load_model",
+]
+
+
+def _find_conf() -> Path:
+    packaged = Path(__file__).resolve().parent / "conf"  # a wheel: conf/ is package data
+    if (packaged / "train.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "conf"  # a source checkout / editable install
+
+
+#: The folder of the Hydra configs (``train.yaml``, ``eval.yaml`` and the groups).
+CONF_DIR: Path = _find_conf()
+
+#: ``_target_`` paths of bottomup 0.1 (flat package), as saved in the configs of its checkpoints -> their place now.
+LEGACY_TARGETS: dict[str, str] = {
+    "bottomup.losses.AssociativeEmbeddingLoss": "bottomup.models.losses.AssociativeEmbeddingLoss",
+    "bottomup.schedule.warmup_multistep": "bottomup.engine.schedule.warmup_multistep",
+}
+
+
+def compose(config_name: str = "train", overrides: Sequence[str] = (), experiment: str | None = None) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line style ``overrides`` (no run folder is made).
+
+    Raises:
+        hydra.errors.MissingConfigException: an unknown experiment or group option (the message lists them).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    args = list(overrides) + ([f"experiment={experiment}"] if experiment else [])
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=args)
+
+
+def experiments() -> list[str]:
+    """The experiment names in ``conf/experiment`` (sorted)."""
+    return sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def as_config(cfg: Any) -> DictConfig:
+    """A DictConfig from a DictConfig, a YAML string (a checkpoint's ``config``) or a mapping."""
+    if isinstance(cfg, DictConfig):
+        return cfg
+    return OmegaConf.create(cfg if isinstance(cfg, str) else dict(cfg))
+
+
+def prepare_data_root(data_cfg: DictConfig) -> Path:
+    """Check ``data.root``; for the synthetic data set (``data.synthetic``) with no root, generate it once into
+    the cache and point ``data.root`` there.
+
+    Raises:
+        ValueError: ``data.root`` is not set. FileNotFoundError: it is not a folder.
+    """
+    root = None if OmegaConf.is_missing(data_cfg, "root") else data_cfg.root
+    if root is None and data_cfg.get("synthetic") is not None:
+        from bottomup.data.synthetic import ensure_synthetic_coco
+
+        root = str(ensure_synthetic_coco(**OmegaConf.to_container(data_cfg.synthetic, resolve=True)))
+        with open_dict(data_cfg):
+            data_cfg.root = root
+    if root is None:
+        raise ValueError(
+            "data.root is not set: pass data.root=/path/to/coco, a folder in the COCO layout "
+            "(annotations/person_keypoints_train2017.json, train2017/, val2017/)"
+        )
+    path = Path(str(root))
+    if not path.is_dir():
+        raise FileNotFoundError(f"data.root={path} does not exist or is not a folder: point data.root at your data set")
+    return path
+
+
+def build_model(model_cfg: DictConfig, num_keypoints: int | None = None, *, pretrained: bool = True) -> nn.Module:
+    """Instantiate ``model_cfg`` (``_target_``, e.g. ``bottomup.models.HigherHRNet``) and check its K.
+
+    Args:
+        model_cfg: the ``model`` group.
+        num_keypoints: the data's K (``data.num_keypoints``); ``None`` skips the check.
+        pretrained: load ``model.pretrained`` (an ImageNet backbone) when set; ``False`` when checkpoint weights
+            replace everything anyway.
+
+    Raises:
+        ValueError: ``model.num_keypoints`` differs from ``num_keypoints``.
+    """
+    model_cfg = _map_legacy_targets(model_cfg)
+    if not pretrained and "pretrained" in model_cfg:
+        model = hydra.utils.instantiate(model_cfg, pretrained=None)
+    else:
+        model = hydra.utils.instantiate(model_cfg)
+    model_k = getattr(model, "num_keypoints", num_keypoints)
+    if num_keypoints is not None and model_k != num_keypoints:
+        raise ValueError(
+            f"model.num_keypoints={model_k} but data.num_keypoints={num_keypoints}: the model must predict the "
+            f"data set's keypoints (leave model.num_keypoints as ${{data.num_keypoints}})"
+        )
+    return model
+
+
+def build_loss(loss_cfg: DictConfig) -> nn.Module:
+    """The training criterion of the ``loss`` group (``bottomup.models.losses.AssociativeEmbeddingLoss``)."""
+    return hydra.utils.instantiate(_map_legacy_targets(loss_cfg))
+
+
+def build_optimizer(
+    optim_cfg: DictConfig, schedule_cfg: DictConfig, params: Any, iters_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimiser (``optim``, ``_partial_``) over ``params`` and its per-iteration LR schedule (``schedule``).
+
+    Raises:
+        ValueError: ``iters_per_epoch`` < 1 (from the schedule).
+    """
+    optimizer = hydra.utils.instantiate(optim_cfg)(params=params)
+    schedule = hydra.utils.instantiate(_map_legacy_targets(schedule_cfg))
+    return optimizer, schedule(optimizer=optimizer, iters_per_epoch=iters_per_epoch)
+
+
+def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
+    """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``
+    and the grouping settings of ``test``.
+
+    Raises:
+        ValueError: a layout whose names do not match (``bottomup.data.keypoints.KeypointLayout``).
+    """
+    group = config_test_group(cfg)
+    settings = {k: group[k] for k in GROUPING_KEYS if k in group}
+    settings.setdefault("max_people", int(cfg.data.max_people))
+    return AssociativeEmbeddingCodec.from_layout(
+        KeypointLayout.from_config(cfg.data),
+        sigma=float(cfg.data.sigma),
+        strides=list(cfg.model.strides),
+        **settings,
+    )
+
+
+def build_train_dataset(
+    data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0
+) -> KeypointDataset:
+    """The training ``KeypointDataset`` from ``conf/data/*.yaml`` (augmentation on when ``train``); its codec has
+    ``data.sigma``, ``strides`` and ``data.max_people``."""
+    aug = data_cfg.augmentation
+    return KeypointDataset(
+        ann_file=str(data_cfg.train_ann),
+        image_dir=str(data_cfg.train_images),
+        keypoint_names=list(data_cfg.keypoint_names),
+        flip_pairs=[list(p) for p in data_cfg.flip_pairs],
+        input_size=int(data_cfg.input_size),
+        output_strides=list(strides),
+        sigma=float(data_cfg.sigma),
+        max_people=int(data_cfg.max_people),
+        train=train,
+        max_rotation=float(aug.max_rotation),
+        min_scale=float(aug.min_scale),
+        max_scale=float(aug.max_scale),
+        max_translate=float(aug.max_translate),
+        flip_prob=float(aug.flip_prob),
+        max_images=data_cfg.get("max_images"),
+        seed=seed,
+    )
+
+
+def build_train_loader(
+    dataset: KeypointDataset, data_cfg: DictConfig, dist_info: DistInfo, seed: int, device: torch.device
+) -> tuple[DataLoader, EpochSampler]:
+    """The training ``DataLoader`` (``data.batch_size`` per process, ``data.num_workers``) over an
+    :class:`~bottomup.engine.trainer.EpochSampler`.
+
+    Raises:
+        ValueError: the batch is larger than the images of one process (names ``data.batch_size``).
+    """
+    sampler = EpochSampler(len(dataset), dist_info, seed)
+    workers = int(data_cfg.num_workers)
+    batch_size = int(data_cfg.batch_size)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        drop_last=len(sampler) >= batch_size,
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers > 0 else None,
+    )
+    if len(loader) == 0:
+        raise ValueError(f"data.batch_size={batch_size} is larger than the {len(sampler)} training images per process")
+    return loader, sampler
+
+
+def build_train_state(cfg: DictConfig, model: nn.Module, iters_per_epoch: int, device: torch.device) -> TrainState:
+    """A fresh :class:`~bottomup.engine.trainer.TrainState`: ``optim`` + ``schedule`` over ``model``'s parameters,
+    a ``GradScaler`` enabled for ``trainer.precision=fp16``, and ``cfg`` (resolved YAML) to save in checkpoints."""
+    optimizer, scheduler = build_optimizer(cfg.optim, cfg.schedule, model.parameters(), iters_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision == "fp16")
+    return TrainState(model, optimizer, scheduler, scaler, config=OmegaConf.to_yaml(cfg, resolve=True))
+
+
+# --------------------------------------------------------------------------------------- checkpoint -> model
+def is_project_checkpoint(obj: Any) -> bool:
+    """Whether a loaded file is a checkpoint of this project (``{"model": state_dict, "config", ...}``), as
+    opposed to a raw / ``{"state_dict": ...}`` official HigherHRNet checkpoint."""
+    return isinstance(obj, dict) and isinstance(obj.get("model"), dict) and ("config" in obj or "epoch" in obj)
+
+
+def _map_legacy_targets(node: Any) -> Any:
+    """A copy of a config node with the ``_target_`` paths of :data:`LEGACY_TARGETS` replaced (no-op otherwise)."""
+    if not isinstance(node, DictConfig):
+        return node
+    text = OmegaConf.to_yaml(node)
+    if not any(old in text for old in LEGACY_TARGETS):
+        return node
+    data = OmegaConf.to_container(node, resolve=True)
+
+    def fix(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: (LEGACY_TARGETS.get(v, v) if k == "_target_" else fix(v)) for k, v in x.items()}
+        if isinstance(x, list):
+            return [fix(v) for v in x]
+        return x
+
+    return OmegaConf.create(fix(data))
+
+
+def saved_config(checkpoint: Any, name: str = "<checkpoint>") -> DictConfig | None:
+    """The config saved in a project checkpoint (its ``config``: YAML text or a mapping), with legacy
+    ``_target_`` paths mapped; ``None`` for official checkpoints and project ones without a usable config."""
+    if not is_project_checkpoint(checkpoint):
+        return None
+    saved = checkpoint.get("config")
+    if saved is None or (isinstance(saved, str) and not saved.strip()):
+        return None
+    try:
+        cfg = as_config(saved)
+    except Exception as e:  # noqa: BLE001 - a damaged config falls back to the caller's, with a warning
+        log.warning("cannot parse the config stored in %s (%s); using the command line's model", name, e)
+        return None
+    if not isinstance(cfg, DictConfig) or "model" not in cfg:
+        return None
+    return _map_legacy_targets(cfg)
+
+
+def load_model(
+    path: str | os.PathLike, *, cfg: DictConfig | None = None, experiment: str | None = None
+) -> tuple[nn.Module, DictConfig, str]:
+    """Turn a checkpoint file into a model: the one path, for inference, evaluation and the API.
+
+    Precedence (one rule): **the config saved in a project checkpoint builds the network** (the weights were
+    trained with it); ``cfg`` (e.g. the evaluation's command line), else the experiment ``experiment`` composed
+    from ``conf/``, is used only for a file without one -- an official HigherHRNet / SWAHR ``.pth`` (a raw or
+    ``{"state_dict": ...}`` state dict), or a project checkpoint whose config is missing. ``model.pretrained``
+    is never loaded (the checkpoint's weights replace it).
+
+    Args:
+        path: the file; read with ``torch.load(weights_only=True)``, which never runs code from the file.
+        cfg: a composed config to fall back on.
+        experiment: a name in ``conf/experiment`` to fall back on when ``cfg`` is not given.
+
+    Returns:
+        ``(model, config, kind)``: the model on CPU with the weights loaded (train mode as built), the config it was
+        built from (the saved one, else ``cfg`` / the composed experiment), and ``"project"`` or ``"official"``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        bottomup.engine.checkpoint.CheckpointError: the file is not a loadable weights-only checkpoint.
+        ValueError: a file without a config and neither ``cfg`` nor ``experiment``, or not a state dict at all.
+        RuntimeError: weights that do not fit the network (the message lists the mismatches).
+    """
+    name = os.fspath(path)
+    checkpoint = load_checkpoint(name)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"checkpoint {name} holds a {type(checkpoint).__name__}, not a state_dict or a checkpoint of this project"
+        )
+    config = saved_config(checkpoint, name)
+    if config is None:
+        if cfg is not None:
+            config = cfg
+        elif experiment is not None:
+            config = compose("train", experiment=experiment)
+        else:
+            what = (
+                "has no 'config'"
+                if is_project_checkpoint(checkpoint)
+                else "looks like an official HigherHRNet state_dict (no 'model'/'config' keys)"
+            )
+            raise ValueError(
+                f"checkpoint {name} {what}; pass experiment=<name in conf/experiment>, e.g. experiment='higherhrnet_w32'"
+            )
+    model = build_model(config.model, pretrained=False)
+    if is_project_checkpoint(checkpoint):
+        state = dict(checkpoint["model"])
+        if state and all(k.startswith("module.") for k in state):
+            state = {k[len("module.") :]: v for k, v in state.items()}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"checkpoint {name} does not fit the model built from the config: {e}\n"
+                "Pass the experiment the checkpoint was trained with (experiment=...)."
+            ) from e
+        return model, config, "project"
+    load_official_checkpoint(model, checkpoint)  # raises RuntimeError with a diagnosis on mismatch
+    return model, config, "official"

@@ -1,0 +1,189 @@
+"""Associative-embedding codec: keypoints <-> network outputs (MMPose ``codecs`` style).
+
+:class:`AssociativeEmbeddingCodec` owns every setting both directions share: the layout (K, joint order, flip
+index), the heatmap ``sigma``, the output ``strides``, ``max_people`` and the grouping thresholds. ``encode``
+builds training targets (:mod:`bottomup.codec.targets`; the data set calls it), ``decode`` groups network outputs
+(:mod:`bottomup.codec.grouping`; the test-time pipeline calls it), and ``ideal_outputs`` builds the outputs a
+perfect network would give (:mod:`bottomup.codec.ideal`), so that the round trip ground truth -> ideal maps ->
+decode -> the same people can be tested (``tests/test_roundtrip.py``). :mod:`bottomup.codec.reference` is a
+straightforward loop implementation of the decode that the fast one is checked against.
+
+Frames: ``encode`` / ``ideal_outputs`` take keypoints in *input* pixels; an output of stride ``s`` sees them at
+``x / s`` (heatmap pixels). ``decode`` returns keypoints in pixels of the maps it is given.
+
+Letters: N people, K keypoints, M = ``max_people``, L tag dimensions, H x W map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from bottomup.codec.grouping import group_keypoints
+from bottomup.codec.ideal import flip_outputs, ideal_outputs
+from bottomup.codec.targets import render_heatmaps, tag_indices
+
+if TYPE_CHECKING:
+    from bottomup.data.keypoints import KeypointLayout
+
+__all__ = ["AssociativeEmbeddingCodec", "GROUPING_KEYS", "ideal_outputs", "flip_outputs"]
+
+#: Decode settings (official ``TEST`` keys; ``conf/test/default.yaml``), the keyword arguments of
+#: ``bottomup.codec.grouping.group_keypoints`` besides ``joint_order``.
+GROUPING_KEYS = (
+    "nms_kernel",
+    "max_people",
+    "detection_threshold",
+    "tag_threshold",
+    "use_detection_val",
+    "ignore_too_much",
+    "adjust",
+    "refine",
+)
+
+
+def _hw(input_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(input_size, int):
+        return input_size, input_size
+    h, w = input_size
+    return int(h), int(w)
+
+
+def _permutation(name: str, value: Sequence[int] | None, k: int) -> list[int] | None:
+    if value is None:
+        return None
+    out = [int(j) for j in value]
+    if sorted(out) != list(range(k)):
+        raise ValueError(f"{name} must be a permutation of range({k}), got {list(value)}")
+    return out
+
+
+class AssociativeEmbeddingCodec:
+    """Encode / decode keypoints for associative embedding with one set of settings.
+
+    Args:
+        num_keypoints: K.
+        joint_order: matching order (``KeypointLayout.joint_order_index``); default channel order.
+        flip_index: joint permutation under a horizontal flip (``KeypointLayout.flip_index``); needed for flip
+            test and ``flip_ideal``; ``None`` = no flip pairs known.
+        sigma: heatmap Gaussian std in heatmap pixels (``data.sigma``).
+        strides: output strides, highest first (``model.strides``).
+        max_people: M, tag rows per training image and people per decoded image (``data.max_people``).
+        nms_kernel, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, adjust, refine:
+            grouping settings of ``bottomup.codec.grouping.group_keypoints`` (official ``TEST`` keys).
+
+    Raises:
+        ValueError: ``joint_order`` / ``flip_index`` that are not permutations of ``range(K)``, or no strides.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int,
+        *,
+        joint_order: Sequence[int] | None = None,
+        flip_index: Sequence[int] | None = None,
+        sigma: float = 2.0,
+        strides: Sequence[int] = (4, 2),
+        max_people: int = 30,
+        nms_kernel: int = 5,
+        detection_threshold: float = 0.1,
+        tag_threshold: float = 1.0,
+        use_detection_val: bool = True,
+        ignore_too_much: bool = False,
+        adjust: bool = True,
+        refine: bool = True,
+    ) -> None:
+        k = int(num_keypoints)
+        self.num_keypoints = k
+        self.joint_order = _permutation("joint_order", joint_order, k) or list(range(k))
+        self.flip_index = _permutation("flip_index", flip_index, k)
+        self.sigma = float(sigma)
+        self.strides = tuple(int(s) for s in strides)
+        if not self.strides:
+            raise ValueError("strides must name at least one output stride")
+        self.max_people = int(max_people)
+        self.nms_kernel = int(nms_kernel)
+        self.detection_threshold = float(detection_threshold)
+        self.tag_threshold = float(tag_threshold)
+        self.use_detection_val = bool(use_detection_val)
+        self.ignore_too_much = bool(ignore_too_much)
+        self.adjust = bool(adjust)
+        self.refine = bool(refine)
+
+    @classmethod
+    def from_layout(cls, layout: KeypointLayout, **kwargs: Any) -> AssociativeEmbeddingCodec:
+        """A codec for ``layout`` (K, ``joint_order_index``, ``flip_index``); ``kwargs`` are the other settings."""
+        return cls(layout.num_keypoints, joint_order=layout.joint_order_index, flip_index=layout.flip_index, **kwargs)
+
+    @property
+    def grouping(self) -> dict[str, Any]:
+        """The decode settings (:data:`GROUPING_KEYS`) as ``group_keypoints`` keyword arguments."""
+        return {key: getattr(self, key) for key in GROUPING_KEYS}
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.grouping.items())
+        return f"{type(self).__name__}(num_keypoints={self.num_keypoints}, sigma={self.sigma}, strides={self.strides}, {settings})"
+
+    def encode(self, keypoints: np.ndarray, input_size: int | Sequence[int]) -> dict[str, Any]:
+        """Training targets for one image.
+
+        Coordinates are divided by each stride in the dtype they come in (the data set gives float64), then
+        rendered (``render_heatmaps``, Gaussians of ``sigma``) and indexed (``tag_indices`` at the first stride,
+        the ``max_people`` most complete people).
+
+        Args:
+            keypoints: ``(N, K, 3)`` ``(x, y, visibility)`` in input pixels.
+            input_size: side or ``(height, width)`` of the network input, a multiple of every stride.
+
+        Returns:
+            ``{"heatmaps": [(K, H/s, W/s) float32 per stride], "tag_indices": (M, K, 2) int64}`` (tag indices
+            into the first output's flattened ``(K, H/s0, W/s0)`` tag maps).
+
+        Raises:
+            ValueError: ``keypoints`` not ``(N, K, 3)`` with this codec's K.
+        """
+        h_in, w_in = _hw(input_size)
+        keypoints = np.asarray(keypoints)
+        if keypoints.ndim != 3 or keypoints.shape[1] != self.num_keypoints or keypoints.shape[2] < 3:
+            raise ValueError(f"keypoints must be (N, {self.num_keypoints}, 3), got shape {keypoints.shape}")
+        heatmaps, tags = [], None
+        for s in self.strides:
+            kp = keypoints.copy()
+            kp[..., :2] /= s
+            heatmaps.append(render_heatmaps(kp, h_in // s, w_in // s, self.sigma))
+            if tags is None:
+                tags = tag_indices(kp, h_in // s, w_in // s, self.max_people)
+        return {"heatmaps": heatmaps, "tag_indices": tags}
+
+    def decode(
+        self, heatmaps: np.ndarray | torch.Tensor, tags: np.ndarray | torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Group one image's maps (``bottomup.codec.grouping.group_keypoints`` with this codec's settings).
+
+        Args:
+            heatmaps: ``(K, H, W)`` numpy array or tensor (CPU or GPU).
+            tags: ``(K, H, W, L)``.
+
+        Returns:
+            ``keypoints (N, K, 3 + L)`` float32 in pixels of the given maps (x, y, score, tag), ``scores (N,)``.
+        """
+        return group_keypoints(heatmaps, tags, joint_order=self.joint_order, **self.grouping)
+
+    def ideal_outputs(
+        self, keypoints: np.ndarray, input_hw: tuple[int, int], tags_per_person: Sequence[float] | None = None
+    ) -> list[torch.Tensor]:
+        """``ideal_outputs`` with this codec's strides and sigma."""
+        return ideal_outputs(keypoints, input_hw, self.strides, tags_per_person, self.sigma)
+
+    def flip_ideal(self, outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``flip_outputs`` with this codec's ``flip_index``.
+
+        Raises:
+            ValueError: the codec has no ``flip_index``.
+        """
+        if self.flip_index is None:
+            raise ValueError("AssociativeEmbeddingCodec has no flip_index")
+        return flip_outputs(outputs, self.flip_index, self.num_keypoints)

@@ -1,0 +1,348 @@
+"""COCO / CrowdPose keypoint evaluation of a model.
+
+* :func:`coco_keypoint_eval` scores results in the COCO format with the standard evaluators: pycocotools
+  ``COCOeval`` (``iouType="keypoints"``, OKS with ``kpt_oks_sigmas``, at most 20 people per image) for COCO, or
+  faster-coco-eval's ``keypoints_crowd`` evaluation for CrowdPose (OKS area from the box, ``0.53 * w * h``,
+  and the easy / medium / hard split by ``crowdIndex``, as the official CrowdPose toolkit).
+* :func:`evaluate_model` runs the test-time pipeline (:mod:`bottomup.engine.inference`) over every image of the
+  validation annotation file, writes the results JSON and returns the scores (called from training and by
+  ``python -m bottomup.evaluate``).
+Results format (one dict per detected person), as the COCO keypoint challenge:
+``{"image_id": int, "category_id": 1, "keypoints": [x1, y1, s1, ..., xK, yK, sK], "score": float}``,
+coordinates in original-image pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from tqdm import tqdm
+
+from bottomup.data.io import ImageReadError, load_image
+from bottomup.engine.checkpoint import write_json
+from bottomup.engine.inference import Predictor
+
+log = logging.getLogger("bottomup.evaluate")
+
+__all__ = [
+    "COCO_STAT_NAMES",
+    "CROWDPOSE_STAT_NAMES",
+    "coco_keypoint_eval",
+    "people_to_results",
+    "evaluate_model",
+]
+
+#: Keys of :func:`coco_keypoint_eval` for ``eval_type="coco"``, in pycocotools' ``stats`` order.
+COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+#: Keys for ``eval_type="crowdpose"``, in faster-coco-eval's ``keypoints_crowd`` ``stats`` order.
+CROWDPOSE_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard")
+_STAT_NAMES = {"coco": COCO_STAT_NAMES, "crowdpose": CROWDPOSE_STAT_NAMES}
+
+
+def _load_json(path: str | os.PathLike, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from e
+
+
+def _check_results(results: Sequence[dict], num_keypoints: int, gt_image_ids: set[int]) -> list[dict]:
+    """Copy ``results`` (the evaluators add fields in place) and check their format."""
+    out = []
+    for i, r in enumerate(results):
+        for key in ("image_id", "keypoints", "score"):
+            if key not in r:
+                raise ValueError(f"result {i} has no {key!r}; expected image_id, category_id, keypoints, score")
+        kpts = [float(v) for v in np.asarray(r["keypoints"], dtype=np.float64).reshape(-1)]
+        if len(kpts) != 3 * num_keypoints:
+            raise ValueError(
+                f"result {i} (image {r['image_id']}) has {len(kpts)} keypoint values; the annotation file has "
+                f"{num_keypoints} keypoints, so 3 * {num_keypoints} = {3 * num_keypoints} values [x, y, score] are expected"
+            )
+        if int(r["image_id"]) not in gt_image_ids:
+            raise ValueError(f"result {i} has image_id {r['image_id']}, which is not in the annotation file")
+        out.append(
+            {
+                "image_id": int(r["image_id"]),
+                "category_id": int(r.get("category_id", 1)),
+                "keypoints": kpts,
+                "score": float(r["score"]),
+            }
+        )
+    return out
+
+
+def coco_keypoint_eval(
+    results: Sequence[dict],
+    ann_file: str | os.PathLike,
+    *,
+    oks_sigmas: Sequence[float],
+    eval_type: str = "coco",
+    image_ids: Sequence[int] | None = None,
+    verbose: bool = True,
+) -> dict[str, float]:
+    """Score keypoint results against an annotation file (OKS-based AP / AR).
+
+    ``eval_type="coco"``: pycocotools ``COCOeval(iouType="keypoints")`` with ``params.kpt_oks_sigmas =
+    oks_sigmas`` and its keypoint defaults (``maxDets=[20]``, areas all / medium / large); keys
+    :data:`COCO_STAT_NAMES` (AP = mean over OKS 0.50:0.95).
+
+    ``eval_type="crowdpose"``: faster-coco-eval ``COCOeval_faster(iouType="keypoints_crowd", use_area=False)``,
+    the official CrowdPose protocol (OKS scale ``0.53 * bbox area``, ``maxDets=20``); keys
+    :data:`CROWDPOSE_STAT_NAMES`. ``AP_easy/medium/hard`` are the AP over the images with ``crowdIndex``
+    < 0.01, in [0.01, 0.85) and >= 0.85 (the thresholds of the official crowdposetools ``get_type_result``);
+    a split with no image scores -1 (the COCO convention for "nothing to evaluate").
+
+    Args:
+        results: COCO keypoint results ``{"image_id", "category_id", "keypoints": [x, y, score] * K, "score"}``
+            in original-image pixels; not modified.
+        ann_file: the ground-truth annotation JSON (COCO format; CrowdPose images need ``crowdIndex``).
+        oks_sigmas: K per-keypoint OKS constants (``data.oks_sigmas``).
+        eval_type: ``"coco"`` or ``"crowdpose"``.
+        image_ids: evaluate only these images (e.g. the first N when evaluating a subset); ``None`` = all images
+            of ``ann_file``.
+        verbose: print the evaluator's standard summary table.
+
+    Returns:
+        ``{name: float}``. Empty ``results`` give all zeros (with a warning) instead of the evaluators' crash.
+
+    Raises:
+        ValueError: unknown ``eval_type``, a malformed result, a result for an image not in ``ann_file``,
+            ``oks_sigmas`` whose length differs from the annotation file's number of keypoints.
+        FileNotFoundError: ``ann_file`` does not exist.
+    """
+    if eval_type not in _STAT_NAMES:
+        raise ValueError(f"eval_type must be one of {list(_STAT_NAMES)} (data.eval_type), got {eval_type!r}")
+    names = _STAT_NAMES[eval_type]
+    gt = _load_json(ann_file, "annotation file")
+    sigmas = np.asarray(list(oks_sigmas), dtype=np.float64)
+    cats = gt.get("categories") or []
+    num_keypoints = len(cats[0].get("keypoints", [])) if cats else 0
+    if not num_keypoints:
+        kp_anns = [a for a in gt.get("annotations", []) if a.get("keypoints")]
+        num_keypoints = len(kp_anns[0]["keypoints"]) // 3 if kp_anns else len(sigmas)
+    if len(sigmas) != num_keypoints:
+        raise ValueError(
+            f"oks_sigmas has {len(sigmas)} values but {ann_file} has {num_keypoints} keypoints: "
+            "use the data config that matches the annotation file (data.oks_sigmas)"
+        )
+    all_ids = [int(img["id"]) for img in gt["images"]]
+    results = _check_results(results, num_keypoints, set(all_ids))
+    if image_ids is not None:
+        keep = {int(i) for i in image_ids}
+        unknown = keep.difference(all_ids)
+        if unknown:
+            raise ValueError(f"image_ids not in {ann_file}: {sorted(unknown)[:10]}")
+        results = [r for r in results if r["image_id"] in keep]
+    if not results:
+        warnings.warn(
+            f"no keypoint results to evaluate against {ann_file} (no person detected): all scores are 0",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return dict.fromkeys(names, 0.0)
+
+    out = io.StringIO() if not verbose else None
+    with contextlib.redirect_stdout(out) if out is not None else contextlib.nullcontext():
+        if eval_type == "coco":
+            stats = _eval_pycocotools(gt, results, sigmas, image_ids)
+        else:
+            stats = _eval_crowdpose(gt, results, sigmas, image_ids, verbose)
+    return {name: float(v) for name, v in zip(names, stats, strict=False)}
+
+
+def _eval_pycocotools(gt: dict, results: list[dict], sigmas: np.ndarray, image_ids: Sequence[int] | None) -> Any:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # "loading annotations..." chatter
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results)
+    ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+    ev.params.kpt_oks_sigmas = sigmas
+    if image_ids is not None:
+        ev.params.imgIds = sorted({int(i) for i in image_ids})
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+    ev.summarize()  # prints the standard table
+    return ev.stats
+
+
+def _eval_crowdpose(
+    gt: dict, results: list[dict], sigmas: np.ndarray, image_ids: Sequence[int] | None, verbose: bool
+) -> Any:
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    if image_ids is not None:  # the easy/medium/hard split reads the images of the GT itself: filter it
+        keep = {int(i) for i in image_ids}
+        gt = {
+            **gt,
+            "images": [img for img in gt["images"] if int(img["id"]) in keep],
+            "annotations": [a for a in gt["annotations"] if int(a["image_id"]) in keep],
+        }
+    missing = [img["id"] for img in gt["images"] if "crowdIndex" not in img]
+    if missing:
+        raise ValueError(
+            f"eval_type=crowdpose needs a 'crowdIndex' in every image record; missing for images {missing[:10]}: "
+            "use data.eval_type=coco for annotation files without it"
+        )
+    quiet = lambda *args, **kwargs: None  # noqa: E731
+    coco_gt = COCO(gt, use_deepcopy=True, print_function=quiet)
+    coco_dt = coco_gt.loadRes(results)
+    ev = COCOeval_faster(
+        coco_gt,
+        coco_dt,
+        iouType="keypoints_crowd",
+        kpt_oks_sigmas=list(sigmas),
+        use_area=False,
+        print_function=print if verbose else quiet,
+    )
+    ev.print_function = quiet
+    ev.evaluate()
+    ev.accumulate()
+    ev.print_function = print if verbose else quiet
+    ev.summarize()  # prints the standard table, easy / medium / hard included
+    return ev.all_stats
+
+
+def people_to_results(
+    image_id: int | None, keypoints: np.ndarray, scores: np.ndarray, *, category_id: int = 1
+) -> list[dict]:
+    """One image's people as COCO keypoint results.
+
+    Args:
+        image_id: the image's COCO id, or ``None`` to leave the key out (images outside a data set).
+        keypoints: ``(N, K, >=3)`` x, y (original-image pixels), score.
+        scores: ``(N,)`` person scores.
+
+    Returns:
+        ``N`` dicts ``{"image_id"?, "category_id", "keypoints": flat [x, y, score] * K, "score"}`` of plain
+        Python floats (JSON-serialisable).
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if kpts.ndim != 3 or kpts.shape[2] < 3 or kpts.shape[0] != scores.shape[0]:
+        raise ValueError(f"keypoints must be (N, K, 3) and scores (N,), got {kpts.shape} and {scores.shape}")
+    out = []
+    for p in range(kpts.shape[0]):
+        r: dict[str, Any] = {} if image_id is None else {"image_id": int(image_id)}
+        r["category_id"] = int(category_id)
+        r["keypoints"] = [round(float(v), 3) for v in kpts[p, :, :3].reshape(-1)]
+        r["score"] = float(scores[p])
+        out.append(r)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ model evaluation
+def _default_output_json(cfg: DictConfig) -> Path:
+    try:
+        out = cfg.get("output_dir")
+    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app cannot resolve
+        out = None
+    if not out:
+        out = Path("outputs") / "eval"
+        log.warning("cfg.output_dir is not available outside a Hydra run: writing the results into %s", out)
+    return Path(str(out)) / "results_val.json"
+
+
+def evaluate_model(
+    model: nn.Module,
+    cfg: DictConfig,
+    *,
+    device: torch.device | str,
+    max_images: int | None = None,
+    output_json: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Run the test-time pipeline on the validation set, write the results JSON and score it.
+
+    Every image of ``cfg.data.val_ann`` is processed (with or without annotated people, as the official
+    evaluation) by a :class:`bottomup.engine.inference.Predictor` (the ``PoseEstimator`` pipeline) with the
+    ``cfg.test`` settings (``flip_test``, ``scales``, ``input_size``, thresholds, ...); the joint layout (flip
+    permutation, matching order, OKS sigmas) comes from the named lists of ``cfg.data``. An image that cannot
+    be read is skipped with a warning.
+
+    Args:
+        model: the network (not DDP-wrapped), on ``device``; put in eval mode, its mode is restored afterwards.
+        cfg: the composed config (``conf/train.yaml``): ``data`` (``val_ann``, ``val_images``, ``eval_type``,
+            layout), ``test``.
+        device: where the network runs.
+        max_images: evaluate the first N images of the annotation file only (AP over those images); ``None`` =
+            all.
+        output_json: where to write the results (default ``<cfg.output_dir>/results_val.json``).
+        progress: show a tqdm bar.
+
+    Returns:
+        the :func:`coco_keypoint_eval` scores (``AP``, ``AP50``, ..., see :data:`COCO_STAT_NAMES` /
+        :data:`CROWDPOSE_STAT_NAMES`).
+
+    Raises:
+        FileNotFoundError: the annotation file or image folder does not exist.
+        ValueError: the model's number of keypoints differs from the data's.
+    """
+    data = cfg.data
+    ann_file = Path(str(data.val_ann))
+    image_dir = Path(str(data.val_images))
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"data.val_images={image_dir} is not a folder: point data.root at your data set")
+    gt = _load_json(ann_file, "data.val_ann")
+    images = list(gt.get("images", []))
+    if max_images is not None:
+        images = images[: int(max_images)]
+    k = int(data.num_keypoints)
+    model_k = getattr(model, "num_keypoints", k)
+    if model_k != k:
+        raise ValueError(f"the model predicts {model_k} keypoints but data config {data.name!r} has {k}")
+    output_json = Path(output_json) if output_json is not None else _default_output_json(cfg)
+
+    results: list[dict] = []
+    failed: list[str] = []
+    was_training = model.training
+    try:
+        # same pipeline as the Python API / CLI: layout from cfg.data, test settings from cfg.test
+        estimator = Predictor.from_config(cfg, model=model, device=device)  # puts the model in eval mode
+        layout = estimator.layout
+        for img in tqdm(images, desc="evaluate", disable=not progress, dynamic_ncols=True, leave=False):
+            path = image_dir / str(img["file_name"])
+            try:
+                image = load_image(path)
+            except ImageReadError as e:
+                log.warning("%s; skipped", e)
+                failed.append(str(path))
+                continue
+            pred = estimator(image)
+            results.extend(people_to_results(int(img["id"]), pred.keypoints, pred.scores))
+    finally:
+        model.train(was_training)
+    if failed:
+        log.warning("%d of %d validation images could not be read (see above)", len(failed), len(images))
+
+    write_json(output_json, results)
+    log.info("%d people in %d images -> %s", len(results), len(images), output_json)
+    stats = coco_keypoint_eval(
+        results,
+        ann_file,
+        oks_sigmas=layout.oks_sigmas,
+        eval_type=str(data.get("eval_type", "coco")),
+        image_ids=[int(img["id"]) for img in images] if max_images is not None else None,
+    )
+    return stats

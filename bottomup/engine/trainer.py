@@ -1,0 +1,363 @@
+"""The training loop, in the style of torchvision's references.
+
+* :func:`train_one_epoch` runs one pass over the data: forward (autocast), loss, backward (GradScaler for fp16),
+  clipping, optimiser and per-iteration LR step. It stops on a non-finite loss; the losses stay on the device.
+* :func:`fit` runs the epochs: sampler epoch, :func:`train_one_epoch`, the epoch log line, the evaluation every
+  ``eval_every`` epochs (``best.pt`` by AP) and ``last.pt`` after every epoch (atomic writes).
+* :class:`TrainState` is everything a checkpoint holds (``state_dict`` / ``load_state_dict``);
+  :class:`TrainLogger` writes the heatmap / pull / push losses, the LR and throughput to TensorBoard, and
+  pictures every ``image_every`` steps.
+* :class:`EpochSampler` shuffles per epoch across processes and hands the epoch to the data set, which draws the
+  augmentation of sample ``i`` from ``(seed, epoch, i)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from tqdm import tqdm
+
+from bottomup.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from bottomup.engine.distributed import DistInfo
+from bottomup.models.precision import autocast
+
+log = logging.getLogger("bottomup.train")
+
+__all__ = ["NonFiniteLossError", "EpochSampler", "TrainState", "TrainLogger", "train_one_epoch", "fit"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops and the last good checkpoint is kept."""
+
+
+class EpochSampler(Sampler):
+    """Distributed, epoch-seeded shuffling that also hands the epoch to the dataset.
+
+    Yields ``(index, epoch)`` pairs: the dataset derives its augmentation randomness from
+    ``(seed, epoch, index)``, so a run is reproducible whatever the number of workers and after a resume.
+    """
+
+    def __init__(self, size: int, dist_info: DistInfo, seed: int, shuffle: bool = True) -> None:
+        self.inner = DistributedSampler(
+            range(size),
+            num_replicas=dist_info.world_size,
+            rank=dist_info.rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=dist_info.world_size > 1,
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((i, self.epoch) for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+@dataclass
+class TrainState:
+    """What a training checkpoint holds, and its counters.
+
+    Attributes:
+        model: the plain network (not DDP / compiled); its ``state_dict`` has no ``module.`` prefix.
+        optimizer, scheduler: stepped once per iteration.
+        scaler: the fp16 ``GradScaler`` (disabled for fp32 / bf16: saved as ``None``).
+        epoch: epochs completed. step: optimiser steps completed. best_ap: best validation AP so far (-1: none).
+        config: the resolved config as YAML text, saved so that the checkpoint can rebuild its network.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    epoch: int = 0
+    step: int = 0
+    best_ap: float = -1.0
+    config: str = ""
+
+    def state_dict(self, metrics: dict[str, float] | None = None) -> dict[str, Any]:
+        """The checkpoint (``bottomup.engine.checkpoint`` format): weights, optimiser, schedule, scaler, counters,
+        random states, config and ``metrics`` (``best_ap`` added)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": self.epoch,
+            "step": self.step,
+            "rng": rng_state(),
+            "config": self.config,
+            "metrics": {**(metrics or {}), "best_ap": self.best_ap},
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by :meth:`state_dict` (weights, optimiser, schedule, scaler,
+        counters and random states; the config is kept as it is)."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        set_rng_state(checkpoint["rng"])
+        self.epoch, self.step = int(checkpoint["epoch"]), int(checkpoint["step"])
+        self.best_ap = float(checkpoint.get("metrics", {}).get("best_ap", -1.0))
+
+
+@dataclass
+class TrainLogger:
+    """Where a training run reports, besides the log: TensorBoard scalars and pictures, and the progress bar.
+
+    Args:
+        writer: a ``torch.utils.tensorboard.SummaryWriter`` or ``None`` (other ranks, or no TensorBoard).
+        log_every: steps between scalar writes (``trainer.log_every``; step 1 is always written).
+        image_every: steps between pictures (``trainer.image_every``; 0 = off).
+        snapshot: ``snapshot() -> {name: (H, W, 3) uint8}``, the pictures to write (``None`` = none).
+        progress: show a tqdm bar per epoch (``trainer.progress``, rank 0).
+    """
+
+    writer: Any = None
+    log_every: int = 10
+    image_every: int = 0
+    snapshot: Callable[[], dict[str, np.ndarray]] | None = None
+    progress: bool = True
+    _bar: Any = field(default=None, repr=False)
+
+    def start_epoch(self, epoch: int, total: int) -> None:
+        self._bar = tqdm(total=total, desc=f"epoch {epoch}", disable=not self.progress, dynamic_ncols=True, leave=False)
+
+    def tick(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def end_epoch(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def step(self, step: int, parts: dict[str, torch.Tensor], loss: float, lr: float, images_per_s: float) -> None:
+        """After optimiser step ``step``: the bar's postfix, scalars every ``log_every`` steps, pictures every
+        ``image_every`` steps."""
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{loss:.3e}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.2f}")
+        if self.writer is None:
+            return
+        if step % self.log_every == 0 or step == 1:
+            for k, v in parts.items():
+                self.writer.add_scalar(f"train/{k}", v.item(), step)
+            self.writer.add_scalar("train/lr", lr, step)
+            self.writer.add_scalar("train/images_per_s", images_per_s, step)
+        if self.snapshot is not None and self.image_every and step % self.image_every == 0:
+            for name, picture in self.snapshot().items():
+                self.writer.add_image(f"train/{name}", picture, step, dataformats="HWC")
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        """``values`` as ``<prefix>/<key>`` scalars at ``step`` (e.g. the validation AP table)."""
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f"{prefix}/{k}", float(v), step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.end_epoch()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    nb = device.type == "cuda"
+    image = batch["image"].to(device, non_blocking=nb)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    return {
+        "image": image,
+        "heatmaps": [h.to(device, non_blocking=nb) for h in batch["heatmaps"]],
+        "masks": [m.to(device, non_blocking=nb) for m in batch["masks"]],
+        "tag_indices": batch["tag_indices"].to(device, non_blocking=nb),
+    }
+
+
+def _backward_step(state: TrainState, model: nn.Module, loss: torch.Tensor, grad_clip: float | None) -> None:
+    state.optimizer.zero_grad(set_to_none=True)
+    scaler = state.scaler
+    if scaler.is_enabled():
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(state.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(state.optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        state.optimizer.step()
+    state.scheduler.step()
+    state.step += 1
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    state: TrainState,
+    loader: DataLoader,
+    device: torch.device,
+    epoch: int,
+    *,
+    precision: str = "fp32",
+    grad_clip: float | None = None,
+    channels_last: bool = False,
+    max_iters: int | None = None,
+    logger: TrainLogger | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader`` (at most ``max_iters`` batches); ``state.step`` counts the optimiser steps.
+
+    Args:
+        model: the network to run (``state.model``, or its DDP / compiled wrapper).
+        criterion: ``(outputs, heatmaps, masks, tag_indices) -> {"loss", "heatmap/<i>", "pull", "push"}``.
+        state: optimiser, schedule, scaler and counters.
+        loader: batches of ``bottomup.data.collate`` (``None`` for a batch of unreadable images: skipped).
+        device: where the batch goes. epoch: for the messages.
+        precision: ``trainer.precision`` (autocast for bf16 / fp16). grad_clip: max gradient norm or ``None``.
+        channels_last: NHWC inputs. max_iters: stop after this many batches. logger: TensorBoard and the bar.
+
+    Returns:
+        the mean of each loss part over the epoch, ``images_per_s`` and ``skipped`` (unreadable images).
+
+    Raises:
+        NonFiniteLossError: the loss is NaN or infinite (nothing is saved by this function).
+    """
+    model.train()
+    logger = logger or TrainLogger(progress=False)
+    total = len(loader) if max_iters is None else min(len(loader), max_iters)
+    sums: dict[str, torch.Tensor] = {}
+    seen = skipped = images = 0
+    t0 = time.perf_counter()
+    logger.start_epoch(epoch, total)
+    for it, batch in enumerate(loader):
+        if it >= total:
+            break
+        logger.tick()
+        if batch is None:
+            skipped += int(loader.batch_size or 0)
+            continue
+        skipped += int(batch.get("num_skipped", 0))
+        b = _to_device(batch, device, channels_last)
+        with autocast(device.type, precision):
+            outputs = model(b["image"])
+        parts = criterion([o.float() for o in outputs], b["heatmaps"], b["masks"], b["tag_indices"])
+        loss_value = parts["loss"].item()
+        if not math.isfinite(loss_value):
+            logger.end_epoch()
+            detail = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch}, step {state.step}: {detail}. Lower optim.lr, set "
+                "trainer.grad_clip, or use trainer.precision=fp32; the last good checkpoint is kept."
+            )
+        _backward_step(state, model, parts["loss"], grad_clip)
+        images += b["image"].shape[0]
+        seen += 1
+        for k, v in parts.items():
+            sums[k] = sums.get(k, torch.zeros((), device=device)) + v.detach()
+        ips = images / max(time.perf_counter() - t0, 1e-9)
+        logger.step(state.step, parts, loss_value, state.optimizer.param_groups[0]["lr"], ips)
+    logger.end_epoch()
+    means = {k: (v / max(seen, 1)).item() for k, v in sums.items()}
+    means["images_per_s"] = images / max(time.perf_counter() - t0, 1e-9)
+    means["skipped"] = float(skipped)
+    if skipped:
+        log.warning("epoch %d: skipped %d unreadable image(s) (see the warnings above for their names)", epoch, skipped)
+    return means
+
+
+def fit(
+    model: nn.Module,
+    criterion: nn.Module,
+    state: TrainState,
+    loader: DataLoader,
+    sampler: EpochSampler,
+    device: torch.device,
+    run_dir: Path,
+    *,
+    epochs: int,
+    iters_per_epoch: int,
+    max_steps: int | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    eval_every: int = 0,
+    is_main: bool = True,
+    logger: TrainLogger | None = None,
+    **step_settings: Any,
+) -> dict[str, Any]:
+    """Train from ``state.epoch`` to ``epochs`` (or ``max_steps`` optimiser steps in all).
+
+    After every epoch rank 0 writes ``<run_dir>/last.pt``; every ``eval_every`` epochs it calls ``evaluate()``
+    (the validation AP table), logs it and keeps ``best.pt`` by AP. An epoch cut short by ``max_steps`` is not
+    counted as completed, so a resume continues inside it.
+
+    Args:
+        model: the network to run (DDP / compiled wrapper of ``state.model``).
+        criterion, state, loader, device: as :func:`train_one_epoch`. sampler: its epoch is set each epoch.
+        run_dir: where the checkpoints go. epochs: total epochs (``trainer.epochs``).
+        iters_per_epoch: batches per epoch. max_steps: total step cap (``trainer.max_steps``).
+        evaluate: ``() -> {"AP": ..., ...}`` or ``None``. eval_every: epochs between evaluations (0 = off).
+        is_main: rank 0 (logs, evaluates, saves). logger: TensorBoard and the bar.
+        **step_settings: ``precision``, ``grad_clip``, ``channels_last`` of :func:`train_one_epoch`.
+
+    Returns:
+        ``{"step", "best_ap", "last"}``, ``"ap"`` (the last evaluation's) and the last epoch's mean losses.
+
+    Raises:
+        NonFiniteLossError: from :func:`train_one_epoch` (the checkpoints on disk are those of the last epoch).
+    """
+    summary: dict[str, Any] = {}
+    means: dict[str, float] = {}
+    for epoch in range(state.epoch, int(epochs)):
+        if max_steps is not None and state.step >= int(max_steps):
+            break
+        sampler.set_epoch(epoch)
+        limit = iters_per_epoch if max_steps is None else min(iters_per_epoch, int(max_steps) - state.step)
+        means = train_one_epoch(model, criterion, state, loader, device, epoch, max_iters=limit, logger=logger,
+                                **step_settings)  # fmt: skip
+        state.epoch = epoch + 1 if limit == iters_per_epoch else epoch
+        metrics = {f"train/{k}": v for k, v in means.items()}
+        if is_main:
+            log.info(
+                "epoch %d: step %d, loss %.4e, heatmap %s, pull %.4e, push %.4e, %.2f images/s",
+                epoch, state.step, means.get("loss", float("nan")),
+                " ".join(f"{v:.3e}" for k, v in means.items() if k.startswith("heatmap/")),
+                means.get("pull", float("nan")), means.get("push", float("nan")), means["images_per_s"],
+            )  # fmt: skip
+        if evaluate is not None and eval_every and (epoch + 1) % eval_every == 0 and is_main:
+            stats = evaluate()
+            ap = float(stats["AP"])
+            metrics.update({f"val/{k}": float(v) for k, v in stats.items()})
+            if logger is not None:
+                logger.scalars("val", stats, state.step)
+            log.info("epoch %d: val AP %.4f", epoch, ap)
+            summary["ap"] = ap
+            if ap > state.best_ap:
+                state.best_ap = ap
+                save_checkpoint(state.state_dict(metrics), run_dir / "best.pt")
+        if is_main:
+            save_checkpoint(state.state_dict(metrics), run_dir / "last.pt")
+            if logger is not None:
+                logger.flush()
+    summary.update(step=state.step, best_ap=state.best_ap, last=str(run_dir / "last.pt"), **means)
+    return summary

@@ -1,0 +1,73 @@
+"""The package's layering holds: import-linter contracts (pyproject.toml), no imports from tests/, thin entry points."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "bottomup"
+ROLE_FOLDERS = ("models", "data", "codec", "engine", "vis", "bench")
+ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py")
+
+
+def _lint_imports() -> list[str]:
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    return [exe]
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    if not Path(_lint_imports()[0]).exists():
+        pytest.fail("lint-imports not found: pip install -e '.[dev]' installs import-linter")
+    proc = subprocess.run(_lint_imports(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "BROKEN" not in out and "2 kept, 0 broken" in out, out[-2000:]
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_no_module_imports_from_tests_or_edits_sys_path() -> None:
+    offenders = []
+    for path in _modules():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("tests", "conftest"):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} imports {node.module}")
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] in ("tests", "conftest") for a in node.names):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} imports tests")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Attribute)
+                and node.func.value.attr == "path"
+                and getattr(node.func.value.value, "id", "") == "sys"
+            ):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} changes sys.path")
+    assert not offenders, offenders
+
+
+def test_tree_shows_the_roles() -> None:
+    top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith(("_", ".")) or p.name == "__init__.py")
+    for folder in ROLE_FOLDERS:
+        assert (PACKAGE / folder / "__init__.py").is_file(), folder
+    modules = {p for p in top if p.endswith(".py")}
+    assert modules == {"__init__.py", "api.py", "build.py", *ENTRY_POINTS}, top
+
+
+def test_entry_points_are_thin() -> None:
+    """Entry points parse arguments and call the library: no classes, and no function over 100 lines."""
+    for name in (*ENTRY_POINTS, "bench/__main__.py"):
+        tree = ast.parse((PACKAGE / name).read_text())
+        assert not [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name != "UsageError"], name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 100, f"{name}:{node.name} has {length} lines"
