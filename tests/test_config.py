@@ -84,3 +84,20 @@ def test_model_k_mismatch_is_reported(coco_root: Path) -> None:
     cfg = compose_train([f"data.root={coco_root}", "model.num_keypoints=14", "output_dir=/tmp/unused"])
     with pytest.raises(ValueError, match=r"model.num_keypoints=14 but data.num_keypoints=17"):
         build_model(cfg.model, cfg.data.num_keypoints)
+
+
+def test_smoke_preset_is_the_published_network_in_three_small_steps(coco_root: Path) -> None:
+    cfg = compose_train(["experiment=smoke", f"data.root={coco_root}", "output_dir=/tmp/unused"])
+    assert (cfg.model.width, list(cfg.model.strides), cfg.data.input_size) == (32, [4, 2], 512)
+    assert list(cfg.model.stage_modules) == [1, 4, 3] and cfg.model.blocks_per_branch == 4  # as published
+    assert (cfg.data.batch_size, cfg.data.num_workers, cfg.trainer.epochs, cfg.trainer.steps_per_epoch) == (2, 1, 1, 3)
+
+
+def test_eval_config_has_its_own_keys_and_the_test_group() -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=["checkpoint=best.pt", "test.scales=[2,1,0.5]"])
+    assert {"data", "model", "test", "checkpoint", "device", "max_images", "progress"} <= set(cfg)
+    assert not {"trainer", "loss", "optim", "schedule", "resume"} & set(cfg)  # no training settings
+    assert list(cfg.test.scales) == [2, 1, 0.5] and cfg.test.input_size == cfg.data.input_size
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        assert OmegaConf.is_missing(compose(config_name="eval"), "checkpoint")  # checkpoint: ??? must be given

@@ -16,6 +16,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from bottomup.codec import AssociativeEmbeddingCodec
 from bottomup.codec.grouping import group_keypoints
 from bottomup.codec.reference import reference_group
 from bottomup.data.ideal_cases import iter_ideal_cases
@@ -25,14 +26,9 @@ from bottomup.engine.inference import aggregate_outputs, postprocess
 def _evaluate(coco_root, layout, flip: bool) -> tuple[float, int]:
     ann = coco_root / "annotations" / "person_keypoints_val2017.json"
     results = []
+    codec = AssociativeEmbeddingCodec.from_layout(layout)  # the decode settings of conf/test/default.yaml
     for img_id, per_scale, tf in iter_ideal_cases(coco_root, layout, flip):
-        keypoints, scores = postprocess(
-            per_scale,
-            tf,
-            num_keypoints=layout.num_keypoints,
-            joint_order=layout.joint_order_index,
-            flip_index=layout.flip_index,
-        )
+        keypoints, scores = postprocess(per_scale, tf, codec=codec)
         assert keypoints.shape == (len(scores), layout.num_keypoints, 3)
         for kp, score in zip(keypoints, scores, strict=True):
             results.append(

@@ -284,7 +284,6 @@ def _write_json(
         "machine": machine,
         "settings": run.s.to_json(),
         "sections": {sec: [r.to_json() for r in results if r.section == sec] for sec in sections},
-        "skipped": {},  # kept for readers of earlier reports: every section is always available now
         "notes": run.notes,
         "wall_time_s": durations,
     }
