@@ -26,11 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from bottomup import build
 from bottomup.codec import GROUPING_KEYS
-from bottomup.engine.checkpoint import load_checkpoint
+from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
 from bottomup.engine.distributed import init_distributed, resolve_device
 from bottomup.engine.evaluator import evaluate_model
 from bottomup.engine.inference import Prediction, Predictor
-from bottomup.engine.trainer import TrainLogger, fit
+from bottomup.engine.trainer import TrainLogger, TrainState, fit
 from bottomup.models.precision import check_precision
 
 log = logging.getLogger("bottomup.train")
@@ -133,7 +133,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     build.prepare_data_root(cfg.data)
     tr = cfg.trainer
     check_precision(str(tr.precision), "trainer.precision")
-    dist_info, device = init_distributed(str(tr.device))
+    for key in ("epochs", "steps_per_epoch", "max_steps", "log_every"):
+        if tr.get(key) is not None and int(tr[key]) < 1:
+            raise ValueError(f"trainer.{key} must be >= 1 (or null where allowed), got {tr[key]}")
+    for key in ("image_every", "eval_every"):
+        if int(tr.get(key) or 0) < 0:
+            raise ValueError(f"trainer.{key} must be >= 0 (0 = off), got {tr[key]}")
+    dist_info, device = init_distributed(str(tr.device), timeout_s=float(tr.dist_timeout))
     seed = int(cfg.seed)
     torch.manual_seed(seed + dist_info.rank)
     np.random.seed(seed + dist_info.rank)  # the global generator is saved in checkpoints
@@ -153,11 +159,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(str(cfg.output_dir))
     if cfg.resume:
         run_dir = Path(str(cfg.resume)).resolve().parent
-        state.load_state_dict(load_checkpoint(str(cfg.resume)))
-        if dist_info.is_main:
-            log.info(
-                "resuming from %s: epoch %d, step %d (writing into %s)", cfg.resume, state.epoch, state.step, run_dir
-            )
+        _resume(state, cfg, is_main=dist_info.is_main)
+    if dist_info.is_main:
+        for tmp in remove_stale_temporaries(run_dir):
+            log.info("removed %s, left by an interrupted checkpoint write", tmp)
     logger = _make_logger(cfg, model, run_dir, purge_step=state.step if cfg.resume else None, is_main=dist_info.is_main)
     if dist_info.is_main:
         log.info(
@@ -200,6 +205,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if dist_info.is_main:
         log.info("done: %d steps, last checkpoint %s", state.step, summary["last"])
     return summary
+
+
+def _resume(state: TrainState, cfg: DictConfig, is_main: bool) -> None:
+    """Load ``cfg.resume`` into ``state``, keeping the current config's hyperparameters; log what differs.
+
+    Raises:
+        CheckpointError: not a training checkpoint of this project, or weights that do not fit the model.
+    """
+    checkpoint = build.load_resume_checkpoint(str(cfg.resume))
+    try:
+        state.load_state_dict(checkpoint)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"resume={cfg.resume} does not fit the model of the config: {build.mismatch_summary(e)}. Resume with "
+            "the settings the run was started with (its .hydra/overrides.yaml)"
+        ) from e
+    if is_main:
+        where = Path(str(cfg.resume)).resolve().parent
+        log.info("resuming from %s: epoch %d, step %d (writing into %s)", cfg.resume, state.epoch, state.step, where)
+        changed = build.config_differences(checkpoint.get("config", ""), cfg)
+        if changed:
+            log.info("resume: settings that differ from the checkpoint's, applied from now on: %s", "; ".join(changed))
 
 
 def _make_logger(

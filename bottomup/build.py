@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,12 @@ __all__ = [
     "build_train_dataset",
     "build_train_loader",
     "build_train_state",
+    "config_differences",
     "is_project_checkpoint",
     "saved_config",
     "load_model",
+    "mismatch_summary",
+    "load_resume_checkpoint",
 ]
 
 
@@ -218,11 +222,16 @@ def build_train_loader(
     :class:`~bottomup.engine.trainer.EpochSampler`.
 
     Raises:
-        ValueError: the batch is larger than the images of one process (names ``data.batch_size``).
+        ValueError: a batch size < 1, negative workers, or a batch larger than the images of one process (the
+            message names ``data.batch_size`` / ``data.num_workers``).
     """
-    sampler = EpochSampler(len(dataset), dist_info, seed)
     workers = int(data_cfg.num_workers)
     batch_size = int(data_cfg.batch_size)
+    if batch_size < 1:
+        raise ValueError(f"data.batch_size must be >= 1 (images per process and step), got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0 (0 = load in the main process), got {workers}")
+    sampler = EpochSampler(len(dataset), dist_info, seed)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -245,6 +254,40 @@ def build_train_state(cfg: DictConfig, model: nn.Module, iters_per_epoch: int, d
     optimizer, scheduler = build_optimizer(cfg.optim, cfg.schedule, model.parameters(), iters_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision == "fp16")
     return TrainState(model, optimizer, scheduler, scaler, config=OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def config_differences(
+    old: Any, new: DictConfig, groups: Sequence[str] = ("model", "data", "loss", "optim", "schedule", "trainer", "test")
+) -> list[str]:
+    """``"key: old -> new"`` for every leaf of ``groups`` whose value differs between two configs (e.g. a
+    checkpoint's saved config and the command line's on ``resume=``); keys only one side has are listed too.
+
+    Args:
+        old: a config, or its YAML text (a checkpoint's ``config``); unparseable text gives no differences.
+        new: the current config (resolved here).
+    """
+    try:
+        before = OmegaConf.to_container(as_config(old), resolve=True)
+    except Exception:  # noqa: BLE001 - a damaged saved config has nothing to compare
+        return []
+    after = OmegaConf.to_container(new, resolve=True)
+
+    def leaves(node: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for k, v in node.items():
+                out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+            return out
+        return {prefix: node}
+
+    a = {k: v for g in groups for k, v in leaves(before.get(g), g).items()} if isinstance(before, dict) else {}
+    b = {k: v for g in groups for k, v in leaves(after.get(g), g).items()}
+    missing = object()
+    return [
+        f"{k}: {a.get(k, '(none)')} -> {b.get(k, '(none)')}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, missing) != b.get(k, missing)
+    ]
 
 
 # --------------------------------------------------------------------------------------- checkpoint -> model
@@ -347,9 +390,46 @@ def load_model(
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise RuntimeError(
-                f"checkpoint {name} does not fit the model built from the config: {e}\n"
+                f"checkpoint {name} does not fit the model built from the config: {mismatch_summary(e)}. "
                 "Pass the experiment the checkpoint was trained with (experiment=...)."
             ) from e
         return model, config, "project"
     load_official_checkpoint(model, checkpoint)  # raises RuntimeError with a diagnosis on mismatch
     return model, config, "official"
+
+
+def mismatch_summary(error: BaseException) -> str:
+    """``load_state_dict``'s error in one line: the number of missing / unexpected keys and size mismatches, with
+    the first size mismatch (instead of hundreds of lines)."""
+    text = str(error)
+    sizes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape (\S+) from checkpoint, the shape in "
+                       r"current model is (\S+)\.", text)  # fmt: skip
+    missing = re.search(r"Missing key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
+    unexpected = re.search(r"Unexpected key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
+    parts = []
+    if sizes:
+        key, theirs, ours = sizes[0]
+        parts.append(f"{len(sizes)} tensors of other shapes (e.g. {key}: {theirs} in the file, {ours} in the model)")
+    for what, found in (("missing", missing), ("unexpected", unexpected)):
+        if found:
+            keys = [k.strip().strip('"') for k in found.group(1).split(",") if k.strip()]
+            parts.append(f"{len(keys)} {what} keys (e.g. {keys[0]})")
+    return "; ".join(parts) if parts else (text.splitlines() or ["weights do not fit"])[0]
+
+
+def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A training checkpoint of this project to continue (``resume=``): weights, optimiser, schedule, counters.
+
+    Raises:
+        FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: unreadable, or not a ``last.pt`` /
+            ``best.pt`` of this project (e.g. an official ``.pth``, which has weights only).
+    """
+    checkpoint = load_checkpoint(path)
+    needed = ("model", "optimizer", "scheduler", "epoch", "step", "rng")
+    lacking = [k for k in needed if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if lacking:
+        raise CheckpointError(
+            f"resume={path} is not a training checkpoint of this project (no {', '.join(lacking)}): resume= takes "
+            "a last.pt / best.pt written by python -m bottomup.train"
+        )
+    return checkpoint

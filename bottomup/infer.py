@@ -139,6 +139,15 @@ def _run(args: argparse.Namespace) -> int:
     from bottomup.data.io import expand_inputs
     from bottomup.engine.checkpoint import find_checkpoint
 
+    if not 0.0 <= args.min_score <= 1.0:  # NaN fails too
+        raise UsageError(f"--min-score must be in [0, 1] (a person score), got {args.min_score}")
+    out_dir = Path(args.output_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(
+            f"--output-dir {out_dir}: cannot make this folder ({e.strerror or e}); give a folder path"
+        ) from e
     files, unmatched = expand_inputs(args.inputs)
     if not files:
         raise UsageError(f"no input image matched {' '.join(args.inputs)}")
@@ -180,7 +189,6 @@ def _run(args: argparse.Namespace) -> int:
     from bottomup.vis import draw_people
 
     out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     skeleton = list(estimator.layout.skeleton_index)
     results: list[dict] = []
     used: set[str] = set()

@@ -4,8 +4,9 @@ Hydra composes ``conf/train.yaml`` with the experiment and the overrides; :func:
 work (one CPU, one GPU, or many with ``torchrun``). Checkpoints: ``<run dir>/last.pt`` every epoch (atomic),
 ``best.pt`` by COCO AP when evaluation is on; ``resume=<run dir>/last.pt`` continues a run.
 
-Exit status: 0 done; 3 the loss became NaN / inf (the last good checkpoint is kept); 1 any other error, such as a
-config or data error (Hydra prints it; the message names the key to change).
+Exit status: 0 done; 2 a config, data or checkpoint error (one line naming the key or file and the fix; with
+``HYDRA_FULL_ERROR=1`` the traceback); 3 the loss or the weights became NaN / inf (nothing non-finite is saved; the
+message says which checkpoint to resume from). A key that is not in the config is Hydra's error (status 1).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from omegaconf import DictConfig
 
 from bottomup.api import train
 from bottomup.build import CONF_DIR
+from bottomup.data.io import ImageReadError
+from bottomup.engine.checkpoint import CheckpointError
 from bottomup.engine.trainer import NonFiniteLossError
 
 log = logging.getLogger("bottomup.train")
@@ -32,6 +35,11 @@ def main(cfg: DictConfig) -> None:
     except NonFiniteLossError as e:
         log.error("%s", e)
         sys.exit(3)
+    except (ValueError, FileNotFoundError, CheckpointError, ImageReadError) as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("%s", e)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ class AssociativeEmbeddingCodec:
             grouping settings of ``bottomup.codec.grouping.group_keypoints`` (official ``TEST`` keys).
 
     Raises:
-        ValueError: ``joint_order`` / ``flip_index`` that are not permutations of ``range(K)``, or no strides.
+        ValueError: ``joint_order`` / ``flip_index`` that are not permutations of ``range(K)``, no strides, or a
+            setting out of its range (the message names the config key).
     """
 
     def __init__(
@@ -108,6 +109,21 @@ class AssociativeEmbeddingCodec:
         self.nms_kernel = int(nms_kernel)
         self.detection_threshold = float(detection_threshold)
         self.tag_threshold = float(tag_threshold)
+        if self.max_people < 1:
+            raise ValueError(f"max_people must be >= 1 (data.max_people / test.max_people), got {max_people}")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise ValueError(f"nms_kernel must be an odd number >= 1 (test.nms_kernel), got {nms_kernel}")
+        if not 0.0 <= self.detection_threshold <= 1.0:  # NaN fails too
+            raise ValueError(
+                f"detection_threshold must be in [0, 1] (test.detection_threshold / --detection-threshold), got "
+                f"{detection_threshold}"
+            )
+        if not 0.0 < self.tag_threshold < float("inf"):
+            raise ValueError(
+                f"tag_threshold must be positive and finite (test.tag_threshold / --tag-threshold), got {tag_threshold}"
+            )
+        if self.sigma <= 0 or not self.sigma < float("inf"):
+            raise ValueError(f"sigma must be positive and finite (data.sigma), got {sigma}")
         self.use_detection_val = bool(use_detection_val)
         self.ignore_too_much = bool(ignore_too_much)
         self.adjust = bool(adjust)

@@ -35,6 +35,7 @@ from bottomup.codec.targets import select_people
 from bottomup.data.io import ImageReadError, load_image
 from bottomup.data.keypoints import flip_index_from_pairs
 from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, affine_matrix, scale_matrix, warp_keypoints
+from bottomup.data.validate import check_keypoint_annotations
 
 __all__ = ["AugmentParams", "KeypointDataset", "collate"]
 
@@ -110,6 +111,7 @@ def _load_coco(ann_file: str) -> tuple[COCO, list[int], list[str]]:
     for c in persons[1:]:
         if list(c["keypoints"]) != names:
             raise ValueError(f"annotation file {ann_file}: keypoint categories disagree on the keypoint list")
+    check_keypoint_annotations(data, ann_file, len(names))
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -364,8 +366,16 @@ class KeypointDataset(torch.utils.data.Dataset):
         """
         params = params or AugmentParams()
         image_id = self.image_ids[index]
-        image = load_image(self.image_path(image_id))
+        path = self.image_path(image_id)
+        image = load_image(path)
         height, width = image.shape[:2]
+        info = self.coco.imgs[image_id]
+        if info.get("height") and info.get("width") and (int(info["height"]), int(info["width"])) != (height, width):
+            raise ImageReadError(
+                path,
+                f"it is {width}x{height} px but {self.ann_file} says {info['width']}x{info['height']}: its "
+                "annotations are not in this image's frame",
+            )
         keypoints, mask = self._keypoints_and_mask(self._raw(image_id), height, width)
         if keypoints.shape[0] > self.max_people and not self._warned_max_people:
             self._warned_max_people = True

@@ -10,9 +10,12 @@ loads with ``torch.load(weights_only=True)``:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,8 @@ __all__ = [
     "set_rng_state",
     "write_json",
     "CheckpointError",
+    "CheckpointWriteError",
+    "remove_stale_temporaries",
     "find_checkpoint",
 ]
 
@@ -35,6 +40,27 @@ FORMAT_VERSION = 1
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be used (missing, truncated, not a checkpoint of this project)."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (full disk, no permission, ...); the previous file at that path is intact."""
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free in {folder}"
+    except OSError:
+        return f"free space in {folder} unknown"
+
+
+def _write_reason(e: BaseException) -> str:
+    """A short reason for a failed write: ENOSPC / EDQUOT and torch's ``unexpected pos`` become "no space left"."""
+    text = str(e)
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device ({e.strerror or text})"
+    if "unexpected pos" in text or "file write failed" in text:  # torch's zip writer hit a short write
+        return "no space left on the device (the write stopped short)"
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -46,6 +72,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
     Returns:
         the final path.
+
+    Raises:
+        CheckpointWriteError: (an ``OSError``) the write failed; the message names the file, the reason ("no
+            space left ..." for a full disk) and the free space; the previous file at ``path`` is intact.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,10 +86,33 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was there before"
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {path}: {_write_reason(e)}; {_free_space(path.parent)}; {kept}"
+        ) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed :func:`save_checkpoint` / :func:`write_json` left in ``folder``
+    (``.<name>.<random>.tmp``, up to a full checkpoint each). Call it when a run starts or resumes there.
+
+    Returns:
+        the files removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -72,12 +125,33 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: the file is empty (0 bytes); it was not written to the end"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {e}. It is corrupt, truncated, or not a weights-only checkpoint."
-        ) from e
+        raise CheckpointError(f"cannot load checkpoint {path}: {_load_reason(e)}") from e
+
+
+def _load_reason(e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely."""
+    text = str(e)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            f"it holds Python objects other than tensors and plain values ({found.group(1)}), which could run code "
+            "when loaded, so it is refused. Use a checkpoint of this project or a plain state_dict (.pth) of weights."
+        )
+    if "Weights only load failed" in text:
+        detail = re.search(r"Unsupported operand \d+|Unsupported class [\w.]+", text)
+        return (
+            f"it is not a PyTorch checkpoint, or it is corrupt or truncated (the reader stopped at: "
+            f"{detail.group(0) if detail else 'an unreadable record'})"
+        )
+    first = (text.strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+    return f"{first}. The file is corrupt or truncated, or it is not a PyTorch checkpoint."
 
 
 def rng_state() -> dict[str, Any]:

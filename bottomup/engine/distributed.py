@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -52,12 +53,22 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0, key: 
     return device
 
 
-def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
+def init_distributed(device_name: str = "auto", timeout_s: float = 1800.0) -> tuple[DistInfo, torch.device]:
     """Join the process group that ``torchrun`` describes in the environment (``RANK``, ``WORLD_SIZE``, ...).
 
     Without those variables this is a single process and nothing is initialised. On CPU the gloo backend is
     used, and each process takes an equal share of the cores.
+
+    Args:
+        device_name: ``trainer.device`` (see :func:`resolve_device`).
+        timeout_s: ``trainer.dist_timeout``: how long a collective waits for the other processes before it fails
+            (a frozen or dead rank then ends the run instead of hanging it).
+
+    Raises:
+        ValueError: a non-positive timeout, or a device that is not available.
     """
+    if not timeout_s > 0:
+        raise ValueError(f"trainer.dist_timeout must be a positive number of seconds, got {timeout_s}")
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 1:
         return DistInfo(), resolve_device(device_name)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -69,5 +80,7 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=float(timeout_s))
+        )
     return DistInfo(True, rank, local_rank, world), device

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bottomup.data.io import ImageReadError, load_image
+from bottomup.data.validate import check_keypoint_annotations
 from bottomup.engine.checkpoint import write_json
 from bottomup.engine.inference import Predictor
 
@@ -142,6 +143,7 @@ def coco_keypoint_eval(
             f"oks_sigmas has {len(sigmas)} values but {ann_file} has {num_keypoints} keypoints: "
             "use the data config that matches the annotation file (data.oks_sigmas)"
         )
+    check_keypoint_annotations(gt, ann_file, num_keypoints)  # non-finite ground truth would be scored
     all_ids = [int(img["id"]) for img in gt["images"]]
     results = _check_results(results, num_keypoints, set(all_ids))
     if image_ids is not None:
@@ -305,13 +307,18 @@ def evaluate_model(
     if not image_dir.is_dir():
         raise FileNotFoundError(f"data.val_images={image_dir} is not a folder: point data.root at your data set")
     gt = _load_json(ann_file, "data.val_ann")
+    check_keypoint_annotations(gt, ann_file, int(data.num_keypoints))
     images = list(gt.get("images", []))
     if max_images is not None:
         images = images[: int(max_images)]
     k = int(data.num_keypoints)
     model_k = getattr(model, "num_keypoints", k)
     if model_k != k:
-        raise ValueError(f"the model predicts {model_k} keypoints but data config {data.name!r} has {k}")
+        raise ValueError(
+            f"the model predicts {model_k} keypoints but data config {data.name!r} has {k}: use the data config of "
+            "the data set the model was trained on (data=crowdpose for CrowdPose's 14 keypoints, data=coco for "
+            "COCO's 17, or your own)"
+        )
     output_json = Path(output_json) if output_json is not None else _default_output_json(cfg)
 
     results: list[dict] = []
@@ -325,6 +332,11 @@ def evaluate_model(
             path = image_dir / str(img["file_name"])
             try:
                 image = load_image(path)
+                if img.get("height") and img.get("width") and image.shape[:2] != (img["height"], img["width"]):
+                    raise ImageReadError(
+                        path,
+                        f"it is {image.shape[1]}x{image.shape[0]} px but {ann_file} says {img['width']}x{img['height']}",
+                    )
             except ImageReadError as e:
                 log.warning("%s; skipped", e)
                 failed.append(str(path))

@@ -25,6 +25,7 @@ the evaluation, ``bottomup.vis.explain`` and the training pictures all go throug
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ __all__ = [
     "Predictor",
     "config_test_group",
     "predictor_settings",
+    "check_scales",
 ]
 
 
@@ -372,6 +374,32 @@ def config_test_group(cfg: Any) -> Any:
     return cfg.get("test") or cfg.get("grouping") or {}
 
 
+#: Bounds of the network input's short side at any test scale (``input_size * scale``), pixels: below, the resize
+#: degenerates; above, one W32 forward needs tens of GB.
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 32, 4096
+
+
+def check_scales(scales: Sequence[float], input_size: int) -> tuple[float, ...]:
+    """The test scales as floats if each is finite and ``input_size * scale`` is within
+    [:data:`MIN_INPUT_SIDE`, :data:`MAX_INPUT_SIDE`] pixels.
+
+    Raises:
+        ValueError: empty, non-finite, non-positive or out-of-range scales, or a non-positive ``input_size``
+            (the message names ``test.scales`` / ``--scales`` and the allowed range).
+    """
+    if input_size <= 0:
+        raise ValueError(f"input_size must be positive (test.input_size), got {input_size}")
+    values = tuple(float(s) for s in scales)
+    lo, hi = MIN_INPUT_SIDE / input_size, MAX_INPUT_SIDE / input_size
+    if not values or not all(math.isfinite(s) and lo <= s <= hi for s in values):
+        raise ValueError(
+            f"scales (test.scales / --scales) must be non-empty and finite, each within [{lo:.3g}, {hi:.3g}] so "
+            f"that input_size * scale is {MIN_INPUT_SIDE}-{MAX_INPUT_SIDE} px at input_size={input_size}; got "
+            f"{list(scales)}"
+        )
+    return values
+
+
 def predictor_settings(cfg: Any) -> dict[str, Any]:
     """``Predictor`` keyword arguments from a project config's test-time group.
 
@@ -457,9 +485,7 @@ class Predictor:
             **grouping,
         )
         self.input_size = int(input_size)
-        self.scales = tuple(float(s) for s in scales)
-        if not self.scales or not all(s > 0 for s in self.scales):
-            raise ValueError(f"scales must be non-empty and positive, got {list(scales)}")
+        self.scales = check_scales(scales, self.input_size)
         self.flip_test = bool(flip_test)
         self.device = resolve_device("auto" if device is None else str(device), key="device")
         self.precision = check_precision(precision)

@@ -33,11 +33,51 @@ from bottomup.models.precision import autocast
 
 log = logging.getLogger("bottomup.train")
 
-__all__ = ["NonFiniteLossError", "EpochSampler", "TrainState", "TrainLogger", "train_one_epoch", "fit"]
+__all__ = [
+    "NonFiniteLossError",
+    "EpochSampler",
+    "TrainState",
+    "TrainLogger",
+    "non_finite_tensors",
+    "train_one_epoch",
+    "fit",
+]
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stops and the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite. Training stops; a non-finite state is never written to a
+    checkpoint, and the message says what is on disk (``python -m bottomup.train`` exits with status 3)."""
+
+
+def non_finite_tensors(state: TrainState) -> list[str]:
+    """Names of the floating-point tensors of the weights, buffers and optimiser state that hold NaN or inf
+    (``model.<name>``, ``optimizer.<param index>.<key>``); empty when everything is finite.
+
+    One device synchronisation when all is finite; the names are collected only otherwise.
+    """
+    named = [(f"model.{k}", v) for k, v in state.model.state_dict().items()]
+    for index, entry in state.optimizer.state.items():
+        named += [(f"optimizer.{index}.{k}", v) for k, v in entry.items() if isinstance(v, torch.Tensor)]
+    named = [(k, v) for k, v in named if v.is_floating_point() and v.numel()]
+    if not named or bool(torch.stack([torch.isfinite(v).all() for _, v in named]).all()):
+        return []
+    return [k for k, v in named if not bool(torch.isfinite(v).all())]
+
+
+def on_disk(run_dir: Path) -> str:
+    """What a stopped run leaves to continue from: ``<run_dir>/last.pt`` with its epoch and step, or that there is
+    none."""
+    from bottomup.engine.checkpoint import load_checkpoint
+
+    last = Path(run_dir) / "last.pt"
+    if not last.is_file():
+        return f"No checkpoint was written: {last} does not exist."
+    try:
+        ckpt = load_checkpoint(last)
+        where = f"epoch {int(ckpt['epoch'])}, step {int(ckpt['step'])}"
+    except Exception as e:  # noqa: BLE001 - the message must not fail
+        where = f"unreadable: {e}"
+    return f"{last} is unchanged ({where}); continue from it with resume={last}."
 
 
 class EpochSampler(Sampler):
@@ -106,11 +146,32 @@ class TrainState:
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a checkpoint written by :meth:`state_dict` (weights, optimiser, schedule, scaler,
-        counters and random states; the config is kept as it is)."""
+        """Continue from a checkpoint written by :meth:`state_dict`: weights, optimiser moments, schedule position,
+        scaler, counters and random states.
+
+        The hyperparameters are this state's own, not the checkpoint's: the optimiser's (``lr``,
+        ``weight_decay``, betas, ...) and the schedule's base LRs are kept as built from the current config, and the
+        LR is recomputed at the resumed step, so ``resume=... optim.lr=...`` (or another schedule) takes effect.
+        The config is kept as it is (the one that runs is the one saved next).
+
+        Raises:
+            KeyError / RuntimeError: the checkpoint lacks a part, or its weights do not fit the model.
+        """
+        fresh_groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        fresh_base = list(getattr(self.scheduler, "base_lrs", []))
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
+        lambdas = getattr(self.scheduler, "lr_lambdas", None)
+        recompute = bool(fresh_base) and lambdas is not None  # LambdaLR (warmup_multistep)
+        for group, fresh in zip(self.optimizer.param_groups, fresh_groups, strict=True):
+            group.update({k: v for k, v in fresh.items() if recompute or k not in ("lr", "initial_lr")})
+        if recompute:  # the LR at the resumed step, from the current base LRs and schedule
+            self.scheduler.base_lrs = fresh_base
+            step = self.scheduler.last_epoch
+            for group, base, factor in zip(self.optimizer.param_groups, fresh_base, lambdas, strict=True):
+                group["lr"] = base * factor(step)
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         set_rng_state(checkpoint["rng"])
@@ -269,7 +330,7 @@ def train_one_epoch(
             detail = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {epoch}, step {state.step}: {detail}. Lower optim.lr, set "
-                "trainer.grad_clip, or use trainer.precision=fp32; the last good checkpoint is kept."
+                "trainer.grad_clip, or use trainer.precision=fp32."
             )
         _backward_step(state, model, parts["loss"], grad_clip)
         images += b["image"].shape[0]
@@ -285,6 +346,17 @@ def train_one_epoch(
     if skipped:
         log.warning("epoch %d: skipped %d unreadable image(s) (see the warnings above for their names)", epoch, skipped)
     return means
+
+
+def _check_finite(state: TrainState, run_dir: Path, epoch: int) -> None:
+    bad = non_finite_tensors(state)
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite weights after epoch {epoch} (step {state.step}): {len(bad)} "
+            f"{'tensor holds' if len(bad) == 1 else 'tensors hold'} NaN / inf "
+            f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), so nothing was saved. {on_disk(run_dir)} "
+            "Lower optim.lr (or schedule.gamma), set trainer.grad_clip, or use trainer.precision=fp32."
+        )
 
 
 def fit(
@@ -323,8 +395,12 @@ def fit(
     Returns:
         ``{"step", "best_ap", "last"}``, ``"ap"`` (the last evaluation's) and the last epoch's mean losses.
 
+    Before any checkpoint is written the weights, buffers and optimiser state are checked (:func:`non_finite_tensors`):
+    a non-finite state is never saved over a good one.
+
     Raises:
-        NonFiniteLossError: from :func:`train_one_epoch` (the checkpoints on disk are those of the last epoch).
+        NonFiniteLossError: a non-finite loss (from :func:`train_one_epoch`) or non-finite weights; its message
+            says which checkpoint is on disk and how to continue.
     """
     summary: dict[str, Any] = {}
     means: dict[str, float] = {}
@@ -333,8 +409,11 @@ def fit(
             break
         sampler.set_epoch(epoch)
         limit = iters_per_epoch if max_steps is None else min(iters_per_epoch, int(max_steps) - state.step)
-        means = train_one_epoch(model, criterion, state, loader, device, epoch, max_iters=limit, logger=logger,
-                                **step_settings)  # fmt: skip
+        try:
+            means = train_one_epoch(model, criterion, state, loader, device, epoch, max_iters=limit, logger=logger,
+                                    **step_settings)  # fmt: skip
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{e} {on_disk(run_dir)}") from None
         state.epoch = epoch + 1 if limit == iters_per_epoch else epoch
         metrics = {f"train/{k}": v for k, v in means.items()}
         if is_main:
@@ -344,6 +423,7 @@ def fit(
                 " ".join(f"{v:.3e}" for k, v in means.items() if k.startswith("heatmap/")),
                 means.get("pull", float("nan")), means.get("push", float("nan")), means["images_per_s"],
             )  # fmt: skip
+        _check_finite(state, run_dir, epoch)
         if evaluate is not None and eval_every and (epoch + 1) % eval_every == 0 and is_main:
             stats = evaluate()
             ap = float(stats["AP"])

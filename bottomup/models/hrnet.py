@@ -384,7 +384,8 @@ class HigherHRNet(nn.Module):
 
         Raises:
             FileNotFoundError: If ``path`` does not exist.
-            ValueError: If a backbone tensor has the wrong shape (e.g. a W48 checkpoint for a
+            ValueError: If the file cannot be read as weights (the message names ``model.pretrained``), or a
+                backbone tensor has the wrong shape (e.g. a W48 checkpoint for a
                 W32 model) or no backbone tensor was found.
         """
         path = os.fspath(path)
@@ -393,7 +394,16 @@ class HigherHRNet(nn.Module):
                 f"Pretrained backbone checkpoint not found: {path!r} (set model.pretrained to a local "
                 "ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth, or to null to train from scratch)"
             )
-        source = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - re-raised with the file and the key
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(
+                f"cannot read model.pretrained={path!r}: {reason}. It must be a plain state_dict of weights "
+                "(an ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth); files holding other Python objects "
+                "are refused because loading them could run code"
+            ) from e
+        source = _unwrap_state_dict(loaded)
         own = self.state_dict()
         backbone = set(self.backbone_state_keys())
         selected: dict[str, Tensor] = {}
