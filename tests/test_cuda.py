@@ -335,16 +335,20 @@ def cpu_reference(people_model: torch.nn.Module, coco_layout, val_subset: dict) 
     return {"runs": runs, "found": found}
 
 
-#: name -> (PoseEstimator settings, atol of the heatmaps against CPU fp32, atol of person scores). fp32 convolutions
-#: run in TF32 on CUDA by default (cudnn.allow_tf32), close to fp16's rounding.
+#: name -> (PoseEstimator settings, atol of the heatmaps against CPU fp32, atol of person scores, share of the
+#: joints found with value >= 0.3 that must stay within 2.5 input px). fp32 convolutions run in TF32 on CUDA by
+#: default (cudnn.allow_tf32), close to fp16's rounding. Rounding can hand a joint of a memorised person to a nearby
+#: weak detection instead (the memorised nets also fire on unannotated people): in a CPU rehearsal (W8 at 128 px)
+#: bf16 moved 2 of one person's 9 such joints, fp16 none; hence the share rather than all of them. The same
+#: rehearsal's largest heatmap differences: bf16 0.014, fp16 0.0015 (CPU autocast standing in for CUDA's).
 INFERENCE_VARIANTS = {
-    "fp32": ({}, 0.02, 0.02),
-    "fp32-channels_last": ({"channels_last": True}, 0.02, 0.02),
-    "fp32-folded": ({"fold_bn": True}, 0.02, 0.02),
-    "fp16": ({"precision": "fp16"}, 0.05, 0.05),
-    "bf16": ({"precision": "bf16"}, 0.1, 0.08),
-    "fp16-channels_last-folded": ({"precision": "fp16", "channels_last": True, "fold_bn": True}, 0.05, 0.05),
-    "bf16-channels_last-folded": ({"precision": "bf16", "channels_last": True, "fold_bn": True}, 0.1, 0.08),
+    "fp32": ({}, 0.02, 0.02, 0.85),
+    "fp32-channels_last": ({"channels_last": True}, 0.02, 0.02, 0.85),
+    "fp32-folded": ({"fold_bn": True}, 0.02, 0.02, 0.85),
+    "fp16": ({"precision": "fp16"}, 0.02, 0.05, 0.85),
+    "bf16": ({"precision": "bf16"}, 0.05, 0.08, 0.7),
+    "fp16-channels_last-folded": ({"precision": "fp16", "channels_last": True, "fold_bn": True}, 0.02, 0.05, 0.85),
+    "bf16-channels_last-folded": ({"precision": "bf16", "channels_last": True, "fold_bn": True}, 0.05, 0.08, 0.7),
 }
 
 
@@ -352,10 +356,10 @@ INFERENCE_VARIANTS = {
 def test_cuda_inference_finds_the_cpu_fp32_people(
     people_model: torch.nn.Module, cpu_reference: dict, coco_layout, val_subset: dict, variant: str
 ) -> None:
-    """Same maps up to rounding, the same annotated people (every joint the CPU finds with value >= 0.3 within 2.5
-    input pixels, person scores close), and as many confident people (score >= 0.2 on one side, >= 0.1 on the
-    other: a hysteresis, so that a person right at a threshold cannot fail it)."""
-    settings, heat_atol, score_atol = INFERENCE_VARIANTS[variant]
+    """Same maps up to rounding, the same annotated people (found with OKS > 0.5; most joints the CPU finds with
+    value >= 0.3 within 2.5 input pixels; person scores close), and as many confident people (score >= 0.2 on one
+    side, >= 0.1 on the other: a hysteresis, so that a person right at a threshold cannot fail it)."""
+    settings, heat_atol, score_atol, share = INFERENCE_VARIANTS[variant]
     est = PoseEstimator(copy.deepcopy(people_model), layout=coco_layout, input_size=TEST_SIZE, device="cuda",
                         **settings)  # fmt: skip
     param = next(est.model.parameters())
@@ -379,7 +383,9 @@ def test_cuda_inference_finds_the_cpu_fp32_people(
             assert oks > 0.5, (variant, im["id"], report)
             sure = ref.keypoints[i, :, 2] >= 0.3
             dist = np.linalg.norm(got.keypoints[j, sure, :2] - ref.keypoints[i, sure, :2], axis=1)
-            assert sure.sum() >= 3 and (dist <= tol).all(), (variant, im["id"], dist, tol)
+            assert sure.sum() >= 3, (variant, im["id"], ref.keypoints[i, :, 2])
+            report.append(f"person {gt['id']}: {int((dist <= tol).sum())}/{len(dist)} joints within {tol:.1f} px")
+            assert (dist <= tol).mean() >= share, (variant, im["id"], dist, tol, report)
             assert abs(float(got.scores[j]) - float(ref.scores[i])) <= score_atol, (ref.scores[i], got.scores[j])
         for a, b in ((ref.scores, got.scores), (got.scores, ref.scores)):
             assert (a >= 0.2).sum() <= (b >= 0.1).sum(), (variant, im["id"], ref.scores, got.scores)
