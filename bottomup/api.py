@@ -8,6 +8,14 @@ Example::
     pred = estimator("photo.jpg")
     pred.keypoints  # (N, K, 3): x, y in original-image pixels, keypoint score
     pred.scores     # (N,) person scores
+    pred.boxes      # (N, 4) x0, y0, x1, y1 around each person's joints
+    for person in pred[pred.scores > 0.2]:
+        print(person.score, person["left_wrist"])
+    pred.save("people.png")                   # the picture (also .plot() -> RGB array)
+    pred.to_json("people.json", image_id=1)   # COCO keypoint results
+
+Arrays are RGB by default; frames from OpenCV (``cv2.imread``, ``cv2.VideoCapture``) are BGR: pass
+``color="bgr"`` (``PoseEstimator.from_checkpoint(..., color="bgr")``).
 
 ``train(cfg)`` / ``evaluate(cfg)`` take a composed config (``bottomup.build.compose("train" | "eval", [...])``)
 and are the bodies of ``python -m bottomup.train`` / ``python -m bottomup.evaluate``.
@@ -22,20 +30,98 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bottomup import build
 from bottomup.codec import GROUPING_KEYS
+from bottomup.engine import inference
 from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
 from bottomup.engine.distributed import init_distributed, resolve_device
 from bottomup.engine.evaluator import evaluate_model
-from bottomup.engine.inference import Prediction, Predictor
+from bottomup.engine.inference import Predictor
 from bottomup.engine.trainer import TrainLogger, TrainState, fit
-from bottomup.models.precision import check_precision
+from bottomup.models.precision import AUTO, resolve_precision
 
 log = logging.getLogger("bottomup.train")
 
-__all__ = ["Prediction", "PoseEstimator", "GROUPING_KEYS", "train", "evaluate"]
+__all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "train", "evaluate"]
+
+
+#: Drawing defaults of :meth:`Prediction.plot` (and ``python -m bottomup.infer``): people scoring below
+#: ``min_score`` and joints at or below ``joint_threshold`` are not drawn; images with a longer side below
+#: ``min_side`` pixels are upscaled first, so that joints and labels stay legible.
+PLOT_DEFAULTS: dict[str, float] = {"min_score": 0.1, "joint_threshold": 0.1, "min_side": 640}
+
+
+class Prediction(inference.Prediction):
+    """:class:`bottomup.engine.inference.Prediction` (people, indexing, boxes, COCO / JSON export) with
+    drawing: what :class:`PoseEstimator` returns."""
+
+    def plot(
+        self,
+        image: np.ndarray | None = None,
+        *,
+        min_score: float = PLOT_DEFAULTS["min_score"],
+        joint_threshold: float = PLOT_DEFAULTS["joint_threshold"],
+        min_side: int = int(PLOT_DEFAULTS["min_side"]),
+        radius: int | None = None,
+        thickness: int | None = None,
+        labels: bool = True,
+    ) -> np.ndarray:
+        """The people drawn on the image (``bottomup.vis.draw_people``), one colour per person.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB in the frame of the keypoints; default: the image the people were
+                found in.
+            min_score: people with a lower person score are not drawn.
+            joint_threshold: joints with a score at or below it are not drawn (nor their limbs).
+            min_side: a picture whose longer side is shorter is upscaled (bilinear) to it before drawing.
+            radius, thickness: joint radius and limb width in pixels of the picture (default: from its size).
+            labels: write each person's score above it.
+
+        Returns:
+            ``(H', W', 3)`` uint8 RGB, ``H' = H`` unless upscaled.
+
+        Raises:
+            ValueError: no image (the prediction holds none and none given) or one of another shape.
+        """
+        import cv2
+
+        from bottomup.vis import draw_people
+
+        picture = self.image if image is None else image
+        if picture is None:
+            raise ValueError("this Prediction holds no image: pass plot(image=...) (H, W, 3) uint8 RGB")
+        keep = self.scores >= min_score
+        kpts = np.asarray(self.keypoints[keep], dtype=np.float64).copy()
+        h, w = picture.shape[:2]
+        factor = max(1.0, float(min_side) / max(h, w))
+        if factor > 1.0:
+            picture = cv2.resize(picture, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_LINEAR)
+            kpts[..., :2] = (kpts[..., :2] + 0.5) * factor - 0.5  # pixel centres stay on the same content
+        return draw_people(
+            picture,
+            kpts,
+            self.skeleton,
+            scores=self.scores[keep] if labels else None,
+            threshold=joint_threshold,
+            radius=radius,
+            thickness=thickness,
+        )
+
+    def save(self, path: str | os.PathLike, image: np.ndarray | None = None, **plot: Any) -> Path:
+        """Write :meth:`plot` to ``path`` (PNG / JPEG by its suffix); ``plot``: its keyword arguments.
+
+        Raises:
+            ValueError: as :meth:`plot`. OSError: the file could not be written (the message names it).
+        """
+        import cv2
+
+        path = Path(path)
+        picture = self.plot(image, **plot)
+        if not cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path} (is the folder there and the suffix .png / .jpg?)")
+        return path
 
 
 class PoseEstimator(Predictor):
@@ -43,14 +129,16 @@ class PoseEstimator(Predictor):
 
     The constructor takes a network and plain settings (see :class:`bottomup.engine.inference.Predictor`, whose
     arguments it shares: ``layout``, ``input_size``, ``scales``, ``flip_test``, ``device``, ``precision``,
-    ``channels_last``, ``fold_bn``, ``compile`` and the grouping keys :data:`GROUPING_KEYS`);
+    ``channels_last``, ``fold_bn``, ``compile``, ``color`` and the grouping keys :data:`GROUPING_KEYS`);
     :meth:`from_config` and :meth:`from_checkpoint` build one from a project config or a checkpoint file.
-    Calling it on an image (path or ``(H, W, 3)`` uint8 RGB) returns a :class:`Prediction` in original-image
-    pixels; ``run`` also returns the maps (``bottomup.vis.explain`` shows them).
+    Calling it on an image (path, or ``(H, W, 3)`` uint8 array: RGB, or BGR with ``color="bgr"``) returns a
+    :class:`Prediction` in original-image pixels; ``run`` also returns the maps (``bottomup.vis.explain`` shows them).
 
     Raises:
         ValueError: unknown grouping keys, precision or device, or an inconsistent layout.
     """
+
+    prediction_type = Prediction
 
     @classmethod
     def from_config(cls, cfg: Any, model: torch.nn.Module | None = None, **overrides: Any) -> PoseEstimator:
@@ -95,8 +183,14 @@ class PoseEstimator(Predictor):
             ValueError: an official checkpoint without ``experiment``.
             RuntimeError: weights that do not fit the configured model (message lists the mismatches).
         """
-        model, cfg, _ = build.load_model(path, experiment=experiment)
-        return cls.from_config(cfg, model=model, device=device, **overrides)
+        info: dict[str, Any] = {}
+        model, cfg, _ = build.load_model(path, experiment=experiment, info=info)
+        estimator = cls.from_config(cfg, model=model, device=device, **overrides)
+        #: what the weights are (``bottomup.build.describe_model``): data set, network, best val AP
+        estimator.summary = info["summary"]
+        #: the data config's name the weights were trained on (``"synthetic"`` for the quickstart's)
+        estimator.trained_on = str(cfg.data.get("name", ""))
+        return estimator
 
 
 # ----------------------------------------------------------------------------------------------------- train
@@ -132,7 +226,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     build.prepare_data_root(cfg.data)
     tr = cfg.trainer
-    check_precision(str(tr.precision), "trainer.precision")
+    resolve_precision(str(tr.precision), "cpu", "trainer.precision")  # a bad name fails before anything starts
     for key in ("epochs", "steps_per_epoch", "max_steps", "log_every"):
         if tr.get(key) is not None and int(tr[key]) < 1:
             raise ValueError(f"trainer.{key} must be >= 1 (or null where allowed), got {tr[key]}")
@@ -140,12 +234,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if int(tr.get(key) or 0) < 0:
             raise ValueError(f"trainer.{key} must be >= 0 (0 = off), got {tr[key]}")
     dist_info, device = init_distributed(str(tr.device), timeout_s=float(tr.dist_timeout))
+    if str(tr.precision) == AUTO:
+        with open_dict(cfg):  # the saved config says what ran
+            tr.precision = resolve_precision(AUTO, device, "trainer.precision")
+        if dist_info.is_main:
+            log.info("trainer.precision=auto: %s on %s", tr.precision, device)
     seed = int(cfg.seed)
     torch.manual_seed(seed + dist_info.rank)
     np.random.seed(seed + dist_info.rank)  # the global generator is saved in checkpoints
 
     dataset = build.build_train_dataset(cfg.data, cfg.model.strides, train=True, seed=seed)
-    model = build.build_model(cfg.model, int(cfg.data.num_keypoints))
+    finetune = cfg.get("checkpoint") if not cfg.resume else None
+    model = build.build_model(cfg.model, int(cfg.data.num_keypoints), pretrained=not finetune)
+    if finetune:
+        build.load_initial_weights(model, str(finetune))
+    elif cfg.get("checkpoint") and dist_info.is_main:
+        log.info("resume= given: checkpoint=%s is not loaded (the run continues from its last.pt)", cfg.checkpoint)
     if getattr(model, "num_keypoints", None) not in (None, dataset.num_keypoints):
         raise ValueError(
             f"model predicts {model.num_keypoints} keypoints but {cfg.data.train_ann} has {dataset.num_keypoints}"

@@ -124,7 +124,109 @@ def prepare_data_root(data_cfg: DictConfig) -> Path:
     path = Path(str(root))
     if not path.is_dir():
         raise FileNotFoundError(f"data.root={path} does not exist or is not a folder: point data.root at your data set")
+    complete_data_layout(data_cfg)
     return path
+
+
+#: ``data.*`` keys of the keypoint layout; ``null`` ones are read from the annotation file (``data=custom``).
+LAYOUT_KEYS: tuple[str, ...] = (
+    "keypoint_names",
+    "num_keypoints",
+    "flip_pairs",
+    "skeleton",
+    "joint_order",
+    "oks_sigmas",
+)
+
+
+def complete_data_layout(data_cfg: DictConfig) -> None:
+    """Fill the ``null`` keys of :data:`LAYOUT_KEYS` from the keypoint category of ``data.train_ann`` (else
+    ``data.val_ann``), then check the whole layout, before any training step or evaluation.
+
+    What is read (``bottomup.data.keypoints.layout_from_category``): the keypoint names, K, flip pairs from
+    ``left_*`` / ``right_*`` names, the skeleton (1-based indices in COCO files), matching in channel order, and
+    OKS sigmas (COCO's for COCO names, else ``DEFAULT_OKS_SIGMA`` with a warning). Given keys are kept, so
+    ``data.flip_pairs=[...]`` overrides what the names suggest.
+
+    Raises:
+        FileNotFoundError: a key is ``null`` and neither annotation file exists.
+        ValueError: ``data.num_keypoints`` disagrees with ``data.keypoint_names``, a list names an unknown
+            keypoint or has the wrong length, or the annotation files have another K (each message names the key
+            or file to change).
+    """
+    from bottomup.data.dataset import keypoint_categories
+    from bottomup.data.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, layout_from_category
+
+    unset = [k for k in LAYOUT_KEYS if k in data_cfg and data_cfg[k] is None]
+    if unset:
+        ann = next((Path(str(data_cfg[k])) for k in ("train_ann", "val_ann") if Path(str(data_cfg[k])).is_file()), None)
+        if ann is None:
+            raise FileNotFoundError(
+                f"data.{unset[0]} is null, to be read from the annotation file, but neither data.train_ann="
+                f"{data_cfg.train_ann} nor data.val_ann={data_cfg.val_ann} exists: point them at your COCO-format files"
+            )
+        category = dict(keypoint_categories(_read_json(ann), ann)[0])
+        given = data_cfg.get("keypoint_names")
+        if given is not None and list(given) != list(category["keypoints"]):
+            category["keypoints"] = list(given)
+            category.pop("skeleton", None)  # its indices count the file's keypoints
+        derived = layout_from_category(category, str(ann))
+        with open_dict(data_cfg):
+            for k in unset:
+                data_cfg[k] = derived[k]
+        names = list(data_cfg.keypoint_names)
+        log.info(
+            "data layout read from %s (%s): K=%d %s; flip pairs %s",
+            ann, ", ".join(f"data.{k}" for k in unset), len(names), names, [tuple(p) for p in data_cfg.flip_pairs],
+        )  # fmt: skip
+        other = [n for n in names if n not in COCO_OKS_SIGMAS]
+        if "oks_sigmas" in unset and other:
+            log.warning(
+                "data.oks_sigmas not set: COCO's sigmas for COCO's keypoint names, %.3f for %s; set data.oks_sigmas "
+                "(K values, the spread of human annotations per keypoint) for a meaningful AP",
+                DEFAULT_OKS_SIGMA, other,
+            )  # fmt: skip
+    check_data_layout(data_cfg)
+
+
+def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
+    """The layout of ``data_cfg`` checked against ``data.num_keypoints`` and the validation annotation file.
+
+    Raises:
+        ValueError: as :func:`complete_data_layout`.
+    """
+    names = list(data_cfg.keypoint_names)
+    k = int(data_cfg.num_keypoints)
+    if len(names) != k:
+        raise ValueError(
+            f"data.num_keypoints={k} but data.keypoint_names lists {len(names)} names: give data.keypoint_names "
+            "(and flip_pairs, skeleton, joint_order, oks_sigmas) for your keypoints, or use data=custom to read "
+            "them from the annotation file"
+        )
+    try:
+        layout = KeypointLayout.from_config(data_cfg)
+    except ValueError as e:
+        raise ValueError(f"data config {data_cfg.get('name')!r}: {e} (fix the data.* list it names)") from e
+    val_ann = Path(str(data_cfg.val_ann))
+    if val_ann.is_file():
+        from bottomup.data.dataset import keypoint_categories
+
+        file_names = list(keypoint_categories(_read_json(val_ann), val_ann)[0]["keypoints"])
+        if len(file_names) != k:
+            raise ValueError(
+                f"data.val_ann={val_ann} has {len(file_names)} keypoints but the data config has {k}: use the data "
+                "config of this data set (data=custom reads it from the file)"
+            )
+    return layout
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"annotation file {path} cannot be read as JSON ({e})") from e
 
 
 def build_model(model_cfg: DictConfig, num_keypoints: int | None = None, *, pretrained: bool = True) -> nn.Module:
@@ -335,7 +437,11 @@ def saved_config(checkpoint: Any, name: str = "<checkpoint>") -> DictConfig | No
 
 
 def load_model(
-    path: str | os.PathLike, *, cfg: DictConfig | None = None, experiment: str | None = None
+    path: str | os.PathLike,
+    *,
+    cfg: DictConfig | None = None,
+    experiment: str | None = None,
+    info: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, DictConfig, str]:
     """Turn a checkpoint file into a model: the one path, for inference, evaluation and the API.
 
@@ -349,6 +455,8 @@ def load_model(
         path: the file; read with ``torch.load(weights_only=True)``, which never runs code from the file.
         cfg: a composed config to fall back on.
         experiment: a name in ``conf/experiment`` to fall back on when ``cfg`` is not given.
+        info: a dict to receive ``"metrics"`` (a project checkpoint's, e.g. ``best_ap``; else empty) and
+            ``"summary"`` (:func:`describe_model`).
 
     Returns:
         ``(model, config, kind)``: the model on CPU with the weights loaded (train mode as built), the config it was
@@ -382,6 +490,12 @@ def load_model(
                 f"checkpoint {name} {what}; pass experiment=<name in conf/experiment>, e.g. experiment='higherhrnet_w32'"
             )
     model = build_model(config.model, pretrained=False)
+    if info is not None:
+        info["metrics"] = dict(checkpoint.get("metrics") or {}) if is_project_checkpoint(checkpoint) else {}
+        info["step"] = checkpoint.get("step") if is_project_checkpoint(checkpoint) else None
+        info["summary"] = describe_model(
+            config, info["metrics"], kind="project" if is_project_checkpoint(checkpoint) else "official"
+        )
     if is_project_checkpoint(checkpoint):
         state = dict(checkpoint["model"])
         if state and all(k.startswith("module.") for k in state):
@@ -396,6 +510,24 @@ def load_model(
         return model, config, "project"
     load_official_checkpoint(model, checkpoint)  # raises RuntimeError with a diagnosis on mismatch
     return model, config, "official"
+
+
+def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, kind: str = "project") -> str:
+    """One line on what a checkpoint is: its data set, network and best validation AP, e.g.
+    ``"synthetic data (17 keypoints), HigherHRNet W16, input 160, best val AP 0.612"``."""
+    data = config.get("data") or {}
+    model = config.get("model") or {}
+    target = str(model.get("_target_", "")).rsplit(".", 1)[-1] or "network"
+    parts = [f"{data.get('name', '?')} data ({data.get('num_keypoints', '?')} keypoints)"]
+    parts.append(f"{target} W{model.get('width', '?')}, input {data.get('input_size', '?')}")
+    ap = (metrics or {}).get("best_ap")
+    if kind == "official":
+        parts.append("official weights (no metrics stored)")
+    elif ap is not None and float(ap) >= 0:
+        parts.append(f"best val AP {float(ap):.3f}")
+    else:
+        parts.append("never evaluated")
+    return ", ".join(parts)
 
 
 def mismatch_summary(error: BaseException) -> str:
@@ -415,6 +547,104 @@ def mismatch_summary(error: BaseException) -> str:
             keys = [k.strip().strip('"') for k in found.group(1).split(",") if k.strip()]
             parts.append(f"{len(keys)} {what} keys (e.g. {keys[0]})")
     return "; ".join(parts) if parts else (text.splitlines() or ["weights do not fit"])[0]
+
+
+#: ``state_dict`` prefixes of the prediction head: tensors here whose shape depends on K (the data set's keypoints).
+HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.")
+
+
+def checkpoint_state_dict(checkpoint: Any, name: str = "<checkpoint>") -> dict[str, torch.Tensor]:
+    """The weights of a loaded checkpoint as a plain ``state_dict``: a project checkpoint's ``model``, an official
+    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``), ``module.`` (DDP) prefixes stripped.
+
+    Raises:
+        CheckpointError: neither (the message names ``name``).
+    """
+    if is_project_checkpoint(checkpoint):
+        state = dict(checkpoint["model"])
+    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        state = dict(checkpoint["state_dict"])
+    elif isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        state = dict(checkpoint)
+    else:
+        raise CheckpointError(
+            f"checkpoint {name} holds no weights (not a last.pt / best.pt of this project nor an official "
+            "HigherHRNet state_dict)"
+        )
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "checkpoint") -> dict[str, list[str]]:
+    """Start training from the weights in ``path`` (fine-tuning): every tensor whose name and shape fit ``model``.
+
+    The prediction head (:data:`HEAD_PREFIXES`) may differ in shape, e.g. a COCO checkpoint (K = 17) fine-tuned on
+    a data set with other keypoints: those tensors keep ``model``'s fresh initialisation and a warning names them.
+    Anything else that does not fit -- backbone tensors of other shapes (another ``model.width``), missing from
+    the file or only in it (another ``model.stage_modules`` / ``model.stem_blocks``) -- is an error, since training would silently start from a
+    half-random network.
+
+    Args:
+        model: the freshly built network (CPU or device); changed in place.
+        path: a ``last.pt`` / ``best.pt`` of this project or an official HigherHRNet / SWAHR ``.pth``, read
+            weights-only (no code from the file runs).
+        key: the config key ``path`` came from, for the messages.
+
+    Returns:
+        ``{"loaded": [...], "reinitialised": [...], "ignored": [...]}``: tensor names loaded from the file, kept
+        fresh (head tensors of another shape or missing), and head tensors in the file but not in ``model``.
+
+    Raises:
+        FileNotFoundError / CheckpointError: unreadable file, or backbone weights that do not fit (the message
+            gives the file's width and K against the model's).
+    """
+    name = os.fspath(path)
+    state = checkpoint_state_dict(load_checkpoint(name), name)
+    own = model.state_dict()
+    loaded, reinit, bad = [], [], []
+    for k, v in own.items():
+        theirs = state.get(k)
+        if theirs is not None and tuple(theirs.shape) == tuple(v.shape):
+            loaded.append(k)
+        elif k.startswith(HEAD_PREFIXES):
+            reinit.append(k)
+        else:
+            bad.append(
+                k if theirs is None else f"{k}: {tuple(theirs.shape)} in the file, {tuple(v.shape)} in the model"
+            )
+    ignored = [k for k in state if k not in own]
+    bad += [f"{k}: in the file, not in the model" for k in ignored if not k.startswith(HEAD_PREFIXES)]
+    if bad or not loaded:
+        described = _describe_weights(state)
+        ours = _describe_weights(own)
+        raise CheckpointError(
+            f"{key}={name} does not fit the model: {len(bad)} backbone tensors missing, extra or of another shape "
+            f"(e.g. {bad[0] if bad else 'all'}); the file is {described}, the config builds {ours}. Set model.width "
+            "/ model.stage_modules / model.blocks_per_branch / model.stem_blocks to the checkpoint's"
+        )
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    log.info("%s=%s: loaded %d of %d tensors", key, name, len(loaded), len(own))
+    if reinit:
+        log.warning(
+            "%s=%s: %d head tensors re-initialised because the file's head predicts other outputs (%s; the "
+            "config: %s), e.g. %s",
+            key, name, len(reinit), _describe_weights(state), _describe_weights(own), reinit[0],
+        )  # fmt: skip
+    if ignored:
+        log.info("%s=%s: %d tensors of the file are not in this model (e.g. %s)", key, name, len(ignored), ignored[0])
+    return {"loaded": loaded, "reinitialised": reinit, "ignored": ignored}
+
+
+def _describe_weights(state: dict[str, Any]) -> str:
+    """``"W32, K=17"``-style summary of a HigherHRNet state_dict (width from ``transition1``, K from the last
+    head), or ``"not a HigherHRNet"``."""
+    width = state.get("transition1.0.0.weight")
+    heads = sorted(k for k in state if k.startswith("final_layers.") and k.endswith(".weight"))
+    if width is None or not heads:
+        return "not a HigherHRNet"
+    last = int(state[heads[-1]].shape[0])
+    return f"W{int(width.shape[0])}, " + (f"K={last}" if len(heads) > 1 else f"{last} output channels")
 
 
 def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -11,12 +11,13 @@ Inputs: image files, folders (their image files, not recursive, sorted by name) 
 so that the shell does not expand them first). Outputs in ``--output-dir`` (default ``outputs/infer``):
 
 * ``results.json``: COCO keypoint results, one dict per detected person,
-  ``{"file_name", "image_id" (when known), "category_id": 1, "keypoints": [x, y, score] * K, "score"}``, in
-  original-image pixels. ``image_id`` is known when the file name is a COCO / CrowdPose id (all digits, e.g.
+  ``{"file_name", "image_id" (when known), "category_id": 1, "keypoints": [x, y, score] * K, "score", "bbox"}``
+  in original-image pixels (``bbox``: ``[x, y, w, h]`` around the detected joints); ``--min-score`` drops people. ``image_id`` is known when the file name is a COCO / CrowdPose id (all digits, e.g.
   ``000000000785.jpg`` -> 785), so results on a data set's images can be scored with
   :func:`bottomup.engine.evaluator.coco_keypoint_eval`.
 * ``<image stem>.png`` per input (unless ``--no-render``): the image with each person's skeleton in its own
-  colour and its score.
+  colour and its score; people below ``--draw-min-score`` (0.1) and joints at or below ``--joint-threshold`` (0.1)
+  are not drawn, and images smaller than ``--min-side`` (640 px) are upscaled first.
 
 Checkpoint: ``--checkpoint`` takes this project's ``last.pt`` / ``best.pt`` (their config is inside) or an
 official HigherHRNet ``.pth`` (then ``--experiment`` says which network it is). Without ``--checkpoint`` the
@@ -38,6 +39,8 @@ from typing import Any
 __all__ = ["main"]
 
 QUICKSTART = "python -m bottomup.train experiment=quickstart"
+#: ``bottomup.api.PLOT_DEFAULTS`` (kept here too so that ``--help`` does not import torch)
+PLOT_DEFAULTS: dict[str, float] = {"min_score": 0.1, "joint_threshold": 0.1, "min_side": 640}
 
 
 class UsageError(Exception):
@@ -67,7 +70,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1 0.5 (default: the config's)")
     p.add_argument("--detection-threshold", type=float, help="minimum heatmap peak to start a joint")
     p.add_argument("--tag-threshold", type=float, help="maximum tag distance to join a person")
-    p.add_argument("--min-score", type=float, default=0.0, help="drop people scoring below this (default 0)")
+    p.add_argument(
+        "--min-score", type=float, default=0.0, help="leave people scoring below this out of results.json (default 0)"
+    )
+    draw = p.add_argument_group("pictures")
+    draw.add_argument(
+        "--draw-min-score",
+        type=float,
+        default=PLOT_DEFAULTS["min_score"],
+        help="draw people scoring at least this (default %(default)s)",
+    )
+    draw.add_argument(
+        "--joint-threshold",
+        type=float,
+        default=PLOT_DEFAULTS["joint_threshold"],
+        help="draw joints scoring above this (default %(default)s)",
+    )
+    draw.add_argument(
+        "--min-side",
+        type=int,
+        default=int(PLOT_DEFAULTS["min_side"]),
+        help="upscale smaller pictures to this longer side, pixels, so that labels stay legible (default %(default)s)",
+    )
+    draw.add_argument("--radius", type=int, help="joint radius, pixels of the picture (default: from its size)")
+    draw.add_argument("--thickness", type=int, help="limb width, pixels of the picture (default: from its size)")
+    draw.add_argument("--no-labels", action="store_true", help="do not write person scores")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument(
         "--precision",
@@ -139,8 +166,12 @@ def _run(args: argparse.Namespace) -> int:
     from bottomup.data.io import expand_inputs
     from bottomup.engine.checkpoint import find_checkpoint
 
-    if not 0.0 <= args.min_score <= 1.0:  # NaN fails too
-        raise UsageError(f"--min-score must be in [0, 1] (a person score), got {args.min_score}")
+    for flag in ("min_score", "draw_min_score", "joint_threshold"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:  # NaN fails too
+            raise UsageError(f"--{flag.replace('_', '-')} must be in [0, 1] (a score), got {getattr(args, flag)}")
+    for flag in ("min_side", "radius", "thickness"):
+        if getattr(args, flag) is not None and not 1 <= getattr(args, flag) <= 8192:
+            raise UsageError(f"--{flag.replace('_', '-')} must be in [1, 8192] pixels, got {getattr(args, flag)}")
     out_dir = Path(args.output_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +197,6 @@ def _run(args: argparse.Namespace) -> int:
                 "HigherHRNet .pth with --experiment NAME)"
             )
         checkpoint = found
-        print(f"using checkpoint {checkpoint} (newest run under outputs/)", file=sys.stderr)
     try:
         estimator = _load_estimator(args, checkpoint)
     except UsageError:
@@ -178,42 +208,49 @@ def _run(args: argparse.Namespace) -> int:
 
             hint = f"\nOn the command line: --experiment NAME, one of: {', '.join(experiments())}"
         raise UsageError(f"cannot use checkpoint {checkpoint}: {e}{hint}") from e
+    picked = "given" if args.checkpoint else "the newest run under outputs/; --checkpoint PATH picks another"
+    print(f"checkpoint {checkpoint} ({picked}): {estimator.summary}", file=sys.stderr)
+    if estimator.trained_on == "synthetic":
+        print(
+            "warning: this model was trained on the synthetic quickstart figures, not on photos of people; "
+            "expect few or no people in real images (train on COCO, or pass an official checkpoint)",
+            file=sys.stderr,
+        )
 
-    import cv2
-    import numpy as np
     from tqdm import tqdm
 
-    from bottomup.data import load_image
     from bottomup.engine.checkpoint import write_json
-    from bottomup.engine.evaluator import people_to_results
-    from bottomup.vis import draw_people
 
     out_dir = Path(args.output_dir)
-    skeleton = list(estimator.layout.skeleton_index)
+    style = {
+        "min_score": args.draw_min_score,
+        "joint_threshold": args.joint_threshold,
+        "min_side": args.min_side,
+        "radius": args.radius,
+        "thickness": args.thickness,
+        "labels": not args.no_labels,
+    }
     results: list[dict] = []
     used: set[str] = set()
     people = 0
     for path in tqdm(files, desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True):
         try:
-            image = load_image(path)
-            pred = estimator(image)
+            pred = estimator(path)
         except Exception as e:  # noqa: BLE001 - one bad input must not stop the others
             failures.append((str(path), str(e)))
             tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
             continue
-        keypoints = np.asarray(pred.keypoints, dtype=np.float64)
-        scores = np.asarray(pred.scores, dtype=np.float64)
-        keep = scores >= args.min_score
-        keypoints, scores = keypoints[keep], scores[keep]
-        people += len(scores)
-        for r in people_to_results(_image_id(path), keypoints, scores):
+        kept = pred[pred.scores >= args.min_score]
+        people += len(kept)
+        for r in kept.to_coco(_image_id(path)):
             results.append({"file_name": path.name, **r})
         if not args.no_render:
-            drawn = draw_people(image, keypoints, skeleton, scores=scores)
             png = _png_path(out_dir, path, used)
-            if not cv2.imwrite(str(png), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
-                failures.append((str(path), f"could not write {png}"))
-                tqdm.write(f"failed: {path}: could not write {png}", file=sys.stderr)
+            try:
+                kept.save(png, **style)
+            except OSError as e:
+                failures.append((str(path), str(e)))
+                tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
 
     results_json = write_json(out_dir / "results.json", results)
     failed = {p for p, _ in failures}

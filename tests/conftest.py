@@ -83,3 +83,54 @@ def quickstart_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     overrides = ["experiment=quickstart", "trainer.epochs=1", "trainer.steps_per_epoch=30", "trainer.eval_every=0"]
     summary = train(compose_train_config([*overrides, f"output_dir={out}", "trainer.progress=false"]))
     return Path(summary["last"])
+
+
+#: The keypoints kept by :func:`write_subset_keypoint_set` (a custom 5-keypoint data set derived from coco-mini).
+FIVE_KEYPOINTS = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
+
+
+def write_subset_keypoint_set(
+    coco_root: Path, out: Path, keep: list[str] = FIVE_KEYPOINTS, category_id: int = 7, category_name: str = "body"
+) -> dict[str, Path]:
+    """coco-mini's annotations reduced to the keypoints ``keep`` under another category id and name (a user's own
+    data set), written to ``out/annotations/{train,val}.json``; the images stay in coco-mini's folders.
+
+    Returns ``{"train_ann", "val_ann", "train_images", "val_images"}``.
+    """
+    import json
+
+    paths = {}
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        src = json.loads((coco_root / "annotations" / f"person_keypoints_{split}2017.json").read_text())
+        names = src["categories"][0]["keypoints"]
+        idx = [names.index(n) for n in keep]
+        anns = []
+        for a in src["annotations"]:
+            kp = a["keypoints"]
+            sub = [v for i in idx for v in kp[3 * i : 3 * i + 3]]
+            anns.append(
+                {**a, "category_id": category_id, "keypoints": sub, "num_keypoints": sum(v > 0 for v in sub[2::3])}
+            )
+        pos = {n: i + 1 for i, n in enumerate(keep)}
+        skeleton = [
+            [pos[a], pos[b]]
+            for a, b in (
+                ("left_shoulder", "right_shoulder"),
+                ("left_shoulder", "left_hip"),
+                ("right_shoulder", "right_hip"),
+                ("left_hip", "right_hip"),
+            )
+        ]
+        cat = {
+            "id": category_id,
+            "name": category_name,
+            "supercategory": category_name,
+            "keypoints": keep,
+            "skeleton": skeleton,
+        }
+        path = out / "annotations" / f"{split}.json"
+        path.write_text(json.dumps({**src, "annotations": anns, "categories": [cat]}))
+        paths[f"{split}_ann"] = path
+        paths[f"{split}_images"] = coco_root / f"{split}2017"
+    return paths

@@ -175,3 +175,91 @@ def _targets():
     heatmaps = [torch.zeros(1, 17, 8, 8), torch.zeros(1, 17, 16, 16)]
     masks = [torch.ones(1, 8, 8), torch.ones(1, 16, 16)]
     return heatmaps, masks, torch.zeros(1, 30, 17, 2, dtype=torch.int64)
+
+
+# ------------------------------------------------------------------------------------------- using the results
+def test_prediction_is_a_sequence_of_people_with_boxes_and_exports(image_path, coco_layout, tmp_path):
+    import json
+
+    from bottomup.engine.inference import Person
+
+    est = PoseEstimator(TinyNet(), layout=coco_layout, device="cpu", detection_threshold=0.3, max_people=5)
+    pred = est(image_path)
+    n = len(pred)
+    assert n >= 2
+    people = list(pred)
+    assert len(people) == n and all(isinstance(p, Person) for p in people)
+    first = pred[0]
+    np.testing.assert_array_equal(first.keypoints, pred.keypoints[0])
+    assert first.score == pytest.approx(float(pred.scores[0]))
+    np.testing.assert_array_equal(
+        first["left_wrist"], pred.keypoints[0, coco_layout.keypoint_names.index("left_wrist")]
+    )
+    with pytest.raises(KeyError, match="no keypoint 'tail'.*nose"):
+        first["tail"]
+    with pytest.raises(IndexError, match=f"has {n} people"):
+        pred[n]
+    np.testing.assert_array_equal(pred[-1].keypoints, pred.keypoints[-1])
+    cut = float(np.median(pred.scores))
+    strong = pred[pred.scores >= cut]
+    assert isinstance(strong, Prediction) and len(strong) == int((pred.scores >= cut).sum())
+    assert strong.image is pred.image and strong.skeleton == pred.skeleton
+    # boxes: tight around each person's detected joints, original-image pixels
+    for person, box in zip(pred, pred.boxes, strict=True):
+        xy = person.keypoints[person.keypoints[:, 2] > 0, :2]
+        np.testing.assert_allclose(box, [*xy.min(0), *xy.max(0)])
+        np.testing.assert_array_equal(person.box, box)
+    coco = pred.to_coco(image_id=785, category_id=3)
+    assert len(coco) == n and {r["category_id"] for r in coco} == {3} and {r["image_id"] for r in coco} == {785}
+    x0, y0, x1, y1 = pred.boxes[0]
+    np.testing.assert_allclose(coco[0]["bbox"], [x0, y0, x1 - x0, y1 - y0], atol=1e-3)
+    np.testing.assert_allclose(np.reshape(coco[0]["keypoints"], (17, 3)), pred.keypoints[0], atol=1e-3)
+    text = pred.to_json(tmp_path / "people.json", image_id=785)
+    assert json.loads((tmp_path / "people.json").read_text()) == json.loads(text)
+    assert json.loads(text)[0]["category_id"] == 1
+
+
+def test_prediction_plot_and_save(image_path, coco_layout, tmp_path):
+    import cv2
+
+    est = PoseEstimator(TinyNet(), layout=coco_layout, device="cpu", detection_threshold=0.3, max_people=5)
+    image = load_image(image_path)
+    pred = est(image)
+    np.testing.assert_array_equal(pred.image, image)
+    picture = pred.plot(min_score=0.0, joint_threshold=0.0)
+    assert picture.shape == image.shape and not np.array_equal(picture, image)  # 640 px: not upscaled
+    # nobody passes a person threshold above every score: the picture is the image
+    np.testing.assert_array_equal(pred.plot(min_score=float(pred.scores.max()) + 0.01), image)
+    # a stricter joint threshold draws fewer pixels
+    loose = (pred.plot(min_score=0.0, joint_threshold=0.0, labels=False) != image).any(-1).sum()
+    strict = (pred.plot(min_score=0.0, joint_threshold=0.6, labels=False) != image).any(-1).sum()
+    assert strict < loose
+    saved = pred.save(tmp_path / "people.png", min_score=0.0)
+    np.testing.assert_array_equal(cv2.imread(str(saved))[..., ::-1], pred.plot(min_score=0.0))
+    # a small image is upscaled to 640 px on its long side so that the labels stay legible
+    small = np.ascontiguousarray(image[::4, ::4])
+    up = est(small).plot()
+    assert max(up.shape[:2]) == 640 and up.shape[0] / up.shape[1] == pytest.approx(
+        small.shape[0] / small.shape[1], abs=0.01
+    )
+    with pytest.raises(ValueError, match="holds no image"):
+        Prediction(pred.keypoints, pred.scores).plot()
+    with pytest.raises(OSError, match="could not write"):
+        pred.save(tmp_path / "missing" / "people.png")
+
+
+def test_color_order_of_arrays(image_path, coco_layout):
+    net = TinyNet()
+    rgb = load_image(image_path)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    kwargs = {"layout": coco_layout, "device": "cpu", "detection_threshold": 0.3, "max_people": 5}
+    ref = PoseEstimator(net, **kwargs)(rgb)
+    from_bgr = PoseEstimator(net, color="bgr", **kwargs)(bgr)
+    np.testing.assert_array_equal(from_bgr.keypoints, ref.keypoints)
+    np.testing.assert_array_equal(from_bgr.image, rgb)  # the prediction holds the RGB image
+    # a file is decoded the same whatever color says
+    np.testing.assert_array_equal(PoseEstimator(net, color="bgr", **kwargs)(image_path).keypoints, ref.keypoints)
+    wrong = PoseEstimator(net, **kwargs)(bgr)  # BGR given as RGB: another input, other maps
+    assert wrong.keypoints.shape != ref.keypoints.shape or not np.allclose(wrong.keypoints, ref.keypoints)
+    with pytest.raises(ValueError, match="color must be one of"):
+        PoseEstimator(net, color="hsv", **kwargs)

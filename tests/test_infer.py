@@ -75,15 +75,23 @@ def test_single_image(coco_root, checkpoints, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results, "the biased random net finds people"
     for r in results:
-        assert set(r) == {"file_name", "image_id", "category_id", "keypoints", "score"}
+        assert set(r) <= {"file_name", "image_id", "category_id", "keypoints", "score", "bbox"}
+        assert set(r) >= {"file_name", "image_id", "category_id", "keypoints", "score"}
+        kpts = np.reshape(r["keypoints"], (17, 3))
+        xy = kpts[kpts[:, 2] > 0, :2]
+        if len(xy):  # bbox [x, y, w, h] around the detected joints
+            np.testing.assert_allclose(r["bbox"], [*xy.min(0), *(xy.max(0) - xy.min(0))], atol=2e-3)
         assert r["file_name"] == src.name and r["image_id"] == 139 and r["category_id"] == 1
         assert len(r["keypoints"]) == 17 * 3
     png = out / "000000000139.png"
     assert _size(png) == _size(src)
     rendered, original = cv2.imread(str(png)), cv2.imread(str(src))
     assert np.abs(rendered.astype(int) - original.astype(int)).max() > 50, "skeletons are drawn"
-    summary = capsys.readouterr().out
-    assert f"1/1 images done, {len(results)} people found, 0 failed" in summary
+    captured = capsys.readouterr()
+    assert f"1/1 images done, {len(results)} people found, 0 failed" in captured.out
+    # what the model is: its data set, network and validation AP
+    assert f"checkpoint {checkpoints['project']} (given): coco data (17 keypoints), HigherHRNet W8" in captured.err
+    assert "never evaluated" in captured.err and "synthetic" not in captured.err
     # the file is COCO keypoint results: the evaluator takes it as it is
     ann = coco_root / "annotations" / "person_keypoints_val2017.json"
     stats = coco_keypoint_eval(results, ann, oks_sigmas=[0.05] * 17, image_ids=[139], verbose=False)
@@ -130,6 +138,45 @@ def test_min_score_drops_people(coco_root, checkpoints, tmp_path):
     assert main([*argv, "--min-score", str(cut), "--no-render"]) == 0
     kept = [r["score"] for r in json.loads((out / "results.json").read_text())]
     assert kept and all(s >= cut for s in kept) and len(kept) == sum(s >= cut for s in scores)
+
+
+def test_drawing_thresholds_and_small_images(coco_root, checkpoints, tmp_path):
+    src = coco_root / "val2017" / IMAGES[0]
+    argv = [str(src), "--checkpoint", str(checkpoints["project"]), "--no-progress"]
+    assert main([*argv, "--output-dir", str(tmp_path / "none"), "--draw-min-score", "1"]) == 0
+    original = cv2.imread(str(src))
+    none = cv2.imread(str(tmp_path / "none" / f"{src.stem}.png"))
+    np.testing.assert_array_equal(none, original)  # nobody scores 1: nothing drawn, results.json still has them
+    assert json.loads((tmp_path / "none" / "results.json").read_text())
+    assert main([*argv, "--output-dir", str(tmp_path / "all"), "--draw-min-score", "0", "--joint-threshold", "0"]) == 0
+    assert main([*argv, "--output-dir", str(tmp_path / "default")]) == 0
+    changed = {
+        k: int((cv2.imread(str(tmp_path / k / f"{src.stem}.png")) != original).any(-1).sum())
+        for k in ("all", "default")
+    }
+    assert 0 < changed["default"] < changed["all"], changed  # the defaults leave weak people and joints out
+    small = tmp_path / "small.jpg"
+    cv2.imwrite(str(small), cv2.resize(original, (original.shape[1] // 4, original.shape[0] // 4)))
+    assert main([str(small), "--checkpoint", str(checkpoints["project"]), "--no-progress",
+                 "--output-dir", str(tmp_path / "small")]) == 0  # fmt: skip
+    assert max(_size(tmp_path / "small" / "small.png")) == 640  # upscaled for legible labels
+    assert main([str(small), "--checkpoint", str(checkpoints["project"]), "--no-progress", "--min-side", "1",
+                 "--output-dir", str(tmp_path / "small1")]) == 0  # fmt: skip
+    assert _size(tmp_path / "small1" / "small.png") == _size(small)
+    assert main([*argv, "--output-dir", str(tmp_path / "bad"), "--joint-threshold", "2"]) == 2
+
+
+def test_synthetic_checkpoint_warns(coco_root, checkpoints, tmp_path, capsys):
+    ckpt = torch.load(checkpoints["project"], map_location="cpu", weights_only=True)
+    ckpt["config"] = ckpt["config"].replace("name: coco", "name: synthetic", 1)
+    ckpt["metrics"] = {"best_ap": 0.612}
+    assert "name: synthetic" in ckpt["config"]
+    path = save_checkpoint(ckpt, tmp_path / "synthetic" / "best.pt")
+    src = str(coco_root / "val2017" / IMAGES[0])
+    assert main([src, "--checkpoint", str(path), "--no-progress", "--no-render", "--output-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "synthetic data (17 keypoints), HigherHRNet W8" in err and "best val AP 0.612" in err
+    assert "warning: this model was trained on the synthetic quickstart figures" in err
 
 
 def test_no_checkpoint_anywhere(coco_root, tmp_path):
@@ -198,3 +245,10 @@ def test_expand_inputs(coco_root, tmp_path):
     assert unmatched == [str(tmp_path / "none.jpg")]
     folder, _ = expand_inputs([str(val)])
     assert len(folder) == 79 and folder == sorted(folder)
+
+
+def test_drawing_defaults_are_the_apis():
+    """``--help`` stays torch-free, so infer keeps a copy of the drawing defaults: it must equal the API's."""
+    from bottomup import api, infer
+
+    assert infer.PLOT_DEFAULTS == api.PLOT_DEFAULTS

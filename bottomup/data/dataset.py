@@ -37,7 +37,7 @@ from bottomup.data.keypoints import flip_index_from_pairs
 from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, affine_matrix, scale_matrix, warp_keypoints
 from bottomup.data.validate import check_keypoint_annotations
 
-__all__ = ["AugmentParams", "KeypointDataset", "collate"]
+__all__ = ["AugmentParams", "KeypointDataset", "collate", "keypoint_categories"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,29 @@ def _region_mask(ann: dict, height: int, width: int) -> np.ndarray:
     return m
 
 
+def keypoint_categories(data: dict, ann_file: str | os.PathLike = "<annotations>") -> list[dict]:
+    """The keypoint categories of a parsed COCO keypoint file: those named ``person`` if any, else every
+    category with a ``keypoints`` list (a custom data set's ``"hand"``, ``"animal"``, ...). They share one keypoint
+    list; their ``id`` is what annotations and results carry as ``category_id``.
+
+    Raises:
+        ValueError: no category has ``keypoints`` (e.g. an ``instances_*.json``), or two disagree on the list (the
+            message names ``ann_file``).
+    """
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    if not cats:
+        raise ValueError(
+            f"annotation file {ann_file} has no category with a 'keypoints' list; it is not a keypoint file "
+            "(use person_keypoints_*.json, not instances_*.json)"
+        )
+    persons = [c for c in cats if c.get("name") == "person"] or cats
+    names = list(persons[0]["keypoints"])
+    for c in persons[1:]:
+        if list(c["keypoints"]) != names:
+            raise ValueError(f"annotation file {ann_file}: keypoint categories disagree on the keypoint list")
+    return persons
+
+
 def _load_coco(ann_file: str) -> tuple[COCO, list[int], list[str]]:
     """Parse and validate a COCO keypoint json; returns (COCO, keypoint category ids, keypoint names)."""
     try:
@@ -100,17 +123,8 @@ def _load_coco(ann_file: str) -> tuple[COCO, list[int], list[str]]:
             f"annotation file {ann_file} is not a COCO keypoint file: missing {missing}. Expected the official "
             "COCO 'person_keypoints_*.json' / CrowdPose 'crowdpose_*.json' format (data.train_ann / data.val_ann)"
         )
-    cats = [c for c in data["categories"] if isinstance(c, dict) and c.get("keypoints")]
-    if not cats:
-        raise ValueError(
-            f"annotation file {ann_file} has no category with a 'keypoints' list; it is not a keypoint file "
-            "(use person_keypoints_*.json, not instances_*.json)"
-        )
-    persons = [c for c in cats if c.get("name") == "person"] or cats
+    persons = keypoint_categories(data, ann_file)
     names = list(persons[0]["keypoints"])
-    for c in persons[1:]:
-        if list(c["keypoints"]) != names:
-            raise ValueError(f"annotation file {ann_file}: keypoint categories disagree on the keypoint list")
     check_keypoint_annotations(data, ann_file, len(names))
     coco = COCO()
     coco.dataset = data

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KeypointLayout", "flip_index_from_pairs", "indices_of"]
+__all__ = [
+    "COCO_OKS_SIGMAS", "DEFAULT_OKS_SIGMA", "KeypointLayout", "flip_index_from_pairs", "flip_pairs_from_names",
+    "indices_of", "layout_from_category", "mirror_name",
+]  # fmt: skip
 
 
 def indices_of(names: Sequence[str], wanted: Sequence[str], what: str = "keypoint") -> list[int]:
@@ -138,3 +141,82 @@ class KeypointLayout:
     def num_keypoints(self) -> int:
         """K, the number of keypoints."""
         return len(self.keypoint_names)
+
+
+#: COCO's OKS sigmas by keypoint name (``conf/data/coco.yaml``; Ronchi & Perona 2017), the default for a custom
+#: data set's keypoints that carry these names.
+COCO_OKS_SIGMAS: dict[str, float] = {
+    "nose": 0.026, "left_eye": 0.025, "right_eye": 0.025, "left_ear": 0.035, "right_ear": 0.035,
+    "left_shoulder": 0.079, "right_shoulder": 0.079, "left_elbow": 0.072, "right_elbow": 0.072,
+    "left_wrist": 0.062, "right_wrist": 0.062, "left_hip": 0.107, "right_hip": 0.107, "left_knee": 0.087,
+    "right_knee": 0.087, "left_ankle": 0.089, "right_ankle": 0.089,
+}  # fmt: skip
+#: OKS sigma for a keypoint name COCO does not have (between COCO's wrist 0.062 and elbow 0.072); stated in the
+#: warning ``layout_from_category`` gives, and replaced by setting ``data.oks_sigmas``.
+DEFAULT_OKS_SIGMA = 0.07
+
+_SIDES = (("left", "right"), ("l_", "r_"))
+
+
+def mirror_name(name: str) -> str | None:
+    """The name of the keypoint mirrored by a horizontal flip: ``left_*`` <-> ``right_*`` (also ``*_left_*``,
+    ``l_*`` <-> ``r_*``, any case); ``None`` for a name without a side (``nose``, ``neck``)."""
+    low = name.lower()
+    for a, b in _SIDES:
+        for x, y in ((a, b), (b, a)):
+            i = low.find(x)
+            if i >= 0 and (len(x) > 2 or i == 0):
+                seg = name[i : i + len(x)]
+                y = y.upper() if seg.isupper() else y.title() if seg[0].isupper() else y
+                return name[:i] + y + name[i + len(x) :]
+    return None
+
+
+def flip_pairs_from_names(names: Sequence[str]) -> list[list[str]]:
+    """``[left, right]`` pairs of ``names`` found by :func:`mirror_name` (each pair once, in name order)."""
+    present = set(names)
+    pairs: list[list[str]] = []
+    seen: set[str] = set()
+    for n in names:
+        m = mirror_name(n)
+        if m is not None and m in present and n not in seen and m != n:
+            pairs.append([n, m])
+            seen.update((n, m))
+    return pairs
+
+
+def layout_from_category(category: dict, source: str = "<annotations>") -> dict[str, Any]:
+    """The named lists of a data config read from a COCO keypoint category (``data=custom``).
+
+    Args:
+        category: ``{"keypoints": [K names], "skeleton"?: [[a, b], ...] 1-based indices (COCO), "id", "name"}``.
+        source: the annotation file, for messages.
+
+    Returns:
+        ``{"keypoint_names", "num_keypoints", "flip_pairs", "skeleton", "joint_order", "oks_sigmas"}``: flip
+        pairs by :func:`flip_pairs_from_names`, the skeleton by name, joints matched in channel order, OKS sigmas
+        from :data:`COCO_OKS_SIGMAS` where a name is COCO's, else :data:`DEFAULT_OKS_SIGMA`.
+
+    Raises:
+        ValueError: a skeleton index outside ``1..K``, duplicate names (the message names ``source``).
+    """
+    names = [str(n) for n in category["keypoints"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: the keypoint names of category {category.get('name')!r} repeat: {names}")
+    skeleton = []
+    for limb in category.get("skeleton") or []:
+        a, b = (int(i) for i in limb)
+        if not (1 <= a <= len(names) and 1 <= b <= len(names)):
+            raise ValueError(
+                f"{source}: skeleton limb {list(limb)} of category {category.get('name')!r} is outside 1..{len(names)} "
+                "(COCO skeletons count keypoints from 1); fix it or set data.skeleton by names"
+            )
+        skeleton.append([names[a - 1], names[b - 1]])
+    return {
+        "keypoint_names": names,
+        "num_keypoints": len(names),
+        "flip_pairs": flip_pairs_from_names(names),
+        "skeleton": skeleton,
+        "joint_order": list(names),
+        "oks_sigmas": [COCO_OKS_SIGMAS.get(n, DEFAULT_OKS_SIGMA) for n in names],
+    }

@@ -30,10 +30,11 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
+from bottomup.data.dataset import keypoint_categories
 from bottomup.data.io import ImageReadError, load_image
 from bottomup.data.validate import check_keypoint_annotations
 from bottomup.engine.checkpoint import write_json
-from bottomup.engine.inference import Predictor
+from bottomup.engine.inference import Predictor, people_to_results
 
 log = logging.getLogger("bottomup.evaluate")
 
@@ -226,34 +227,6 @@ def _eval_crowdpose(
     return ev.all_stats
 
 
-def people_to_results(
-    image_id: int | None, keypoints: np.ndarray, scores: np.ndarray, *, category_id: int = 1
-) -> list[dict]:
-    """One image's people as COCO keypoint results.
-
-    Args:
-        image_id: the image's COCO id, or ``None`` to leave the key out (images outside a data set).
-        keypoints: ``(N, K, >=3)`` x, y (original-image pixels), score.
-        scores: ``(N,)`` person scores.
-
-    Returns:
-        ``N`` dicts ``{"image_id"?, "category_id", "keypoints": flat [x, y, score] * K, "score"}`` of plain
-        Python floats (JSON-serialisable).
-    """
-    kpts = np.asarray(keypoints, dtype=np.float64)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if kpts.ndim != 3 or kpts.shape[2] < 3 or kpts.shape[0] != scores.shape[0]:
-        raise ValueError(f"keypoints must be (N, K, 3) and scores (N,), got {kpts.shape} and {scores.shape}")
-    out = []
-    for p in range(kpts.shape[0]):
-        r: dict[str, Any] = {} if image_id is None else {"image_id": int(image_id)}
-        r["category_id"] = int(category_id)
-        r["keypoints"] = [round(float(v), 3) for v in kpts[p, :, :3].reshape(-1)]
-        r["score"] = float(scores[p])
-        out.append(r)
-    return out
-
-
 # ------------------------------------------------------------------------------------------ model evaluation
 def _default_output_json(cfg: DictConfig) -> Path:
     try:
@@ -308,6 +281,7 @@ def evaluate_model(
         raise FileNotFoundError(f"data.val_images={image_dir} is not a folder: point data.root at your data set")
     gt = _load_json(ann_file, "data.val_ann")
     check_keypoint_annotations(gt, ann_file, int(data.num_keypoints))
+    category_id = int(keypoint_categories(gt, ann_file)[0]["id"])  # results carry the data set's id
     images = list(gt.get("images", []))
     if max_images is not None:
         images = images[: int(max_images)]
@@ -342,7 +316,7 @@ def evaluate_model(
                 failed.append(str(path))
                 continue
             pred = estimator(image)
-            results.extend(people_to_results(int(img["id"]), pred.keypoints, pred.scores))
+            results.extend(people_to_results(int(img["id"]), pred.keypoints, pred.scores, category_id=category_id))
     finally:
         model.train(was_training)
     if failed:

@@ -51,8 +51,11 @@ __all__ = [
     "network_forward",
     "PipelineOutput",
     "run_pipeline",
+    "Person",
     "Prediction",
     "Predictor",
+    "keypoint_boxes",
+    "people_to_results",
     "config_test_group",
     "predictor_settings",
     "check_scales",
@@ -349,23 +352,168 @@ def run_pipeline(
     return PipelineOutput(heat, tag, base, grouped, keypoints, scores)
 
 
+def people_to_results(
+    image_id: int | None, keypoints: np.ndarray, scores: np.ndarray, *, category_id: int = 1
+) -> list[dict]:
+    """One image's people as COCO keypoint results.
+
+    Args:
+        image_id: the image's COCO id, or ``None`` to leave the key out (images outside a data set).
+        keypoints: ``(N, K, >=3)`` x, y (original-image pixels), score.
+        scores: ``(N,)`` person scores.
+        category_id: the data set's keypoint category id (``categories[0]["id"]`` of its annotation file).
+
+    Returns:
+        ``N`` dicts ``{"image_id"?, "category_id", "keypoints": flat [x, y, score] * K, "score"}`` of plain
+        Python floats (JSON-serialisable).
+
+    Raises:
+        ValueError: shapes that are not ``(N, K, >=3)`` and ``(N,)``.
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if kpts.ndim != 3 or kpts.shape[2] < 3 or kpts.shape[0] != scores.shape[0]:
+        raise ValueError(f"keypoints must be (N, K, 3) and scores (N,), got {kpts.shape} and {scores.shape}")
+    out = []
+    for p in range(kpts.shape[0]):
+        r: dict[str, Any] = {} if image_id is None else {"image_id": int(image_id)}
+        r["category_id"] = int(category_id)
+        r["keypoints"] = [round(float(v), 3) for v in kpts[p, :, :3].reshape(-1)]
+        r["score"] = float(scores[p])
+        out.append(r)
+    return out
+
+
+def keypoint_boxes(keypoints: np.ndarray, min_score: float = 0.0) -> np.ndarray:
+    """Tight boxes around each person's keypoints with ``score > min_score``.
+
+    Args:
+        keypoints: ``(N, K, >=3)`` x, y, score in any pixel frame.
+        min_score: joints at or below it are left out (0: every detected joint).
+
+    Returns:
+        ``(N, 4)`` float64 ``x0, y0, x1, y1`` in the same frame; NaN for a person with no such joint.
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    boxes = np.full((kpts.shape[0], 4), np.nan)
+    for n, person in enumerate(kpts):
+        xy = person[(person[:, 2] > min_score) & np.isfinite(person[:, :2]).all(-1), :2]
+        if len(xy):
+            boxes[n] = [*xy.min(0), *xy.max(0)]
+    return boxes
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a :class:`Prediction` (``prediction[i]``, or iterating over it).
+
+    Attributes:
+        keypoints: ``(K, 3)`` float64 x, y (original-image pixels), keypoint score.
+        score: the person score (mean keypoint score, official).
+        box: ``(4,)`` ``x0, y0, x1, y1`` around the detected joints, original-image pixels.
+        keypoint_names: the K names, in channel order.
+    """
+
+    keypoints: np.ndarray
+    score: float
+    box: np.ndarray
+    keypoint_names: tuple[str, ...] = ()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """``person["left_wrist"]``: that joint's ``(3,)`` x, y, score.
+
+        Raises:
+            KeyError: a name not in :attr:`keypoint_names` (the message lists them).
+        """
+        if name not in self.keypoint_names:
+            raise KeyError(f"no keypoint {name!r}; the keypoints are {list(self.keypoint_names)}")
+        return self.keypoints[self.keypoint_names.index(name)]
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """People found in one image.
+    """People found in one image: a sequence of :class:`Person` with array access to all of them.
+
+    ``len(pred)`` people; ``pred[i]`` is a :class:`Person`; ``pred[pred.scores > 0.3]`` or ``pred[:5]`` (a
+    boolean mask, index array or slice) is a new ``Prediction``; ``for person in pred`` iterates. People come
+    sorted by score, highest first. ``.plot()`` / ``.save()`` (``bottomup.api.Prediction``, what
+    ``PoseEstimator`` returns) draw them; :meth:`to_coco` / :meth:`to_json` export them.
 
     Attributes:
         keypoints: ``(N, K, 3)`` float64: ``x, y`` in original-image pixels, keypoint score (heatmap value;
             0 for a joint that was neither detected nor refined).
         scores: ``(N,)`` float32 person scores (mean keypoint score before refinement, official).
         keypoint_names: the K names, in channel order.
+        skeleton: limbs as 0-based ``(a, b)`` keypoint indices (for drawing).
+        image: the ``(H, W, 3)`` uint8 RGB image the people were found in, or ``None``.
     """
 
     keypoints: np.ndarray
     scores: np.ndarray
     keypoint_names: tuple[str, ...] = field(default=())
+    skeleton: tuple[tuple[int, int], ...] = field(default=())
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, index: Any) -> Any:
+        """An int gives a :class:`Person`; a slice, boolean mask or index array a ``Prediction`` of those people.
+
+        Raises:
+            IndexError: an int outside ``[-N, N)``.
+        """
+        if isinstance(index, (int, np.integer)):
+            n = len(self)
+            if not -n <= int(index) < n:
+                raise IndexError(f"person index {int(index)} out of range: this prediction has {n} people")
+            kpts = self.keypoints[int(index)]
+            return Person(kpts, float(self.scores[int(index)]), keypoint_boxes(kpts[None])[0], self.keypoint_names)
+        return type(self)(
+            keypoints=self.keypoints[index],
+            scores=self.scores[index],
+            keypoint_names=self.keypoint_names,
+            skeleton=self.skeleton,
+            image=self.image,
+        )
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """``(N, 4)`` float64 ``x0, y0, x1, y1`` around each person's detected joints (score > 0),
+        original-image pixels (:func:`keypoint_boxes`)."""
+        return keypoint_boxes(self.keypoints)
+
+    def to_coco(self, image_id: int | None = None, category_id: int = 1) -> list[dict]:
+        """COCO keypoint results (:func:`people_to_results`), each with its ``bbox`` ``[x, y, w, h]``.
+
+        Args:
+            image_id: the image's id in a COCO annotation file, or ``None`` to leave the key out.
+            category_id: the keypoint category's id in that file.
+        """
+        results = people_to_results(image_id, self.keypoints, self.scores, category_id=category_id)
+        for r, (x0, y0, x1, y1) in zip(results, self.boxes, strict=True):
+            if np.isfinite(x0):
+                r["bbox"] = [
+                    round(float(x0), 3),
+                    round(float(y0), 3),
+                    round(float(x1 - x0), 3),
+                    round(float(y1 - y0), 3),
+                ]
+        return results
+
+    def to_json(self, path: str | os.PathLike | None = None, **coco: Any) -> str:
+        """:meth:`to_coco` as a JSON string; written to ``path`` too when given (``coco``: its arguments)."""
+        import json
+
+        results = self.to_coco(**coco)
+        if path is not None:
+            from bottomup.engine.checkpoint import write_json
+
+            write_json(path, results)  # atomic: a kill never leaves half a file
+        return json.dumps(results)
 
 
 def config_test_group(cfg: Any) -> Any:
@@ -422,6 +570,10 @@ def predictor_settings(cfg: Any) -> dict[str, Any]:
     return out
 
 
+#: Channel orders an image array may come in (``Predictor(color=...)``).
+COLOR_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+
+
 class Predictor:
     """A network with its test-time settings: image in, people out (:func:`run_pipeline`).
 
@@ -445,10 +597,13 @@ class Predictor:
             BatchNorm folded into the convolutions and weights cast to ``precision`` instead of autocast
             (bf16 + channels_last W32-512 forward on 2 AVX-512 cores: 0.27 s against 0.28 s with autocast).
         compile: also ``torch.compile`` that copy (implies the prepared copy; the first image compiles).
+        color: channel order of the arrays given to :meth:`run` / ``__call__``: ``"rgb"`` (default; what
+            ``bottomup.data.load_image``, PIL and matplotlib give) or ``"bgr"`` (what ``cv2.imread`` and OpenCV's
+            video capture give). Image files are always decoded correctly. The wrong order finds other people.
         **grouping: decode settings (``bottomup.codec.GROUPING_KEYS``), held by :attr:`codec`.
 
     Raises:
-        ValueError: unknown grouping keys, precision or device, or an inconsistent layout.
+        ValueError: unknown grouping keys, precision, device or color, or an inconsistent layout.
     """
 
     def __init__(
@@ -467,8 +622,12 @@ class Predictor:
         channels_last: bool = False,
         fold_bn: bool = False,
         compile: bool = False,
+        color: str = "rgb",
         **grouping: Any,
     ) -> None:
+        if color not in COLOR_ORDERS:
+            raise ValueError(f"color must be one of {COLOR_ORDERS} (the channel order of image arrays), got {color!r}")
+        self.color = color
         unknown = set(grouping) - set(GROUPING_KEYS)
         if unknown:
             raise ValueError(f"unknown grouping settings {sorted(unknown)}; allowed: {list(GROUPING_KEYS)}")
@@ -506,6 +665,9 @@ class Predictor:
             if self.channels_last:
                 self.model = self.model.to(memory_format=torch.channels_last)
 
+    #: What ``__call__`` returns; ``bottomup.api.PoseEstimator`` returns ``bottomup.api.Prediction`` (with drawing).
+    prediction_type: type[Prediction] = Prediction
+
     @property
     def flip_index(self) -> list[int]:
         """Joint permutation under a horizontal flip (``codec.flip_index``)."""
@@ -533,6 +695,19 @@ class Predictor:
         kwargs.update(overrides)
         return cls(model, layout=KeypointLayout.from_config(cfg.data), **kwargs)
 
+    def read(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
+        """The ``(H, W, 3)`` uint8 RGB image: a file decoded, an array checked (and reversed from BGR when
+        ``color="bgr"``).
+
+        Raises:
+            bottomup.data.io.ImageReadError: missing / unreadable file.
+            TypeError / ValueError: an array of the wrong type, shape or dtype.
+        """
+        rgb = read_image(image)
+        if self.color == "bgr" and isinstance(image, np.ndarray):
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        return rgb
+
     def run(self, image: str | os.PathLike | np.ndarray) -> PipelineOutput:
         """One image through :func:`run_pipeline` with these settings (maps and people).
 
@@ -540,9 +715,12 @@ class Predictor:
             bottomup.data.io.ImageReadError: missing / unreadable file.
             TypeError / ValueError: an array of the wrong type, shape or dtype.
         """
+        return self._pipeline(self.read(image))
+
+    def _pipeline(self, rgb: np.ndarray) -> PipelineOutput:
         return run_pipeline(
             self.model,
-            read_image(image),
+            rgb,
             codec=self.codec,
             input_size=self.input_size,
             scales=self.scales,
@@ -556,14 +734,21 @@ class Predictor:
         """Detect people.
 
         Args:
-            image: image file path, or ``(H, W, 3)`` uint8 RGB array.
+            image: image file path, or ``(H, W, 3)`` uint8 array in the channel order ``color``.
 
         Returns:
-            ``Prediction`` in original-image pixels.
+            :attr:`prediction_type` (a :class:`Prediction`) in original-image pixels, holding the RGB image.
 
         Raises:
             bottomup.data.io.ImageReadError: missing / unreadable file.
             TypeError / ValueError: array of the wrong type, shape or dtype.
         """
-        out = self.run(image)
-        return Prediction(keypoints=out.keypoints, scores=out.scores, keypoint_names=self.layout.keypoint_names)
+        rgb = self.read(image)
+        out = self._pipeline(rgb)
+        return self.prediction_type(
+            keypoints=out.keypoints,
+            scores=out.scores,
+            keypoint_names=self.layout.keypoint_names,
+            skeleton=tuple(tuple(int(j) for j in limb) for limb in self.layout.skeleton_index),
+            image=rgb,
+        )

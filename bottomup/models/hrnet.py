@@ -46,6 +46,8 @@ BACKBONE_PREFIXES: tuple[str, ...] = (
 # Number of HighResolutionModules in stages 2, 3, 4 (identical for W32 and W48).
 _STAGE_MODULES: tuple[int, ...] = (1, 4, 3)
 _BLOCKS_PER_BRANCH = 4
+#: ``HigherHRNet(init=...)`` choices (``model.init``): see :meth:`HigherHRNet.reset_parameters`.
+INIT_SCHEMES: tuple[str, ...] = ("auto", "official", "kaiming")
 _STEM_CHANNELS = 64
 _BN_MOMENTUM = 0.1
 
@@ -259,6 +261,12 @@ class HigherHRNet(nn.Module):
             models; fewer make a faster, smaller variant (the CPU quickstart) whose weights no
             longer fit official checkpoints.
         blocks_per_branch: BasicBlocks per branch in each module (4 in the published models).
+        stem_blocks: Bottlenecks in ``layer1`` after the stem (4 in the published models). At small widths they
+            are most of the cost (~55 % of a W16 training step); fewer make a faster variant whose ``layer1``
+            keys beyond the first ``stem_blocks`` are absent from its checkpoints.
+        init: weight initialisation, one of :data:`INIT_SCHEMES`: ``"official"`` (N(0, 0.001^2), the official
+            code's, for a backbone loaded from ``pretrained``), ``"kaiming"`` (training from scratch) or
+            ``"auto"``: official with ``pretrained``, kaiming without; see :meth:`reset_parameters`.
 
     Attributes:
         strides (tuple[int, ...]): Output strides, e.g. ``(4, 2)``.
@@ -271,7 +279,7 @@ class HigherHRNet(nn.Module):
         ValueError: If an argument is invalid (non-positive ``width``/``num_keypoints``/
             ``tag_dim``, negative ``num_deconv_blocks``, bad ``strides``), or if ``pretrained``
             does not match the backbone (see :meth:`load_pretrained_backbone`), or
-            ``stage_modules`` / ``blocks_per_branch`` are not positive.
+            ``stage_modules`` / ``blocks_per_branch`` / ``stem_blocks`` are not positive.
         FileNotFoundError: If ``pretrained`` is given but does not exist.
 
     Example:
@@ -290,13 +298,19 @@ class HigherHRNet(nn.Module):
         pretrained: str | os.PathLike[str] | None = None,
         stage_modules: Sequence[int] = _STAGE_MODULES,
         blocks_per_branch: int = _BLOCKS_PER_BRANCH,
+        stem_blocks: int = 4,
+        init: str = "auto",
     ) -> None:
         super().__init__()
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"model.init={init!r} is not one of {', '.join(INIT_SCHEMES)}")
+        self.init = ("official" if pretrained is not None else "kaiming") if init == "auto" else init
         self.width = _check_int("width", width, 1)
         self.num_keypoints = _check_int("num_keypoints", num_keypoints, 1)
         self.tag_dim = _check_int("tag_dim", tag_dim, 1)
         num_deconv_blocks = _check_int("num_deconv_blocks", num_deconv_blocks, 0)
         blocks_per_branch = _check_int("blocks_per_branch", blocks_per_branch, 1)
+        stem_blocks = _check_int("stem_blocks", stem_blocks, 1)
         if len(stage_modules) != len(_STAGE_MODULES):
             raise ValueError(
                 f"stage_modules must give {len(_STAGE_MODULES)} module counts (stages 2, 3, 4), got {list(stage_modules)}"
@@ -304,7 +318,7 @@ class HigherHRNet(nn.Module):
         stage_modules = tuple(_check_int(f"stage_modules[{i}]", m, 1) for i, m in enumerate(stage_modules))
         self.strides = _check_strides(strides)
 
-        # Stem: two stride-2 3x3 convs (stride 4 overall), then 4 Bottlenecks -> 256 channels.
+        # Stem: two stride-2 3x3 convs (stride 4 overall), then stem_blocks (published: 4) Bottlenecks -> 256 channels.
         self.conv1 = nn.Conv2d(3, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(_STEM_CHANNELS, momentum=_BN_MOMENTUM)
         self.conv2 = nn.Conv2d(_STEM_CHANNELS, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
@@ -313,7 +327,7 @@ class HigherHRNet(nn.Module):
         stem_out = _STEM_CHANNELS * Bottleneck.expansion
         self.layer1 = nn.Sequential(
             Bottleneck(_STEM_CHANNELS, _STEM_CHANNELS),
-            *[Bottleneck(stem_out, _STEM_CHANNELS) for _ in range(3)],
+            *[Bottleneck(stem_out, _STEM_CHANNELS) for _ in range(stem_blocks - 1)],
         )
 
         # Stages 2-4: 2, 3, 4 branches.
@@ -354,15 +368,37 @@ class HigherHRNet(nn.Module):
     stage4: nn.Sequential
 
     def reset_parameters(self) -> None:
-        """Official initialisation: conv/deconv weights ~ N(0, 0.001^2), biases 0, BN weight 1 bias 0."""
+        """Initialise every weight by ``self.init`` (see :data:`INIT_SCHEMES`).
+
+        ``"official"`` (official HigherHRNet ``init_weights``): conv / deconv weights ~ N(0, 0.001^2), biases 0,
+        BatchNorm weight 1, bias 0. Meant to be overwritten by an ImageNet backbone (``model.pretrained``); from
+        scratch, Adam's step (~lr per weight) is then ~lr / 0.001 relative to each weight, so early training is
+        a large random walk whose outcome swings with rounding.
+
+        ``"kaiming"`` (for training from scratch; He et al. 2015, torchvision ResNet with
+        ``zero_init_residual``): conv / deconv weights ~ N(0, 2 / fan_out), the last BatchNorm of every residual
+        block scaled to 0 (each block starts as the identity), BatchNorm elsewhere weight 1, bias 0. The output
+        convs (``final_layers``) keep N(0, 0.001^2) in both schemes, so the first heatmaps and tags are ~0.
+        """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, std=0.001)
+                if self.init == "kaiming":
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                else:
+                    nn.init.normal_(m.weight, std=0.001)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.init == "kaiming":
+            for m in self.modules():
+                if isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+                elif isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+            for m in self.final_layers:
+                nn.init.normal_(m.weight, std=0.001)
 
     def backbone_state_keys(self) -> list[str]:
         """``state_dict`` keys that belong to the HRNet backbone (everything but the head)."""

@@ -112,7 +112,7 @@ def explain(estimator: Predictor, image: str | os.PathLike | np.ndarray) -> Expl
 
     Args:
         estimator: a ``bottomup.api.PoseEstimator`` (or its core, ``bottomup.engine.inference.Predictor``).
-        image: image file path, or ``(H, W, 3)`` uint8 RGB array (original frame).
+        image: image file path, or ``(H, W, 3)`` uint8 array (original frame) in ``estimator.color`` order.
 
     Returns:
         an :class:`Explanation` (see its attributes for shapes and frames).
@@ -121,8 +121,8 @@ def explain(estimator: Predictor, image: str | os.PathLike | np.ndarray) -> Expl
         bottomup.data.io.ImageReadError: missing / unreadable file.
         TypeError / ValueError: an array of the wrong type, shape or dtype.
     """
-    rgb = read_image(image)
-    out = estimator.run(rgb)
+    rgb = estimator.read(image)  # RGB whatever estimator.color says the array is
+    out = estimator.run(image)
     k = estimator.layout.num_keypoints
     base = out.transform
     heatmaps = out.heatmaps[0].float().cpu().numpy()  # (K, h, w)
