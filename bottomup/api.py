@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -370,18 +371,29 @@ def _wrap(model: torch.nn.Module, cfg: DictConfig, dist_info: Any, device: torch
 
 
 # -------------------------------------------------------------------------------------------------- evaluate
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Evaluate ``cfg.checkpoint`` on ``cfg.data``'s validation set (``conf/eval.yaml`` composed): the body of
     ``python -m bottomup.evaluate``.
 
     The network comes from ``bottomup.build.load_model`` (the config saved in a project checkpoint, else
     ``cfg.model`` for an official ``.pth``); the data set, layout and test-time settings (``cfg.test``) from
-    ``cfg``. Writes ``<cfg.output_dir>/results_val.json`` and prints the AP table.
+    ``cfg``, except that a project checkpoint's test-time input size (its training scale) is used unless
+    ``overrides`` sets ``test.input_size`` or ``data.input_size``. Writes into ``cfg.output_dir``:
+    ``results_val.json`` (COCO results), ``metrics.json`` (the AP table, checkpoint, model, input size) and
+    ``config.yaml`` (the config that ran, network included; ``.hydra/config.yaml`` is replaced by it too).
+
+    Args:
+        cfg: the composed ``eval`` config.
+        overrides: the command line's ``key=value`` overrides (Hydra's task overrides), to tell settings given
+            there from the data config's defaults.
 
     Raises:
         ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
         FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
+    from bottomup.engine.checkpoint import write_json
+    from bottomup.engine.inference import config_test_group
+
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
         raise ValueError(
             "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
@@ -390,10 +402,24 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     build.prepare_data_root(cfg.data)
     device = resolve_device(str(cfg.get("device", "auto")), key="device")
     path = str(cfg.checkpoint)
-    model, _, kind = build.load_model(path, cfg=cfg)
-    log.info("loaded %s checkpoint %s", kind, path)
+    info: dict[str, Any] = {}
+    model, ran, kind = build.load_model(path, cfg=cfg, info=info)
+    log.info("loaded %s checkpoint %s: %s", kind, path, info["summary"])
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    if kind == "project":
+        with open_dict(cfg):
+            cfg.model = ran.model  # the saved config records the network that ran
+            trained = config_test_group(ran).get("input_size") or OmegaConf.select(ran, "data.input_size")
+            if trained is not None and not given & {"test.input_size", "data.input_size"}:
+                if int(trained) != int(cfg.test.input_size):
+                    log.info(
+                        "test.input_size=%d, the checkpoint's (the data config says %d; set test.input_size=N to "
+                        "change it)", int(trained), int(cfg.test.input_size),
+                    )  # fmt: skip
+                cfg.test.input_size = int(trained)
     model.to(device)
-    output_json = Path(str(cfg.output_dir)) / "results_val.json"
+    out_dir = Path(str(cfg.output_dir))
+    output_json = out_dir / "results_val.json"
     stats = evaluate_model(
         model,
         cfg,
@@ -402,6 +428,22 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         output_json=output_json,
         progress=bool(cfg.get("progress", True)),
     )
+    text = OmegaConf.to_yaml(cfg)
+    (out_dir / "config.yaml").write_text(text)
+    if (out_dir / ".hydra" / "config.yaml").is_file():
+        (out_dir / ".hydra" / "config.yaml").write_text(text)
+    metrics = write_json(
+        out_dir / "metrics.json",
+        {
+            "checkpoint": path,
+            "model": info["summary"],
+            "data": str(cfg.data.get("name")),
+            "val_ann": str(cfg.data.val_ann),
+            "max_images": cfg.get("max_images"),
+            "test": OmegaConf.to_container(cfg.test, resolve=True),
+            "metrics": {k: float(v) for k, v in stats.items()},
+        },
+    )
     print("\n" + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
-    print(f"results: {output_json}")
+    print(f"results: {output_json}, metrics: {metrics}")
     return stats

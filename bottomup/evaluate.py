@@ -2,8 +2,9 @@
 
 Hydra composes ``conf/eval.yaml``; :func:`bottomup.api.evaluate` builds the network from the checkpoint (the
 config saved in a ``last.pt`` / ``best.pt`` of this project, or ``experiment``'s model for an official
-HigherHRNet ``.pth``), runs the test-time pipeline over the validation set, writes
-``<hydra run dir>/results_val.json`` and prints the AP table. Test settings: ``test.*``
+HigherHRNet ``.pth``), runs the test-time pipeline over the validation set at the checkpoint's input size (unless
+``test.input_size=N`` is given), writes ``results_val.json``, ``metrics.json`` and the config that ran into the
+Hydra run dir and prints the AP table. Test settings: ``test.*``
 (``test.flip_test=false``, ``test.scales=[2,1,0.5]``, ...), ``device=cpu|cuda``, ``max_images=N`` (first N
 images only), ``data=crowdpose`` for CrowdPose.
 
@@ -28,8 +29,10 @@ log = logging.getLogger("bottomup.evaluate")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     """``python -m bottomup.evaluate [experiment=NAME] checkpoint=PATH data.root=DIR [overrides]``."""
+    from hydra.core.hydra_config import HydraConfig
+
     try:
-        evaluate(cfg)
+        evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         log.error("%s", e)
         sys.exit(2)

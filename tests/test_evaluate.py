@@ -250,3 +250,33 @@ def test_evaluate_run_on_project_checkpoint(coco_root, tmp_path, capsys):
     first = json.loads(Path(cfg.data.val_ann).read_text())["images"][0]["id"]
     assert results and {r["image_id"] for r in results} == {first}
     assert f"results: {tmp_path / 'eval' / 'results_val.json'}" in capsys.readouterr().out
+
+
+def test_evaluate_takes_the_checkpoints_input_size_and_saves_what_ran(coco_root, tmp_path):
+    """A W8 checkpoint trained at input 128, evaluated with the COCO data config (512): the run uses 128 unless the
+    command line sets it, and config.yaml / metrics.json record the network and size that ran."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        small = compose(
+            "train",
+            overrides=[f"data.root={coco_root}", "model.width=8", "data.input_size=128", f"output_dir={tmp_path}"],
+        )
+        base = [f"data.root={coco_root}", f"checkpoint={tmp_path / 'last.pt'}", "max_images=1", "progress=false",
+                "device=cpu", "test.flip_test=false"]  # fmt: skip
+        plain = compose("eval", overrides=[*base, f"output_dir={tmp_path / 'plain'}"])
+        given = ["test.input_size=192"]
+        sized = compose("eval", overrides=[*base, *given, f"output_dir={tmp_path / 'sized'}"])
+    assert plain.test.input_size == 512 and plain.model.width == 32  # what the command line alone would run
+    model = _tiny_model(small.model)
+    save_checkpoint(
+        {"model": model.state_dict(), "config": OmegaConf.to_yaml(small, resolve=True), "epoch": 1, "step": 1,
+         "metrics": {"best_ap": 0.25}},
+        tmp_path / "last.pt",
+    )  # fmt: skip
+    evaluate(plain)
+    metrics = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert metrics["test"]["input_size"] == 128 and tuple(metrics["metrics"]) == COCO_STAT_NAMES
+    assert "W8" in metrics["model"] and "best val AP 0.250" in metrics["model"]
+    ran = OmegaConf.load(tmp_path / "plain" / "config.yaml")
+    assert ran.model.width == 8 and ran.test.input_size == 128
+    evaluate(sized, overrides=given)
+    assert json.loads((tmp_path / "sized" / "metrics.json").read_text())["test"]["input_size"] == 192
