@@ -101,3 +101,21 @@ def test_eval_config_has_its_own_keys_and_the_test_group() -> None:
     assert list(cfg.test.scales) == [2, 1, 0.5] and cfg.test.input_size == cfg.data.input_size
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         assert OmegaConf.is_missing(compose(config_name="eval"), "checkpoint")  # checkpoint: ??? must be given
+
+
+@pytest.mark.parametrize("entry", ["train", "evaluate"])
+def test_help_is_short_with_examples_and_every_experiment(entry, tmp_path):
+    """``--help`` shows the usage, examples and one line per experiment, not the 200-line config dump."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bottomup.{entry}", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert len(text.splitlines()) < 60 and "Examples:" in text and f"python -m bottomup.{entry}" in text
+    assert "_target_" not in text  # no config dump
+    listed = EXPERIMENTS if entry == "train" else [e for e in EXPERIMENTS if e not in ("quickstart", "smoke")]
+    for name in listed:
+        assert name in text.split("Examples:")[1], name
