@@ -350,6 +350,25 @@ def test_corrupt_or_missing_image_raises(tmp_path):
         load_image(tmp_path / "empty.png")
 
 
+def test_video_file_is_named_as_a_video(coco_root, tmp_path):
+    """A real video (MJPG .avi written by OpenCV from a coco-mini image) gets its own message, not "corrupt"."""
+    import pickle
+
+    import cv2
+
+    frame = cv2.imread(str(sorted((coco_root / "val2017").glob("*.jpg"))[0]))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (frame.shape[1], frame.shape[0]))
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    assert video.stat().st_size > 1000
+    with pytest.raises(ImageReadError, match=r"clip\.avi: it is a video \(\.avi\).*ffmpeg") as info:
+        load_image(video)
+    assert "annotation file" not in str(info.value)
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)  # DataLoader workers pickle it
+
+
 def test_corrupt_image_in_dataset_is_skipped(coco_root, coco_layout, tmp_path, caplog):
     ann, images = _train_files(coco_root)
     full = _make(coco_root, coco_layout)

@@ -30,16 +30,20 @@ class ImageReadError(OSError, ValueError):
         reason: what went wrong.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+    def __init__(self, path: str | os.PathLike, reason: str, hint: str | None = None) -> None:
         self.path = os.fspath(path)
         self.reason = reason
-        super().__init__(
-            f"cannot read image {self.path}: {reason}. Check the file (re-download or replace it), "
-            "or remove its record from the annotation file."
-        )
+        self.hint = hint
+        if hint is None:
+            hint = "Check the file (re-download or replace it), or remove its record from the annotation file."
+        super().__init__(f"cannot read image {self.path}: {reason}. {hint}")
 
-    def __reduce__(self):  # keep picklable (DataLoader workers) despite the 2-argument constructor
-        return (type(self), (self.path, self.reason))
+    def __reduce__(self):  # keep picklable (DataLoader workers) despite the 3-argument constructor
+        return (type(self), (self.path, self.reason, self.hint))
+
+
+#: File suffixes of videos: :func:`load_image` refuses them with a hint instead of "corrupt image".
+VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 
 
 def _to_uint8(image: np.ndarray, path: str) -> np.ndarray:
@@ -66,12 +70,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         ``(H, W, 3)`` uint8 RGB array in the file's raw pixel frame (EXIF orientation ignored).
 
     Raises:
-        ImageReadError: (an ``OSError`` and a ``ValueError``) the file is missing, unreadable, empty, or
-            OpenCV cannot decode it; the message names the file.
+        ImageReadError: (an ``OSError`` and a ``ValueError``) the file is missing, unreadable, empty, a video
+            (:data:`VIDEO_SUFFIXES`), or OpenCV cannot decode it; the message names the file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageReadError(path, "file does not exist")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in VIDEO_SUFFIXES:
+        raise ImageReadError(
+            path,
+            f"it is a video ({suffix}), not an image",
+            "Extract its frames first (e.g. ffmpeg -i video.mp4 frames/%06d.jpg) and pass the folder, or run "
+            "PoseEstimator(..., color='bgr') on cv2.VideoCapture frames.",
+        )
     try:
         with open(path, "rb") as f:
             data = f.read()
