@@ -264,3 +264,15 @@ def test_training_snapshot_draws_the_estimators_people_at_every_precision(coco_l
     assert len(pred) > 0 and est.precision == settings.get("precision", "fp32")
     expected = draw_people(load_image(image_path), pred.keypoints, coco_layout.skeleton_index, scores=pred.scores)
     np.testing.assert_array_equal(pictures["skeletons"], expected)
+
+
+def test_tag_panels_say_why_they_are_black(coco_layout, image_path):
+    """A net whose heatmaps are all 0 (early training): the tag panels' title says why they are black; a net
+    with peaks above the threshold gets the plain title."""
+    from bottomup.vis.explain import explain, tag_panel_title
+
+    quiet = explain(PoseEstimator(QuietNet(), layout=coco_layout, device="cpu", flip_test=False), image_path)
+    assert "all black: no heatmap value above 0.10 yet" in tag_panel_title(quiet.heatmaps, 0.1)
+    loud = explain(PoseEstimator(TinyNet(), layout=coco_layout, device="cpu", flip_test=False), image_path)
+    assert float(loud.heatmaps.max()) > 0.1
+    assert tag_panel_title(loud.heatmaps, 0.1) == "tag maps (masked where heatmap <= 0.10)"

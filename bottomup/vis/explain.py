@@ -33,7 +33,7 @@ from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from bottomup.engine.inference import Predictor, ResizeTransform, read_image
 from bottomup.vis.draw import draw_people, figure_to_array, overlay_heatmaps, tag_grid
 
-__all__ = ["Explanation", "explain", "training_snapshot", "SNAPSHOT_KEYS"]
+__all__ = ["Explanation", "explain", "training_snapshot", "tag_panel_title", "SNAPSHOT_KEYS"]
 
 #: Keys of ``training_snapshot``'s result, in display order.
 SNAPSHOT_KEYS = ("skeletons", "heatmaps", "tags")
@@ -285,10 +285,24 @@ def training_snapshot(
         ex.heatmaps,
         threshold=tag_threshold,
         panel_size=1.6,
-        title=f"tag maps (masked where heatmap <= {tag_threshold:.2f})",
+        title=tag_panel_title(ex.heatmaps, tag_threshold),
     )
     pictures["tags"] = figure_to_array(fig)
     return pictures
+
+
+def tag_panel_title(heatmaps: np.ndarray, threshold: float) -> str:
+    """Title of the tag-map panels: what the mask is, and why every panel is black while no joint's heatmap
+    passes ``threshold`` yet (early in training).
+
+    Args:
+        heatmaps: ``(K, H, W)`` predicted heatmaps. threshold: the mask's heatmap threshold.
+    """
+    title = f"tag maps (masked where heatmap <= {threshold:.2f})"
+    peak = float(np.max(heatmaps)) if np.size(heatmaps) else 0.0
+    if not peak > threshold:
+        title += f"\nall black: no heatmap value above {threshold:.2f} yet (max {peak:.3f}), normal early in training"
+    return title
 
 
 def _with_input_size(estimator: Predictor, input_size: int) -> Predictor:
