@@ -10,6 +10,7 @@ import cv2
 import nbformat
 import numpy as np
 import pytest
+import torch
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
@@ -80,6 +81,17 @@ def test_notebook_runs_and_shows_the_five_pictures(
     assert not errors, errors
     setup_text = "".join(o.get("text", "") for o in code[0].outputs if o.output_type == "stream")
     assert f"checkpoint (BOTTOMUP_CHECKPOINT): {quickstart_checkpoint}" in setup_text
+    # the default image: the synthetic val image with the most labeled people (several, for tags to separate)
+    import json
+
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.create(torch.load(quickstart_checkpoint, weights_only=True)["config"]).data
+    shown = next(line.split("image: ", 1)[1] for line in setup_text.splitlines() if line.startswith("image: "))
+    ann = json.loads(Path(data.val_ann).read_text())
+    image_id = next(im["id"] for im in ann["images"] if Path(shown).name == im["file_name"])
+    people = [a for a in ann["annotations"] if a["image_id"] == image_id and a.get("num_keypoints", 0) > 0]
+    assert Path(shown).parent == Path(data.val_images) and len(people) >= 3, (shown, len(people))
 
     pictures = {}
     for prefix in PICTURE_CELLS:
