@@ -120,7 +120,14 @@ def test_finetuning_starts_from_the_checkpoint(quickstart_checkpoint: Path, tmp_
     weights gives the very same loss."""
     base = ["experiment=quickstart", "trainer.max_steps=1", "trainer.epochs=1", "trainer.eval_every=0",
             "trainer.progress=false", "trainer.precision=fp32", "data.num_workers=0", "optim.lr=0"]  # fmt: skip
-    source = load_checkpoint(quickstart_checkpoint)["model"]
+    saved = load_checkpoint(quickstart_checkpoint)
+    source = saved["model"]
+    # the quickstart says trainer.precision: auto; the saved config says what ran
+    from omegaconf import OmegaConf
+
+    from bottomup.models.precision import resolve_precision
+
+    assert OmegaConf.create(saved["config"]).trainer.precision == resolve_precision("auto", "cpu")
     official = tmp_path / "pose_higher_hrnet_style.pth"
     torch.save({f"module.{k}": v for k, v in source.items()}, official)
     runs = {

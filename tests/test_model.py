@@ -154,7 +154,7 @@ def test_attributes():
 
 def test_official_initialisation():
     torch.manual_seed(0)
-    w32 = HigherHRNet(width=32)
+    w32 = HigherHRNet(width=32, init="official")
     convs = [m for m in w32.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     weights = torch.cat([m.weight.detach().flatten() for m in convs])
     assert weights.std().item() == pytest.approx(0.001, rel=0.01)
@@ -166,6 +166,56 @@ def test_official_initialisation():
     assert len(bns) > 100
     for bn in bns:
         assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
+def test_kaiming_initialisation_for_training_from_scratch():
+    """init="kaiming" (what "auto" picks without an ImageNet backbone): conv weights N(0, 2 / fan_out), every
+    residual block starts as the identity (last BN weight 0), heads N(0, 0.001^2) so that the first maps are ~0."""
+    from bottomup.models.hrnet import BasicBlock, Bottleneck
+
+    torch.manual_seed(0)
+    model = HigherHRNet(width=16, stage_modules=(1, 1, 1), blocks_per_branch=2)
+    assert model.init == "kaiming"
+    conv = model.stage2[0].branches[0][0].conv1
+    fan_out = conv.weight.shape[0] * conv.weight[0, 0].numel()
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.15)
+    blocks = [m for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+    assert blocks and all(
+        torch.all((m.bn2 if isinstance(m, BasicBlock) else m.bn3).weight == 0) and torch.all(m.bn1.weight == 1)
+        for m in blocks
+    )
+    head = torch.cat([m.weight.detach().flatten() for m in model.final_layers])
+    assert head.std().item() == pytest.approx(0.001, rel=0.1)
+    out = model.eval()(torch.rand(1, 3, 128, 128))
+    assert all(o.abs().max() < 0.05 for o in out)  # first heatmaps and tags ~0
+    with pytest.raises(ValueError, match="model.init='xavier' is not one of auto, official, kaiming"):
+        HigherHRNet(width=16, init="xavier")
+
+
+def test_stem_blocks_shorten_layer1_only():
+    """stem_blocks=1 keeps the first Bottleneck of layer1 (its keys and shapes are the published model's) and
+    drops the other three; the output shapes are unchanged."""
+    full = HigherHRNet(width=16, stage_modules=(1, 1, 1), blocks_per_branch=2)
+    short = HigherHRNet(width=16, stage_modules=(1, 1, 1), blocks_per_branch=2, stem_blocks=1)
+    assert len(full.layer1) == 4 and len(short.layer1) == 1
+    fk, sk = full.state_dict(), short.state_dict()
+    assert set(fk) - set(sk) == {k for k in fk if k.startswith(("layer1.1.", "layer1.2.", "layer1.3."))}
+    assert all(fk[k].shape == v.shape for k, v in sk.items())
+    x = torch.zeros(1, 3, 128, 128)
+    assert [o.shape for o in short(x)] == [o.shape for o in full(x)]
+    with pytest.raises(ValueError, match="stem_blocks"):
+        HigherHRNet(width=16, stem_blocks=0)
+
+
+def test_precision_auto_picks_native_bf16_only():
+    from bottomup.models.precision import native_bf16, resolve_precision
+
+    cpu_native = native_bf16("cpu")
+    assert cpu_native == bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_native else "fp32")
+    assert resolve_precision("fp16", "cpu") == "fp16"
+    with pytest.raises(ValueError, match=r"trainer\.precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\]"):
+        resolve_precision("int8", "cpu", "trainer.precision")
 
 
 # --------------------------------------------------------------------------- checkpoints
