@@ -140,6 +140,10 @@ class PoseEstimator(Predictor):
     """
 
     prediction_type = Prediction
+    #: what the weights are (``bottomup.build.describe_model``), set by :meth:`from_checkpoint`; else empty
+    summary: str = ""
+    #: the data config's name the weights were trained on (``"synthetic"`` for the quickstart's); else empty
+    trained_on: str = ""
 
     @classmethod
     def from_config(cls, cfg: Any, model: torch.nn.Module | None = None, **overrides: Any) -> PoseEstimator:
@@ -187,9 +191,7 @@ class PoseEstimator(Predictor):
         info: dict[str, Any] = {}
         model, cfg, _ = build.load_model(path, experiment=experiment, info=info)
         estimator = cls.from_config(cfg, model=model, device=device, **overrides)
-        #: what the weights are (``bottomup.build.describe_model``): data set, network, best val AP
         estimator.summary = info["summary"]
-        #: the data config's name the weights were trained on (``"synthetic"`` for the quickstart's)
         estimator.trained_on = str(cfg.data.get("name", ""))
         return estimator
 

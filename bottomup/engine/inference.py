@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -457,7 +457,7 @@ class Prediction:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Person]:
         return (self[i] for i in range(len(self)))
 
     def __getitem__(self, index: Any) -> Any:
