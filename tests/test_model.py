@@ -499,7 +499,7 @@ def test_pretrained_imagenet_backbone(tmp_path, caplog):
     torch.save(imagenet, path)
 
     torch.manual_seed(0)
-    reference = HigherHRNet(width=16).state_dict()
+    reference = HigherHRNet(width=16, init="official").state_dict()  # auto picks official with pretrained
     torch.manual_seed(0)
     with caplog.at_level(logging.INFO, logger="bottomup.models.hrnet"):
         model = HigherHRNet(width=16, pretrained=path)
