@@ -210,7 +210,7 @@ def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
     from bottomup.data import collate
     from bottomup.models.losses import AssociativeEmbeddingLoss
 
-    cfg = small_cfg(coco_root, Path("/tmp/unused"), "model.width=16", "data.input_size=256")
+    cfg = small_cfg(coco_root, Path("/tmp/unused"), "model.width=16", "data.input_size=256", "model.init=official")
     dataset = build_train_dataset(cfg.data, cfg.model.strides, train=False)
     b = collate([dataset[i] for i in range(2)])
     crit = AssociativeEmbeddingLoss(17)
