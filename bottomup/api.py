@@ -42,16 +42,11 @@ from bottomup.engine.evaluator import evaluate_model
 from bottomup.engine.inference import Predictor
 from bottomup.engine.trainer import TrainLogger, TrainState, fit
 from bottomup.models.precision import AUTO, resolve_precision
+from bottomup.vis.draw import PLOT_DEFAULTS
 
 log = logging.getLogger("bottomup.train")
 
 __all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "train", "evaluate"]
-
-
-#: Drawing defaults of :meth:`Prediction.plot` (and ``python -m bottomup.infer``): people scoring below
-#: ``min_score`` and joints at or below ``joint_threshold`` are not drawn; images with a longer side below
-#: ``min_side`` pixels are upscaled first, so that joints and labels stay legible.
-PLOT_DEFAULTS: dict[str, float] = {"min_score": 0.1, "joint_threshold": 0.1, "min_side": 640}
 
 
 class Prediction(inference.Prediction):

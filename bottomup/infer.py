@@ -39,8 +39,6 @@ from typing import Any
 __all__ = ["main"]
 
 QUICKSTART = "python -m bottomup.train experiment=quickstart"
-#: ``bottomup.api.PLOT_DEFAULTS`` (kept here too so that ``--help`` does not import torch)
-PLOT_DEFAULTS: dict[str, float] = {"min_score": 0.1, "joint_threshold": 0.1, "min_side": 640}
 
 
 class UsageError(Exception):
@@ -48,6 +46,8 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from bottomup.vis.draw import PLOT_DEFAULTS  # cv2 only: --help stays torch-free
+
     p = argparse.ArgumentParser(
         prog="python -m bottomup.infer",
         description="Detect people and their keypoints in images; write COCO-format results and renderings.",

@@ -245,10 +245,3 @@ def test_expand_inputs(coco_root, tmp_path):
     assert unmatched == [str(tmp_path / "none.jpg")]
     folder, _ = expand_inputs([str(val)])
     assert len(folder) == 79 and folder == sorted(folder)
-
-
-def test_drawing_defaults_are_the_apis():
-    """``--help`` stays torch-free, so infer keeps a copy of the drawing defaults: it must equal the API's."""
-    from bottomup import api, infer
-
-    assert infer.PLOT_DEFAULTS == api.PLOT_DEFAULTS

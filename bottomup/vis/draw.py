@@ -169,6 +169,12 @@ def figure_to_array(fig: Figure) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------ people
+#: Drawing defaults of ``bottomup.api.Prediction.plot`` and ``python -m bottomup.infer``: people scoring below
+#: ``min_score`` and joints at or below ``joint_threshold`` are not drawn; images with a longer side below
+#: ``min_side`` pixels are upscaled first, so that joints and labels stay legible.
+PLOT_DEFAULTS: dict[str, float] = {"min_score": 0.1, "joint_threshold": 0.1, "min_side": 640}
+
+
 def draw_people(
     image: np.ndarray,
     keypoints: np.ndarray,
