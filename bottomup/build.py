@@ -136,6 +136,7 @@ LAYOUT_KEYS: tuple[str, ...] = (
     "skeleton",
     "joint_order",
     "oks_sigmas",
+    "category_id",
 )
 
 

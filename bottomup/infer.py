@@ -11,7 +11,7 @@ Inputs: image files, folders (their image files, not recursive, sorted by name) 
 so that the shell does not expand them first). Outputs in ``--output-dir`` (default ``outputs/infer``):
 
 * ``results.json``: COCO keypoint results, one dict per detected person,
-  ``{"file_name", "image_id" (when known), "category_id": 1, "keypoints": [x, y, score] * K, "score", "bbox"}``
+  ``{"file_name", "image_id" (when known), "category_id" (the model's data set's, ``data.category_id``), "keypoints": [x, y, score] * K, "score", "bbox"}``
   in original-image pixels (``bbox``: ``[x, y, w, h]`` around the detected joints); ``--min-score`` drops people. ``image_id`` is known when the file name is a COCO / CrowdPose id (all digits, e.g.
   ``000000000785.jpg`` -> 785), so results on a data set's images can be scored with
   :func:`bottomup.engine.evaluator.coco_keypoint_eval`.

@@ -111,6 +111,9 @@ def test_five_keypoints_train_evaluate_and_infer(five, tmp_path: Path, coco_root
     pred = estimator(image)
     assert pred.keypoints.shape[1:] == (5, 3)
     assert estimator.layout.keypoint_names == tuple(FIVE_KEYPOINTS)
+    # inference results carry the data set's category id too (infer's results.json, Prediction.to_coco)
+    assert estimator.layout.category_id == 7 and pred.category_id == 7
+    assert {r["category_id"] for r in pred.to_coco(image_id=1)} == {7} and pred[:1].category_id == 7
 
 
 # ------------------------------------------------------------------------------------------------- fine-tuning

@@ -61,7 +61,7 @@ def test_non_finite_weights_never_replace_the_good_checkpoint(coco_root: Path, t
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-3000:]
     assert "non-finite" in out and "nothing was saved" in out, out[-3000:]
-    assert f"{run_dir / 'last.pt'} is unchanged (epoch 1, step 2)" in out and "resume=" in out, out[-3000:]
+    assert f"{run_dir / 'last.pt'} is unchanged (written after 1 epoch, step 2)" in out and "resume=" in out, out[-3000:]
     last = load_checkpoint(run_dir / "last.pt")
     assert (last["epoch"], last["step"]) == (1, 2) and _finite(last)
 

@@ -74,6 +74,7 @@ class KeypointLayout:
         skeleton: ``[a, b]`` name pairs drawn as limbs.
         joint_order: names in the order grouping matches joints to people; empty means channel order.
         oks_sigmas: K per-keypoint OKS falloff constants (COCO eval); empty means 0.025 for each joint.
+        category_id: the keypoint category's id in the data set's annotation files (COCO: 1); results carry it.
 
     Raises:
         ValueError: a name that is not a keypoint, or list lengths that do not match K.
@@ -84,6 +85,7 @@ class KeypointLayout:
     skeleton: tuple[tuple[str, str], ...] = ()
     joint_order: tuple[str, ...] = ()
     oks_sigmas: tuple[float, ...] = ()
+    category_id: int = 1
     flip_index: tuple[int, ...] = field(init=False)
     skeleton_index: tuple[tuple[int, int], ...] = field(init=False)
     joint_order_index: tuple[int, ...] = field(init=False)
@@ -114,7 +116,7 @@ class KeypointLayout:
     @classmethod
     def from_config(cls, data: Any) -> KeypointLayout:
         """Layout from a data config (``conf/data/*.yaml``, a mapping or DictConfig with ``keypoint_names`` and
-        optional ``flip_pairs``, ``skeleton``, ``joint_order``, ``oks_sigmas``), or from the path of such a
+        optional ``flip_pairs``, ``skeleton``, ``joint_order``, ``oks_sigmas``, ``category_id``), or from the path of such a
         YAML file (its ``defaults`` base files in the same folder are merged first).
 
         Raises:
@@ -135,6 +137,7 @@ class KeypointLayout:
             skeleton=[list(p) for p in (data.get("skeleton") or [])],
             joint_order=list(data.get("joint_order") or []),
             oks_sigmas=list(data.get("oks_sigmas") or []),
+            category_id=int(data.get("category_id") or 1),
         )
 
     @property
@@ -193,7 +196,8 @@ def layout_from_category(category: dict, source: str = "<annotations>") -> dict[
         source: the annotation file, for messages.
 
     Returns:
-        ``{"keypoint_names", "num_keypoints", "flip_pairs", "skeleton", "joint_order", "oks_sigmas"}``: flip
+        ``{"keypoint_names", "num_keypoints", "flip_pairs", "skeleton", "joint_order", "oks_sigmas",
+        "category_id"}``: flip
         pairs by :func:`flip_pairs_from_names`, the skeleton by name, joints matched in channel order, OKS sigmas
         from :data:`COCO_OKS_SIGMAS` where a name is COCO's, else :data:`DEFAULT_OKS_SIGMA`.
 
@@ -219,4 +223,5 @@ def layout_from_category(category: dict, source: str = "<annotations>") -> dict[
         "skeleton": skeleton,
         "joint_order": list(names),
         "oks_sigmas": [COCO_OKS_SIGMAS.get(n, DEFAULT_OKS_SIGMA) for n in names],
+        "category_id": int(category.get("id", 1)),
     }

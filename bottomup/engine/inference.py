@@ -446,6 +446,8 @@ class Prediction:
         keypoint_names: the K names, in channel order.
         skeleton: limbs as 0-based ``(a, b)`` keypoint indices (for drawing).
         image: the ``(H, W, 3)`` uint8 RGB image the people were found in, or ``None``.
+        category_id: the keypoint category's id in the model's data set (``data.category_id``), written by
+            :meth:`to_coco`.
     """
 
     keypoints: np.ndarray
@@ -453,6 +455,7 @@ class Prediction:
     keypoint_names: tuple[str, ...] = field(default=())
     skeleton: tuple[tuple[int, int], ...] = field(default=())
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    category_id: int = 1
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -478,6 +481,7 @@ class Prediction:
             keypoint_names=self.keypoint_names,
             skeleton=self.skeleton,
             image=self.image,
+            category_id=self.category_id,
         )
 
     @property
@@ -486,14 +490,16 @@ class Prediction:
         original-image pixels (:func:`keypoint_boxes`)."""
         return keypoint_boxes(self.keypoints)
 
-    def to_coco(self, image_id: int | None = None, category_id: int = 1) -> list[dict]:
+    def to_coco(self, image_id: int | None = None, category_id: int | None = None) -> list[dict]:
         """COCO keypoint results (:func:`people_to_results`), each with its ``bbox`` ``[x, y, w, h]``.
 
         Args:
             image_id: the image's id in a COCO annotation file, or ``None`` to leave the key out.
-            category_id: the keypoint category's id in that file.
+            category_id: the keypoint category's id in that file; ``None``: :attr:`category_id`, the model's data
+                set's.
         """
-        results = people_to_results(image_id, self.keypoints, self.scores, category_id=category_id)
+        category = self.category_id if category_id is None else category_id
+        results = people_to_results(image_id, self.keypoints, self.scores, category_id=category)
         for r, (x0, y0, x1, y1) in zip(results, self.boxes, strict=True):
             if np.isfinite(x0):
                 r["bbox"] = [
@@ -751,4 +757,5 @@ class Predictor:
             keypoint_names=self.layout.keypoint_names,
             skeleton=tuple(tuple(int(j) for j in limb) for limb in self.layout.skeleton_index),
             image=rgb,
+            category_id=self.layout.category_id,
         )

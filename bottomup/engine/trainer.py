@@ -78,7 +78,8 @@ def on_disk(run_dir: Path) -> str:
         return f"No checkpoint was written: {last} does not exist."
     try:
         ckpt = load_checkpoint(last)
-        where = f"epoch {int(ckpt['epoch'])}, step {int(ckpt['step'])}"
+        done = int(ckpt["epoch"])
+        where = f"written after {done} epoch{'' if done == 1 else 's'}, step {int(ckpt['step'])}"
     except Exception as e:  # noqa: BLE001 - the message must not fail
         where = f"unreadable: {e}"
     return f"{last} is unchanged ({where}); continue from it with resume={last}."
@@ -356,7 +357,7 @@ def _check_finite(state: TrainState, run_dir: Path, epoch: int) -> None:
     bad = non_finite_tensors(state)
     if bad:
         raise NonFiniteLossError(
-            f"non-finite weights after epoch {epoch} (step {state.step}): {len(bad)} "
+            f"non-finite weights at the end of epoch {epoch} (step {state.step}): {len(bad)} "
             f"{'tensor holds' if len(bad) == 1 else 'tensors hold'} NaN / inf "
             f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), so nothing was saved. {on_disk(run_dir)} "
             "Lower optim.lr (or schedule.gamma), set trainer.grad_clip, or use trainer.precision=fp32."
