@@ -139,6 +139,16 @@ def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
     return PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device=device, **overrides)
 
 
+def _checkpoint_error(args: argparse.Namespace, checkpoint: Path, e: Exception) -> UsageError:
+    """A load failure as a usage error naming the file (and the experiments, when one is needed)."""
+    hint = ""
+    if args.experiment is None and isinstance(e, ValueError) and "experiment" in str(e):
+        from bottomup.build import experiments
+
+        hint = f"\nOn the command line: --experiment NAME, one of: {', '.join(experiments())}"
+    return UsageError(f"cannot use checkpoint {checkpoint}: {e}{hint}")
+
+
 def _image_id(path: Path) -> int | None:
     return int(path.stem) if path.stem.isdigit() else None
 
@@ -201,13 +211,13 @@ def _run(args: argparse.Namespace) -> int:
         estimator = _load_estimator(args, checkpoint)
     except UsageError:
         raise
+    except ValueError as e:
+        flags = [f"--{k.replace('_', '-')}" for k in vars(args)]
+        if any(f"{flag} " in f"{e} " or f"{flag})" in str(e) for flag in flags):
+            raise UsageError(str(e)) from e  # a test setting of the command line, not the checkpoint
+        raise _checkpoint_error(args, checkpoint, e) from e
     except Exception as e:  # noqa: BLE001 - any load failure is a usage error (wrong file / experiment)
-        hint = ""
-        if args.experiment is None and isinstance(e, ValueError) and "experiment" in str(e):
-            from bottomup.build import experiments
-
-            hint = f"\nOn the command line: --experiment NAME, one of: {', '.join(experiments())}"
-        raise UsageError(f"cannot use checkpoint {checkpoint}: {e}{hint}") from e
+        raise _checkpoint_error(args, checkpoint, e) from e
     picked = "given" if args.checkpoint else "the newest run under outputs/; --checkpoint PATH picks another"
     print(f"checkpoint {checkpoint} ({picked}): {estimator.summary}", file=sys.stderr)
     if estimator.trained_on == "synthetic":

@@ -61,7 +61,9 @@ def test_non_finite_weights_never_replace_the_good_checkpoint(coco_root: Path, t
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-3000:]
     assert "non-finite" in out and "nothing was saved" in out, out[-3000:]
-    assert f"{run_dir / 'last.pt'} is unchanged (written after 1 epoch, step 2)" in out and "resume=" in out, out[-3000:]
+    assert f"{run_dir / 'last.pt'} is unchanged (written after 1 epoch, step 2)" in out and "resume=" in out, out[
+        -3000:
+    ]
     last = load_checkpoint(run_dir / "last.pt")
     assert (last["epoch"], last["step"]) == (1, 2) and _finite(last)
 
@@ -185,12 +187,16 @@ def test_an_image_of_another_size_than_its_record_is_skipped(coco_root, coco_tra
         (["--detection-threshold", "2"], "detection_threshold must be in [0, 1]"),
     ],
 )
-def test_infer_refuses_options_out_of_range(quickstart_checkpoint, coco_root, tmp_path, option, message) -> None:
+def test_infer_refuses_options_out_of_range(
+    quickstart_checkpoint, coco_root, tmp_path, capsys, option, message
+) -> None:
     from bottomup.infer import main
 
     image = sorted((coco_root / "val2017").glob("*.jpg"))[0]
     argv = [str(image), "--checkpoint", str(quickstart_checkpoint), "--output-dir", str(tmp_path), *option]
     assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "cannot use checkpoint" not in err, err  # the option is wrong, not the file
     assert not (tmp_path / "results.json").exists()
 
 

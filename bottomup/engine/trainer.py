@@ -349,7 +349,10 @@ def train_one_epoch(
     means["images_per_s"] = images / max(time.perf_counter() - t0, 1e-9)
     means["skipped"] = float(skipped)
     if skipped:
-        log.warning("epoch %d: skipped %d unreadable image(s) (see the warnings above for their names)", epoch, skipped)
+        log.warning(
+            "epoch %d: skipped %d image(s): unreadable, or not of the size their record says (the warnings above "
+            "name them)", epoch, skipped,
+        )  # fmt: skip
     return means
 
 
