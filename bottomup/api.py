@@ -320,8 +320,10 @@ def _resume(state: TrainState, cfg: DictConfig, is_main: bool) -> None:
         state.load_state_dict(checkpoint)
     except RuntimeError as e:
         raise CheckpointError(
-            f"resume={cfg.resume} does not fit the model of the config: {build.mismatch_summary(e)}. Resume with "
-            "the settings the run was started with (its .hydra/overrides.yaml)"
+            f"resume={cfg.resume} does not fit the model of the config: {build.mismatch_summary(e)}; the file is "
+            f"{build.describe_weights(checkpoint['model'])}, the config builds "
+            f"{build.describe_weights(state.model.state_dict())}. Resume with the settings the run was started with "
+            "(its .hydra/overrides.yaml: model.*, data=...)"
         ) from e
     if is_main:
         where = Path(str(cfg.resume)).resolve().parent

@@ -240,13 +240,20 @@ def build_model(model_cfg: DictConfig, num_keypoints: int | None = None, *, pret
             replace everything anyway.
 
     Raises:
-        ValueError: ``model.num_keypoints`` differs from ``num_keypoints``.
+        ValueError: ``model.num_keypoints`` differs from ``num_keypoints``, or the model refused its arguments
+            (e.g. an unreadable ``model.pretrained``).
+        FileNotFoundError: ``model.pretrained`` does not exist.
     """
     model_cfg = _map_legacy_targets(model_cfg)
-    if not pretrained and "pretrained" in model_cfg:
-        model = hydra.utils.instantiate(model_cfg, pretrained=None)
-    else:
-        model = hydra.utils.instantiate(model_cfg)
+    try:
+        if not pretrained and "pretrained" in model_cfg:
+            model = hydra.utils.instantiate(model_cfg, pretrained=None)
+        else:
+            model = hydra.utils.instantiate(model_cfg)
+    except hydra.errors.InstantiationException as e:
+        if isinstance(e.__cause__, (ValueError, FileNotFoundError)):
+            raise e.__cause__ from None  # the model's own message (it names the model.* key), not Hydra's wrapper
+        raise
     model_k = getattr(model, "num_keypoints", num_keypoints)
     if num_keypoints is not None and model_k != num_keypoints:
         raise ValueError(
@@ -617,8 +624,8 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     ignored = [k for k in state if k not in own]
     bad += [f"{k}: in the file, not in the model" for k in ignored if not k.startswith(HEAD_PREFIXES)]
     if bad or not loaded:
-        described = _describe_weights(state)
-        ours = _describe_weights(own)
+        described = describe_weights(state)
+        ours = describe_weights(own)
         raise CheckpointError(
             f"{key}={name} does not fit the model: {len(bad)} backbone tensors missing, extra or of another shape "
             f"(e.g. {bad[0] if bad else 'all'}); the file is {described}, the config builds {ours}. Set model.width "
@@ -630,16 +637,16 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
         log.warning(
             "%s=%s: %d head tensors re-initialised because the file's head predicts other outputs (%s; the "
             "config: %s), e.g. %s",
-            key, name, len(reinit), _describe_weights(state), _describe_weights(own), reinit[0],
+            key, name, len(reinit), describe_weights(state), describe_weights(own), reinit[0],
         )  # fmt: skip
     if ignored:
         log.info("%s=%s: %d tensors of the file are not in this model (e.g. %s)", key, name, len(ignored), ignored[0])
     return {"loaded": loaded, "reinitialised": reinit, "ignored": ignored}
 
 
-def _describe_weights(state: dict[str, Any]) -> str:
+def describe_weights(state: dict[str, Any]) -> str:
     """``"W32, K=17"``-style summary of a HigherHRNet state_dict (width from ``transition1``, K from the last
-    head), or ``"not a HigherHRNet"``."""
+    head), or ``"not a HigherHRNet"``; for messages about weights that do not fit a model."""
     width = state.get("transition1.0.0.weight")
     heads = sorted(k for k in state if k.startswith("final_layers.") and k.endswith(".weight"))
     if width is None or not heads:

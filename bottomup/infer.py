@@ -146,6 +146,10 @@ def _checkpoint_error(args: argparse.Namespace, checkpoint: Path, e: Exception) 
         from bottomup.build import experiments
 
         hint = f"\nOn the command line: --experiment NAME, one of: {', '.join(experiments())}"
+    from bottomup.engine.checkpoint import CheckpointError
+
+    if isinstance(e, CheckpointError):  # its message names the file already
+        return UsageError(f"{e}{hint}")
     return UsageError(f"cannot use checkpoint {checkpoint}: {e}{hint}")
 
 

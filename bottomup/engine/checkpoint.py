@@ -138,10 +138,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def _load_reason(e: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely."""
     text = str(e)
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+) whose module", text)
     if found:
         return (
-            f"it holds Python objects other than tensors and plain values ({found.group(1)}), which could run code "
+            f"it holds Python objects other than tensors and plain values ({found.group(1) or found.group(2)}), which could run code "
             "when loaded, so it is refused. Use a checkpoint of this project or a plain state_dict (.pth) of weights."
         )
     if "Weights only load failed" in text:

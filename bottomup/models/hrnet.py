@@ -433,7 +433,15 @@ class HigherHRNet(nn.Module):
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - re-raised with the file and the key
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            # torch's own text starts with advice to load the file unsafely: keep only why it was refused
+            kept = [
+                part.strip()
+                for part in str(e).split("\n\n")
+                if part.strip()
+                and "weights_only" not in part
+                and not part.startswith(("Weights only", "Check the doc"))
+            ]
+            reason = (kept[0].splitlines()[0] if kept else type(e).__name__).rstrip(".")
             raise ValueError(
                 f"cannot read model.pretrained={path!r}: {reason}. It must be a plain state_dict of weights "
                 "(an ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth); files holding other Python objects "
