@@ -6,7 +6,8 @@ work (one CPU, one GPU, or many with ``torchrun``). Checkpoints: ``<run dir>/las
 
 Exit status: 0 done; 2 a config, data or checkpoint error (one line naming the key or file and the fix; with
 ``HYDRA_FULL_ERROR=1`` the traceback); 3 the loss or the weights became NaN / inf (nothing non-finite is saved; the
-message says which checkpoint to resume from). A key that is not in the config is Hydra's error (status 1).
+message says which checkpoint to resume from); 1 another process of a ``torchrun`` run stopped answering for
+``trainer.dist_timeout`` seconds (one line, what is on disk), or a key that is not in the config (Hydra's error).
 """
 
 from __future__ import annotations
@@ -40,6 +41,21 @@ def main(cfg: DictConfig) -> None:
             raise
         log.error("%s", e)
         sys.exit(2)
+    except RuntimeError as e:  # gloo / NCCL give up on a peer after trainer.dist_timeout
+        text = str(e).lower()
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or "timeout" not in text and "timed out" not in text:
+            raise
+        from pathlib import Path
+
+        from bottomup.engine.trainer import on_disk
+
+        run_dir = Path(str(cfg.resume)).resolve().parent if cfg.get("resume") else Path(str(cfg.output_dir))
+        log.error(
+            "another process of this run did not answer for trainer.dist_timeout=%s s (hung, stopped or killed; "
+            "torch: %s). %s",
+            cfg.trainer.dist_timeout, str(e).strip().splitlines()[0], on_disk(run_dir),
+        )  # fmt: skip
+        sys.exit(1)
 
 
 if __name__ == "__main__":

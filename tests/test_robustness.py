@@ -283,22 +283,48 @@ def test_a_model_of_another_k_points_to_the_data_config(coco_root: Path, tmp_pat
 
 
 # ------------------------------------------------------------------ 8. a hung rank ends the run
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(p.split("=", 1) for p in pairs if "=" in p)
+
+
 @pytest.mark.slow
-def test_dist_timeout_ends_a_run_with_a_frozen_rank(tmp_path: Path) -> None:
-    script = tmp_path / "frozen.py"
-    script.write_text(
-        "import os, time, torch.distributed as dist\n"
-        "from bottomup.engine.distributed import init_distributed\n"
-        "info, _ = init_distributed('cpu', timeout_s=5)\n"
-        "if info.rank == 1:\n"
-        "    time.sleep(120)  # frozen\n"
-        "dist.barrier()\n"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=100)
-    assert proc.returncode != 0
-    assert "timed out" in (proc.stdout + proc.stderr).lower() or "timeout" in (proc.stdout + proc.stderr).lower()
+def test_dist_timeout_ends_a_run_with_a_frozen_rank(coco_root: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes; rank 1 is frozen with SIGSTOP once training runs: rank 0 must give up after
+    trainer.dist_timeout (not the default 30 minutes), with one line saying so and what is on disk."""
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bottomup.train",
+        "experiment=higherhrnet_w32", f"data.root={coco_root}", *SMALL, "trainer.steps_per_epoch=500",
+        "trainer.device=cpu", "trainer.dist_timeout=10", f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, frozen = [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if frozen is None and "training HigherHRNet" in line:
+                for pid in _children(proc.pid):
+                    if _environ(pid).get("RANK") == "1":
+                        os.kill(pid, signal.SIGSTOP)
+                        frozen, t0 = pid, time.monotonic()
+        proc.wait(timeout=300)
+    finally:
+        if frozen is not None and Path(f"/proc/{frozen}").exists():
+            os.kill(frozen, signal.SIGKILL)
+        proc.kill()
+    out = "".join(lines)
+    assert frozen is not None, out[-3000:]
+    assert proc.returncode != 0, out[-3000:]
+    assert "did not answer for trainer.dist_timeout=10 s" in out and "last.pt" in out, out[-3000:]
+    assert time.monotonic() - t0 < 200  # not the default 1800 s
     with pytest.raises(ValueError, match="trainer.dist_timeout"):
         from bottomup.engine.distributed import init_distributed
 
