@@ -68,6 +68,25 @@ def test_non_finite_weights_never_replace_the_good_checkpoint(coco_root: Path, t
     assert (last["epoch"], last["step"]) == (1, 2) and _finite(last)
 
 
+def test_a_huge_but_finite_step_never_leaves_a_non_finite_checkpoint(coco_root: Path, tmp_path: Path) -> None:
+    """The issue's second recipe (gamma=1e9 used to end with exit 0 and a non-finite tensor in last.pt): whether
+    the run ends or stops, every tensor of every checkpoint on disk is finite."""
+    from bottomup.engine.trainer import NonFiniteLossError
+
+    cfg = _cfg(coco_root, tmp_path, "trainer.epochs=2", "schedule.milestones=[1]", "schedule.gamma=1e9",
+               "model.init=official")  # fmt: skip
+    try:
+        train(cfg)
+    except NonFiniteLossError as e:
+        assert "nothing was saved" in str(e)
+    for name in ("last.pt", "best.pt"):
+        if (tmp_path / name).exists():
+            ckpt = load_checkpoint(tmp_path / name)
+            moments = [v for st in ckpt["optimizer"]["state"].values() for v in st.values() if torch.is_tensor(v)]
+            assert _finite(ckpt) and all(torch.isfinite(m).all() for m in moments), name
+    assert (tmp_path / "last.pt").exists()
+
+
 # ------------------------------------------------------------------ 2. resume applies the command line
 def test_resume_applies_a_changed_learning_rate(coco_root: Path, tmp_path: Path, caplog) -> None:
     first = train(_cfg(coco_root, tmp_path, "trainer.epochs=1"))
