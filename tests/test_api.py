@@ -53,6 +53,28 @@ def test_higherhrnet_multiscale_no_flip(image_path, coco_layout):
     assert pred.keypoints.shape[1:] == (17, 3) and pred.scores.shape == (pred.keypoints.shape[0],)
 
 
+def test_any_test_scale_gives_an_input_the_network_runs(image_path, coco_layout):
+    """Scale 1.25 of input 160 (ceil64: 192) used to ask the network for 240 px and stop with "multiples of 32";
+    such a side is rounded to the nearest multiple of 32. The official sizes are unchanged."""
+    from bottomup.data.io import load_image
+    from bottomup.data.transforms import resize_transform
+
+    image = load_image(image_path)
+    h, w = image.shape[:2]
+    assert resize_transform(h, w, 160, 1.25).size[1 if w > h else 0] == 256  # 240 -> nearest multiple of 32
+    for size, scales in ((512, (2.0, 1.0, 0.5)), (640, (1.0, 0.5)), (160, (1.25, 1.0, 0.75))):
+        for s in scales:
+            tf = resize_transform(h, w, size, s, min(scales))
+            assert all(side % 32 == 0 for side in tf.size), (size, s, tf.size)
+            short = int((min(scales) * size + 63) // 64 * 64 * s / min(scales))
+            if short % 32 == 0:  # what the official get_multi_scale_size gives, where the network can run it
+                assert min(tf.size) == short
+    model = HigherHRNet(width=4)
+    est = PoseEstimator(model, layout=coco_layout, scales=(1.25, 1.0), flip_test=True, input_size=160, device="cpu")
+    pred = est(str(image_path))
+    assert pred.keypoints.shape[1:] == (17, 3)
+
+
 def test_bad_inputs(tmp_path, coco_layout):
     est = PoseEstimator(TinyNet(), layout=coco_layout, device="cpu")
     with pytest.raises(ImageReadError, match="does not exist"):

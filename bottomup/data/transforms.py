@@ -196,6 +196,15 @@ def _affine(center: np.ndarray, scale: np.ndarray, size: tuple[int, int], invers
     return cv2.getAffineTransform(src, dst)
 
 
+#: The network's largest stride (HRNet's 1/32 branch): every input side must be a multiple of it.
+NETWORK_STRIDE = 32
+
+
+def _round_to_stride(side: int) -> int:
+    """``side`` rounded to the nearest multiple of :data:`NETWORK_STRIDE` (at least one stride)."""
+    return max(NETWORK_STRIDE, int(round(side / NETWORK_STRIDE)) * NETWORK_STRIDE)
+
+
 def resize_transform(
     height: int, width: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0
 ) -> ResizeTransform:
@@ -203,6 +212,9 @@ def resize_transform(
 
     Official ``get_multi_scale_size``: with ``s_min = ceil64(min_scale * input_size)`` the short side becomes
     ``int(s_min * scale / min_scale)`` and the long side ``int(ceil64(s_min * long / short) * scale / min_scale)``.
+    A side that this leaves off a multiple of :data:`NETWORK_STRIDE` (scale 1.25 of 192 px: 240) is rounded to the
+    nearest multiple, which the network can run (the official code stops there); the affine follows the rounded
+    size. Official scales (2, 1, 0.5 of 512 or 640) give multiples already and are unchanged.
 
     Raises:
         ValueError: non-positive sizes or scales.
@@ -218,10 +230,13 @@ def resize_transform(
     if w < h:
         w_resized = int(min_input * scale / min_scale)
         h_resized = int(int((min_input / w * h + 63) // 64 * 64) * scale / min_scale)
-        scale_wh = np.array([w / 200.0, h_resized / w_resized * w / 200.0])
     else:
         h_resized = int(min_input * scale / min_scale)
         w_resized = int(int((min_input / h * w + 63) // 64 * 64) * scale / min_scale)
+    w_resized, h_resized = _round_to_stride(w_resized), _round_to_stride(h_resized)
+    if w < h:
+        scale_wh = np.array([w / 200.0, h_resized / w_resized * w / 200.0])
+    else:
         scale_wh = np.array([w_resized / h_resized * h / 200.0, h / 200.0])
     size = (w_resized, h_resized)
     return ResizeTransform(
