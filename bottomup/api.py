@@ -370,6 +370,23 @@ def _wrap(model: torch.nn.Module, cfg: DictConfig, dist_info: Any, device: torch
 
 
 # -------------------------------------------------------------------------------------------------- evaluate
+def _synthetic_set_of_checkpoint(cfg: DictConfig, ran: DictConfig, given: set[str]) -> None:
+    """For a generated data set (``data=synthetic`` with no ``data.root``) and no ``data.synthetic.*`` in
+    ``given``: evaluate on the synthetic set the checkpoint was trained with (the quickstart's has at most 4 people
+    per image, the data config's default 5: another set, another AP)."""
+    saved = OmegaConf.select(ran, "data.synthetic")
+    if saved is None or any(k.startswith("data.synthetic") for k in given):
+        return
+    if OmegaConf.to_container(saved, resolve=True) != OmegaConf.to_container(cfg.data.synthetic, resolve=True):
+        log.info(
+            "data.synthetic: the checkpoint's generated set (%s), not the data config's; set data.synthetic.* to "
+            "evaluate on another", ", ".join(f"{k}={v}" for k, v in OmegaConf.to_container(saved).items()),
+        )  # fmt: skip
+        cfg.data.synthetic = saved
+        cfg.data.root = None
+        build.prepare_data_root(cfg.data)
+
+
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Evaluate ``cfg.checkpoint`` on ``cfg.data``'s validation set (``conf/eval.yaml`` composed): the body of
     ``python -m bottomup.evaluate``.
@@ -377,7 +394,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     The network comes from ``bottomup.build.load_model`` (the config saved in a project checkpoint, else
     ``cfg.model`` for an official ``.pth``); the data set, layout and test-time settings (``cfg.test``) from
     ``cfg``, except that a project checkpoint's test-time input size (its training scale) is used unless
-    ``overrides`` sets ``test.input_size`` or ``data.input_size``. Writes into ``cfg.output_dir``:
+    ``overrides`` sets ``test.input_size`` or ``data.input_size``, and with ``data=synthetic`` the generated set it
+    was trained on unless ``overrides`` sets ``data.root`` or ``data.synthetic.*``. Writes into ``cfg.output_dir``:
     ``results_val.json`` (COCO results), ``metrics.json`` (the AP table, checkpoint, model, input size) and
     ``config.yaml`` (the config that ran, network included; ``.hydra/config.yaml`` is replaced by it too).
 
@@ -398,6 +416,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
             "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
             "HigherHRNet .pth with the matching experiment=...)"
         )
+    generated = cfg.data.get("root") is None and cfg.data.get("synthetic") is not None
     build.prepare_data_root(cfg.data)
     device = resolve_device(str(cfg.get("device", "auto")), key="device")
     path = str(cfg.checkpoint)
@@ -408,6 +427,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     if kind == "project":
         with open_dict(cfg):
             cfg.model = ran.model  # the saved config records the network that ran
+            if generated:
+                _synthetic_set_of_checkpoint(cfg, ran, given)
             trained = config_test_group(ran).get("input_size") or OmegaConf.select(ran, "data.input_size")
             if trained is not None and not given & {"test.input_size", "data.input_size"}:
                 if int(trained) != int(cfg.test.input_size):

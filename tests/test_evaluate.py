@@ -280,3 +280,25 @@ def test_evaluate_takes_the_checkpoints_input_size_and_saves_what_ran(coco_root,
     assert ran.model.width == 8 and ran.test.input_size == 128
     evaluate(sized, overrides=given)
     assert json.loads((tmp_path / "sized" / "metrics.json").read_text())["test"]["input_size"] == 192
+
+
+def test_evaluate_uses_the_synthetic_set_the_checkpoint_was_trained_on(quickstart_checkpoint, tmp_path):
+    """``evaluate checkpoint=<quickstart> data=synthetic`` scores the quickstart's own val split (at most 4 people
+    per image), not the data config's default set (5), so it repeats the training's val AP; ``data.synthetic.*`` on
+    the command line still picks another set."""
+    from bottomup.data.synthetic import ensure_synthetic_coco
+
+    trained = OmegaConf.create(torch.load(quickstart_checkpoint, weights_only=True)["config"])
+    own = ensure_synthetic_coco(**OmegaConf.to_container(trained.data.synthetic, resolve=True))
+    base = [f"checkpoint={quickstart_checkpoint}", "data=synthetic", "max_images=2", "progress=false", "device=cpu"]
+    other = ["data.synthetic.max_people=5"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        plain = compose("eval", overrides=[*base, f"output_dir={tmp_path / 'own'}"])
+        given = compose("eval", overrides=[*base, *other, f"output_dir={tmp_path / 'other'}"])
+    assert plain.data.synthetic.max_people == 5 != trained.data.synthetic.max_people  # the data config's default
+    evaluate(plain, overrides=base)
+    ran = json.loads((tmp_path / "own" / "metrics.json").read_text())
+    assert ran["val_ann"] == str(own / "annotations" / "person_keypoints_val2017.json")
+    assert OmegaConf.load(tmp_path / "own" / "config.yaml").data.synthetic.max_people == 4
+    evaluate(given, overrides=[*base, *other])
+    assert json.loads((tmp_path / "other" / "metrics.json").read_text())["val_ann"] != ran["val_ann"]
