@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 import torch
 
+from bottomup.models.hrnet import INPUT_MULTIPLE
+
 __all__ = [
     "ResizeTransform",
     "resize_transform",
@@ -196,13 +198,9 @@ def _affine(center: np.ndarray, scale: np.ndarray, size: tuple[int, int], invers
     return cv2.getAffineTransform(src, dst)
 
 
-#: The network's largest stride (HRNet's 1/32 branch): every input side must be a multiple of it.
-NETWORK_STRIDE = 32
-
-
-def _round_to_stride(side: int) -> int:
-    """``side`` rounded to the nearest multiple of :data:`NETWORK_STRIDE` (at least one stride)."""
-    return max(NETWORK_STRIDE, int(round(side / NETWORK_STRIDE)) * NETWORK_STRIDE)
+def _round_to_multiple(side: int) -> int:
+    """``side`` rounded to the nearest multiple of the network's ``INPUT_MULTIPLE`` (at least one)."""
+    return max(INPUT_MULTIPLE, int(round(side / INPUT_MULTIPLE)) * INPUT_MULTIPLE)
 
 
 def resize_transform(
@@ -212,7 +210,7 @@ def resize_transform(
 
     Official ``get_multi_scale_size``: with ``s_min = ceil64(min_scale * input_size)`` the short side becomes
     ``int(s_min * scale / min_scale)`` and the long side ``int(ceil64(s_min * long / short) * scale / min_scale)``.
-    A side that this leaves off a multiple of :data:`NETWORK_STRIDE` (scale 1.25 of 192 px: 240) is rounded to the
+    A side that this leaves off a multiple of the network's ``INPUT_MULTIPLE`` (32; scale 1.25 of 192 px: 240) is rounded to the
     nearest multiple, which the network can run (the official code stops there); the affine follows the rounded
     size. Official scales (2, 1, 0.5 of 512 or 640) give multiples already and are unchanged.
 
@@ -233,7 +231,7 @@ def resize_transform(
     else:
         h_resized = int(min_input * scale / min_scale)
         w_resized = int(int((min_input / h * w + 63) // 64 * 64) * scale / min_scale)
-    w_resized, h_resized = _round_to_stride(w_resized), _round_to_stride(h_resized)
+    w_resized, h_resized = _round_to_multiple(w_resized), _round_to_multiple(h_resized)
     if w < h:
         scale_wh = np.array([w / 200.0, h_resized / w_resized * w / 200.0])
     else:

@@ -43,6 +43,9 @@ BACKBONE_PREFIXES: tuple[str, ...] = (
     "stage4",
 )
 
+#: Every input side must be a multiple of this: the lowest-resolution branch is at stride 32.
+INPUT_MULTIPLE = 32
+
 # Number of HighResolutionModules in stages 2, 3, 4 (identical for W32 and W48).
 _STAGE_MODULES: tuple[int, ...] = (1, 4, 3)
 _BLOCKS_PER_BRANCH = 4
@@ -496,9 +499,10 @@ class HigherHRNet(nn.Module):
         Raises:
             ValueError: If ``x`` is not ``(N, 3, H, W)`` with ``H`` and ``W`` multiples of 32.
         """
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] % 32 or x.shape[-1] % 32:
+        m = INPUT_MULTIPLE
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] % m or x.shape[-1] % m:
             raise ValueError(
-                f"HigherHRNet expects input of shape (N, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}"
+                f"HigherHRNet expects input of shape (N, 3, H, W) with H and W multiples of {m}, got {tuple(x.shape)}"
             )
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
