@@ -383,8 +383,6 @@ def _synthetic_set_of_checkpoint(cfg: DictConfig, ran: DictConfig, given: set[st
             "evaluate on another", ", ".join(f"{k}={v}" for k, v in OmegaConf.to_container(saved).items()),
         )  # fmt: skip
         cfg.data.synthetic = saved
-        cfg.data.root = None
-        build.prepare_data_root(cfg.data)
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -417,7 +415,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
             "HigherHRNet .pth with the matching experiment=...)"
         )
     generated = cfg.data.get("root") is None and cfg.data.get("synthetic") is not None
-    build.prepare_data_root(cfg.data)
+    if not generated:  # a generated set is made once the checkpoint has said which one
+        build.prepare_data_root(cfg.data)
     device = resolve_device(str(cfg.get("device", "auto")), key="device")
     path = str(cfg.checkpoint)
     info: dict[str, Any] = {}
@@ -437,6 +436,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
                         "change it)", int(trained), int(cfg.test.input_size),
                     )  # fmt: skip
                 cfg.test.input_size = int(trained)
+    if generated:
+        build.prepare_data_root(cfg.data)
     model.to(device)
     out_dir = Path(str(cfg.output_dir))
     output_json = out_dir / "results_val.json"

@@ -210,9 +210,9 @@ def resize_transform(
 
     Official ``get_multi_scale_size``: with ``s_min = ceil64(min_scale * input_size)`` the short side becomes
     ``int(s_min * scale / min_scale)`` and the long side ``int(ceil64(s_min * long / short) * scale / min_scale)``.
-    A side that this leaves off a multiple of the network's ``INPUT_MULTIPLE`` (32; scale 1.25 of 192 px: 240) is rounded to the
-    nearest multiple, which the network can run (the official code stops there); the affine follows the rounded
-    size. Official scales (2, 1, 0.5 of 512 or 640) give multiples already and are unchanged.
+    A side that this leaves off a multiple of the network's ``INPUT_MULTIPLE`` (32; scale 1.25 of 192 px: 240) is
+    rounded to the nearest multiple, which the network can run (the official code stops there); the affine follows
+    the rounded size. Official scales (2, 1, 0.5 of 512 or 640) give multiples already and are unchanged.
 
     Raises:
         ValueError: non-positive sizes or scales.
