@@ -264,7 +264,9 @@ class PoseEstimator(Predictor):
             rate = video.fps / video.stride
         else:
             video, rate = None, float(fps)
-        if tracking and tracker is None:
+        if not tracking:
+            tracker = None
+        elif tracker is None:
             tracker = PoseTracker(self.layout.oks_sigmas, fps=rate, **tracker_settings)
         try:
             if video is not None:

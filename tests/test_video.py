@@ -322,3 +322,17 @@ def test_evaluate_tracking_scores_the_estimator(tiny_checkpoint):
     m = evaluate_tracking(est, video, min_score=0.05)
     assert m["num_frames"] == 4 and m["num_objects"] > 0
     assert m["mota"] <= 1.0 and 0.0 <= m["idf1"] <= 1.0
+
+
+def test_bench_video_section_quick(tmp_path):
+    """``python -m bottomup.bench --quick --only video`` reports the stream's RSS marks, frames/s and tracking ms."""
+    from bottomup.bench.cli import main as bench_main
+
+    report_path = tmp_path / "bench.json"
+    assert bench_main(["--quick", "--only", "video", "--device", "cpu", "--json", str(report_path)]) == 0
+    results = {r["name"]: r for r in json.loads(report_path.read_text())["sections"]["video"]}
+    rss = results["stream RSS"]
+    assert len(rss["values"]) == 5 and all(v > 0 for v in rss["values"])
+    assert results["stream end to end"]["values"][0] > 0
+    assert len(results["tracking per frame"]["values"]) == 40
+    assert any(name.startswith("W32-64 bf16") for name in results)

@@ -216,8 +216,9 @@ class VideoSource:
 
     def close(self) -> None:
         """Release the file / device (idempotent)."""
-        if self._cap is not None:
-            self._cap.release()
+        cap = getattr(self, "_cap", None)  # None too when the constructor failed early
+        if cap is not None:
+            cap.release()
             self._cap = None
 
     def __enter__(self) -> VideoSource:
