@@ -14,6 +14,9 @@ Example::
     pred.save("people.png")                   # the picture (also .plot() -> RGB array)
     pred.to_json("people.json", image_id=1)   # COCO keypoint results
 
+Videos, cameras, streams: ``for result in estimator.track("clip.mp4"): result.track_ids, result.prediction``
+(:class:`FrameResult` per frame; ``bottomup.engine.tracking.PoseTracker`` gives the ids).
+
 Arrays are RGB by default; frames from OpenCV (``cv2.imread``, ``cv2.VideoCapture``) are BGR: pass
 ``color="bgr"`` (``PoseEstimator.from_checkpoint(..., color="bgr")``).
 
@@ -50,16 +53,8 @@ from bottomup.vis.draw import PLOT_DEFAULTS
 
 log = logging.getLogger("bottomup.train")
 
-__all__ = [
-    "FrameResult",
-    "Prediction",
-    "PoseEstimator",
-    "evaluate_tracking",
-    "PLOT_DEFAULTS",
-    "GROUPING_KEYS",
-    "train",
-    "evaluate",
-]
+__all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "train", "evaluate"]
+__all__ += ["FrameResult", "evaluate_tracking"]  # videos: PoseEstimator.track yields FrameResult
 
 
 class Prediction(inference.Prediction):
