@@ -166,7 +166,6 @@ class _Track:
     keypoints: np.ndarray  # (K, 3) last matched pose (raw, not smoothed), with recently seen joints kept
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px / frame of the joints' mean position
     misses: int = 0  # frames since last matched
-    hits: int = 1
     joint_age: np.ndarray = field(
         default_factory=lambda: np.zeros(0, np.int64)
     )  # (K,) frames since each joint was seen
@@ -321,7 +320,7 @@ class PoseTracker:
         kept[seen] = person[seen]
         tr.joint_age[seen] = 0
         tr.keypoints = kept
-        tr.misses, tr.hits = 0, tr.hits + 1
+        tr.misses = 0
         return tr.track_id
 
 
