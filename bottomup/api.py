@@ -14,6 +14,9 @@ Example::
     pred.save("people.png")                   # the picture (also .plot() -> RGB array)
     pred.to_json("people.json", image_id=1)   # COCO keypoint results
 
+Videos, cameras, streams: ``for result in estimator.track("clip.mp4"): result.track_ids, result.prediction``
+(:class:`FrameResult` per frame; ``bottomup.engine.tracking.PoseTracker`` gives the ids).
+
 Arrays are RGB by default; frames from OpenCV (``cv2.imread``, ``cv2.VideoCapture``) are BGR: pass
 ``color="bgr"`` (``PoseEstimator.from_checkpoint(..., color="bgr")``).
 
@@ -23,9 +26,12 @@ and are the bodies of ``python -m bottomup.train`` / ``python -m bottomup.evalua
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +46,7 @@ from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
 from bottomup.engine.distributed import init_distributed, resolve_device
 from bottomup.engine.evaluator import evaluate_model
 from bottomup.engine.inference import Predictor
+from bottomup.engine.tracking import PoseTracker
 from bottomup.engine.trainer import TrainLogger, TrainState, fit
 from bottomup.models.precision import AUTO, resolve_precision
 from bottomup.vis.draw import PLOT_DEFAULTS
@@ -47,6 +54,7 @@ from bottomup.vis.draw import PLOT_DEFAULTS
 log = logging.getLogger("bottomup.train")
 
 __all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "train", "evaluate"]
+__all__ += ["FrameResult", "evaluate_tracking"]  # videos: PoseEstimator.track yields FrameResult
 
 
 class Prediction(inference.Prediction):
@@ -63,6 +71,8 @@ class Prediction(inference.Prediction):
         radius: int | None = None,
         thickness: int | None = None,
         labels: bool = True,
+        colors: Sequence[tuple[int, int, int]] | None = None,
+        texts: Sequence[str] | None = None,
     ) -> np.ndarray:
         """The people drawn on the image (``bottomup.vis.draw_people``), one colour per person.
 
@@ -73,7 +83,9 @@ class Prediction(inference.Prediction):
             joint_threshold: joints with a score at or below it are not drawn (nor their limbs).
             min_side: a picture whose longer side is shorter is upscaled (bilinear) to it before drawing.
             radius, thickness: joint radius and limb width in pixels of the picture (default: from its size).
-            labels: write each person's score above it.
+            labels: write each person's score (or its entry of ``texts``) above it.
+            colors: ``(N,)`` RGB colours, one per person of this prediction (default: ``person_colors``).
+            texts: ``(N,)`` labels written instead of the scores (e.g. track ids).
 
         Returns:
             ``(H', W', 3)`` uint8 RGB, ``H' = H`` unless upscaled.
@@ -89,6 +101,7 @@ class Prediction(inference.Prediction):
         if picture is None:
             raise ValueError("this Prediction holds no image: pass plot(image=...) (H, W, 3) uint8 RGB")
         keep = self.scores >= min_score
+        kept = np.flatnonzero(keep)
         kpts = np.asarray(self.keypoints[keep], dtype=np.float64).copy()
         h, w = picture.shape[:2]
         factor = max(1.0, float(min_side) / max(h, w))
@@ -103,6 +116,8 @@ class Prediction(inference.Prediction):
             threshold=joint_threshold,
             radius=radius,
             thickness=thickness,
+            colors=None if colors is None or not len(kept) else [colors[i] for i in kept],
+            labels=None if texts is None or not labels else [texts[i] for i in kept],
         )
 
     def save(self, path: str | os.PathLike, image: np.ndarray | None = None, **plot: Any) -> Path:
@@ -189,6 +204,182 @@ class PoseEstimator(Predictor):
         estimator.summary = info["summary"]
         estimator.trained_on = str(cfg.data.get("name", ""))
         return estimator
+
+    def track(
+        self,
+        source: str | os.PathLike | int | Iterable[np.ndarray],
+        *,
+        tracking: bool = True,
+        min_score: float = 0.0,
+        sequence: bool = False,
+        fps: float = 30.0,
+        stride: int = 1,
+        max_frames: int | None = None,
+        tracker: PoseTracker | None = None,
+        **tracker_settings: Any,
+    ) -> Iterator[FrameResult]:
+        """People with identities, frame by frame, from a video, camera, stream or image sequence.
+
+        Frames are read, estimated and tracked one at a time (a generator: memory stays flat over any length;
+        stop iterating to stop reading). Tracking is :class:`bottomup.engine.tracking.PoseTracker` with the
+        layout's ``oks_sigmas``.
+
+        Example::
+
+            for result in estimator.track("clip.mp4", max_age=30):
+                print(result.index, result.time_s, result.track_ids, result.prediction.keypoints.shape)
+
+        Args:
+            source: a video file, camera index (``0`` or ``"0"``), stream URL (``rtsp://...``), image folder with
+                ``sequence=True`` (``bottomup.data.video.open_source``), an open ``VideoSource``, or an iterable
+                of ``(H, W, 3)`` uint8 arrays in this estimator's ``color`` order (times ``index / fps``).
+            tracking: give track ids (else ``track_ids`` is ``None``).
+            min_score: people scoring below this are dropped before tracking.
+            sequence, fps, stride, max_frames: as :func:`bottomup.data.video.open_source` (``fps``: of an image
+                sequence or array iterable, and of the tracker's clock where the source reports none).
+            tracker: a tracker to continue (default: a new one).
+            **tracker_settings: ``PoseTracker`` arguments for the new one (``max_age``, ``min_similarity``,
+                ``smoothing``, ``min_cutoff``, ``beta``, ...).
+
+        Yields:
+            :class:`FrameResult` per processed frame: keypoints in frame pixels (smoothed with ``smoothing``).
+
+        Raises:
+            bottomup.data.video.VideoReadError: the source cannot be opened or read (the message names it).
+            ValueError: bad ``stride`` / ``max_frames`` / ``fps`` / tracker settings.
+        """
+        from bottomup.data.video import VideoSource, open_source
+        from bottomup.engine.tracking import PoseTracker
+
+        own: VideoSource | None = None
+        if isinstance(source, VideoSource):
+            video, rate = source, source.fps / source.stride
+        elif isinstance(source, (str, os.PathLike, int)):
+            own = video = open_source(source, sequence=sequence, fps=fps, stride=stride, max_frames=max_frames)
+            rate = video.fps / video.stride
+        else:
+            video, rate = None, float(fps)
+        if not tracking:
+            tracker = None
+        elif tracker is None:
+            tracker = PoseTracker(self.layout.oks_sigmas, fps=rate, **tracker_settings)
+        try:
+            if video is not None:
+                frames: Iterable[tuple[int, float, np.ndarray]] = (
+                    (f.index, f.time_s, f.image if self.color == "bgr" else np.ascontiguousarray(f.image[..., ::-1]))
+                    for f in video
+                )
+            else:
+                frames = (
+                    (i, i / float(fps), image)
+                    for i, image in enumerate(itertools.islice(source, 0, max_frames and max_frames * stride, stride))  # type: ignore[arg-type]
+                )
+            for index, time_s, image in frames:
+                if video is None:
+                    index *= stride
+                    time_s = index / float(fps)
+                pred = self(image)
+                pred = pred[pred.scores >= min_score]
+                ids = None
+                if tracker is not None:
+                    ids, smoothed = tracker.update(pred.keypoints, time_s)
+                    if tracker.smoothing and len(pred):
+                        pred = dataclasses.replace(pred, keypoints=smoothed)
+                yield FrameResult(index=index, time_s=time_s, prediction=pred, track_ids=ids)
+        finally:
+            if own is not None:
+                own.close()
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The people of one video frame with their track ids: what :meth:`PoseEstimator.track` yields.
+
+    Attributes:
+        index: the frame's number in the source, 0-based.
+        time_s: the frame's time, seconds (``index / fps`` for files; wall-clock for cameras and streams).
+        prediction: the people (:class:`Prediction`, sorted by score; keypoints in frame pixels), holding the
+            frame as ``(H, W, 3)`` uint8 RGB.
+        track_ids: ``(N,)`` int64 track id (>= 1) of each person, or ``None`` without tracking.
+    """
+
+    index: int
+    time_s: float
+    prediction: Prediction
+    track_ids: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record of the frame (one line of ``python -m bottomup.infer``'s ``<video>.jsonl``):
+        ``{"frame", "time_s", "people": [{"track_id" (int or null), "keypoints": [x, y, score] * K, "score"}]}``,
+        coordinates in frame pixels rounded to 0.01, scores to 1e-4."""
+        people = []
+        for i, person in enumerate(self.prediction):
+            kp = np.nan_to_num(person.keypoints, nan=0.0)
+            flat = [round(float(v), 2) if j % 3 < 2 else round(float(v), 4) for j, v in enumerate(kp.ravel())]
+            track_id = None if self.track_ids is None else int(self.track_ids[i])
+            people.append({"track_id": track_id, "keypoints": flat, "score": round(float(person.score), 4)})
+        return {"frame": int(self.index), "time_s": round(float(self.time_s), 4), "people": people}
+
+    def plot(self, **style: Any) -> np.ndarray:
+        """The frame with each person drawn in its track's colour (``bottomup.vis.track_color``) and labelled
+        with its id (with the score when untracked): ``(H, W, 3)`` uint8 RGB of the frame's size.
+
+        Args:
+            **style: :meth:`Prediction.plot` settings (``min_score``, ``joint_threshold``, ``radius``,
+                ``thickness``, ``labels``); ``min_side`` defaults to 0 (no upscaling).
+        """
+        from bottomup.vis.draw import track_color
+
+        style.setdefault("min_side", 0)
+        if self.track_ids is None:
+            return self.prediction.plot(**style)
+        colors = [track_color(int(t)) for t in self.track_ids]
+        return self.prediction.plot(colors=colors, texts=[f"#{int(t)}" for t in self.track_ids], **style)
+
+
+def evaluate_tracking(
+    estimator: PoseEstimator,
+    video: Iterable[Any],
+    *,
+    fps: float | None = None,
+    min_score: float = 0.0,
+    min_oks: float = 0.5,
+    **tracker_settings: Any,
+) -> dict[str, float]:
+    """MOTA, IDF1, identity switches, ... of ``estimator.track`` on a video with ground-truth identities.
+
+    Args:
+        estimator: the model and its test settings.
+        video: frames with ground truth, e.g. ``bottomup.data.synthetic_video.SyntheticVideo``: each with
+            ``image`` ``(H, W, 3)`` uint8 BGR, ``ids (G,)``, ``keypoints (G, K, 3)`` (x, y, visibility) and
+            ``areas (G,)`` pixels.
+        fps: frame rate (default: ``video.fps``, else 30).
+        min_score: people below this score are dropped before tracking (and scoring).
+        min_oks: least OKS of a match to the ground truth (``bottomup.engine.tracking.tracking_metrics``).
+        **tracker_settings: ``PoseTracker`` arguments (``max_age``, ``smoothing``, ...).
+
+    Returns:
+        the dict of :func:`bottomup.engine.tracking.tracking_metrics` (``mota``, ``idf1``, ``num_switches``, ...).
+    """
+    from collections import deque
+
+    from bottomup.engine.tracking import tracking_metrics
+
+    truth: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()
+
+    def images() -> Iterator[np.ndarray]:
+        for frame in video:
+            truth.append((frame.ids, frame.keypoints, frame.areas))
+            yield frame.image if estimator.color == "bgr" else np.ascontiguousarray(frame.image[..., ::-1])
+
+    rate = float(fps if fps is not None else getattr(video, "fps", 30.0))
+
+    def rows() -> Iterator[tuple[np.ndarray, ...]]:
+        for result in estimator.track(images(), fps=rate, min_score=min_score, **tracker_settings):
+            ids, kpts, areas = truth.popleft()
+            yield ids, kpts, areas, result.track_ids, result.prediction.keypoints
+
+    return tracking_metrics(rows(), estimator.layout.oks_sigmas, min_oks=min_oks)
 
 
 # ----------------------------------------------------------------------------------------------------- train

@@ -6,9 +6,15 @@ Examples::
     python -m bottomup.infer photos/ 'more/*.png' --checkpoint outputs/coco_higherhrnet_w32/2025-01-01_00-00-00/best.pt
     python -m bottomup.infer img.jpg --checkpoint pose_higher_hrnet_w32_512.pth --experiment higherhrnet_w32
     python -m bottomup.infer coco/val2017 --no-render --scales 2 1 0.5 --min-score 0.1
+    python -m bottomup.infer clip.mp4 --max-age 30 --smooth       # video: tracked people, clip.jsonl + clip.mp4
+    python -m bottomup.infer 0 --max-frames 300                   # camera 0 (Ctrl-C stops, keeping the outputs)
+    python -m bottomup.infer rtsp://host/stream --stride 2 --no-render
+    python -m bottomup.infer frames/ --sequence --fps 25          # an image folder as the frames of a video
 
 Inputs: image files, folders (their image files, not recursive, sorted by name) and glob patterns (quote them
-so that the shell does not expand them first). Outputs in ``--output-dir`` (default ``outputs/infer``):
+so that the shell does not expand them first); videos: video files (``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ...,
+also matched by globs), a camera index (``0``), a stream URL OpenCV opens (``rtsp://``, ``http://``, ...) and, with
+``--sequence``, image folders read as the frames of a video. Outputs in ``--output-dir`` (default ``outputs/infer``):
 
 * ``results.json``: COCO keypoint results, one dict per detected person,
   ``{"file_name", "image_id" (when known), "category_id" (the model's data set's, ``data.category_id``), "keypoints": [x, y, score] * K, "score", "bbox"}``
@@ -19,20 +25,35 @@ so that the shell does not expand them first). Outputs in ``--output-dir`` (defa
   colour and its score; people below ``--draw-min-score`` (0.1) and joints at or below ``--joint-threshold`` (0.1)
   are not drawn, and images smaller than ``--min-side`` (640 px) are upscaled first.
 
+* per video ``<name>.jsonl`` (``<name>``: the file's stem, ``camera0``, the URL's or folder's last part): one
+  line per processed frame, written as the frame is done (streaming: memory stays flat),
+  ``{"frame": i, "time_s": t, "people": [{"track_id", "keypoints": [x, y, score] * K, "score"}]}`` in frame pixels
+  (``track_id`` null with ``--no-track``); people below ``--min-score`` are left out before tracking.
+  ``--stride n`` processes every n-th frame, ``--max-frames`` stops after that many.
+* per video (unless ``--no-render``) ``<name>.mp4``: the frames at their size and rate (divided by ``--stride``)
+  with each track in its own colour and labelled ``#id``.
+
+Tracking (``--track``, the default for videos): people are matched to the tracks of earlier frames by OKS with the
+data set's sigmas (Hungarian method; box IoU when no joint is shared), new people start tracks, a track missed for
+up to ``--max-age`` processed frames takes its person back; ``--smooth`` applies a One Euro filter to each track's
+keypoints (``bottomup.engine.tracking``). Ctrl-C stops, keeping the lines and frames written (the mp4 is
+finalised); the exit status is then 130.
+
 Checkpoint: ``--checkpoint`` takes this project's ``last.pt`` / ``best.pt`` (their config is inside) or an
 official HigherHRNet ``.pth`` (then ``--experiment`` says which network it is). Without ``--checkpoint`` the
 newest run under ``./outputs/`` is used: the run folder whose ``best.pt`` / ``last.pt`` was written last, and
 in it ``best.pt`` (best validation AP) when it exists, else ``last.pt``.
 
-Exit status: 0 all inputs processed; 1 some input failed (unreadable image; reported and skipped); 2 usage
-error (no input matched, no checkpoint, bad option or checkpoint).
+Exit status: 0 all inputs processed; 1 some input failed (unreadable image or video; reported and skipped); 2 usage
+error (no input matched, no checkpoint, bad option or checkpoint); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Detect people and their keypoints in images; write COCO-format results and renderings.",
         epilog="Exit status: 0 all inputs done, 1 some input failed, 2 usage error.",
     )
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files, folders or glob patterns; video files, camera indices (0) or stream URLs (rtsp://...)",
+    )
     p.add_argument(
         "--checkpoint",
         help="this project's last.pt / best.pt, or an official HigherHRNet .pth (needs --experiment); "
@@ -108,7 +133,25 @@ def _parser() -> argparse.ArgumentParser:
         help="fold BatchNorm into the convs and cast the weights to --precision (fastest CPU path with bf16)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the network (the first image compiles)")
-    p.add_argument("--no-render", action="store_true", help="write results.json only, no PNGs")
+    p.add_argument("--no-render", action="store_true", help="write results.json / .jsonl only, no PNGs / MP4s")
+    video = p.add_argument_group("videos, cameras and streams")
+    video.add_argument("--sequence", action="store_true", help="read image folders as the frames of one video each")
+    video.add_argument("--fps", type=float, default=30.0, help="frame rate of --sequence folders (default %(default)s)")
+    video.add_argument("--stride", type=int, default=1, help="process every n-th frame (default %(default)s)")
+    video.add_argument("--max-frames", type=int, help="stop after this many processed frames per video")
+    video.add_argument(
+        "--track",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give people track ids across frames (default: on)",
+    )
+    video.add_argument(
+        "--max-age",
+        type=int,
+        default=30,
+        help="processed frames a lost track survives and can take its person back (default %(default)s)",
+    )
+    video.add_argument("--smooth", action="store_true", help="One Euro filter on each track's keypoints")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -176,16 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
-    from bottomup.data.io import expand_inputs
-    from bottomup.engine.checkpoint import find_checkpoint
-
+def _check_options(args: argparse.Namespace) -> None:
+    """Ranges of the numeric options (a usage error names the option); makes ``--output-dir``."""
     for flag in ("min_score", "draw_min_score", "joint_threshold"):
         if not 0.0 <= getattr(args, flag) <= 1.0:  # NaN fails too
             raise UsageError(f"--{flag.replace('_', '-')} must be in [0, 1] (a score), got {getattr(args, flag)}")
     for flag in ("min_side", "radius", "thickness"):
         if getattr(args, flag) is not None and not 1 <= getattr(args, flag) <= 8192:
             raise UsageError(f"--{flag.replace('_', '-')} must be in [1, 8192] pixels, got {getattr(args, flag)}")
+    for flag, least in (("stride", 1), ("max_frames", 1), ("max_age", 0)):
+        if getattr(args, flag) is not None and getattr(args, flag) < least:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= {least}, got {getattr(args, flag)}")
+    if not args.fps > 0:
+        raise UsageError(f"--fps must be > 0 frames per second, got {args.fps}")
     out_dir = Path(args.output_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,9 +239,17 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--output-dir {out_dir}: cannot make this folder ({e.strerror or e}); give a folder path"
         ) from e
-    files, unmatched = expand_inputs(args.inputs)
-    if not files:
-        raise UsageError(f"no input image matched {' '.join(args.inputs)}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bottomup.data.io import expand_inputs
+    from bottomup.engine.checkpoint import find_checkpoint
+
+    _check_options(args)
+    videos, image_inputs = _split_inputs(args.inputs, args.sequence)
+    files, unmatched = expand_inputs(image_inputs) if image_inputs else ([], [])
+    if not files and not videos:
+        raise UsageError(f"no input image matched {' '.join(args.inputs)} (nor is any a video, camera or stream)")
     # a name that matched nothing is a failed input (as an unreadable file), reported at the end
     failures: list[tuple[str, str]] = [(p, "no such file, or no image in it") for p in unmatched]
     if args.checkpoint:
@@ -247,6 +301,12 @@ def _run(args: argparse.Namespace) -> int:
     results: list[dict] = []
     used: set[str] = set()
     people = 0
+    if videos:
+        status = _run_videos(estimator, videos, args, out_dir, used, style, failures)
+        if status is not None or not files:
+            for path, reason in failures:
+                print(f"  failed: {path}: {reason}")
+            return status if status is not None else (1 if failures else 0)
     for path in tqdm(files, desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True):
         try:
             pred = estimator(path)
@@ -276,6 +336,149 @@ def _run(args: argparse.Namespace) -> int:
     for path, reason in failures:
         print(f"  failed: {path}: {reason}")
     return 1 if failures else 0
+
+
+def _split_inputs(inputs: Sequence[str], sequence: bool) -> tuple[list[str], list[str]]:
+    """``(videos, image inputs)``: camera indices, URLs, video files (named, or matched by a glob) and, with
+    ``sequence``, folders are videos; the rest are image inputs for ``expand_inputs``."""
+    import glob
+
+    from bottomup.data.video import VIDEO_EXTENSIONS, is_video_source
+
+    videos: list[str] = []
+    images: list[str] = []
+    for item in inputs:
+        if is_video_source(item, sequence):
+            videos.append(item)
+            continue
+        if glob.has_magic(item) and not Path(item).exists():
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in VIDEO_EXTENSIONS)
+            videos.extend(p for p in found if Path(p).is_file())
+            if found and not any(Path(p).suffix.lower() not in VIDEO_EXTENSIONS for p in glob.glob(item)):
+                continue  # only videos matched
+        images.append(item)
+    return videos, images
+
+
+def _unique_path(out_dir: Path, stem: str, suffixes: Sequence[str], used: set[str]) -> Path:
+    """``out_dir/stem`` (suffix added by the caller) whose ``stem + suffix`` names are not in ``used`` yet."""
+    name, i = stem, 1
+    while any(f"{name}{s}" in used for s in suffixes):
+        i += 1
+        name = f"{stem}_{i}"
+    used.update(f"{name}{s}" for s in suffixes)
+    return out_dir / name
+
+
+def _run_videos(
+    estimator: Any,
+    videos: Sequence[str],
+    args: argparse.Namespace,
+    out_dir: Path,
+    used: set[str],
+    style: dict[str, Any],
+    failures: list[tuple[str, str]],
+) -> int | None:
+    """Each video through ``estimator.track``, writing ``<name>.jsonl`` (+ ``<name>.mp4``); a source that fails
+    is added to ``failures``. Returns 130 when interrupted (Ctrl-C), else ``None``."""
+    frame_style = {**style, "min_side": 0}  # the rendered video has the frames' size
+    with _deferred_interrupt() as stop:
+        return _videos_loop(estimator, videos, args, out_dir, used, frame_style, failures, stop)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[list[int]]:
+    """While inside: the first Ctrl-C (SIGINT) only appends to the yielded list (the loop ends after the frame it
+    is on); a second one interrupts at once. Outside the main thread nothing changes."""
+    import signal
+    import threading
+
+    stop: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.append(signum)
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _videos_loop(
+    estimator: Any,
+    videos: Sequence[str],
+    args: argparse.Namespace,
+    out_dir: Path,
+    used: set[str],
+    frame_style: dict[str, Any],
+    failures: list[tuple[str, str]],
+    stop: list[int],
+) -> int | None:
+    """The body of :func:`_run_videos`; ``stop`` becomes non-empty on Ctrl-C."""
+    import json
+
+    import cv2
+    from tqdm import tqdm
+
+    from bottomup.data.video import VideoReadError, VideoWriter, open_source
+
+    for item in videos:
+        try:
+            source = open_source(
+                item, sequence=args.sequence, fps=args.fps, stride=args.stride, max_frames=args.max_frames
+            )
+        except VideoReadError as e:
+            failures.append((item, str(e)))
+            print(f"failed: {item}: {e}", file=sys.stderr)
+            continue
+        base = _unique_path(out_dir, source.name, (".jsonl", ".mp4"), used)
+        jsonl, mp4 = base.with_name(base.name + ".jsonl"), base.with_name(base.name + ".mp4")
+        frames = people = 0
+        writer: VideoWriter | None = None
+        bar = tqdm(total=source.total, desc=source.name, unit="frame", disable=args.no_progress, dynamic_ncols=True)
+        try:
+            with source, jsonl.open("w", encoding="utf-8") as lines:
+                if not args.no_render:
+                    writer = VideoWriter(mp4, source.fps / source.stride, source.size)
+                results = estimator.track(
+                    source,
+                    tracking=args.track,
+                    min_score=args.min_score,
+                    max_age=args.max_age,
+                    smoothing=args.smooth,
+                )
+                for result in results:
+                    if stop:  # Ctrl-C: end after a whole frame, so that the jsonl and the mp4 agree
+                        raise KeyboardInterrupt
+                    lines.write(json.dumps(result.to_dict()) + "\n")
+                    lines.flush()  # a kill keeps every finished line
+                    if writer is not None:
+                        writer.write(cv2.cvtColor(result.plot(**frame_style), cv2.COLOR_RGB2BGR))
+                    frames += 1
+                    people += len(result.prediction)
+                    bar.update(1)
+                    if stop:
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            bar.close()
+            if writer is not None:
+                writer.close()
+            print(f"interrupted: {item}: {frames} frames written to {jsonl}" + ("" if writer is None else f", {mp4}"))
+            return 130
+        except Exception as e:  # noqa: BLE001 - a failing video must not stop the others
+            failures.append((item, f"{e} (after {frames} frames; those are kept in {jsonl})"))
+            tqdm.write(f"failed: {item}: {e}", file=sys.stderr)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        print(f"{item}: {frames} frames, {people} people; {jsonl}" + ("" if args.no_render else f", {mp4}"))
+    return None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """One benchmark entry point for speed and memory: ``python -m bottomup.bench``.
 
-Sections (``--only`` picks a subset, comma separated; all but ``grouping_reference`` run by default):
+Sections (``--only`` picks a subset, comma separated; all but ``grouping_reference`` and ``video`` run by default):
 
 * ``forward``: latency of one forward pass of HigherHRNet-W\\ ``--width`` on a ``(1, 3, S, S)`` input
   (``S = --size``), under ``torch.inference_mode()``, in eval mode, per precision (``fp32``; ``bf16`` autocast;
@@ -39,6 +39,12 @@ Sections (``--only`` picks a subset, comma separated; all but ``grouping_referen
   memory freed by earlier sections does not count; the RSS just before is in the note); where that is not possible, ``resource.getrusage`` max RSS,
   which cannot be reset and is then a process-lifetime maximum). CUDA: ``torch.cuda.max_memory_allocated``.
   Unit: MiB.
+* ``video`` (only when named in ``--only``): a 2,000-frame generated 320 x 240 stream of walking figures
+  (``bottomup.data.synthetic_video``) through ``PoseEstimator.track`` as ``python -m bottomup.infer`` runs a video
+  (estimate, track, a JSON line, a rendered MP4 frame), with the ``--checkpoint``'s model or the quickstart network
+  with random weights: resident memory at frames 1, 500, 1000, 1500, 2000 (flat: nothing accumulates), frames/s
+  end to end and ``PoseTracker.update`` ms per frame; then frames/s of HigherHRNet-W``--width`` at ``--size`` on
+  640 x 480 frames, fp32 and per other precision the BN-folded channels_last copy, flip test off / on.
 
 Every measurement is taken ``--repeats`` times after ``--warmup`` untimed runs and reported as min / median / max,
 as a table on stdout and, with ``--json PATH``, as JSON. On CUDA every timing is bracketed by
@@ -46,7 +52,7 @@ as a table on stdout and, with ``--json PATH``, as JSON. On CUDA every timing is
 one repeat, a few images); its numbers mean nothing.
 
 Modules: ``common`` (results, settings, machine, timing, model and inputs, table), one per section (``forward``,
-``train``, ``data``, ``grouping`` with ``grouping_reference``, ``e2e``, ``flops``, ``memory``), ``cli`` (options and
+``train``, ``data``, ``grouping`` with ``grouping_reference``, ``e2e``, ``flops``, ``memory``, ``video``), ``cli`` (options and
 the dispatch table :data:`SECTIONS`).
 
 Examples::

@@ -24,6 +24,7 @@ from bottomup.bench.forward import bench_forward
 from bottomup.bench.grouping import bench_grouping, bench_grouping_reference
 from bottomup.bench.memory import bench_memory
 from bottomup.bench.train import bench_train
+from bottomup.bench.video import bench_video
 from bottomup.engine.distributed import resolve_device
 from bottomup.models.precision import check_precision
 
@@ -89,9 +90,10 @@ SECTIONS: dict[str, Callable[[Run], list[Result]]] = {
     "e2e": lambda run: bench_e2e(run.s, None if run.s.checkpoint else run.model()),
     "flops": _flops,
     "memory": _memory,
+    "video": lambda run: bench_video(run.s, run.model()),
 }
-#: Sections run without ``--only``: all but the slow reference comparison.
-DEFAULT_SECTIONS: tuple[str, ...] = tuple(sec for sec in SECTIONS if sec != "grouping_reference")
+#: Sections run without ``--only``: all but the slow reference comparison and the long video stream.
+DEFAULT_SECTIONS: tuple[str, ...] = tuple(sec for sec in SECTIONS if sec not in ("grouping_reference", "video"))
 #: Sections that read coco-mini.
 DATA_SECTIONS = frozenset({"train", "data", "grouping", "grouping_reference", "e2e"})
 
@@ -119,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections out of {','.join(SECTIONS)} (grouping_reference only when named)",
+        help=f"comma-separated sections out of {','.join(SECTIONS)} (grouping_reference and video only when named)",
     )
     p.add_argument("--size", type=int, default=None, help="square input side (default 512; 64 with --quick)")
     p.add_argument("--width", type=int, default=32, help="HRNet width (32 = W32, 48 = W48)")

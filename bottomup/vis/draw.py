@@ -20,6 +20,7 @@ Letters: N people, K keypoints, L tag dimensions, H x W image, h x w map.
 from __future__ import annotations
 
 import colorsys
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -40,6 +41,7 @@ __all__ = [
     "plot_person_tags",
     "render_tag_map",
     "tag_grid",
+    "track_color",
 ]
 
 Color = tuple[int, int, int]
@@ -82,6 +84,18 @@ def person_colors(n: int) -> list[Color]:
         r, g, b = colorsys.hsv_to_rgb(hue, (0.95, 0.6, 0.8)[m % 3], (1.0, 0.7)[m % 2])
         out.append((int(round(255 * r)), int(round(255 * g)), int(round(255 * b))))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def track_color(track_id: int) -> Color:
+    """The RGB colour of track ``track_id`` (1-based), the same in every frame: ``person_colors`` entry
+    ``track_id - 1`` (ids < 1 get entry 0).
+
+    Returns:
+        ``(r, g, b)`` ints in ``[0, 255]``.
+    """
+    i = max(0, int(track_id) - 1)
+    return person_colors(i + 1)[i]
 
 
 def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -186,6 +200,7 @@ def draw_people(
     radius: int | None = None,
     thickness: int | None = None,
     draw_score_text: bool = True,
+    labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Draw people as coloured joints and limbs, one colour per person.
 
@@ -207,6 +222,7 @@ def draw_people(
         radius: joint radius in pixels; ``None`` = ``max(2, round(0.006 * max(H, W)))`` (4 px at 640).
         thickness: limb width in pixels; ``None`` = ``max(1, round(0.004 * max(H, W)))`` (3 px at 640).
         draw_score_text: write the score of each person when ``scores`` is given.
+        labels: ``N`` texts written instead of the scores (e.g. track ids), or ``None``.
 
     Returns:
         a new ``(H, W, 3)`` uint8 RGB image.
@@ -227,6 +243,10 @@ def draw_people(
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if scores.shape != (n,):
             raise ValueError(f"scores must be (N,) = ({n},) one per person, got {scores.shape}")
+    if labels is not None:
+        labels = [str(t) for t in labels]
+        if len(labels) != n:
+            raise ValueError(f"labels must be N = {n} texts, one per person, got {len(labels)}")
     palette = _colors_for(colors, n)
     out = image.copy()
     if n == 0:
@@ -252,7 +272,8 @@ def draw_people(
         for j in np.flatnonzero(shown[i]):
             cv2.circle(out, pt(i, j), r_fixed, palette[i], -1, cv2.LINE_AA, _SHIFT)
             cv2.circle(out, pt(i, j), r_fixed, (255, 255, 255), 1, cv2.LINE_AA, _SHIFT)
-    if scores is not None and draw_score_text:
+    texts = labels if labels is not None else [f"{v:.2f}" for v in scores] if scores is not None else None
+    if texts is not None and draw_score_text:
         font_scale = max(0.35, side / 1300.0)
         font_thick = max(1, round(side / 640.0))
         for i in range(n):
@@ -260,7 +281,7 @@ def draw_people(
                 continue
             pts = xy[i][shown[i]]
             top = int(np.argmin(pts[:, 1]))
-            text = f"{scores[i]:.2f}"
+            text = texts[i]
             (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thick)
             x = int(np.clip(pts[top, 0] - tw / 2, 0, max(0, w - tw)))
             y = int(np.clip(pts[top, 1] - radius - 4, th + 1, h - 1))
