@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bottomup import build
 from bottomup.codec import GROUPING_KEYS
+from bottomup.deploy.runtime import SUFFIX_BACKEND, DeployedPoseEstimator
 from bottomup.engine import inference
 from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
 from bottomup.engine.distributed import init_distributed, resolve_device
@@ -45,6 +46,9 @@ from bottomup.models.precision import AUTO, resolve_precision
 from bottomup.vis.draw import PLOT_DEFAULTS
 
 log = logging.getLogger("bottomup.train")
+
+#: Model-file suffixes of exported models (``python -m bottomup.export``).
+EXPORTED_SUFFIXES = tuple(SUFFIX_BACKEND)
 
 __all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "train", "evaluate"]
 
@@ -162,9 +166,13 @@ class PoseEstimator(Predictor):
         *,
         experiment: str | None = None,
         device: str | torch.device | None = None,
+        backend: str = "torch",
         **overrides: Any,
-    ) -> PoseEstimator:
+    ) -> PoseEstimator | DeployedPoseEstimator:
         """Load a project checkpoint or an official HigherHRNet ``.pth`` (``bottomup.build.load_model``).
+
+        An exported model (``.onnx`` / OpenVINO ``.xml`` from ``python -m bottomup.export``), or ``backend``
+        ``"onnxruntime"`` / ``"openvino"``, gives :meth:`from_exported` instead.
 
         * Project checkpoint (``last.pt`` / ``best.pt``): the network, layout and test settings come from the
           config saved in it; ``experiment`` is used only if it has none.
@@ -175,6 +183,7 @@ class PoseEstimator(Predictor):
             path: local file (loaded with ``torch.load(weights_only=True)`` on CPU).
             experiment: name in ``conf/experiment``.
             device: where to run.
+            backend: ``"torch"`` (default) runs the checkpoint; ``"onnxruntime"`` / ``"openvino"`` an exported file.
             **overrides: ``PoseEstimator`` arguments (``input_size``, ``scales``, ``flip_test``, grouping keys).
 
         Raises:
@@ -183,11 +192,36 @@ class PoseEstimator(Predictor):
             ValueError: an official checkpoint without ``experiment``.
             RuntimeError: weights that do not fit the configured model (message lists the mismatches).
         """
+        if backend != "torch" or Path(path).suffix in EXPORTED_SUFFIXES:
+            return cls.from_exported(path, backend=None if backend == "torch" else backend, **overrides)
         info: dict[str, Any] = {}
         model, cfg, _ = build.load_model(path, experiment=experiment, info=info)
         estimator = cls.from_config(cfg, model=model, device=device, **overrides)
         estimator.summary = info["summary"]
         estimator.trained_on = str(cfg.data.get("name", ""))
+        return estimator
+
+    @classmethod
+    def from_exported(
+        cls, path: str | os.PathLike, *, backend: str | None = None, **settings: Any
+    ) -> DeployedPoseEstimator:
+        """An exported model (``python -m bottomup.export``) on ONNX Runtime or OpenVINO, returning this API's
+        :class:`Prediction` (with drawing).
+
+        This module imports torch; ``bottomup.deploy.runtime.DeployedPoseEstimator`` is the same runtime without it
+        (its predictions have no ``plot`` / ``save``).
+
+        Args:
+            path: ``*.onnx`` or ``*.xml`` with its JSON beside it.
+            backend: ``"onnxruntime"`` or ``"openvino"``; default by the suffix.
+            **settings: ``DeployedPoseEstimator`` arguments (``threads``, ``color``, host grouping keys).
+
+        Raises:
+            bottomup.deploy.runtime.ModelFileError: missing / mismatched model file or JSON (named).
+            ImportError: the backend's package is missing (names the ``deploy`` extra).
+        """
+        estimator = DeployedPoseEstimator(path, backend=backend, **settings)
+        estimator.prediction_type = Prediction
         return estimator
 
 

@@ -102,7 +102,9 @@ def backend_for(model_path: str | os.PathLike, backend: str | None = None) -> st
     """
     path = Path(model_path)
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS} for an exported model (or 'torch' for a checkpoint), got {backend!r}")
+        raise ValueError(
+            f"backend must be one of {BACKENDS} for an exported model (or 'torch' for a checkpoint), got {backend!r}"
+        )
     if backend is None:
         if path.suffix not in SUFFIX_BACKEND:
             raise ModelFileError(
@@ -110,7 +112,12 @@ def backend_for(model_path: str | os.PathLike, backend: str | None = None) -> st
             )
         return SUFFIX_BACKEND[path.suffix]
     if backend == "onnxruntime" and path.suffix != ".onnx":
-        raise ModelFileError(f"{path}: onnxruntime runs .onnx files; use backend='openvino' for an OpenVINO IR")
+        raise ModelFileError(
+            f"{path}: onnxruntime runs .onnx files written by python -m bottomup.export (export the checkpoint "
+            "first; backend='openvino' runs an OpenVINO .xml)"
+        )
+    if backend == "openvino" and path.suffix not in SUFFIX_BACKEND:
+        raise ModelFileError(f"{path}: openvino runs .xml / .onnx files written by python -m bottomup.export")
     return backend
 
 
@@ -135,7 +142,7 @@ def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: not a readable JSON file ({e}); export the model again") from e
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
-        raise ModelFileError(f"{path}: not a bottomup export description (its \"format\" must be {EXPORT_FORMAT!r})")
+        raise ModelFileError(f'{path}: not a bottomup export description (its "format" must be {EXPORT_FORMAT!r})')
     if meta.get("version") != EXPORT_VERSION:
         raise ModelFileError(
             f"{path}: export version {meta.get('version')!r}, this runtime reads version {EXPORT_VERSION}; export again"
