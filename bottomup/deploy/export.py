@@ -35,7 +35,7 @@ from bottomup.deploy.runtime import EXPORT_FORMAT, EXPORT_VERSION, INSTALL_HINT,
 from bottomup.engine.checkpoint import write_json
 from bottomup.engine.inference import Predictor
 
-__all__ = ["EXPORTERS", "FORMATS", "export_metadata", "export_model", "calibration_inputs"]
+__all__ = ["EXPORTERS", "FORMATS", "calibration_inputs", "convert_to_openvino", "export_metadata", "export_model"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,63 @@ def _quantize_openvino(model: Any, inputs: list[np.ndarray]) -> Any:
     )
 
 
+def _write_openvino(onnx_path: Path, path: Path, calibration: list[np.ndarray] | None) -> None:
+    """ONNX file -> OpenVINO IR at ``path`` (``.xml`` + ``.bin``, fp32 weights), INT8 with ``calibration`` inputs;
+    written next to ``path`` first and moved into place (a failure leaves any older IR whole)."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise ImportError(f"OpenVINO export needs the package 'openvino': {INSTALL_HINT}") from e
+    model = ov.convert_model(str(onnx_path))
+    if calibration is not None:
+        model = _quantize_openvino(model, calibration)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-ir-") as tmp:
+        tmp_xml = Path(tmp) / path.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp_xml, path)
+
+
+def convert_to_openvino(
+    onnx_path: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    int8: bool = False,
+    calibration: Sequence[str | os.PathLike] = (),
+) -> dict[str, Path]:
+    """An exported ONNX model (with its JSON) as OpenVINO IR, optionally INT8, without exporting again.
+
+    Args:
+        onnx_path: ``*.onnx`` written by :func:`export_model`, its JSON beside it.
+        path: the ``*.xml`` to write (``.bin`` and ``.json`` beside it).
+        int8: quantise with NNCF on ``calibration`` images (resized like at test time).
+
+    Returns:
+        ``{"model", "weights", "metadata"}`` paths.
+
+    Raises:
+        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON. ValueError: a path not ending in .xml,
+        INT8 without images. ImportError: openvino / nncf missing.
+    """
+    from bottomup.deploy.runtime import read_metadata
+
+    onnx_path, path = Path(onnx_path), Path(path)
+    if path.suffix != ".xml":
+        raise ValueError(f"{path}: an OpenVINO IR file name must end in .xml")
+    meta = read_metadata(onnx_path)
+    inputs = calibration_inputs(calibration, int(meta["input_size"])) if int8 else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_openvino(onnx_path, path, inputs)
+    meta = {
+        **meta,
+        "precision": "int8" if int8 else meta.get("precision", "fp32"),
+        "model_file": path.name,
+        "calibration_images": len(inputs or []),
+    }
+    write_json(metadata_path(path), meta)
+    return {"model": path, "weights": path.with_suffix(".bin"), "metadata": metadata_path(path)}
+
+
 def export_model(
     predictor: Predictor,
     path: str | os.PathLike,
@@ -222,17 +279,7 @@ def export_model(
         if format == "onnx":
             os.replace(onnx_path, path)
         else:
-            try:
-                import openvino as ov
-            except ImportError as e:
-                raise ImportError(f"OpenVINO export needs the package 'openvino': {INSTALL_HINT}") from e
-            ov_model = ov.convert_model(str(onnx_path))
-            if int8:
-                ov_model = _quantize_openvino(ov_model, inputs)
-            tmp_xml = Path(tmp) / path.name
-            ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
-            os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-            os.replace(tmp_xml, path)
+            _write_openvino(onnx_path, path, inputs if int8 else None)
             written["weights"] = path.with_suffix(".bin")
     meta = export_metadata(
         predictor,
