@@ -142,6 +142,7 @@ def _quantize_openvino(model: Any, inputs: list[np.ndarray]) -> Any:
         import nncf
     except ImportError as e:
         raise ImportError(f"INT8 export needs NNCF, which is not installed: {INSTALL_HINT}") from e
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # one INFO line per op otherwise
     ignored = nncf.IgnoredScope(types=["Interpolate", "MaxPool", "TopK", "GatherElements", "Gather"], validate=False)
     return nncf.quantize(
         model,
