@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -107,16 +108,26 @@ def _export_onnx(graph: DecodeGraph, path: Path, input_size: int, exporter: str)
         )
         program.save(str(path), external_data=False)
     else:
-        torch.onnx.export(
-            graph,
-            (x,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes={INPUT_NAME: {2: "height", 3: "width"}},
-        )
+        with warnings.catch_warnings():
+            # shape checks of the network / aggregation become constants of the trace: intended (their inputs are
+            # channel counts, fixed in the graph; H and W stay dynamic)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            _export_torchscript(graph, x, path, opset)
+
+
+def _export_torchscript(graph: DecodeGraph, x: torch.Tensor, path: Path, opset: int) -> None:
+    """The TorchScript exporter (a trace): H and W dynamic through ``dynamic_axes``."""
+    torch.onnx.export(
+        graph,
+        (x,),
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_axes={INPUT_NAME: {2: "height", 3: "width"}},
+    )
 
 
 def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> list[np.ndarray]:
