@@ -5,6 +5,7 @@ Examples::
     python -m bottomup.export outputs/quickstart/.../best.pt                        # -> best.onnx + best.json
     python -m bottomup.export pose_higher_hrnet_w32_512.pth w32.xml --experiment higherhrnet_w32   # OpenVINO IR
     python -m bottomup.export best.pt best_int8.xml --int8 --calib coco/val2017     # INT8 (NNCF), OpenVINO IR
+    python -m bottomup.export best.pt best_int8.onnx --int8 --calib coco/val2017    # INT8 for ONNX Runtime (QDQ)
 
 Writes the model file -- ONNX (``.onnx``) or OpenVINO IR (``.xml`` + ``.bin``) -- holding the network and the
 test-time graph (flip test, stage / flip averaging, projection, heatmap NMS, top-k candidates with their tags;
@@ -55,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detection-threshold", type=float, help="minimum heatmap peak to start a joint")
     p.add_argument("--tag-threshold", type=float, help="maximum tag distance to join a person")
     p.add_argument("--max-people", type=int, help="candidates per joint kept by the graph's top-k")
-    p.add_argument("--int8", action="store_true", help="post-training INT8 quantisation (NNCF; OpenVINO IR)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="post-training static INT8 quantisation: NNCF for OpenVINO IR (default format with --int8), "
+        "ONNX Runtime quantize_static for .onnx",
+    )
     p.add_argument("--calib", nargs="+", help="calibration images for --int8: files, folders or glob patterns")
     p.add_argument("--calib-count", type=int, default=100, help="use at most this many calibration images")
     return p
@@ -71,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = args.format
     output = Path(args.output) if args.output else None
     if fmt is None:
-        fmt = "openvino" if (output is not None and output.suffix == ".xml") or args.int8 else "onnx"
+        if output is not None and output.suffix in (".onnx", ".xml"):
+            fmt = "openvino" if output.suffix == ".xml" else "onnx"
+        else:
+            fmt = "openvino" if args.int8 else "onnx"
     if output is None:
         output = checkpoint.with_suffix(".xml" if fmt == "openvino" else ".onnx")
     calibration: list[Path] = []

@@ -253,3 +253,30 @@ def test_export_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
     assert main([str(ckpt), str(tmp_path / "x.xml"), "--int8"]) == 2
     assert "--int8 needs --calib" in capsys.readouterr().err
     assert not (tmp_path / "x.xml").exists()
+
+
+def test_int8_export_quantises_the_network_and_still_finds_people(
+    quickstart_export, coco_root: Path, tmp_path: Path
+) -> None:
+    """``--int8``: NNCF (OpenVINO IR) and ONNX Runtime static quantisation on real calibration images give models
+    whose convolutions are quantised, the decode left in float, and that find people where fp32 does."""
+    import onnx
+    import openvino as ov
+
+    from bottomup.deploy.export import quantize_onnx
+
+    estimator, files = quickstart_export
+    calib = sorted((coco_root / "train2017").glob("*.jpg"))[:3]
+    xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
+    q_onnx = quantize_onnx(files["onnxruntime"], tmp_path / "int8.onnx", calibration=calib)["model"]
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()}
+    assert "FakeQuantize" in ops and "TopK" in ops
+    nodes = onnx.load(str(q_onnx)).graph.node
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10 and any(n.op_type == "TopK" for n in nodes)
+    image = _inputs(coco_root)[0]
+    expected = estimator(image)
+    for path in (xml, q_onnx):
+        deployed = DeployedPoseEstimator(path, threads=1)
+        assert deployed.precision == "int8"
+        got = deployed(image)
+        assert 0 < len(got) <= 2 * len(expected)

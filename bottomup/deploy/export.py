@@ -9,9 +9,9 @@ network, flip test, stage / flip averaging, projection, NMS and top-k; grouping 
   the network's input multiple, 32; the official resize gives multiples of 64 at scale 1). Weights inside the file.
 * OpenVINO IR: ``openvino.convert_model`` on the ONNX file, ``openvino.save_model`` (``.xml`` + ``.bin``, fp32
   weights).
-* INT8 (OpenVINO IR only): post-training static quantisation by NNCF (``nncf.quantize``, default mixed preset)
-  with calibration images resized and normalised like at test time; the decode ops (interpolation, max-pool,
-  top-k) stay in float so that NMS does not see quantised heatmaps.
+* INT8: post-training static quantisation with calibration images resized and normalised like at test time --
+  OpenVINO IR by NNCF (``nncf.quantize``, default mixed preset), ONNX by ONNX Runtime (``quantize_static``, QDQ);
+  the decode ops (interpolation, max-pool, top-k) stay in float so that NMS does not see quantised heatmaps.
 
 Letters: K keypoints, M = ``max_people``.
 """
@@ -36,7 +36,15 @@ from bottomup.deploy.runtime import EXPORT_FORMAT, EXPORT_VERSION, INSTALL_HINT,
 from bottomup.engine.checkpoint import write_json
 from bottomup.engine.inference import Predictor
 
-__all__ = ["EXPORTERS", "FORMATS", "calibration_inputs", "convert_to_openvino", "export_metadata", "export_model"]
+__all__ = [
+    "EXPORTERS",
+    "FORMATS",
+    "calibration_inputs",
+    "convert_to_openvino",
+    "export_metadata",
+    "export_model",
+    "quantize_onnx",
+]
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +188,63 @@ def _write_openvino(onnx_path: Path, path: Path, calibration: list[np.ndarray] |
         os.replace(tmp_xml, path)
 
 
+def quantize_onnx(
+    onnx_path: str | os.PathLike, path: str | os.PathLike, *, calibration: Sequence[str | os.PathLike]
+) -> dict[str, Path]:
+    """An exported ONNX model (with its JSON) quantised to INT8 for ONNX Runtime: static post-training quantisation
+    (``onnxruntime.quantization.quantize_static``, QDQ format, per-channel int8 weights, uint8 activations, MinMax
+    calibration on ``calibration`` images resized like at test time); only ``Conv`` / ``ConvTranspose`` are
+    quantised, so the decode ops (resize, max-pool, top-k) stay in float.
+
+    Returns:
+        ``{"model", "metadata"}`` paths.
+
+    Raises:
+        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON. ValueError: a path not ending in .onnx,
+        no images. ImportError: onnxruntime missing.
+    """
+    from bottomup.deploy.runtime import read_metadata
+
+    try:
+        from onnxruntime import quantization as ortq
+    except ImportError as e:
+        raise ImportError(f"ONNX Runtime INT8 needs the package 'onnxruntime': {INSTALL_HINT}") from e
+    onnx_path, path = Path(onnx_path), Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"{path}: an ONNX file name must end in .onnx")
+    meta = read_metadata(onnx_path)
+    inputs = calibration_inputs(calibration, int(meta["input_size"]))
+
+    class _Reader(ortq.CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(inputs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.items, None)
+            return None if x is None else {meta["input_name"]: x}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-q-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        ortq.quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        out = Path(tmp) / path.name
+        ortq.quantize_static(
+            str(pre),
+            str(out),
+            _Reader(),
+            quant_format=ortq.QuantFormat.QDQ,
+            op_types_to_quantize=["Conv", "ConvTranspose"],
+            per_channel=True,
+            activation_type=ortq.QuantType.QUInt8,
+            weight_type=ortq.QuantType.QInt8,
+            calibrate_method=ortq.CalibrationMethod.MinMax,
+        )
+        os.replace(out, path)
+    meta = {**meta, "precision": "int8", "model_file": path.name, "calibration_images": len(inputs)}
+    write_json(metadata_path(path), meta)
+    return {"model": path, "metadata": metadata_path(path)}
+
+
 def convert_to_openvino(
     onnx_path: str | os.PathLike,
     path: str | os.PathLike,
@@ -238,7 +303,7 @@ def export_model(
         path: the model file: ``*.onnx`` or ``*.xml`` (OpenVINO IR, ``.bin`` beside it).
         format: ``"onnx"`` or ``"openvino"``; default from the suffix.
         exporter: ``"dynamo"`` (default) or ``"torchscript"`` (:data:`EXPORTERS`).
-        int8: quantise (OpenVINO IR only) with ``calibration`` images.
+        int8: quantise with ``calibration`` images: NNCF for an OpenVINO IR, ``quantize_onnx`` for ONNX.
         calibration: image files for INT8 calibration.
         **extra: more JSON keys (``summary``, ``trained_on``, ``source``).
 
@@ -247,7 +312,7 @@ def export_model(
 
     Raises:
         ValueError: unknown format / exporter, a suffix that does not fit the format, several test scales, INT8
-            without calibration images or to ONNX, a prepared (folded / low-precision) network.
+            without calibration images, a prepared (folded / low-precision) network.
         ImportError: openvino / nncf missing (the message names the ``deploy`` extra).
     """
     path = Path(path)
@@ -266,8 +331,6 @@ def export_model(
             f"the exported graph runs one scale (1.0); the test settings have scales {list(predictor.scales)} "
             "(export with --scales 1)"
         )
-    if int8 and format != "openvino":
-        raise ValueError("INT8 export writes an OpenVINO IR: give a .xml path (--format openvino)")
     if predictor.fold_bn or predictor.compile:
         raise ValueError("export the fp32 network: load the checkpoint without fold_bn / compile")
     model = predictor.model.float().cpu().eval()
@@ -288,7 +351,12 @@ def export_model(
         onnx_path = Path(tmp) / "model.onnx" if format == "openvino" else Path(tmp) / path.name
         with torch.inference_mode(False), torch.no_grad():
             _export_onnx(graph, onnx_path, predictor.input_size, exporter)
-        if format == "onnx":
+        if format == "onnx" and int8:
+            fp32 = Path(tmp) / "fp32.onnx"
+            os.replace(onnx_path, fp32)
+            write_json(metadata_path(fp32), export_metadata(predictor))
+            quantize_onnx(fp32, path, calibration=calibration)
+        elif format == "onnx":
             os.replace(onnx_path, path)
         else:
             _write_openvino(onnx_path, path, inputs if int8 else None)
