@@ -34,7 +34,7 @@ Sections (``--only`` picks a subset, comma separated; all but ``grouping_referen
   (``2 * MACs / time``, from the ``forward`` section's fastest non-compiled variant of that precision, or timed
   here) with its percentage of the probe.
 * ``backends`` (only when named): torch fp32, the torch bf16 fast path, ONNX Runtime fp32, OpenVINO fp32 and
-  OpenVINO INT8 (NNCF, ``--calib-images`` coco-mini train images) on the same val images, flip test on: ms per
+  OpenVINO INT8 (NNCF) and ONNX Runtime INT8 (``--calib-images`` coco-mini train images) on the same val images, flip test on: ms per
   image of the network part (what the exported graph holds) and end to end with grouping
   (:mod:`bottomup.bench.backends`; ``--checkpoint`` gives real weights). Unit: ms/image.
 * ``memory``: peak memory of one inference forward (batch 1) and of one training step (batch

@@ -7,7 +7,8 @@ random weights) and the same thread count (``--threads``, else torch's):
 * ``torch <precision> fast``: the fast path -- BatchNorm folded, weights in bf16, channels_last
   (``fold_bn=True, channels_last=True``), per non-fp32 ``--precisions``;
 * ``onnxruntime fp32``, ``openvino fp32``: the exported graph (``bottomup.deploy``) on ONNX Runtime / OpenVINO;
-* ``openvino int8``: the graph quantised by NNCF on ``--calib-images`` coco-mini train images (calibration untimed).
+* ``openvino int8`` / ``onnxruntime int8``: the graph quantised by NNCF / ONNX Runtime ``quantize_static`` on
+  ``--calib-images`` coco-mini train images (calibration untimed).
 
 Per variant two rows, ms per image over ``--e2e-images`` coco-mini val images (decoded beforehand):
 
@@ -33,7 +34,7 @@ from bottomup.api import PoseEstimator
 from bottomup.bench.common import Result, Settings, coco_layout, val_images
 from bottomup.data.io import read_image
 from bottomup.data.transforms import preprocess
-from bottomup.deploy.export import convert_to_openvino, export_model
+from bottomup.deploy.export import convert_to_openvino, export_model, quantize_onnx
 from bottomup.deploy.runtime import DeployedPoseEstimator
 from bottomup.engine.inference import aggregate_outputs, network_forward
 
@@ -117,6 +118,7 @@ def bench_backends(
             ("onnxruntime fp32", onnx, "onnxruntime"),
             ("openvino fp32", xml, "openvino"),
             ("openvino int8", int8, "openvino"),
+            ("onnxruntime int8", ort_int8, "onnxruntime"),
         ):
             dep = DeployedPoseEstimator(path, backend=backend, threads=threads)
             variants.append((name, dep, lambda im, dep=dep: dep.network(dep.preprocess(im)[0])))
@@ -132,9 +134,10 @@ def bench_backends(
                                   {**info, "mean_people": people}, note=f"{people:.1f} people/img"))  # fmt: skip
     ref = {r.name: r.stats()["median"] for r in results}
     fast_name = next((n for n in ref if n.startswith("torch bf16 fast network")), None)
-    if fast_name and "openvino int8 network" in ref:
-        notes.append(
-            f"backends: openvino int8 network {ref[fast_name] / ref['openvino int8 network']:.2f}x faster than "
-            f"torch bf16 fast ({ref['openvino int8 network']:.0f} vs {ref[fast_name]:.0f} ms/image, medians)"
-        )
+    for int8_name in ("openvino int8 network", "onnxruntime int8 network"):
+        if fast_name and int8_name in ref:
+            notes.append(
+                f"backends: {int8_name} {ref[fast_name] / ref[int8_name]:.2f}x faster than torch bf16 fast "
+                f"({ref[int8_name]:.0f} vs {ref[fast_name]:.0f} ms/image, medians)"
+            )
     return results, notes
