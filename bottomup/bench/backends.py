@@ -114,6 +114,9 @@ def bench_backends(
         notes.append(
             f"backends: NNCF INT8 quantisation on {len(calib)} coco-mini train images {time.perf_counter() - t0:.1f} s"
         )
+        t0 = time.perf_counter()
+        ort_int8 = quantize_onnx(onnx, Path(tmp) / "model_int8.onnx", calibration=calib)["model"]
+        notes.append(f"backends: ONNX Runtime INT8 quantisation {time.perf_counter() - t0:.1f} s")
         for name, path, backend in (
             ("onnxruntime fp32", onnx, "onnxruntime"),
             ("openvino fp32", xml, "openvino"),
