@@ -280,3 +280,21 @@ def test_int8_export_quantises_the_network_and_still_finds_people(
         assert deployed.precision == "int8"
         got = deployed(image)
         assert 0 < len(got) <= 2 * len(expected)
+
+
+@pytest.mark.slow
+def test_bench_backends_section_reports_every_backend(coco_root: Path, tmp_path: Path) -> None:
+    """``python -m bottomup.bench --only backends``: network and e2e rows for torch fp32 / bf16 fast, ONNX Runtime and
+    OpenVINO fp32, both INT8s, on the same images (smoke run: tiny network and input, numbers mean nothing)."""
+    from bottomup.bench import main
+
+    out = tmp_path / "bench.json"
+    argv = ["--only", "backends", "--quick", "--width", "8", "--e2e-images", "1", "--threads", "1",
+            "--data-root", str(coco_root), "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    records = json.loads(out.read_text())["sections"]["backends"]
+    names = {r["name"] for r in records}
+    for backend in ("torch fp32", "torch bf16 fast", "onnxruntime fp32", "openvino fp32", "openvino int8",
+                    "onnxruntime int8"):  # fmt: skip
+        assert {f"{backend} network", f"{backend} e2e"} <= names, names
+    assert all(r["n"] == 1 and r["median"] > 0 for r in records)
