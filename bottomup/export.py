@@ -4,8 +4,8 @@ Examples::
 
     python -m bottomup.export outputs/quickstart/.../best.pt                        # -> best.onnx + best.json
     python -m bottomup.export pose_higher_hrnet_w32_512.pth w32.xml --experiment higherhrnet_w32   # OpenVINO IR
-    python -m bottomup.export best.pt best_int8.xml --int8 --calib coco/val2017     # INT8 (NNCF), OpenVINO IR
     python -m bottomup.export best.pt best_int8.onnx --int8 --calib coco/val2017    # INT8 for ONNX Runtime (QDQ)
+    python -m bottomup.export best.pt best_int8.xml --int8 --calib coco/val2017     # INT8 (NNCF), OpenVINO IR
 
 Writes the model file -- ONNX (``.onnx``) or OpenVINO IR (``.xml`` + ``.bin``) -- holding the network and the
 test-time graph (flip test, stage / flip averaging, projection, heatmap NMS, top-k candidates with their tags;
@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--int8",
         action="store_true",
-        help="post-training static INT8 quantisation: NNCF for OpenVINO IR (default format with --int8), "
-        "ONNX Runtime quantize_static for .onnx",
+        help="post-training static INT8 quantisation: ONNX Runtime quantize_static for .onnx (recommended), NNCF "
+        "for an OpenVINO .xml (lost most AP on official-init models; see README)",
     )
     p.add_argument("--calib", nargs="+", help="calibration images for --int8: files, folders or glob patterns")
     p.add_argument("--calib-count", type=int, default=100, help="use at most this many calibration images")
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if output is not None and output.suffix in (".onnx", ".xml"):
             fmt = "openvino" if output.suffix == ".xml" else "onnx"
         else:
-            fmt = "openvino" if args.int8 else "onnx"
+            fmt = "onnx"
     if output is None:
         output = checkpoint.with_suffix(".xml" if fmt == "openvino" else ".onnx")
     calibration: list[Path] = []
