@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bottomup import build
 from bottomup.codec import GROUPING_KEYS
+from bottomup.deploy.runtime import SUFFIX_BACKEND, DeployedPoseEstimator
 from bottomup.engine import inference
 from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
 from bottomup.engine.distributed import init_distributed, resolve_device
@@ -53,8 +54,15 @@ from bottomup.vis.draw import PLOT_DEFAULTS
 
 log = logging.getLogger("bottomup.train")
 
+#: Model-file suffixes of exported models (``python -m bottomup.export``).
+EXPORTED_SUFFIXES = tuple(SUFFIX_BACKEND)
+
 __all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "train", "evaluate"]
-__all__ += ["FrameResult", "evaluate_tracking"]  # videos: PoseEstimator.track yields FrameResult
+__all__ += [
+    "FrameResult",
+    "ExportedPoseEstimator",
+    "evaluate_tracking",
+]  # videos: PoseEstimator.track yields FrameResult
 
 
 class Prediction(inference.Prediction):
@@ -177,9 +185,13 @@ class PoseEstimator(Predictor):
         *,
         experiment: str | None = None,
         device: str | torch.device | None = None,
+        backend: str = "torch",
         **overrides: Any,
-    ) -> PoseEstimator:
+    ) -> PoseEstimator | DeployedPoseEstimator:
         """Load a project checkpoint or an official HigherHRNet ``.pth`` (``bottomup.build.load_model``).
+
+        An exported model (``.onnx`` / OpenVINO ``.xml`` from ``python -m bottomup.export``), or ``backend``
+        ``"onnxruntime"`` / ``"openvino"``, gives :meth:`from_exported` instead.
 
         * Project checkpoint (``last.pt`` / ``best.pt``): the network, layout and test settings come from the
           config saved in it; ``experiment`` is used only if it has none.
@@ -190,6 +202,7 @@ class PoseEstimator(Predictor):
             path: local file (loaded with ``torch.load(weights_only=True)`` on CPU).
             experiment: name in ``conf/experiment``.
             device: where to run.
+            backend: ``"torch"`` (default) runs the checkpoint; ``"onnxruntime"`` / ``"openvino"`` an exported file.
             **overrides: ``PoseEstimator`` arguments (``input_size``, ``scales``, ``flip_test``, grouping keys).
 
         Raises:
@@ -198,12 +211,35 @@ class PoseEstimator(Predictor):
             ValueError: an official checkpoint without ``experiment``.
             RuntimeError: weights that do not fit the configured model (message lists the mismatches).
         """
+        if backend != "torch" or Path(path).suffix in EXPORTED_SUFFIXES:
+            return cls.from_exported(path, backend=None if backend == "torch" else backend, **overrides)
         info: dict[str, Any] = {}
         model, cfg, _ = build.load_model(path, experiment=experiment, info=info)
         estimator = cls.from_config(cfg, model=model, device=device, **overrides)
         estimator.summary = info["summary"]
         estimator.trained_on = str(cfg.data.get("name", ""))
         return estimator
+
+    @classmethod
+    def from_exported(
+        cls, path: str | os.PathLike, *, backend: str | None = None, **settings: Any
+    ) -> ExportedPoseEstimator:
+        """An exported model (``python -m bottomup.export``) on ONNX Runtime or OpenVINO, returning this API's
+        :class:`Prediction` (with drawing).
+
+        This module imports torch; ``bottomup.deploy.runtime.DeployedPoseEstimator`` is the same runtime without it
+        (its predictions have no ``plot`` / ``save``).
+
+        Args:
+            path: ``*.onnx`` or ``*.xml`` with its JSON beside it.
+            backend: ``"onnxruntime"`` or ``"openvino"``; default by the suffix.
+            **settings: ``DeployedPoseEstimator`` arguments (``threads``, ``color``, host grouping keys).
+
+        Raises:
+            bottomup.deploy.runtime.ModelFileError: missing / mismatched model file or JSON (named).
+            ImportError: the backend's package is missing (names the ``deploy`` extra).
+        """
+        return ExportedPoseEstimator(path, backend=backend, **settings)
 
     def track(
         self,
@@ -335,6 +371,15 @@ class FrameResult:
             return self.prediction.plot(**style)
         colors = [track_color(int(t)) for t in self.track_ids]
         return self.prediction.plot(colors=colors, texts=[f"#{int(t)}" for t in self.track_ids], **style)
+
+
+class ExportedPoseEstimator(DeployedPoseEstimator):
+    """:class:`bottomup.deploy.runtime.DeployedPoseEstimator` (an exported model on ONNX Runtime / OpenVINO)
+    returning this API's :class:`Prediction` (with drawing) and tracking videos like :meth:`PoseEstimator.track`:
+    what :meth:`PoseEstimator.from_exported` returns."""
+
+    prediction_type = Prediction
+    track = PoseEstimator.track
 
 
 def evaluate_tracking(

@@ -10,6 +10,7 @@ Examples::
     python -m bottomup.infer 0 --max-frames 300                   # camera 0 (Ctrl-C stops, keeping the outputs)
     python -m bottomup.infer rtsp://host/stream --stride 2 --no-render
     python -m bottomup.infer frames/ --sequence --fps 25          # an image folder as the frames of a video
+    python -m bottomup.infer photo.jpg --checkpoint best.onnx --backend onnxruntime   # exported (bottomup.export)
 
 Inputs: image files, folders (their image files, not recursive, sorted by name) and glob patterns (quote them
 so that the shell does not expand them first); videos: video files (``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ...,
@@ -40,7 +41,9 @@ keypoints (``bottomup.engine.tracking``). Ctrl-C stops, keeping the lines and fr
 finalised); the exit status is then 130.
 
 Checkpoint: ``--checkpoint`` takes this project's ``last.pt`` / ``best.pt`` (their config is inside) or an
-official HigherHRNet ``.pth`` (then ``--experiment`` says which network it is). Without ``--checkpoint`` the
+official HigherHRNet ``.pth`` (then ``--experiment`` says which network it is), or a model exported by
+``python -m bottomup.export`` (``.onnx`` / OpenVINO ``.xml``, its JSON beside it), which ``--backend onnxruntime`` /
+``openvino`` runs (default by the suffix; the test settings are the exported ones). Without ``--checkpoint`` the
 newest run under ``./outputs/`` is used: the run folder whose ``best.pt`` / ``last.pt`` was written last, and
 in it ``best.pt`` (best validation AP) when it exists, else ``last.pt``.
 
@@ -120,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--radius", type=int, help="joint radius, pixels of the picture (default: from its size)")
     draw.add_argument("--thickness", type=int, help="limb width, pixels of the picture (default: from its size)")
     draw.add_argument("--no-labels", action="store_true", help="do not write person scores")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime", "openvino"],
+        help="torch runs a checkpoint; onnxruntime / openvino run a model exported by python -m bottomup.export "
+        "(--checkpoint model.onnx / model.xml; default: by its suffix)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument(
         "--precision",
@@ -156,9 +165,49 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _load_exported(args: argparse.Namespace, checkpoint: Path) -> Any:
+    """``PoseEstimator.from_exported``: an exported model on ONNX Runtime / OpenVINO (``--backend``)."""
+    from bottomup.api import PoseEstimator
+
+    fixed = [
+        flag
+        for flag, given in (
+            ("--flip / --no-flip", args.flip is not None),
+            ("--scales", bool(args.scales)),
+            ("--precision", args.precision is not None),
+            ("--channels-last", args.channels_last),
+            ("--fold-bn", args.fold_bn),
+            ("--compile", args.compile),
+            ("--experiment", args.experiment is not None),
+        )
+        if given
+    ]
+    if fixed:
+        raise UsageError(
+            f"{', '.join(fixed)}: not for an exported model ({checkpoint} holds its test settings; export again "
+            "with python -m bottomup.export to change them)"
+        )
+    if args.device == "cuda":
+        raise UsageError("--device cuda: exported models run on the CPU (onnxruntime / openvino)")
+    settings: dict[str, Any] = {}
+    if args.detection_threshold is not None:
+        settings["detection_threshold"] = float(args.detection_threshold)
+    if args.tag_threshold is not None:
+        settings["tag_threshold"] = float(args.tag_threshold)
+    backend = None if args.backend in (None, "torch") else args.backend
+    return PoseEstimator.from_exported(checkpoint, backend=backend, **settings)
+
+
 def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
     """``PoseEstimator`` from the checkpoint, with the command-line test settings."""
-    from bottomup.api import PoseEstimator
+    from bottomup.api import EXPORTED_SUFFIXES, PoseEstimator
+
+    if args.backend == "torch" and checkpoint.suffix in EXPORTED_SUFFIXES:
+        raise UsageError(
+            f"--backend torch runs checkpoints (.pt / .pth); {checkpoint} is exported: --backend onnxruntime / openvino"
+        )
+    if args.backend not in (None, "torch") or checkpoint.suffix in EXPORTED_SUFFIXES:
+        return _load_exported(args, checkpoint)
     from bottomup.engine.distributed import resolve_device
 
     try:

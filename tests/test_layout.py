@@ -12,8 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "bottomup"
-ROLE_FOLDERS = ("models", "data", "codec", "engine", "vis", "bench")
-ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py")
+ROLE_FOLDERS = ("models", "data", "codec", "engine", "vis", "deploy", "bench")
+ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py", "export.py")
 
 
 def _lint_imports() -> list[str]:

@@ -33,6 +33,10 @@ Sections (``--only`` picks a subset, comma separated; all but ``grouping_referen
   per precision giving the machine's attainable GFLOP/s, and the forward's achieved GFLOP/s
   (``2 * MACs / time``, from the ``forward`` section's fastest non-compiled variant of that precision, or timed
   here) with its percentage of the probe.
+* ``backends`` (only when named): torch fp32, the torch bf16 fast path, ONNX Runtime fp32, OpenVINO fp32 and
+  OpenVINO INT8 (NNCF) and ONNX Runtime INT8 (``--calib-images`` coco-mini train images) on the same val images, flip test on: ms per
+  image of the network part (what the exported graph holds) and end to end with grouping
+  (:mod:`bottomup.bench.backends`; ``--checkpoint`` gives real weights). Unit: ms/image.
 * ``memory``: peak memory of one inference forward (batch 1) and of one training step (batch
   ``--train-batch``) per precision. CPU: peak resident set size of this process (``VmHWM``, reset before each
   measurement through ``/proc/self/clear_refs``, after ``gc.collect()`` and glibc ``malloc_trim`` so that
@@ -62,10 +66,12 @@ Examples::
     python -m bottomup.bench --device cuda --compile --json bench.json
     python -m bottomup.bench --only grouping_reference    # fast grouping vs the reference, all val images
     python -m bottomup.bench --quick --json /tmp/bench.json
+    python -m bottomup.bench --only backends --width 32 --size 512 --threads 2   # torch / ORT / OpenVINO / INT8
 """
 
 from __future__ import annotations
 
+from bottomup.bench.backends import bench_backends
 from bottomup.bench.cli import DEFAULT_SECTIONS, SECTIONS, main
 from bottomup.bench.common import Result, Settings, format_table, machine_info, time_fn
 from bottomup.bench.data import bench_data
@@ -93,6 +99,7 @@ __all__ = [
     "bench_e2e",
     "bench_flops",
     "bench_memory",
+    "bench_backends",
     "format_table",
     "main",
 ]

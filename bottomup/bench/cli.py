@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bottomup.bench.backends import bench_backends
 from bottomup.bench.common import Result, Settings, bench_model, format_table, machine_info, train_batch
 from bottomup.bench.data import bench_data
 from bottomup.bench.e2e import bench_e2e
@@ -42,6 +43,8 @@ class Run:
     forward_times: dict[tuple[str, bool, bool], list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: coco-mini train images calibrating the INT8 model of ``backends`` (``--calib-images``)
+    calib_images: int = 32
     _model: nn.Module | None = None
     _batch: dict[str, Any] | None = None
 
@@ -71,6 +74,14 @@ def _grouping_reference(run: Run) -> list[Result]:
     return results
 
 
+def _backends(run: Run) -> list[Result]:
+    results, notes = bench_backends(
+        run.s, None if run.s.checkpoint else run.model(), torch.get_num_threads(), run.calib_images
+    )
+    run.notes += notes
+    return results
+
+
 def _memory(run: Run) -> list[Result]:
     s = run.s
     if s.data_root is not None and (s.data_root / "train2017").is_dir():
@@ -91,11 +102,15 @@ SECTIONS: dict[str, Callable[[Run], list[Result]]] = {
     "flops": _flops,
     "memory": _memory,
     "video": lambda run: bench_video(run.s, run.model()),
+    "backends": _backends,
 }
-#: Sections run without ``--only``: all but the slow reference comparison and the long video stream.
-DEFAULT_SECTIONS: tuple[str, ...] = tuple(sec for sec in SECTIONS if sec not in ("grouping_reference", "video"))
+#: Sections run without ``--only``: all but the slow reference comparison, the long video stream and the backends
+#: (exports, INT8).
+DEFAULT_SECTIONS: tuple[str, ...] = tuple(
+    sec for sec in SECTIONS if sec not in ("grouping_reference", "video", "backends")
+)
 #: Sections that read coco-mini.
-DATA_SECTIONS = frozenset({"train", "data", "grouping", "grouping_reference", "e2e"})
+DATA_SECTIONS = frozenset({"train", "data", "grouping", "grouping_reference", "e2e", "backends"})
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -154,7 +169,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help=f"coco-mini folder (default {_default_data_root()})")
     p.add_argument("--checkpoint", default=None, help="weights for the e2e section (project .pt or official .pth)")
     p.add_argument("--experiment", default=None, help="conf/experiment name for an official --checkpoint")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (and the ONNX Runtime / OpenVINO threads)"
+    )
+    p.add_argument(
+        "--calib-images",
+        type=int,
+        default=None,
+        help="INT8 calibration images for backends (default 32; 2 with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="CI smoke test: tiny input, 1 repeat, few images")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     return p
@@ -311,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _print_header(s, sections, machine)
 
     run = Run(s)
+    run.calib_images = args.calib_images if args.calib_images is not None else (2 if s.quick else 32)
     results: list[Result] = []
     durations: dict[str, float] = {}
     for sec, bench in SECTIONS.items():

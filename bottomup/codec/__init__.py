@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from bottomup.codec.grouping import group_keypoints
-from bottomup.codec.ideal import flip_outputs, ideal_outputs
 from bottomup.codec.targets import render_heatmaps, tag_indices
 
 if TYPE_CHECKING:
+    import torch
+
     from bottomup.data.keypoints import KeypointLayout
 
 __all__ = ["AssociativeEmbeddingCodec", "GROUPING_KEYS", "ideal_outputs", "flip_outputs"]
@@ -43,6 +43,16 @@ GROUPING_KEYS = (
     "adjust",
     "refine",
 )
+
+
+def __getattr__(name: str) -> Any:
+    # ideal_outputs / flip_outputs build torch tensors: loaded on first use, so that the decode (numpy / scipy)
+    # imports without torch (the torch-free runtime, ``bottomup.deploy.runtime``).
+    if name in ("ideal_outputs", "flip_outputs"):
+        from bottomup.codec import ideal
+
+        return getattr(ideal, name)
+    raise AttributeError(f"module 'bottomup.codec' has no attribute {name!r}")
 
 
 def _hw(input_size: int | Sequence[int]) -> tuple[int, int]:
@@ -192,6 +202,8 @@ class AssociativeEmbeddingCodec:
         self, keypoints: np.ndarray, input_hw: tuple[int, int], tags_per_person: Sequence[float] | None = None
     ) -> list[torch.Tensor]:
         """``ideal_outputs`` with this codec's strides and sigma."""
+        from bottomup.codec.ideal import ideal_outputs
+
         return ideal_outputs(keypoints, input_hw, self.strides, tags_per_person, self.sigma)
 
     def flip_ideal(self, outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -202,4 +214,6 @@ class AssociativeEmbeddingCodec:
         """
         if self.flip_index is None:
             raise ValueError("AssociativeEmbeddingCodec has no flip_index")
+        from bottomup.codec.ideal import flip_outputs
+
         return flip_outputs(outputs, self.flip_index, self.num_keypoints)

@@ -29,12 +29,15 @@ Letters: K joints, H x W map, L tag dimensions (1, or 2 with flip test), M = max
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Candidates",
@@ -44,10 +47,19 @@ __all__ = [
     "refine_keypoints",
     "person_scores",
     "group_keypoints",
+    "group_candidates",
+    "candidates_from_topk",
 ]
 
 _TILE = 16  # tile / band size (pixels) for the pruned NMS and refinement searches
 _CHUNK = 96  # tiles evaluated at once in the refinement search
+
+
+def _is_tensor(x: object) -> bool:
+    """``isinstance(x, torch.Tensor)`` without importing torch: numpy-only callers (the torch-free runtime,
+    ``bottomup.deploy.runtime``) never load it, and a tensor cannot exist before torch is imported."""
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(x, torch_module.Tensor)
 
 
 class Candidates(NamedTuple):
@@ -66,9 +78,9 @@ class Candidates(NamedTuple):
 
 def _as_maps(heatmaps, tags) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert to float32 numpy ``(K, H, W)`` and ``(K, H, W, L)`` (``(K, H, W)`` tags -> L=1)."""
-    if isinstance(heatmaps, torch.Tensor):
+    if _is_tensor(heatmaps):
         heatmaps = heatmaps.detach().float().cpu().numpy()
-    if isinstance(tags, torch.Tensor):
+    if _is_tensor(tags):
         tags = tags.detach().float().cpu().numpy()
     heatmaps = np.ascontiguousarray(heatmaps, dtype=np.float32)
     tags = np.ascontiguousarray(tags, dtype=np.float32)
@@ -141,6 +153,8 @@ def _peaks_cpu(det: np.ndarray, threshold: float, kernel: int, band_max: np.ndar
 
 def _peaks_torch(det: torch.Tensor, threshold: float, kernel: int) -> tuple:
     """Same as ``_peaks_cpu`` with a full max-pool on the tensor's device (GPU)."""
+    import torch
+
     pooled = torch.nn.functional.max_pool2d(det[None], kernel, 1, (kernel - 1) // 2)[0]
     k, y, x = torch.nonzero((pooled == det) & (det > threshold), as_tuple=True)
     vals = det[k, y, x]
@@ -149,6 +163,8 @@ def _peaks_torch(det: torch.Tensor, threshold: float, kernel: int) -> tuple:
 
 def _peaks_full(det: np.ndarray, kernel: int) -> tuple:
     """All pixels of the official NMS map ``det * (maxpool(det) == det)`` (no threshold)."""
+    import torch
+
     t = torch.from_numpy(det)
     pooled = torch.nn.functional.max_pool2d(t[None], kernel, 1, (kernel - 1) // 2)[0]
     nms = (t * (pooled == t).float()).numpy()
@@ -206,7 +222,7 @@ def nms_topk(
         ValueError: bad shapes or kernel.
     """
     kernel = _check_kernel(nms_kernel)
-    on_gpu = isinstance(heatmaps, torch.Tensor) and heatmaps.device.type != "cpu"
+    on_gpu = _is_tensor(heatmaps) and heatmaps.device.type != "cpu"
     det_t = heatmaps.detach().float() if on_gpu else None
     det, tag = _as_maps(heatmaps, tags)
     num_joints, _, width = det.shape
@@ -323,7 +339,7 @@ def adjust_keypoints(keypoints: np.ndarray, heatmaps) -> np.ndarray:
     Returns:
         a new float32 array: ``x -> int(x) + 0.5 +- 0.25``, ``y`` likewise; other columns unchanged.
     """
-    det = heatmaps.detach().float().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else heatmaps
+    det = heatmaps.detach().float().cpu().numpy() if _is_tensor(heatmaps) else heatmaps
     out = np.array(keypoints, dtype=np.float32, copy=True)
     p, k = np.nonzero(out[..., 2] > 0)
     if p.size == 0:
@@ -496,7 +512,7 @@ def group_keypoints(
     """
     det, tag = _as_maps(heatmaps, tags)
     band_max = None
-    if not (isinstance(heatmaps, torch.Tensor) and heatmaps.device.type != "cpu"):
+    if not (_is_tensor(heatmaps) and heatmaps.device.type != "cpu"):
         band_max = _band_max(det)
     cands = nms_topk(
         heatmaps if band_max is None else det,
@@ -506,8 +522,56 @@ def group_keypoints(
         threshold=detection_threshold,
         _band_max_cache=band_max,
     )
-    keypoints = match_by_tag(
+    return group_candidates(
         cands,
+        det,
+        tag,
+        joint_order=joint_order,
+        max_people=max_people,
+        detection_threshold=detection_threshold,
+        tag_threshold=tag_threshold,
+        use_detection_val=use_detection_val,
+        ignore_too_much=ignore_too_much,
+        adjust=adjust,
+        refine=refine,
+        _band_max_cache=band_max,
+    )
+
+
+def group_candidates(
+    candidates: Candidates,
+    heatmaps: np.ndarray,
+    tags: np.ndarray,
+    *,
+    joint_order: Sequence[int],
+    max_people: int = 30,
+    detection_threshold: float = 0.1,
+    tag_threshold: float = 1.0,
+    use_detection_val: bool = True,
+    ignore_too_much: bool = False,
+    adjust: bool = True,
+    refine: bool = True,
+    _band_max_cache: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sequential half of :func:`group_keypoints`, from NMS / top-k candidates on: :func:`match_by_tag` ->
+    :func:`adjust_keypoints` (if ``adjust``) -> :func:`person_scores` -> :func:`refine_keypoints` (if ``refine``).
+
+    What an exported graph (``bottomup.deploy.graph.DecodeGraph``) leaves to the host: it runs on numpy arrays
+    and never imports torch.
+
+    Args:
+        candidates: :func:`nms_topk` (or :func:`candidates_from_topk` on a graph's outputs).
+        heatmaps: ``(K, H, W)`` float32 numpy array, the maps the candidates come from.
+        tags: ``(K, H, W, L)`` float32.
+        joint_order, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, adjust,
+        refine: as :func:`group_keypoints`.
+
+    Returns:
+        as :func:`group_keypoints`: ``keypoints (N, K, 3 + L)`` float32 in map pixels, ``scores (N,)`` float32.
+    """
+    det, tag = _as_maps(heatmaps, tags)
+    keypoints = match_by_tag(
+        candidates,
         joint_order=joint_order,
         detection_threshold=detection_threshold,
         tag_threshold=tag_threshold,
@@ -519,5 +583,35 @@ def group_keypoints(
         keypoints = adjust_keypoints(keypoints, det)
     scores = person_scores(keypoints)
     if refine:
-        keypoints = refine_keypoints(keypoints, det, tag, _band_max_cache=band_max)
+        keypoints = refine_keypoints(keypoints, det, tag, _band_max_cache=_band_max_cache)
     return keypoints, scores
+
+
+def candidates_from_topk(values: np.ndarray, indices: np.ndarray, tags: np.ndarray, width: int) -> Candidates:
+    """:class:`Candidates` from a graph's top-k outputs (``bottomup.deploy.graph.DecodeGraph``).
+
+    Args:
+        values: ``(K, M)`` heatmap values after NMS, descending per joint (non-peaks are 0).
+        indices: ``(K, M)`` integer row-major pixel indices ``y * W + x`` into the ``(H, W)`` maps.
+        tags: ``(K, M, L)`` tags at those pixels.
+        width: W, map width in pixels.
+
+    Returns:
+        ``Candidates(vals (K, M) float32, locs (K, M, 2) int64 (x, y), tags (K, M, L) float32)``; the matching
+        keeps only values above its detection threshold, as with :func:`nms_topk`.
+
+    Raises:
+        ValueError: shapes that do not agree.
+    """
+    vals = np.asarray(values, dtype=np.float32)
+    idx = np.asarray(indices).astype(np.int64)
+    tag = np.asarray(tags, dtype=np.float32)
+    if tag.ndim == 2:
+        tag = tag[..., None]
+    if vals.ndim != 2 or idx.shape != vals.shape or tag.shape[:2] != vals.shape:
+        raise ValueError(
+            f"top-k outputs must be values (K, M), indices (K, M) and tags (K, M, L); got {vals.shape}, "
+            f"{idx.shape}, {tag.shape}"
+        )
+    locs = np.stack([idx % int(width), idx // int(width)], axis=-1)
+    return Candidates(vals, locs, tag)

@@ -26,12 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
-from bottomup.models.hrnet import INPUT_MULTIPLE
+if TYPE_CHECKING:
+    import torch
+
+#: Every network input side is a multiple of this (``bottomup.models.hrnet.INPUT_MULTIPLE``, the stride of the
+#: lowest-resolution branch; ``tests/test_deploy.py`` checks they agree). Written here too so that the test-time
+#: resize imports without torch (the torch-free runtime, ``bottomup.deploy.runtime``).
+INPUT_MULTIPLE = 32
 
 __all__ = [
     "ResizeTransform",
@@ -277,6 +283,8 @@ def preprocess(
     Raises:
         TypeError / ValueError: not an ``(H, W, 3)`` uint8 array.
     """
+    import torch
+
     image = check_image(image)
     tf = resize_transform(image.shape[0], image.shape[1], input_size, scale, min_scale)
     resized = cv2.warpAffine(image, tf.matrix, tf.size)  # bilinear, zero border (official)
@@ -284,6 +292,26 @@ def preprocess(
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return ((x - mean) / std)[None].contiguous(), tf
+
+
+def preprocess_array(
+    image: np.ndarray, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+) -> tuple[np.ndarray, ResizeTransform]:
+    """:func:`preprocess` in numpy (no torch): the same resize and the same float32 operations.
+
+    Returns:
+        ``(1, 3, h, w)`` float32 array (ImageNet-normalised) and the ``ResizeTransform``.
+
+    Raises:
+        TypeError / ValueError: not an ``(H, W, 3)`` uint8 array.
+    """
+    image = check_image(image)
+    tf = resize_transform(image.shape[0], image.shape[1], input_size, scale, min_scale)
+    resized = cv2.warpAffine(image, tf.matrix, tf.size)  # bilinear, zero border (official)
+    x = resized.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1)
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray(((x - mean) / std)[None]), tf
 
 
 def to_original(keypoints: np.ndarray, transform: ResizeTransform) -> np.ndarray:

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from bottomup.data.dataset import keypoint_categories
 from bottomup.data.io import ImageReadError, load_image
+from bottomup.data.keypoints import KeypointLayout
 from bottomup.data.validate import check_keypoint_annotations
 from bottomup.engine.checkpoint import write_json
 from bottomup.engine.inference import Predictor, people_to_results
@@ -240,13 +241,14 @@ def _default_output_json(cfg: DictConfig) -> Path:
 
 
 def evaluate_model(
-    model: nn.Module,
+    model: nn.Module | None,
     cfg: DictConfig,
     *,
     device: torch.device | str,
     max_images: int | None = None,
     output_json: str | os.PathLike | None = None,
     progress: bool = True,
+    estimator: Callable[[np.ndarray], Any] | None = None,
 ) -> dict[str, float]:
     """Run the test-time pipeline on the validation set, write the results JSON and score it.
 
@@ -265,6 +267,9 @@ def evaluate_model(
             all.
         output_json: where to write the results (default ``<cfg.output_dir>/results_val.json``).
         progress: show a tqdm bar.
+        estimator: what finds the people instead of a ``Predictor`` of ``model`` (``model`` is then unused):
+            ``image (H, W, 3) uint8 RGB -> Prediction``, e.g. ``bottomup.deploy.runtime.DeployedPoseEstimator`` to
+            score an exported model; the layout (OKS sigmas) still comes from ``cfg.data``.
 
     Returns:
         the :func:`coco_keypoint_eval` scores (``AP``, ``AP50``, ..., see :data:`COCO_STAT_NAMES` /
@@ -286,7 +291,7 @@ def evaluate_model(
     if max_images is not None:
         images = images[: int(max_images)]
     k = int(data.num_keypoints)
-    model_k = getattr(model, "num_keypoints", k)
+    model_k = getattr(estimator, "num_keypoints", k) if estimator is not None else getattr(model, "num_keypoints", k)
     if model_k != k:
         raise ValueError(
             f"the model predicts {model_k} keypoints but data config {data.name!r} has {k}: use the data config of "
@@ -297,11 +302,12 @@ def evaluate_model(
 
     results: list[dict] = []
     failed: list[str] = []
-    was_training = model.training
+    was_training = model is not None and model.training
     try:
         # same pipeline as the Python API / CLI: layout from cfg.data, test settings from cfg.test
-        estimator = Predictor.from_config(cfg, model=model, device=device)  # puts the model in eval mode
-        layout = estimator.layout
+        if estimator is None:
+            estimator = Predictor.from_config(cfg, model=model, device=device)  # puts the model in eval mode
+        layout = KeypointLayout.from_config(data)
         for img in tqdm(images, desc="evaluate", disable=not progress, dynamic_ncols=True, leave=False):
             path = image_dir / str(img["file_name"])
             try:
@@ -318,7 +324,8 @@ def evaluate_model(
             pred = estimator(image)
             results.extend(people_to_results(int(img["id"]), pred.keypoints, pred.scores, category_id=category_id))
     finally:
-        model.train(was_training)
+        if model is not None:
+            model.train(was_training)
     if failed:
         log.warning("%d of %d validation images could not be read (see above)", len(failed), len(images))
 

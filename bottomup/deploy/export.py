@@ -1,0 +1,383 @@
+"""Export a ``Predictor`` (network + test settings) to ONNX or OpenVINO IR with its test-time graph, optionally INT8.
+
+Writes the model file and a JSON beside it (:func:`export_metadata`), which
+:class:`bottomup.deploy.runtime.DeployedPoseEstimator` reads. The graph is :class:`bottomup.deploy.graph.DecodeGraph`:
+network, flip test, stage / flip averaging, projection, NMS and top-k; grouping stays on the host.
+
+* ONNX: ``torch.onnx.export`` with the dynamo exporter (``torch.export``; opset 18, the opset it targets in torch
+  2.x) or the TorchScript exporter (opset 17, ~10x faster to export); dynamic height and width (any multiple of
+  the network's input multiple, 32; the official resize gives multiples of 64 at scale 1). Weights inside the file.
+* OpenVINO IR: ``openvino.convert_model`` on the ONNX file, ``openvino.save_model`` (``.xml`` + ``.bin``, fp32
+  weights).
+* INT8: post-training static quantisation with calibration images resized and normalised like at test time --
+  OpenVINO IR by NNCF (``nncf.quantize``, default performance preset; the output convolutions ``final_layers``
+  stay in float), ONNX by ONNX Runtime (``quantize_static``, QDQ, convolutions only); the decode ops (interpolation,
+  max-pool, top-k) stay in float so that NMS does not see quantised heatmaps.
+
+Letters: K keypoints, M = ``max_people``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bottomup.data.io import read_image
+from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, INPUT_MULTIPLE, preprocess_array, resize_transform
+from bottomup.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DecodeGraph
+from bottomup.deploy.runtime import EXPORT_FORMAT, EXPORT_VERSION, INSTALL_HINT, metadata_path
+from bottomup.engine.checkpoint import write_json
+from bottomup.engine.inference import Predictor
+
+__all__ = [
+    "EXPORTERS",
+    "FORMATS",
+    "calibration_inputs",
+    "convert_to_openvino",
+    "export_metadata",
+    "export_model",
+    "quantize_onnx",
+]
+
+log = logging.getLogger(__name__)
+
+#: Output formats and their model-file suffix.
+FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
+#: ``torch.onnx.export`` front ends and their opset.
+EXPORTERS = {"dynamo": 18, "torchscript": 17}
+
+
+def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: Any) -> dict[str, Any]:
+    """The JSON written beside an exported model: everything the runtime needs besides the graph.
+
+    Keys: ``format`` / ``version``; the layout (``keypoint_names``, ``flip_index``, ``joint_order``, ``skeleton``,
+    ``oks_sigmas`` (tracking's OKS), ``category_id``); the input size rule (``input_size``: short side at scale 1, rounded up to a multiple of 64
+    with the long side by aspect, then to ``input_multiple``; ``resize``: its name); normalisation (``mean`` /
+    ``std`` of RGB in [0, 1], ``pixel_scale`` 1/255); ``strides`` of the network outputs; test-time settings
+    (``flip_test``, ``scales`` = ``[1.0]``, ``grouping``: NMS kernel and M in the graph, the rest on the host);
+    the graph's ``input_name`` / ``output_names``; ``precision`` (fp32 / int8); ``extra`` (summary, exporter, ...).
+    """
+    codec = predictor.codec
+    layout = predictor.layout
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "keypoint_names": list(layout.keypoint_names),
+        "flip_index": list(codec.flip_index) if codec.flip_index is not None else None,
+        "joint_order": list(codec.joint_order),
+        "skeleton": [[int(a), int(b)] for a, b in layout.skeleton_index],
+        "oks_sigmas": [float(s) for s in layout.oks_sigmas],
+        "category_id": int(layout.category_id),
+        "input_size": int(predictor.input_size),
+        "input_multiple": INPUT_MULTIPLE,
+        "resize": "official get_multi_scale_size: short side ceil64(input_size), long side ceil64 by aspect, centred",
+        "color": "RGB",
+        "pixel_scale": 1.0 / 255.0,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "strides": list(codec.strides),
+        "flip_test": bool(predictor.flip_test),
+        "scales": [1.0],
+        "grouping": dict(codec.grouping),
+        "input_name": INPUT_NAME,
+        "output_names": list(OUTPUT_NAMES),
+        "precision": precision,
+        **extra,
+    }
+
+
+def _example_input(input_size: int) -> torch.Tensor:
+    """A 4:3 landscape network input of the test-time size (the traced shapes; H and W stay dynamic)."""
+    tf = resize_transform(3 * input_size, 4 * input_size, input_size)
+    return torch.zeros(1, 3, tf.size[1], tf.size[0])
+
+
+def _export_onnx(graph: DecodeGraph, path: Path, input_size: int, exporter: str) -> None:
+    x = _example_input(input_size)
+    opset = EXPORTERS[exporter]
+    if exporter == "dynamo":
+        side_h = torch.export.Dim("height_32", min=1, max=4096 // INPUT_MULTIPLE)
+        side_w = torch.export.Dim("width_32", min=1, max=4096 // INPUT_MULTIPLE)
+        program = torch.onnx.export(
+            graph,
+            (x,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"image": {2: INPUT_MULTIPLE * side_h, 3: INPUT_MULTIPLE * side_w}},
+            verbose=False,
+        )
+        program.save(str(path), external_data=False)
+    else:
+        with warnings.catch_warnings():
+            # shape checks of the network / aggregation become constants of the trace: intended (their inputs are
+            # channel counts, fixed in the graph; H and W stay dynamic)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            _export_torchscript(graph, x, path, opset)
+
+
+def _export_torchscript(graph: DecodeGraph, x: torch.Tensor, path: Path, opset: int) -> None:
+    """The TorchScript exporter (a trace): H and W dynamic through ``dynamic_axes``."""
+    torch.onnx.export(
+        graph,
+        (x,),
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_axes={INPUT_NAME: {2: "height", 3: "width"}},
+    )
+
+
+def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> list[np.ndarray]:
+    """Network inputs for INT8 calibration: each image resized and normalised like at test time.
+
+    Args:
+        images: image files (``bottomup.data.io.expand_inputs`` expands folders / globs).
+        input_size: the test-time short side.
+
+    Returns:
+        ``(1, 3, h, w)`` float32 arrays, one per image.
+
+    Raises:
+        ValueError: no images. bottomup.data.io.ImageReadError: an unreadable file (named).
+    """
+    if not images:
+        raise ValueError("INT8 calibration needs images (--calib FOLDER with a few hundred real images; 20+ work)")
+    return [preprocess_array(read_image(p), input_size)[0] for p in images]
+
+
+def _quantize_openvino(model: Any, inputs: list[np.ndarray]) -> Any:
+    try:
+        import nncf
+    except ImportError as e:
+        raise ImportError(f"INT8 export needs NNCF, which is not installed: {INSTALL_HINT}") from e
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # one INFO line per op otherwise
+    # The decode ops stay in float, and so do the output convolutions (``final_layers``, 1x1, giving heatmaps and tags:
+    # a few per mille of the MACs): quantising them cost the quickstart model 0.017 val AP instead of 0.010.
+    ignored = nncf.IgnoredScope(
+        types=["Interpolate", "MaxPool", "TopK", "GatherElements", "Gather"],
+        patterns=[".*final_layers.*"],
+        validate=False,
+    )
+    return nncf.quantize(
+        model,
+        nncf.Dataset(inputs),
+        subset_size=len(inputs),
+        ignored_scope=ignored,
+    )
+
+
+def _write_openvino(onnx_path: Path, path: Path, calibration: list[np.ndarray] | None) -> None:
+    """ONNX file -> OpenVINO IR at ``path`` (``.xml`` + ``.bin``, fp32 weights), INT8 with ``calibration`` inputs;
+    written next to ``path`` first and moved into place (a failure leaves any older IR whole)."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise ImportError(f"OpenVINO export needs the package 'openvino': {INSTALL_HINT}") from e
+    model = ov.convert_model(str(onnx_path))
+    if calibration is not None:
+        model = _quantize_openvino(model, calibration)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-ir-") as tmp:
+        tmp_xml = Path(tmp) / path.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp_xml, path)
+
+
+def quantize_onnx(
+    onnx_path: str | os.PathLike, path: str | os.PathLike, *, calibration: Sequence[str | os.PathLike]
+) -> dict[str, Path]:
+    """An exported ONNX model (with its JSON) quantised to INT8 for ONNX Runtime: static post-training quantisation
+    (``onnxruntime.quantization.quantize_static``, QDQ format, per-channel int8 weights, uint8 activations, MinMax
+    calibration on ``calibration`` images resized like at test time); only ``Conv`` / ``ConvTranspose`` are
+    quantised, so the decode ops (resize, max-pool, top-k) stay in float.
+
+    Returns:
+        ``{"model", "metadata"}`` paths.
+
+    Raises:
+        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON. ValueError: a path not ending in .onnx,
+        no images. ImportError: onnxruntime missing.
+    """
+    from bottomup.deploy.runtime import read_metadata
+
+    try:
+        from onnxruntime import quantization as ortq
+    except ImportError as e:
+        raise ImportError(f"ONNX Runtime INT8 needs the package 'onnxruntime': {INSTALL_HINT}") from e
+    onnx_path, path = Path(onnx_path), Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"{path}: an ONNX file name must end in .onnx")
+    meta = read_metadata(onnx_path)
+    inputs = calibration_inputs(calibration, int(meta["input_size"]))
+
+    class _Reader(ortq.CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(inputs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.items, None)
+            return None if x is None else {meta["input_name"]: x}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-q-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        ortq.quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        out = Path(tmp) / path.name
+        ortq.quantize_static(
+            str(pre),
+            str(out),
+            _Reader(),
+            quant_format=ortq.QuantFormat.QDQ,
+            op_types_to_quantize=["Conv", "ConvTranspose"],
+            per_channel=True,
+            activation_type=ortq.QuantType.QUInt8,
+            weight_type=ortq.QuantType.QInt8,
+            calibrate_method=ortq.CalibrationMethod.MinMax,
+        )
+        os.replace(out, path)
+    meta = {**meta, "precision": "int8", "model_file": path.name, "calibration_images": len(inputs)}
+    write_json(metadata_path(path), meta)
+    return {"model": path, "metadata": metadata_path(path)}
+
+
+def convert_to_openvino(
+    onnx_path: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    int8: bool = False,
+    calibration: Sequence[str | os.PathLike] = (),
+) -> dict[str, Path]:
+    """An exported ONNX model (with its JSON) as OpenVINO IR, optionally INT8, without exporting again.
+
+    Args:
+        onnx_path: ``*.onnx`` written by :func:`export_model`, its JSON beside it.
+        path: the ``*.xml`` to write (``.bin`` and ``.json`` beside it).
+        int8: quantise with NNCF on ``calibration`` images (resized like at test time).
+
+    Returns:
+        ``{"model", "weights", "metadata"}`` paths.
+
+    Raises:
+        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON. ValueError: a path not ending in .xml,
+        INT8 without images. ImportError: openvino / nncf missing.
+    """
+    from bottomup.deploy.runtime import read_metadata
+
+    onnx_path, path = Path(onnx_path), Path(path)
+    if path.suffix != ".xml":
+        raise ValueError(f"{path}: an OpenVINO IR file name must end in .xml")
+    meta = read_metadata(onnx_path)
+    inputs = calibration_inputs(calibration, int(meta["input_size"])) if int8 else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_openvino(onnx_path, path, inputs)
+    meta = {
+        **meta,
+        "precision": "int8" if int8 else meta.get("precision", "fp32"),
+        "model_file": path.name,
+        "calibration_images": len(inputs or []),
+    }
+    write_json(metadata_path(path), meta)
+    return {"model": path, "weights": path.with_suffix(".bin"), "metadata": metadata_path(path)}
+
+
+def export_model(
+    predictor: Predictor,
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    exporter: str = "dynamo",
+    int8: bool = False,
+    calibration: Sequence[str | os.PathLike] = (),
+    **extra: Any,
+) -> dict[str, Path]:
+    """Export ``predictor`` (network, layout, test settings) to ``path`` and write the JSON beside it.
+
+    Args:
+        predictor: e.g. ``bottomup.api.PoseEstimator.from_checkpoint(...)``; its fp32 network is exported (a
+            ``fold_bn`` / bf16 copy is not: export the checkpoint without them).
+        path: the model file: ``*.onnx`` or ``*.xml`` (OpenVINO IR, ``.bin`` beside it).
+        format: ``"onnx"`` or ``"openvino"``; default from the suffix.
+        exporter: ``"dynamo"`` (default) or ``"torchscript"`` (:data:`EXPORTERS`).
+        int8: quantise with ``calibration`` images: NNCF for an OpenVINO IR, ``quantize_onnx`` for ONNX.
+        calibration: image files for INT8 calibration.
+        **extra: more JSON keys (``summary``, ``trained_on``, ``source``).
+
+    Returns:
+        ``{"model": path, "metadata": json path}`` (+ ``"weights"``: the ``.bin`` of an IR).
+
+    Raises:
+        ValueError: unknown format / exporter, a suffix that does not fit the format, several test scales, INT8
+            without calibration images, a prepared (folded / low-precision) network.
+        ImportError: openvino / nncf missing (the message names the ``deploy`` extra).
+    """
+    path = Path(path)
+    if format is None:
+        format = next((f for f, s in FORMATS.items() if s == path.suffix), None)
+        if format is None:
+            raise ValueError(f"{path}: give a .onnx or .xml (OpenVINO IR) file name, or format='onnx' / 'openvino'")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
+    if path.suffix != FORMATS[format]:
+        raise ValueError(f"{path}: a {format} model file must end in {FORMATS[format]}")
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {list(EXPORTERS)}, got {exporter!r}")
+    if tuple(predictor.scales) != (1.0,):
+        raise ValueError(
+            f"the exported graph runs one scale (1.0); the test settings have scales {list(predictor.scales)} "
+            "(export with --scales 1)"
+        )
+    if predictor.fold_bn or predictor.compile:
+        raise ValueError("export the fp32 network: load the checkpoint without fold_bn / compile")
+    model = predictor.model.float().cpu().eval()
+    if predictor.channels_last:
+        model = model.to(memory_format=torch.contiguous_format)
+    codec = predictor.codec
+    graph = DecodeGraph(
+        model,
+        num_keypoints=codec.num_keypoints,
+        flip_index=codec.flip_index if predictor.flip_test else None,
+        nms_kernel=codec.nms_kernel,
+        max_people=codec.max_people,
+    ).eval()
+    inputs = calibration_inputs(calibration, predictor.input_size) if int8 else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = {"model": path, "metadata": metadata_path(path)}
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-") as tmp:
+        onnx_path = Path(tmp) / "model.onnx" if format == "openvino" else Path(tmp) / path.name
+        with torch.inference_mode(False), torch.no_grad():
+            _export_onnx(graph, onnx_path, predictor.input_size, exporter)
+        if format == "onnx" and int8:
+            fp32 = Path(tmp) / "fp32.onnx"
+            os.replace(onnx_path, fp32)
+            write_json(metadata_path(fp32), export_metadata(predictor))
+            quantize_onnx(fp32, path, calibration=calibration)
+        elif format == "onnx":
+            os.replace(onnx_path, path)
+        else:
+            _write_openvino(onnx_path, path, inputs if int8 else None)
+            written["weights"] = path.with_suffix(".bin")
+    meta = export_metadata(
+        predictor,
+        precision="int8" if int8 else "fp32",
+        exporter=exporter,
+        opset=EXPORTERS[exporter],
+        model_file=path.name,
+        calibration_images=len(inputs),
+        **extra,
+    )
+    write_json(written["metadata"], meta)
+    log.info("exported %s (%s, %s) and %s", path, format, meta["precision"], written["metadata"])
+    return written

@@ -1,0 +1,104 @@
+"""The exportable test-time graph: network, flip test, aggregation, projection, heatmap NMS and top-k.
+
+:class:`DecodeGraph` wraps a network (``x (1, 3, H, W) -> [outputs per stride]``) with everything of the official
+HigherHRNet test-time pipeline that maps onto graph ops, so that ONNX Runtime / OpenVINO run it in one call:
+
+1. the network on the image and on its mirror, as one batch of 2 (flip test; official ``tools/valid.py``);
+2. ``bottomup.engine.inference.aggregate_outputs``: stages averaged, the mirrored pass flipped back and its
+   channels permuted by ``flip_index``, heatmaps of both averaged, tags concatenated (L = 2 D), everything projected
+   (bilinear) to the input size -- the very function the torch path runs;
+3. NMS by max-pool (official ``HeatmapParser.nms``: a pixel survives where it equals its ``nms_kernel`` window's
+   maximum) and ``top-k`` (``k = max_people``) per joint, with the tags gathered at the candidates.
+
+Matching, adjustment and refinement need sequential logic and stay in ``bottomup.codec.grouping``
+(``group_candidates``), which takes the graph's outputs as numpy arrays.
+
+Letters: K keypoints, M = ``max_people`` candidates per joint, L tag dimensions, H x W network input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bottomup.engine.inference import aggregate_outputs, run_model
+
+__all__ = ["DecodeGraph", "INPUT_NAME", "OUTPUT_NAMES"]
+
+#: Name of the graph's input: ``(1, 3, H, W)`` float32, the ImageNet-normalised network input.
+INPUT_NAME = "image"
+#: Names of the graph's outputs, in order (see :meth:`DecodeGraph.forward`).
+OUTPUT_NAMES = ("heatmaps", "tags", "candidate_values", "candidate_indices", "candidate_tags")
+
+
+class DecodeGraph(nn.Module):
+    """Network + test-time aggregation + NMS + top-k, one image per call (see the module docstring).
+
+    Args:
+        model: the network in eval mode, ``x (N, 3, H, W) -> [outputs per stride]``, highest stride first.
+        num_keypoints: K.
+        flip_index: joint permutation under a horizontal flip; ``None`` turns the flip test off.
+        nms_kernel: odd max-pool window of the NMS (``test.nms_kernel``).
+        max_people: M, candidates kept per joint (``test.max_people``).
+
+    Raises:
+        ValueError: ``flip_index`` that is not a permutation of ``range(K)``, or an even / non-positive kernel.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_keypoints: int,
+        flip_index: Sequence[int] | None,
+        nms_kernel: int = 5,
+        max_people: int = 30,
+    ) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.num_keypoints = int(num_keypoints)
+        self.flip_index = None if flip_index is None else [int(j) for j in flip_index]
+        if self.flip_index is not None and sorted(self.flip_index) != list(range(self.num_keypoints)):
+            raise ValueError(f"flip_index must be a permutation of range({self.num_keypoints}), got {flip_index}")
+        if nms_kernel < 1 or nms_kernel % 2 == 0:
+            raise ValueError(f"nms_kernel must be an odd number >= 1 (test.nms_kernel), got {nms_kernel}")
+        self.nms_kernel = int(nms_kernel)
+        self.max_people = int(max_people)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run the test-time graph on one normalised image.
+
+        Args:
+            image: ``(1, 3, H, W)`` float32, ImageNet-normalised RGB (``bottomup.data.transforms.normalize_image``),
+                ``H`` and ``W`` multiples of the network's input multiple (32).
+
+        Returns:
+            ``heatmaps (K, H, W)`` float32 (averaged over stages and flip, input pixels);
+            ``tags (K, H, W, L)`` float32 (``L = 2 D`` with flip test, plain tags first);
+            ``candidate_values (K, M)`` float32 heatmap values at the NMS peaks, descending per joint (0 where fewer
+            than M peaks: NMS zeroes every other pixel);
+            ``candidate_indices (K, M)`` int64 row-major pixel index ``y * W + x`` of each candidate;
+            ``candidate_tags (K, M, L)`` float32 tags at the candidates.
+        """
+        k = self.num_keypoints
+        if self.flip_index is not None:
+            both = run_model(self.model, torch.cat([image, torch.flip(image, [3])], dim=0))
+            outs, flips = [o[:1] for o in both], [o[1:] for o in both]
+        else:
+            outs, flips = run_model(self.model, image), None
+        height, width = image.shape[-2], image.shape[-1]
+        heat, tags = aggregate_outputs(
+            outs, flips, num_keypoints=k, flip_index=self.flip_index, project_size=(width, height)
+        )
+        heat, tags = heat[0], tags[0]  # (K, H, W), (K, H, W, L)
+        pad = (self.nms_kernel - 1) // 2
+        pooled = F.max_pool2d(heat[None], self.nms_kernel, 1, pad)[0]
+        peaks = heat * (pooled == heat).to(heat.dtype)
+        values, indices = torch.topk(peaks.reshape(k, -1), self.max_people, dim=1)
+        tag_dim = tags.shape[-1]
+        flat_tags = tags.reshape(k, -1, tag_dim)
+        cand_tags = torch.gather(flat_tags, 1, indices[:, :, None].expand(-1, -1, tag_dim))
+        return heat, tags, values, indices, cand_tags

@@ -1,0 +1,411 @@
+"""Torch-free runtime of an exported model: image in, people out, on ONNX Runtime or OpenVINO.
+
+An export (``python -m bottomup.export``, :mod:`bottomup.deploy.export`) is a model file -- ``.onnx`` or OpenVINO IR
+``.xml`` (+ ``.bin``) -- holding :class:`bottomup.deploy.graph.DecodeGraph`, and a JSON file beside it (same stem,
+``.json``) with everything else the test-time pipeline needs: keypoint names, flip index, joint order, skeleton,
+the input size rule, normalisation, strides and the grouping settings. :class:`DeployedPoseEstimator` reads both,
+then per image:
+
+1. ``bottomup.data.transforms.preprocess_array``: the official resize (short side ``input_size`` rounded up to a
+   multiple of 64, long side by aspect) and ImageNet normalisation, in numpy;
+2. the graph (network, flip test, stage / flip averaging, projection, NMS, top-k) on the backend;
+3. ``bottomup.codec.grouping.group_candidates`` (Hungarian matching, adjust, refine) on its outputs;
+4. ``bottomup.data.transforms.to_original``: keypoints back to original-image pixels.
+
+This module and everything it imports use numpy, OpenCV and scipy only: ``import bottomup.deploy.runtime`` leaves
+``torch`` out of ``sys.modules`` (``tests/test_deploy.py`` checks it with torch made unimportable), so an edge
+install can go without PyTorch: ``pip install "bottomup[deploy]"`` adds onnxruntime and openvino.
+
+Letters: N people, K keypoints, M candidates per joint, L tag dimensions, H x W network input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bottomup.codec.grouping import candidates_from_topk, group_candidates
+from bottomup.data.io import read_image
+from bottomup.data.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, KeypointLayout
+from bottomup.data.transforms import ResizeTransform, preprocess_array, to_original
+from bottomup.engine.people import Prediction
+
+__all__ = [
+    "BACKENDS",
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "DeployedOutput",
+    "DeployedPoseEstimator",
+    "ModelFileError",
+    "backend_for",
+    "metadata_path",
+    "read_metadata",
+]
+
+#: ``"format"`` value of an export's JSON, and its layout version.
+EXPORT_FORMAT, EXPORT_VERSION = "bottomup-deploy", 1
+#: Runtimes of exported files (``"torch"`` runs checkpoints: ``bottomup.api.PoseEstimator``).
+BACKENDS = ("onnxruntime", "openvino")
+#: Model-file suffix -> the backend that runs it by default.
+SUFFIX_BACKEND = {".onnx": "onnxruntime", ".xml": "openvino"}
+INSTALL_HINT = 'pip install "bottomup[deploy]"'
+#: Keys every export JSON holds (:func:`read_metadata` checks them).
+REQUIRED_KEYS = (
+    "format",
+    "version",
+    "keypoint_names",
+    "flip_index",
+    "joint_order",
+    "skeleton",
+    "input_size",
+    "input_multiple",
+    "mean",
+    "std",
+    "flip_test",
+    "grouping",
+    "input_name",
+    "output_names",
+)
+#: Grouping settings baked into the graph (NMS window and top-k): a runtime override would not act.
+GRAPH_GROUPING_KEYS = ("nms_kernel", "max_people")
+#: Grouping settings the host applies (may be overridden at load time).
+HOST_GROUPING_KEYS = (
+    "detection_threshold",
+    "tag_threshold",
+    "use_detection_val",
+    "ignore_too_much",
+    "adjust",
+    "refine",
+)
+
+
+class ModelFileError(ValueError):
+    """An exported model file or its JSON is missing, unreadable or does not fit (the message names the file)."""
+
+
+def metadata_path(model_path: str | os.PathLike) -> Path:
+    """The JSON beside a model file: same folder and stem, suffix ``.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def backend_for(model_path: str | os.PathLike, backend: str | None = None) -> str:
+    """The backend that runs ``model_path``: ``backend`` if given, else by suffix (``.onnx``: onnxruntime, ``.xml``:
+    openvino; OpenVINO also reads ``.onnx``).
+
+    Raises:
+        ModelFileError: an unknown suffix without ``backend``, or ONNX Runtime asked to run an OpenVINO IR.
+        ValueError: an unknown backend name.
+    """
+    path = Path(model_path)
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of {BACKENDS} for an exported model (or 'torch' for a checkpoint), got {backend!r}"
+        )
+    if backend is None:
+        if path.suffix not in SUFFIX_BACKEND:
+            raise ModelFileError(
+                f"{path}: not an exported model (expected a .onnx or OpenVINO .xml file written by python -m bottomup.export)"
+            )
+        return SUFFIX_BACKEND[path.suffix]
+    if backend == "onnxruntime" and path.suffix != ".onnx":
+        raise ModelFileError(
+            f"{path}: onnxruntime runs .onnx files written by python -m bottomup.export (export the checkpoint "
+            "first; backend='openvino' runs an OpenVINO .xml)"
+        )
+    if backend == "openvino" and path.suffix not in SUFFIX_BACKEND:
+        raise ModelFileError(f"{path}: openvino runs .xml / .onnx files written by python -m bottomup.export")
+    return backend
+
+
+def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check the JSON beside ``model_path``.
+
+    Returns:
+        the JSON object (see :func:`bottomup.deploy.export.export_metadata` for its keys).
+
+    Raises:
+        ModelFileError: the JSON is missing, not JSON, not an export's, of another version, or misses keys /
+            holds inconsistent ones (the message names the JSON file and the key).
+    """
+    path = metadata_path(model_path)
+    if not path.is_file():
+        raise ModelFileError(
+            f"{path}: missing; an exported model needs the JSON that python -m bottomup.export writes beside "
+            f"{Path(model_path).name} (export again, or copy it along)"
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: not a readable JSON file ({e}); export the model again") from e
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+        raise ModelFileError(f'{path}: not a bottomup export description (its "format" must be {EXPORT_FORMAT!r})')
+    if meta.get("version") != EXPORT_VERSION:
+        raise ModelFileError(
+            f"{path}: export version {meta.get('version')!r}, this runtime reads version {EXPORT_VERSION}; export again"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ModelFileError(f"{path}: keys {missing} missing; export the model again")
+    k = len(meta["keypoint_names"])
+    for key in ("flip_index", "joint_order"):
+        value = meta[key]
+        if key == "flip_index" and value is None and not meta["flip_test"]:
+            continue
+        if not isinstance(value, list) or sorted(value) != list(range(k)):
+            raise ModelFileError(
+                f"{path}: {key!r} must be a permutation of range({k}) (one entry per keypoint name), got {value!r}"
+            )
+    unknown = set(meta["grouping"]) - set(GRAPH_GROUPING_KEYS + HOST_GROUPING_KEYS)
+    if unknown:
+        raise ModelFileError(f"{path}: unknown grouping keys {sorted(unknown)}")
+    return meta
+
+
+def _missing_extra(package: str, error: ImportError) -> ImportError:
+    return ImportError(f"the {package} backend needs the package {package!r}, which is not installed: {INSTALL_HINT}")
+
+
+class _OnnxRuntime:
+    """ONNX Runtime session on the CPU: ``run(x)`` -> the graph's outputs in ``output_names`` order."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], threads: int | None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise _missing_extra("onnxruntime", e) from e
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelFileError(f"{path}: ONNX Runtime cannot load it as an ONNX model ({e})") from e
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        self.output_names = list(meta["output_names"])
+        if inputs != [meta["input_name"]] or not set(self.output_names) <= set(outputs):
+            raise ModelFileError(
+                f"{path}: inputs {inputs} / outputs {sorted(outputs)} do not match its JSON ({meta['input_name']!r} -> "
+                f"{self.output_names}); the model file and {metadata_path(path).name} come from different exports"
+            )
+        self.input_name = inputs[0]
+        self.heatmap_channels = outputs[self.output_names[0]].shape[0]
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self.output_names, {self.input_name: x})
+
+
+class _OpenVINO:
+    """OpenVINO compiled model on the CPU (IR ``.xml`` or ``.onnx``), fp32 inference precision."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], threads: int | None) -> None:
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise _missing_extra("openvino", e) from e
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError / its own types
+            raise ModelFileError(f"{path}: OpenVINO cannot read it as a model ({e})") from e
+        names = [set(o.get_names()) for o in model.outputs]
+        self.output_names = list(meta["output_names"])
+        index = {}
+        for name in self.output_names:
+            hits = [i for i, n in enumerate(names) if name in n]
+            if not hits:
+                raise ModelFileError(
+                    f"{path}: no output named {name!r} (its outputs: {names}); the model file and "
+                    f"{metadata_path(path).name} come from different exports"
+                )
+            index[name] = hits[0]
+        self.order = [index[n] for n in self.output_names]
+        dim = model.outputs[self.order[0]].get_partial_shape()[0]
+        self.heatmap_channels = dim.get_length() if dim.is_static else None
+        # f32 inference precision: CPUs with bf16 / AMX would otherwise run an fp32 IR in bf16 by default.
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        self.request.infer({0: x})
+        return [self.request.get_output_tensor(i).data.copy() for i in self.order]
+
+
+@dataclass(frozen=True)
+class DeployedOutput:
+    """One image through the exported pipeline (the torch path's ``PipelineOutput``, arrays instead of tensors).
+
+    Attributes:
+        heatmaps: ``(K, h, w)`` float32, averaged over stages and flip, input pixels at scale 1.
+        tags: ``(K, h, w, L)`` float32.
+        transform: the ``ResizeTransform`` (original <-> input pixels).
+        grouped: ``(N, K, 3 + L)`` float32 grouping output in input pixels (x, y, score, tag).
+        keypoints: ``(N, K, 3)`` float64 x, y in original-image pixels, score.
+        scores: ``(N,)`` float32 person scores.
+    """
+
+    heatmaps: np.ndarray
+    tags: np.ndarray
+    transform: ResizeTransform
+    grouped: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+
+
+class DeployedPoseEstimator:
+    """Run an exported model (``.onnx`` or OpenVINO ``.xml`` + its JSON) on ONNX Runtime or OpenVINO, without torch.
+
+    Same behaviour as ``bottomup.api.PoseEstimator`` with the exported settings (one scale, flip test as exported):
+    calling it on an image (path, or ``(H, W, 3)`` uint8 array, RGB or BGR with ``color="bgr"``) returns a
+    :class:`bottomup.engine.people.Prediction` in original-image pixels.
+
+    Args:
+        path: the model file (``.onnx`` or ``.xml``).
+        backend: ``"onnxruntime"`` or ``"openvino"``; default by the suffix (``.onnx``: onnxruntime).
+        threads: CPU threads of the backend (default: the backend's choice, all cores).
+        color: channel order of image arrays, ``"rgb"`` (default) or ``"bgr"`` (OpenCV).
+        **grouping: host grouping settings to override (``detection_threshold``, ``tag_threshold``,
+            ``use_detection_val``, ``ignore_too_much``, ``adjust``, ``refine``); ``nms_kernel`` and
+            ``max_people`` are part of the graph (export again to change them).
+
+    Raises:
+        ModelFileError: missing / unreadable model file or JSON, files of different exports, or a JSON whose
+            keypoints do not match the model's output channels (the message names the file).
+        ImportError: the backend's package is missing (the message names the ``deploy`` extra).
+        ValueError: unknown backend, color or grouping key.
+    """
+
+    #: What ``__call__`` returns (``bottomup.api.PoseEstimator.from_exported`` sets one with drawing).
+    prediction_type: type[Prediction] = Prediction
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        backend: str | None = None,
+        threads: int | None = None,
+        color: str = "rgb",
+        **grouping: Any,
+    ) -> None:
+        self.path = Path(path)
+        self.backend = backend_for(self.path, backend)
+        if color not in ("rgb", "bgr"):
+            raise ValueError(f"color must be 'rgb' or 'bgr' (the channel order of image arrays), got {color!r}")
+        self.color = color
+        if not self.path.is_file():
+            raise ModelFileError(f"{self.path}: no such model file")
+        meta = read_metadata(self.path)
+        self.metadata = meta
+        baked = set(grouping) & set(GRAPH_GROUPING_KEYS)
+        if baked:
+            raise ValueError(
+                f"{sorted(baked)} are part of the exported graph ({self.path.name}: {meta['grouping']}); export again "
+                "with other test settings to change them"
+            )
+        unknown = set(grouping) - set(HOST_GROUPING_KEYS)
+        if unknown:
+            raise ValueError(f"unknown grouping settings {sorted(unknown)}; allowed: {list(HOST_GROUPING_KEYS)}")
+        self.grouping = {**meta["grouping"], **grouping}
+        self.keypoint_names = tuple(str(n) for n in meta["keypoint_names"])
+        self.num_keypoints = len(self.keypoint_names)
+        self.flip_index = meta["flip_index"]
+        self.joint_order = [int(j) for j in meta["joint_order"]]
+        self.skeleton = tuple((int(a), int(b)) for a, b in meta["skeleton"])
+        self.category_id = int(meta.get("category_id", 1))
+        self.input_size = int(meta["input_size"])
+        self.flip_test = bool(meta["flip_test"])
+        self.precision = str(meta.get("precision", "fp32"))
+        #: what the weights are, as the export described them (checkpoint summary)
+        self.summary = str(meta.get("summary", ""))
+        self.trained_on = str(meta.get("trained_on", ""))
+        runner = _OnnxRuntime if self.backend == "onnxruntime" else _OpenVINO
+        self._net = runner(self.path, meta, threads)
+        channels = self._net.heatmap_channels
+        if isinstance(channels, int) and channels != self.num_keypoints:
+            raise ModelFileError(
+                f"{metadata_path(self.path)}: {self.num_keypoints} keypoint names, but {self.path.name} outputs "
+                f"{channels} heatmap channels; the JSON belongs to another export"
+            )
+        try:
+            names = self.keypoint_names
+            flip = self.flip_index or list(range(len(names)))
+            #: the keypoint layout (names, flip pairs, skeleton, joint order, OKS sigmas: tracking's similarity;
+            #: exports without ``oks_sigmas`` get COCO's by keypoint name)
+            self.layout = KeypointLayout(
+                keypoint_names=names,
+                flip_pairs=tuple((names[i], names[int(j)]) for i, j in enumerate(flip) if i < int(j)),
+                skeleton=tuple((names[a], names[b]) for a, b in self.skeleton),
+                joint_order=tuple(names[j] for j in self.joint_order),
+                oks_sigmas=tuple(meta.get("oks_sigmas") or [COCO_OKS_SIGMAS.get(n, DEFAULT_OKS_SIGMA) for n in names]),
+                category_id=self.category_id,
+            )
+        except (IndexError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{metadata_path(self.path)}: inconsistent keypoint layout ({e}); export again") from e
+
+    def read(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
+        """The ``(H, W, 3)`` uint8 RGB image (a file decoded; an array checked, reversed from BGR with ``color="bgr"``).
+
+        Raises:
+            bottomup.data.io.ImageReadError: missing / unreadable file. TypeError / ValueError: a bad array.
+        """
+        rgb = read_image(image)
+        if self.color == "bgr" and isinstance(image, np.ndarray):
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        return rgb
+
+    def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, ResizeTransform]:
+        """``(1, 3, h, w)`` float32 network input and its ``ResizeTransform`` (``preprocess_array``)."""
+        return preprocess_array(rgb, self.input_size)
+
+    def network(self, x: np.ndarray) -> list[np.ndarray]:
+        """The graph on one input: ``[heatmaps (K, h, w), tags (K, h, w, L), candidate_values (K, M),
+        candidate_indices (K, M), candidate_tags (K, M, L)]`` (``bottomup.deploy.graph.DecodeGraph.forward``)."""
+        return self._net(x)
+
+    def decode(self, outputs: list[np.ndarray], transform: ResizeTransform) -> DeployedOutput:
+        """Group the graph's outputs (``group_candidates``) and map them to original-image pixels."""
+        heat, tags, values, indices, cand_tags = outputs
+        cands = candidates_from_topk(values, indices, cand_tags, heat.shape[-1])
+        grouping = {k: v for k, v in self.grouping.items() if k != "nms_kernel"}
+        grouped, scores = group_candidates(cands, heat, tags, joint_order=self.joint_order, **grouping)
+        keypoints = to_original(grouped[..., :3], transform)
+        return DeployedOutput(heat, tags, transform, grouped, keypoints, scores)
+
+    def run(self, image: str | os.PathLike | np.ndarray) -> DeployedOutput:
+        """One image through the whole pipeline (maps and people).
+
+        Raises:
+            bottomup.data.io.ImageReadError / TypeError / ValueError: as :meth:`read`.
+        """
+        x, transform = self.preprocess(self.read(image))
+        return self.decode(self.network(x), transform)
+
+    def __call__(self, image: str | os.PathLike | np.ndarray) -> Prediction:
+        """Detect people: a :attr:`prediction_type` in original-image pixels, holding the RGB image.
+
+        Raises:
+            bottomup.data.io.ImageReadError / TypeError / ValueError: as :meth:`read`.
+        """
+        rgb = self.read(image)
+        x, transform = self.preprocess(rgb)
+        out = self.decode(self.network(x), transform)
+        return self.prediction_type(
+            keypoints=out.keypoints,
+            scores=out.scores,
+            keypoint_names=self.keypoint_names,
+            skeleton=self.skeleton,
+            image=rgb,
+            category_id=self.category_id,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, backend={self.backend!r}, precision={self.precision!r})"

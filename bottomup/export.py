@@ -1,0 +1,128 @@
+"""Export a checkpoint for deployment: ``python -m bottomup.export CHECKPOINT [OUTPUT] [options]``.
+
+Examples::
+
+    python -m bottomup.export outputs/quickstart/.../best.pt                        # -> best.onnx + best.json
+    python -m bottomup.export pose_higher_hrnet_w32_512.pth w32.xml --experiment higherhrnet_w32   # OpenVINO IR
+    python -m bottomup.export best.pt best_int8.onnx --int8 --calib coco/val2017    # INT8 for ONNX Runtime (QDQ)
+    python -m bottomup.export best.pt best_int8.xml --int8 --calib coco/val2017     # INT8 (NNCF), OpenVINO IR
+
+Writes the model file -- ONNX (``.onnx``) or OpenVINO IR (``.xml`` + ``.bin``) -- holding the network and the
+test-time graph (flip test, stage / flip averaging, projection, heatmap NMS, top-k candidates with their tags;
+``bottomup.deploy.graph``), and a JSON beside it (same stem) with the keypoint layout, the input size rule,
+normalisation, strides and test settings. ``python -m bottomup.infer IMAGES --checkpoint best.onnx`` or
+``bottomup.deploy.runtime.DeployedPoseEstimator`` run it (ONNX Runtime / OpenVINO, no torch needed).
+
+Checkpoint: this project's ``last.pt`` / ``best.pt`` (config inside) or an official HigherHRNet ``.pth``
+(``--experiment`` names the network). Test settings come from the checkpoint's config; ``--input-size``,
+``--no-flip`` and the grouping flags replace them. The exported graph runs one scale.
+
+Exit status: 0 written; 2 usage error (bad checkpoint, option or calibration folder; nothing is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bottomup.export",
+        description="Export a checkpoint with its test-time graph to ONNX or OpenVINO IR (optionally INT8).",
+        epilog="Exit status: 0 written, 2 usage error.",
+    )
+    p.add_argument("checkpoint", help="this project's last.pt / best.pt, or an official HigherHRNet .pth")
+    p.add_argument(
+        "output",
+        nargs="?",
+        help="model file to write: *.onnx or *.xml (OpenVINO IR); default: the checkpoint's name with the "
+        "format's suffix, beside it",
+    )
+    p.add_argument("--experiment", help="conf/experiment name of the network (required for an official .pth)")
+    p.add_argument("--format", choices=["onnx", "openvino"], help="default: from the output suffix, else onnx")
+    p.add_argument(
+        "--exporter",
+        choices=["dynamo", "torchscript"],
+        default="dynamo",
+        help="torch.onnx front end: dynamo (torch.export, opset 18; default) or torchscript (opset 17, faster)",
+    )
+    p.add_argument("--input-size", type=int, help="short side of the network input (default: the config's)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test in the graph")
+    p.add_argument("--detection-threshold", type=float, help="minimum heatmap peak to start a joint")
+    p.add_argument("--tag-threshold", type=float, help="maximum tag distance to join a person")
+    p.add_argument("--max-people", type=int, help="candidates per joint kept by the graph's top-k")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="post-training static INT8 quantisation: ONNX Runtime quantize_static for .onnx (recommended), NNCF "
+        "for an OpenVINO .xml (lost most AP on official-init models; see README)",
+    )
+    p.add_argument("--calib", nargs="+", help="calibration images for --int8: files, folders or glob patterns")
+    p.add_argument("--calib-count", type=int, default=100, help="use at most this many calibration images")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = _parser().parse_args(argv)
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        print(f"error: checkpoint {checkpoint}: no such file", file=sys.stderr)
+        return 2
+    fmt = args.format
+    output = Path(args.output) if args.output else None
+    if fmt is None:
+        if output is not None and output.suffix in (".onnx", ".xml"):
+            fmt = "openvino" if output.suffix == ".xml" else "onnx"
+        else:
+            fmt = "onnx"
+    if output is None:
+        output = checkpoint.with_suffix(".xml" if fmt == "openvino" else ".onnx")
+    calibration: list[Path] = []
+    if args.int8:
+        from bottomup.data.io import expand_inputs
+
+        if not args.calib:
+            print("error: --int8 needs --calib IMAGES (a folder of real images, e.g. coco/val2017)", file=sys.stderr)
+            return 2
+        calibration, _ = expand_inputs(args.calib)
+        if not calibration:
+            print(f"error: --calib {' '.join(args.calib)}: no image found", file=sys.stderr)
+            return 2
+        calibration = calibration[: args.calib_count]
+    from bottomup.api import PoseEstimator
+    from bottomup.deploy.export import export_model
+
+    overrides = {"scales": [1.0]}
+    for key in ("input_size", "detection_threshold", "tag_threshold", "max_people"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.flip is not None:
+        overrides["flip_test"] = bool(args.flip)
+    try:
+        estimator = PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device="cpu", **overrides)
+        written = export_model(
+            estimator,
+            output,
+            format=fmt,
+            exporter=args.exporter,
+            int8=args.int8,
+            calibration=calibration,
+            summary=estimator.summary,
+            trained_on=estimator.trained_on,
+            source=str(checkpoint),
+        )
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+        print(f"error: {checkpoint}: {e}", file=sys.stderr)
+        return 2
+    print(" ".join(str(p) for p in written.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Exported models (``python -m bottomup.export``) on ONNX Runtime and OpenVINO: the same people as the torch path,
+the torch-free runtime, and clear errors for bad or mismatched model files.
+
+Real coco-mini val images, flip test on, two input shapes (square and 4:3). Two models: the quickstart network
+briefly trained (session fixture ``quickstart_checkpoint``) and the official-layout HigherHRNet-W32 with seeded
+weights, saved as a raw ``.pth`` state dict like the official checkpoints (input 256 to keep it cheap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bottomup.api import PoseEstimator
+from bottomup.data.io import read_image
+from bottomup.deploy.export import convert_to_openvino, export_model
+from bottomup.deploy.runtime import DeployedPoseEstimator, ModelFileError
+
+REPO = Path(__file__).resolve().parents[1]
+#: coco-mini val images: 640 x 480 (4:3 landscape) and one cropped to a square; people are found in both by both models
+IMAGES = ("000000018575.jpg", "000000034417.jpg")
+
+
+def _inputs(coco_root: Path) -> list[np.ndarray]:
+    """A 4:3 image as it is, and a square crop of another (the two input shapes)."""
+    out = []
+    for i, name in enumerate(IMAGES):
+        img = read_image(coco_root / "val2017" / name)
+        h, w = img.shape[:2]
+        if i == 0:
+            assert (w, h) == (640, 480), (name, img.shape)
+            out.append(img)
+        else:
+            side = min(h, w)
+            out.append(np.ascontiguousarray(img[:side, :side]))
+    return out
+
+
+def _export_both(estimator: PoseEstimator, folder: Path, exporter: str) -> dict[str, Path]:
+    onnx = export_model(estimator, folder / "model.onnx", exporter=exporter, summary=estimator.summary)["model"]
+    xml = convert_to_openvino(onnx, folder / "model.xml")["model"]
+    return {"onnxruntime": onnx, "openvino": xml}
+
+
+@pytest.fixture(scope="module")
+def quickstart_export(quickstart_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    # 30 training steps leave weak heatmaps: a detection threshold of 0.05 (instead of 0.1) finds 10-30 people per
+    # image, so that the comparison has people to compare; the JSON carries it to the runtimes.
+    estimator = PoseEstimator.from_checkpoint(quickstart_checkpoint, device="cpu", detection_threshold=0.05)
+    return estimator, _export_both(estimator, tmp_path_factory.mktemp("qs_export"), "dynamo")
+
+
+@pytest.fixture(scope="module")
+def w32_export(tmp_path_factory: pytest.TempPathFactory):
+    from bottomup.build import build_model, compose
+
+    folder = tmp_path_factory.mktemp("w32_export")
+    cfg = compose("train", ["experiment=higherhrnet_w32"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, pretrained=False)
+    pth = folder / "pose_higher_hrnet_w32_seeded.pth"
+    torch.save(model.state_dict(), pth)  # the official checkpoints' layout: a raw state dict
+    estimator = PoseEstimator.from_checkpoint(pth, experiment="higherhrnet_w32", device="cpu", input_size=256)
+    return estimator, _export_both(estimator, folder, "torchscript")
+
+
+@pytest.mark.parametrize("which", ["quickstart", "w32"])
+def test_exported_models_find_the_same_people_as_torch(which: str, request, coco_root: Path) -> None:
+    """ONNX Runtime and OpenVINO fp32 on the exported graph vs the torch fp32 path: same people (count), keypoints
+    within 0.5 px, scores within 1e-3, at a 4:3 and a square input, flip test on."""
+    estimator, files = request.getfixturevalue(f"{which}_export")
+    assert estimator.flip_test
+    for backend, path in files.items():
+        deployed = DeployedPoseEstimator(path, backend=backend, threads=1)
+        assert deployed.flip_test and deployed.input_size == estimator.input_size
+        for image in _inputs(coco_root):
+            expected, got = estimator(image), deployed(image)
+            assert len(expected) > 0, "the comparison needs people"
+            assert len(got) == len(expected), (backend, image.shape)
+            np.testing.assert_allclose(got.keypoints[..., :2], expected.keypoints[..., :2], atol=0.5)
+            np.testing.assert_allclose(got.keypoints[..., 2], expected.keypoints[..., 2], atol=1e-3)
+            np.testing.assert_allclose(got.scores, expected.scores, atol=1e-3)
+            assert got.keypoint_names == expected.keypoint_names and got.skeleton == expected.skeleton
+
+
+def test_export_json_holds_the_test_time_settings(quickstart_export) -> None:
+    estimator, files = quickstart_export
+    meta = json.loads(files["onnxruntime"].with_suffix(".json").read_text())
+    assert meta["keypoint_names"] == list(estimator.layout.keypoint_names)
+    assert meta["flip_index"] == estimator.flip_index and meta["joint_order"] == estimator.joint_order
+    assert meta["input_size"] == estimator.input_size and meta["flip_test"] is True
+    assert meta["grouping"] == estimator.grouping and meta["strides"] == list(estimator.codec.strides)
+    assert meta["opset"] == 18 and meta["precision"] == "fp32"
+
+
+_NO_TORCH = """
+import sys
+
+class _Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, _Blocker())
+import bottomup
+from bottomup import DeployedPoseEstimator
+from bottomup.api import PoseEstimator  # noqa: F401 -- must fail: the torch API
+"""
+
+
+def test_runtime_runs_without_torch(quickstart_export, coco_root: Path, tmp_path: Path) -> None:
+    """``bottomup.deploy.runtime`` neither imports torch nor needs it: in a subprocess where torch cannot be
+    imported, both backends find the people the torch path finds."""
+    estimator, files = quickstart_export
+    image = coco_root / "val2017" / IMAGES[0]
+    expected = estimator(image)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+
+        class _Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+                return None
+
+        sys.meta_path.insert(0, _Blocker())
+        from bottomup import DeployedPoseEstimator
+
+        out = {{}}
+        for backend, path in {json.dumps({k: str(v) for k, v in files.items()})}.items():
+            pred = DeployedPoseEstimator(path, backend=backend, threads=1)({str(image)!r})
+            out[backend] = pred.keypoints.tolist()
+        print(json.dumps({{"torch_loaded": "torch" in sys.modules, "keypoints": out}}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["torch_loaded"] is False
+    for backend, keypoints in result["keypoints"].items():
+        np.testing.assert_allclose(np.array(keypoints), expected.keypoints, atol=0.5, err_msg=backend)
+    # and the blocker does block: the torch API fails in the same setting
+    blocked = subprocess.run([sys.executable, "-c", _NO_TORCH], capture_output=True, text=True, env=env, timeout=120)
+    assert blocked.returncode != 0 and "torch is blocked" in blocked.stderr
+
+
+def test_plain_import_leaves_torch_out() -> None:
+    code = "import sys, bottomup.deploy.runtime, bottomup.codec.grouping; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
+
+
+def test_input_multiple_agrees_with_the_network() -> None:
+    from bottomup.data.transforms import INPUT_MULTIPLE
+    from bottomup.models.hrnet import INPUT_MULTIPLE as NETWORK_MULTIPLE
+
+    assert INPUT_MULTIPLE == NETWORK_MULTIPLE
+
+
+def test_bad_model_files_get_clear_errors(quickstart_export, tmp_path: Path) -> None:
+    _, files = quickstart_export
+    onnx = files["onnxruntime"]
+    # missing JSON
+    lonely = tmp_path / "lonely.onnx"
+    shutil.copy(onnx, lonely)
+    with pytest.raises(ModelFileError, match=r"lonely\.json: missing"):
+        DeployedPoseEstimator(lonely)
+    # a JSON that is not an export's
+    (tmp_path / "lonely.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ModelFileError, match=r"lonely\.json: not a bottomup export"):
+        DeployedPoseEstimator(lonely)
+    (tmp_path / "lonely.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match=r"lonely\.json: not a readable JSON"):
+        DeployedPoseEstimator(lonely)
+    # a file that is not ONNX, with a good JSON
+    fake = tmp_path / "fake.onnx"
+    fake.write_bytes(b"this is not a model")
+    shutil.copy(onnx.with_suffix(".json"), fake.with_suffix(".json"))
+    with pytest.raises(ModelFileError, match=r"fake\.onnx: ONNX Runtime cannot load"):
+        DeployedPoseEstimator(fake)
+    with pytest.raises(ModelFileError, match=r"fake\.onnx: OpenVINO cannot read"):
+        DeployedPoseEstimator(fake, backend="openvino")
+    # JSON keypoints that do not match the model's heatmap channels
+    meta = json.loads(onnx.with_suffix(".json").read_text())
+    k = len(meta["keypoint_names"]) - 1
+    meta.update(keypoint_names=meta["keypoint_names"][:k], flip_index=list(range(k)), joint_order=list(range(k)))
+    for path in files.values():
+        other = tmp_path / f"other{path.suffix}"
+        shutil.copy(path, other)
+        if path.suffix == ".xml":
+            shutil.copy(path.with_suffix(".bin"), other.with_suffix(".bin"))
+        other.with_suffix(".json").write_text(json.dumps(meta))
+        with pytest.raises(ModelFileError, match=rf"other\.json: {k} keypoint names, but other\{path.suffix} outputs"):
+            DeployedPoseEstimator(other)
+    # a checkpoint given to a deployed backend, an unknown suffix, a missing file
+    with pytest.raises(ModelFileError, match=r"best\.pt: onnxruntime runs \.onnx files"):
+        DeployedPoseEstimator(tmp_path / "best.pt", backend="onnxruntime")
+    with pytest.raises(ModelFileError, match="not an exported model"):
+        DeployedPoseEstimator(tmp_path / "model.bin")
+    with pytest.raises(ModelFileError, match=r"gone\.onnx: no such model file"):
+        DeployedPoseEstimator(tmp_path / "gone.onnx")
+    # settings baked into the graph cannot be overridden at run time
+    with pytest.raises(ValueError, match="max_people"):
+        DeployedPoseEstimator(onnx, max_people=5)
+
+
+def test_missing_backend_names_the_extra(quickstart_export, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, files = quickstart_export
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    for backend, path in files.items():
+        with pytest.raises(ImportError, match=r'pip install "bottomup\[deploy\]"'):
+            DeployedPoseEstimator(path, backend=backend)
+
+
+def test_infer_cli_runs_an_exported_model(quickstart_export, coco_root: Path, tmp_path: Path) -> None:
+    """``python -m bottomup.infer --checkpoint model.xml --backend openvino`` writes the torch path's people."""
+    from bottomup.infer import main
+
+    estimator, files = quickstart_export
+    image = coco_root / "val2017" / IMAGES[0]
+    status = main([str(image), "--checkpoint", str(files["openvino"]), "--backend", "openvino",
+                   "--output-dir", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert status == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results) == len(estimator(image)) > 0
+    assert (tmp_path / f"{Path(IMAGES[0]).stem}.png").is_file()
+    # test settings of the torch path are refused for an exported model
+    assert main([str(image), "--checkpoint", str(files["onnxruntime"]), "--flip", "--output-dir", str(tmp_path)]) == 2
+
+
+def test_exported_model_tracks_a_video_like_torch(quickstart_export, tmp_path: Path) -> None:
+    """A video through ``python -m bottomup.infer --backend onnxruntime``: one JSON line per frame with the same people
+    and track ids as the torch path (``PoseEstimator.track``); the export carries the layout's OKS sigmas."""
+    from bottomup.data.synthetic_video import SyntheticVideo, write_synthetic_video
+    from bottomup.infer import main
+
+    estimator, files = quickstart_export
+    clip = tmp_path / "walk.mp4"
+    write_synthetic_video(clip, SyntheticVideo(seed=1, num_frames=5, width=192, height=160, num_people=2))
+    meta = json.loads(files["onnxruntime"].with_suffix(".json").read_text())
+    assert meta["oks_sigmas"] == list(estimator.layout.oks_sigmas)
+    status = main([str(clip), "--checkpoint", str(files["onnxruntime"]), "--backend", "onnxruntime",
+                   "--output-dir", str(tmp_path / "out"), "--no-progress", "--no-render"])  # fmt: skip
+    assert status == 0
+    lines = [json.loads(line) for line in (tmp_path / "out" / "walk.jsonl").read_text().splitlines()]
+    torch_path = [r.to_dict() for r in PoseEstimator.track(estimator, str(clip))]
+    assert [r["frame"] for r in lines] == [r["frame"] for r in torch_path] == list(range(5))
+    assert sum(len(r["people"]) for r in lines) > 0
+    for exported, reference in zip(lines, torch_path, strict=True):
+        assert [p["track_id"] for p in exported["people"]] == [p["track_id"] for p in reference["people"]]
+        for a, b in zip(exported["people"], reference["people"], strict=True):
+            np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=0.5)
+
+
+def test_export_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bottomup.export import main
+
+    assert main([str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt: no such file" in capsys.readouterr().err
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"junk")
+    assert main([str(ckpt), str(tmp_path / "x.xml"), "--int8"]) == 2
+    assert "--int8 needs --calib" in capsys.readouterr().err
+    assert not (tmp_path / "x.xml").exists()
+
+
+def test_int8_export_quantises_the_network_and_still_finds_people(
+    quickstart_export, coco_root: Path, tmp_path: Path
+) -> None:
+    """``--int8``: NNCF (OpenVINO IR) and ONNX Runtime static quantisation on real calibration images give models
+    whose convolutions are quantised, the decode left in float, and that find people where fp32 does."""
+    import onnx
+    import openvino as ov
+
+    from bottomup.deploy.export import quantize_onnx
+
+    estimator, files = quickstart_export
+    calib = sorted((coco_root / "train2017").glob("*.jpg"))[:3]
+    xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
+    q_onnx = quantize_onnx(files["onnxruntime"], tmp_path / "int8.onnx", calibration=calib)["model"]
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()}
+    assert "FakeQuantize" in ops and "TopK" in ops
+    nodes = onnx.load(str(q_onnx)).graph.node
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10 and any(n.op_type == "TopK" for n in nodes)
+    image = _inputs(coco_root)[0]
+    expected = estimator(image)
+    for path in (xml, q_onnx):
+        deployed = DeployedPoseEstimator(path, threads=1)
+        assert deployed.precision == "int8"
+        got = deployed(image)
+        assert 0 < len(got) <= 2 * len(expected)
+
+
+@pytest.mark.slow
+def test_bench_backends_section_reports_every_backend(coco_root: Path, tmp_path: Path) -> None:
+    """``python -m bottomup.bench --only backends``: network and e2e rows for torch fp32 / bf16 fast, ONNX Runtime and
+    OpenVINO fp32, both INT8s, on the same images (smoke run: tiny network and input, numbers mean nothing)."""
+    from bottomup.bench import main
+
+    out = tmp_path / "bench.json"
+    argv = ["--only", "backends", "--quick", "--width", "8", "--e2e-images", "1", "--threads", "1",
+            "--data-root", str(coco_root), "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    records = json.loads(out.read_text())["sections"]["backends"]
+    names = {r["name"] for r in records}
+    for backend in ("torch fp32", "torch bf16 fast", "onnxruntime fp32", "openvino fp32", "openvino int8",
+                    "onnxruntime int8"):  # fmt: skip
+        assert {f"{backend} network", f"{backend} e2e"} <= names, names
+    assert all(r["n"] == 1 and r["median"] > 0 for r in records)
