@@ -256,3 +256,52 @@ def test_looser_options_drop_the_edge_cases(coco_root, coco_layout, key, value):
             assert kept >= 0
             differ += kept + sum(int((x != y).any()) for x, y in zip(a["heatmaps"], b["heatmaps"], strict=True))
     assert differ > 0
+
+
+def test_config_keys_reach_the_dataset_and_codec(coco_root):
+    from conftest import compose_train_config
+
+    from bottomup.build import build_codec, build_train_dataset
+
+    default = compose_train_config([f"data.root={coco_root}", "output_dir=/tmp/unused"])
+    ds = build_train_dataset(default.data, default.model.strides)
+    assert (ds.scale_type, ds.mask_warp, ds.codec.joint_rounding, ds.scale_aware_sigma) == (
+        "short",
+        "uint8",
+        "trunc",
+        False,
+    )
+    cfg = compose_train_config(
+        [
+            f"data.root={coco_root}",
+            "output_dir=/tmp/unused",
+            "data.augmentation.scale_type=long",
+            "data.augmentation.mask_warp=float",
+            "data.joint_rounding=floor",
+            "data.scale_aware_sigma=true",
+            "data.base_size=128",
+            "data.sigma=3.0",
+            "data.int_sigma=true",
+        ]
+    )
+    ds = build_train_dataset(cfg.data, cfg.model.strides)
+    assert (ds.scale_type, ds.mask_warp, ds.codec.joint_rounding, ds.scale_aware_sigma, ds.int_sigma) == (
+        "long",
+        "float",
+        "floor",
+        True,
+        True,
+    )
+    assert ds.base_size == 128 and ds.base_sigma == 3.0  # base_sigma follows data.sigma
+    assert build_codec(cfg).joint_rounding == "floor"
+    np.testing.assert_array_equal(ds.person_sigmas(np.array([128.0, 200.0])), [4.0, 5.0])  # int(round(s + .5))
+    with pytest.raises(ValueError, match="data.augmentation.scale_type"):
+        _dataset(coco_root, _layout(cfg), scale_type="wide")
+    with pytest.raises(ValueError, match="data.joint_rounding"):
+        _dataset(coco_root, _layout(cfg), joint_rounding="round")
+
+
+def _layout(cfg):
+    from bottomup.data.keypoints import KeypointLayout
+
+    return KeypointLayout.from_config(cfg.data)
