@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from bottomup.codec.assignment import ASSIGNMENTS
 from bottomup.codec.grouping import group_keypoints
 from bottomup.codec.ideal import flip_outputs, ideal_outputs
 from bottomup.codec.targets import ROUNDINGS, render_heatmaps, tag_indices
@@ -42,6 +43,7 @@ GROUPING_KEYS = (
     "ignore_too_much",
     "adjust",
     "refine",
+    "assignment",
 )
 
 
@@ -77,6 +79,8 @@ class AssociativeEmbeddingCodec:
         max_people: M, tag rows per training image and people per decoded image (``data.max_people``).
         nms_kernel, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, adjust, refine:
             grouping settings of ``bottomup.codec.grouping.group_keypoints`` (official ``TEST`` keys).
+        assignment: the matching solver, ``"munkres"`` (official choice among equal-cost assignments) or ``"scipy"``
+            (``test.assignment``; ``bottomup.codec.assignment``).
 
     Raises:
         ValueError: ``joint_order`` / ``flip_index`` that are not permutations of ``range(K)``, no strides, or a
@@ -100,6 +104,7 @@ class AssociativeEmbeddingCodec:
         adjust: bool = True,
         refine: bool = True,
         joint_rounding: str = "trunc",
+        assignment: str = "munkres",
     ) -> None:
         k = int(num_keypoints)
         self.num_keypoints = k
@@ -131,6 +136,9 @@ class AssociativeEmbeddingCodec:
         if joint_rounding not in ROUNDINGS:
             raise ValueError(f"joint_rounding must be one of {ROUNDINGS} (data.joint_rounding), got {joint_rounding!r}")
         self.joint_rounding = joint_rounding
+        if assignment not in ASSIGNMENTS:
+            raise ValueError(f"assignment must be one of {ASSIGNMENTS} (test.assignment), got {assignment!r}")
+        self.assignment = assignment
         self.use_detection_val = bool(use_detection_val)
         self.ignore_too_much = bool(ignore_too_much)
         self.adjust = bool(adjust)

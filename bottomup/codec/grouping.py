@@ -48,7 +48,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
+
+from bottomup.codec.assignment import solve_assignment
 
 __all__ = [
     "Candidates",
@@ -242,11 +243,14 @@ def match_by_tag(
     use_detection_val: bool = True,
     ignore_too_much: bool = False,
     max_people: int = 30,
+    assignment: str = "munkres",
 ) -> np.ndarray:
     """Group candidates into people, joint by joint (official ``match_by_tag``).
 
     For each joint in ``joint_order``: candidates with value ``> detection_threshold`` are matched to the
-    first ``max_people`` people by ``scipy.optimize.linear_sum_assignment`` on
+    first ``max_people`` people by a minimum-cost assignment (``assignment``: ``"munkres"``, the official solver's
+    choice among equal-cost optima, :func:`bottomup.codec.assignment.munkres_assignment`; ``"scipy"``:
+    ``scipy.optimize.linear_sum_assignment``) on
     ``round(||tag - mean tag of the person||) * 100 - value`` (or the plain distance without
     ``use_detection_val``); with more candidates than people the cost matrix is padded with ``1e10``.
     A pair is accepted when the (unrounded) distance is ``< tag_threshold``; every other candidate starts a
@@ -256,6 +260,7 @@ def match_by_tag(
     Args:
         candidates: from :func:`nms_topk`.
         joint_order: the K joint indices in matching order.
+        assignment: ``"munkres"`` or ``"scipy"`` (``test.assignment``).
 
     Returns:
         ``(N, K, 3 + L)`` float32 rows ``(x, y, value, tag...)``, map pixels (integer pixel positions);
@@ -305,7 +310,7 @@ def match_by_tag(
         added = rows.shape[0]
         if added > grouped:
             cost = np.concatenate([cost, np.full((added, added - grouped), 1e10)], axis=1)
-        row_ind, col_ind = linear_sum_assignment(cost)
+        row_ind, col_ind = solve_assignment(cost, assignment)
         for r, c in zip(row_ind.tolist(), col_ind.tolist(), strict=True):
             if c < grouped and dist[r, c] < tag_threshold:
                 people[c][joint] = rows[r]
@@ -487,6 +492,7 @@ def group_keypoints(
     ignore_too_much: bool = False,
     adjust: bool = True,
     refine: bool = True,
+    assignment: str = "munkres",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode people from one image's heatmaps and tag maps (official ``HeatmapParser.parse``).
 
@@ -499,6 +505,7 @@ def group_keypoints(
         joint_order: matching order, a permutation of ``range(K)`` (``KeypointLayout.joint_order_index``).
         nms_kernel, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much,
         adjust, refine: official ``TEST`` settings (``conf/test/default.yaml``).
+        assignment: the matching solver, ``"munkres"`` (official tie behaviour) or ``"scipy"`` (:func:`match_by_tag`).
 
     Returns:
         ``keypoints (N, K, 3 + L)`` float32: ``x, y`` in pixels of the given maps (pixel centres + quarter-pixel
@@ -528,6 +535,7 @@ def group_keypoints(
         use_detection_val=use_detection_val,
         ignore_too_much=ignore_too_much,
         max_people=max_people,
+        assignment=assignment,
     )
     if adjust:
         keypoints = adjust_keypoints(keypoints, det)
