@@ -18,25 +18,25 @@ identical outputs.
 Frames: every coordinate is in pixels of the maps passed in (``x`` right, ``y`` down), pixel ``(i, j)`` spans
 ``[i, i + 1) x [j, j + 1)``: a detection at pixel ``(x, y)`` is returned at ``(x + 0.5 +- 0.25, y + 0.5 +- 0.25)``.
 
-Ties (where outputs can differ from the official code; measured in README "Where grouping can differ")
+Ties (README "Where grouping can differ from the official code")
     Everything follows the official code, including its quirks (people are keyed by the first tag value, so a "new"
     person whose first tag equals an existing person's key overwrites that person's joint, as with the official
-    ``dict``), except where candidates tie:
+    ``dict``). Where candidates tie:
 
-    * *Top-k order of equal heatmap values* (:func:`nms_topk`): here value descending, then row-major pixel index
-      ascending, deterministic on every device. The official code keeps ``torch.topk``'s order, which is not
-      specified and depends on the PyTorch version and device (torch 2.13 on CPU returns equal values in no fixed
-      order). It decides the order in which people are created, which candidates make the ``max_people`` cut when
-      more than that tie at it, and the row order of the matching problem.
     * *Equal-cost assignments* (:func:`match_by_tag`): the cost ``round(distance) * 100 - value`` is a per-row
-      constant plus whole multiples of 100, so two people at the same rounded tag distance from a candidate tie.
-      ``scipy.optimize.linear_sum_assignment`` and the official Munkres (``munkres`` package) can return different
-      optimal assignments; because a pair is accepted on the unrounded distance (``< tag_threshold``), the choice can
-      decide whether a joint joins a person or starts a new one.
-
-    On ideal maps of real images only the first occurs (equal 1.0 peaks: the same people in another order, 2 of 79
-    coco-mini val images); on noisy tag maps the second is common. The pure-Python ``munkres`` package is not used:
-    it is another dependency, and with it grouping took 10x as long on quantised random maps (1.4x on smooth ones).
+      constant plus whole multiples of 100, so two people at the same rounded tag distance from a candidate tie, and
+      since a pair is accepted on the unrounded distance (``< tag_threshold``) the choice decides whether a joint
+      joins a person or starts a new one. ``assignment="munkres"`` (default) returns the assignment the official
+      Munkres solver returns (:mod:`bottomup.codec.assignment`; ``scipy.optimize.linear_sum_assignment`` where the
+      optimum is unique, Munkres' algorithm only where it may tie). ``assignment="scipy"`` always uses scipy, which
+      often picks another optimum.
+    * *Top-k order of equal heatmap values* (:func:`nms_topk`), the one remaining difference: here value descending,
+      then row-major pixel index ascending, the same on every device. The official code keeps ``torch.topk``'s order
+      of equal values, which is not specified and changes with the PyTorch version and device (torch 2.13 on CPU:
+      no fixed order), so it cannot be reproduced in general. It decides the order in which people are created,
+      which candidates make the ``max_people`` cut when more than that tie at it, and the row order of the
+      matching problem. Real network outputs rarely hold equal peak values; ideal maps (all peaks 1.0) and
+      heavily quantised maps do.
 
 Letters: K joints, H x W map, L tag dimensions (1, or 2 with flip test), M = max_people, N people.
 """

@@ -3,11 +3,11 @@
 Written to follow the structure of the published ``HeatmapParser`` (full-map max-pool NMS, top-k, a
 ``dict`` of people keyed by their first tag value, per-person / per-joint loops for adjust and refine), so
 that ``bottomup.codec.grouping`` (the fast, pruned implementation) can be checked against it pixel for pixel.
-It differs from the official code only where candidates tie, exactly as ``bottomup.codec.grouping`` does (see its
-"Ties" section): equal-valued candidates are ordered by row-major pixel index ascending (``torch.topk`` leaves that
-order unspecified), and equal-cost assignments are resolved by ``scipy.optimize.linear_sum_assignment`` instead of
-the official Munkres. With those two put back (``torch.topk`` on the full NMS map, the ``munkres`` package), it gave
-the official output on every round-trip and random-map case measured (README "Where grouping can differ").
+It differs from the official code only where equal heatmap values tie in top-k, exactly as
+``bottomup.codec.grouping`` does (see its "Ties" section): they are ordered by row-major pixel index ascending
+(``torch.topk`` leaves that order unspecified). Assignments use the same solver setting as the fast code
+(``assignment``, default Munkres' choice among equal-cost optima, as official). With ``torch.topk``'s order put back
+it gave the official output on every round-trip and random-map case measured (README "Where grouping can differ").
 """
 
 from __future__ import annotations
