@@ -81,5 +81,7 @@ def test_bad_input():
         solve_assignment(np.zeros((2, 2)), "hungarian")
     with pytest.raises(ValueError, match="finite"):
         munkres_assignment(np.array([[np.nan, 1.0]]))
-    rows, cols = munkres_assignment(np.zeros((0, 3)))
-    assert rows.size == 0 and cols.size == 0
+    for empty in (np.zeros((0, 3)), np.zeros((0, 0))):
+        rows, cols = solve_assignment(empty)
+        assert rows.size == 0 and cols.size == 0
+        assert munkres_assignment(empty)[0].size == 0

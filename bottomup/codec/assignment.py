@@ -139,7 +139,7 @@ def is_unique_optimum(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> b
     """
     cost = np.asarray(cost, dtype=np.float64)
     r0, c0 = cost.shape
-    if r0 < 2 and c0 <= r0:
+    if r0 == 0 or (r0 == 1 and c0 == 1):
         return True
     n = c0
     full = np.zeros((n, n))
