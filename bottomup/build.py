@@ -295,6 +295,7 @@ def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
         KeypointLayout.from_config(cfg.data),
         sigma=float(cfg.data.sigma),
         strides=list(cfg.model.strides),
+        joint_rounding=str(cfg.data.get("joint_rounding", "trunc")),
         **settings,
     )
 
@@ -302,8 +303,10 @@ def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
 def build_train_dataset(
     data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0
 ) -> KeypointDataset:
-    """The training ``KeypointDataset`` from ``conf/data/*.yaml`` (augmentation on when ``train``); its codec has
-    ``data.sigma``, ``strides`` and ``data.max_people``."""
+    """The training ``KeypointDataset`` from ``conf/data/*.yaml`` (augmentation on when ``train``, including
+    ``augmentation.scale_type`` / ``mask_warp``); its codec has ``data.sigma``, ``strides``, ``data.max_people`` and
+    ``data.joint_rounding``; scale-aware sigma from ``data.scale_aware_sigma`` / ``base_size`` / ``base_sigma`` /
+    ``int_sigma``."""
     aug = data_cfg.augmentation
     return KeypointDataset(
         ann_file=str(data_cfg.train_ann),
@@ -322,6 +325,13 @@ def build_train_dataset(
         flip_prob=float(aug.flip_prob),
         max_images=data_cfg.get("max_images"),
         seed=seed,
+        scale_type=str(aug.scale_type),
+        mask_warp=str(aug.mask_warp),
+        scale_aware_sigma=bool(data_cfg.scale_aware_sigma),
+        base_size=float(data_cfg.base_size),
+        base_sigma=float(data_cfg.base_sigma),
+        int_sigma=bool(data_cfg.int_sigma),
+        joint_rounding=str(data_cfg.joint_rounding),
     )
 
 

@@ -90,9 +90,10 @@ def test_heatmap_peaks_and_tags_at_transformed_joints(train_ds, seed):
             heat = s["heatmaps"][r].numpy()
             size = 512 // stride
             assert heat.shape == (17, size, size) and heat.dtype == np.float32
-            x, y = kp_in[..., 0] / stride, kp_in[..., 1] / stride
+            # official int(): truncation toward zero first, then the in-map test (-1 < x < 0 lands on pixel 0)
+            x, y = np.trunc(kp_in[..., 0] / stride), np.trunc(kp_in[..., 1] / stride)
             ok = (kp_in[..., 2] > 0) & (x >= 0) & (y >= 0) & (x < size) & (y < size)
-            xi, yi = np.floor(x).astype(int), np.floor(y).astype(int)
+            xi, yi = x.astype(int), y.astype(int)
             n, k = np.nonzero(ok)
             assert np.all(heat[k, yi[n, k], xi[n, k]] == 1.0)
             # and nowhere else is a peak of 1.0
@@ -216,12 +217,12 @@ def test_annotations_mask_and_people(train_ds):
             ignore |= train_ds.coco.annToMask(a) > 0
     assert np.array_equal(mask == 0, ignore)
 
-    # per resolution: the warped mask thresholded at 0.5 (official), from the same matrix
+    # per resolution: the uint8 mask warped and thresholded at 0.5 (official), from the same matrix
     index = train_ds.image_ids.index(image_id)
     s = train_ds.sample(index, AugmentParams(rotation=-20.0, scale=0.9, translate=(20.0, 20.0)))
     for r, stride in enumerate((4, 2)):
         size = 512 // stride
-        warped = cv2.warpAffine(mask, s["matrix"].numpy() / stride, (size, size))
+        warped = cv2.warpAffine((mask * 255).astype(np.uint8), s["matrix"].numpy() / stride, (size, size)) / 255
         assert np.array_equal(s["masks"][r].numpy(), (warped > 0.5).astype(np.float32))
 
 

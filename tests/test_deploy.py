@@ -54,8 +54,14 @@ def _export_both(estimator: PoseEstimator, folder: Path, exporter: str) -> dict[
 @pytest.fixture(scope="module")
 def quickstart_export(quickstart_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     # 30 training steps leave weak heatmaps: a detection threshold of 0.05 (instead of 0.1) finds 10-30 people per
-    # image, so that the comparison has people to compare; the JSON carries it to the runtimes.
-    estimator = PoseEstimator.from_checkpoint(quickstart_checkpoint, device="cpu", detection_threshold=0.05)
+    # image, so that the comparison has people to compare; the JSON carries it to the runtimes. Its many weak
+    # candidates give near-equal matching costs, where the Munkres default (exact-zero tests, as the official solver)
+    # follows the ~1e-7 differences between torch and the runtimes' arithmetic to another optimum: scipy here, so that
+    # the test compares the graphs, not the solver's choice among near-ties (the trained quickstart model agrees with
+    # either solver on these images).
+    estimator = PoseEstimator.from_checkpoint(
+        quickstart_checkpoint, device="cpu", detection_threshold=0.05, assignment="scipy"
+    )
     return estimator, _export_both(estimator, tmp_path_factory.mktemp("qs_export"), "dynamo")
 
 

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bottomup.codec.assignment import ASSIGNMENTS
 from bottomup.codec.grouping import group_keypoints
-from bottomup.codec.targets import render_heatmaps, tag_indices
+from bottomup.codec.targets import ROUNDINGS, render_heatmaps, tag_indices
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +43,7 @@ GROUPING_KEYS = (
     "ignore_too_much",
     "adjust",
     "refine",
+    "assignment",
 )
 
 
@@ -79,11 +81,16 @@ class AssociativeEmbeddingCodec:
         joint_order: matching order (``KeypointLayout.joint_order_index``); default channel order.
         flip_index: joint permutation under a horizontal flip (``KeypointLayout.flip_index``); needed for flip
             test and ``flip_ideal``; ``None`` = no flip pairs known.
-        sigma: heatmap Gaussian std in heatmap pixels (``data.sigma``).
+        sigma: heatmap Gaussian std in heatmap pixels (``data.sigma``); ``encode`` may give one per person instead
+            (scale-aware sigma).
+        joint_rounding: heatmap pixel of a joint, ``"trunc"`` (official ``int()``: a joint at ``-1 < x < 0`` lands on
+            pixel 0 and is kept) or ``"floor"`` (``data.joint_rounding``; ``bottomup.codec.targets.joint_pixels``).
         strides: output strides, highest first (``model.strides``).
         max_people: M, tag rows per training image and people per decoded image (``data.max_people``).
         nms_kernel, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, adjust, refine:
             grouping settings of ``bottomup.codec.grouping.group_keypoints`` (official ``TEST`` keys).
+        assignment: the matching solver, ``"munkres"`` (official choice among equal-cost assignments) or ``"scipy"``
+            (``test.assignment``; ``bottomup.codec.assignment``).
 
     Raises:
         ValueError: ``joint_order`` / ``flip_index`` that are not permutations of ``range(K)``, no strides, or a
@@ -106,6 +113,8 @@ class AssociativeEmbeddingCodec:
         ignore_too_much: bool = False,
         adjust: bool = True,
         refine: bool = True,
+        joint_rounding: str = "trunc",
+        assignment: str = "munkres",
     ) -> None:
         k = int(num_keypoints)
         self.num_keypoints = k
@@ -134,6 +143,12 @@ class AssociativeEmbeddingCodec:
             )
         if self.sigma <= 0 or not self.sigma < float("inf"):
             raise ValueError(f"sigma must be positive and finite (data.sigma), got {sigma}")
+        if joint_rounding not in ROUNDINGS:
+            raise ValueError(f"joint_rounding must be one of {ROUNDINGS} (data.joint_rounding), got {joint_rounding!r}")
+        self.joint_rounding = joint_rounding
+        if assignment not in ASSIGNMENTS:
+            raise ValueError(f"assignment must be one of {ASSIGNMENTS} (test.assignment), got {assignment!r}")
+        self.assignment = assignment
         self.use_detection_val = bool(use_detection_val)
         self.ignore_too_much = bool(ignore_too_much)
         self.adjust = bool(adjust)
@@ -153,35 +168,41 @@ class AssociativeEmbeddingCodec:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.grouping.items())
         return f"{type(self).__name__}(num_keypoints={self.num_keypoints}, sigma={self.sigma}, strides={self.strides}, {settings})"
 
-    def encode(self, keypoints: np.ndarray, input_size: int | Sequence[int]) -> dict[str, Any]:
+    def encode(
+        self, keypoints: np.ndarray, input_size: int | Sequence[int], sigmas: np.ndarray | None = None
+    ) -> dict[str, Any]:
         """Training targets for one image.
 
-        Coordinates are divided by each stride in the dtype they come in (the data set gives float64), then
-        rendered (``render_heatmaps``, Gaussians of ``sigma``) and indexed (``tag_indices`` at the first stride,
-        the ``max_people`` most complete people).
+        Coordinates are divided by each stride in float64 (exact for power-of-two strides: the same as warping with
+        the heatmap-frame affine), then rendered (``render_heatmaps``, Gaussians of ``sigma``) and indexed
+        (``tag_indices`` at the first stride, the ``max_people`` most complete people), both with
+        ``joint_rounding``.
 
         Args:
             keypoints: ``(N, K, 3)`` ``(x, y, visibility)`` in input pixels.
             input_size: side or ``(height, width)`` of the network input, a multiple of every stride.
+            sigmas: ``(N,)`` per-person Gaussian std in heatmap pixels, the same at every stride (official
+                ``ScaleAwareHeatmapGenerator``); ``None``: the codec's ``sigma``.
 
         Returns:
             ``{"heatmaps": [(K, H/s, W/s) float32 per stride], "tag_indices": (M, K, 2) int64}`` (tag indices
             into the first output's flattened ``(K, H/s0, W/s0)`` tag maps).
 
         Raises:
-            ValueError: ``keypoints`` not ``(N, K, 3)`` with this codec's K.
+            ValueError: ``keypoints`` not ``(N, K, 3)`` with this codec's K, or ``sigmas`` not ``(N,)`` positive.
         """
         h_in, w_in = _hw(input_size)
-        keypoints = np.asarray(keypoints)
+        keypoints = np.asarray(keypoints, dtype=np.float64)
         if keypoints.ndim != 3 or keypoints.shape[1] != self.num_keypoints or keypoints.shape[2] < 3:
             raise ValueError(f"keypoints must be (N, {self.num_keypoints}, 3), got shape {keypoints.shape}")
+        sigma = self.sigma if sigmas is None else np.asarray(sigmas, dtype=np.float64)
         heatmaps, tags = [], None
         for s in self.strides:
             kp = keypoints.copy()
             kp[..., :2] /= s
-            heatmaps.append(render_heatmaps(kp, h_in // s, w_in // s, self.sigma))
+            heatmaps.append(render_heatmaps(kp, h_in // s, w_in // s, sigma, self.joint_rounding))
             if tags is None:
-                tags = tag_indices(kp, h_in // s, w_in // s, self.max_people)
+                tags = tag_indices(kp, h_in // s, w_in // s, self.max_people, self.joint_rounding)
         return {"heatmaps": heatmaps, "tag_indices": tags}
 
     def decode(

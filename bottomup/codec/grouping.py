@@ -18,11 +18,25 @@ identical outputs.
 Frames: every coordinate is in pixels of the maps passed in (``x`` right, ``y`` down), pixel ``(i, j)`` spans
 ``[i, i + 1) x [j, j + 1)``: a detection at pixel ``(x, y)`` is returned at ``(x + 0.5 +- 0.25, y + 0.5 +- 0.25)``.
 
-Ties: ``torch.topk`` does not define the order of equal values (the official code inherits whatever the
-device's kernel returns). Here candidates of one joint are ordered by value, descending, then by row-major
-pixel index, ascending; everything else follows the official code, including its quirks (people are keyed by
-the first tag value, so a "new" person whose first tag equals an existing person's key overwrites that
-person's joint, as with the official ``dict``).
+Ties (README "Where grouping can differ from the official code")
+    Everything follows the official code, including its quirks (people are keyed by the first tag value, so a "new"
+    person whose first tag equals an existing person's key overwrites that person's joint, as with the official
+    ``dict``). Where candidates tie:
+
+    * *Equal-cost assignments* (:func:`match_by_tag`): the cost ``round(distance) * 100 - value`` is a per-row
+      constant plus whole multiples of 100, so two people at the same rounded tag distance from a candidate tie, and
+      since a pair is accepted on the unrounded distance (``< tag_threshold``) the choice decides whether a joint
+      joins a person or starts a new one. ``assignment="munkres"`` (default) returns the assignment the official
+      Munkres solver returns (:mod:`bottomup.codec.assignment`; ``scipy.optimize.linear_sum_assignment`` where the
+      optimum is unique, Munkres' algorithm only where it may tie). ``assignment="scipy"`` always uses scipy, which
+      often picks another optimum.
+    * *Top-k order of equal heatmap values* (:func:`nms_topk`), the one remaining difference: here value descending,
+      then row-major pixel index ascending, the same on every device. The official code keeps ``torch.topk``'s order
+      of equal values, which is not specified and changes with the PyTorch version and device (torch 2.13 on CPU:
+      no fixed order), so it cannot be reproduced in general. It decides the order in which people are created,
+      which candidates make the ``max_people`` cut when more than that tie at it, and the row order of the
+      matching problem. Real network outputs rarely hold equal peak values; ideal maps (all peaks 1.0) and
+      heavily quantised maps do.
 
 Letters: K joints, H x W map, L tag dimensions (1, or 2 with flip test), M = max_people, N people.
 """
@@ -34,7 +48,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from bottomup.codec.assignment import solve_assignment
 
 if TYPE_CHECKING:
     import torch
@@ -244,11 +259,14 @@ def match_by_tag(
     use_detection_val: bool = True,
     ignore_too_much: bool = False,
     max_people: int = 30,
+    assignment: str = "munkres",
 ) -> np.ndarray:
     """Group candidates into people, joint by joint (official ``match_by_tag``).
 
     For each joint in ``joint_order``: candidates with value ``> detection_threshold`` are matched to the
-    first ``max_people`` people by ``scipy.optimize.linear_sum_assignment`` on
+    first ``max_people`` people by a minimum-cost assignment (``assignment``: ``"munkres"``, the official solver's
+    choice among equal-cost optima, :func:`bottomup.codec.assignment.munkres_assignment`; ``"scipy"``:
+    ``scipy.optimize.linear_sum_assignment``) on
     ``round(||tag - mean tag of the person||) * 100 - value`` (or the plain distance without
     ``use_detection_val``); with more candidates than people the cost matrix is padded with ``1e10``.
     A pair is accepted when the (unrounded) distance is ``< tag_threshold``; every other candidate starts a
@@ -258,6 +276,7 @@ def match_by_tag(
     Args:
         candidates: from :func:`nms_topk`.
         joint_order: the K joint indices in matching order.
+        assignment: ``"munkres"`` or ``"scipy"`` (``test.assignment``).
 
     Returns:
         ``(N, K, 3 + L)`` float32 rows ``(x, y, value, tag...)``, map pixels (integer pixel positions);
@@ -307,7 +326,7 @@ def match_by_tag(
         added = rows.shape[0]
         if added > grouped:
             cost = np.concatenate([cost, np.full((added, added - grouped), 1e10)], axis=1)
-        row_ind, col_ind = linear_sum_assignment(cost)
+        row_ind, col_ind = solve_assignment(cost, assignment)
         for r, c in zip(row_ind.tolist(), col_ind.tolist(), strict=True):
             if c < grouped and dist[r, c] < tag_threshold:
                 people[c][joint] = rows[r]
@@ -489,6 +508,7 @@ def group_keypoints(
     ignore_too_much: bool = False,
     adjust: bool = True,
     refine: bool = True,
+    assignment: str = "munkres",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode people from one image's heatmaps and tag maps (official ``HeatmapParser.parse``).
 
@@ -501,6 +521,7 @@ def group_keypoints(
         joint_order: matching order, a permutation of ``range(K)`` (``KeypointLayout.joint_order_index``).
         nms_kernel, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much,
         adjust, refine: official ``TEST`` settings (``conf/test/default.yaml``).
+        assignment: the matching solver, ``"munkres"`` (official tie behaviour) or ``"scipy"`` (:func:`match_by_tag`).
 
     Returns:
         ``keypoints (N, K, 3 + L)`` float32: ``x, y`` in pixels of the given maps (pixel centres + quarter-pixel
@@ -534,6 +555,7 @@ def group_keypoints(
         ignore_too_much=ignore_too_much,
         adjust=adjust,
         refine=refine,
+        assignment=assignment,
         _band_max_cache=band_max,
     )
 
@@ -551,6 +573,7 @@ def group_candidates(
     ignore_too_much: bool = False,
     adjust: bool = True,
     refine: bool = True,
+    assignment: str = "munkres",
     _band_max_cache: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sequential half of :func:`group_keypoints`, from NMS / top-k candidates on: :func:`match_by_tag` ->
@@ -564,7 +587,7 @@ def group_candidates(
         heatmaps: ``(K, H, W)`` float32 numpy array, the maps the candidates come from.
         tags: ``(K, H, W, L)`` float32.
         joint_order, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, adjust,
-        refine: as :func:`group_keypoints`.
+        refine, assignment: as :func:`group_keypoints`.
 
     Returns:
         as :func:`group_keypoints`: ``keypoints (N, K, 3 + L)`` float32 in map pixels, ``scores (N,)`` float32.
@@ -578,6 +601,7 @@ def group_candidates(
         use_detection_val=use_detection_val,
         ignore_too_much=ignore_too_much,
         max_people=max_people,
+        assignment=assignment,
     )
     if adjust:
         keypoints = adjust_keypoints(keypoints, det)

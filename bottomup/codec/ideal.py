@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from bottomup.codec.targets import render_heatmaps
+from bottomup.codec.targets import joint_pixels, render_heatmaps
 
 __all__ = ["ideal_outputs", "flip_outputs"]
 
@@ -56,9 +56,7 @@ def ideal_outputs(
         maps = [render_heatmaps(kp, h, w, sigma)]
         if i == 0:
             tag_maps = np.full((k, h, w), fill_tag, np.float32)
-            x, y = kp[..., 0], kp[..., 1]
-            ok = (kp[..., 2] > 0) & (x >= 0) & (y >= 0) & (x < w) & (y < h)
-            xi, yi = np.where(ok, x, 0).astype(np.int64), np.where(ok, y, 0).astype(np.int64)
+            xi, yi, ok = joint_pixels(kp, h, w)  # the heatmaps' joint pixels (official int() truncation)
             ys, xs = np.mgrid[0:h, 0:w]
             for j in range(k):
                 people = np.nonzero(ok[:, j])[0]

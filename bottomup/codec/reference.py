@@ -3,9 +3,11 @@
 Written to follow the structure of the published ``HeatmapParser`` (full-map max-pool NMS, top-k, a
 ``dict`` of people keyed by their first tag value, per-person / per-joint loops for adjust and refine), so
 that ``bottomup.codec.grouping`` (the fast, pruned implementation) can be checked against it pixel for pixel.
-The only specified difference from the official code is the order of equal-valued candidates, which
-``torch.topk`` leaves undefined: here value descending, then row-major pixel index ascending (as in
-``bottomup.codec.grouping``).
+It differs from the official code only where equal heatmap values tie in top-k, exactly as
+``bottomup.codec.grouping`` does (see its "Ties" section): they are ordered by row-major pixel index ascending
+(``torch.topk`` leaves that order unspecified). Assignments use the same solver setting as the fast code
+(``assignment``, default Munkres' choice among equal-cost optima, as official). With ``torch.topk``'s order put back
+it gave the official output on every round-trip and random-map case measured (README "Where grouping can differ").
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
+
+from bottomup.codec.assignment import solve_assignment
 
 
 def reference_top_k(det: np.ndarray, tag: np.ndarray, nms_kernel: int, max_people: int):
@@ -41,7 +44,16 @@ def reference_top_k(det: np.ndarray, tag: np.ndarray, nms_kernel: int, max_peopl
 
 
 def reference_match(
-    vals, locs, tags_k, joint_order, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, max_people
+    vals,
+    locs,
+    tags_k,
+    joint_order,
+    detection_threshold,
+    tag_threshold,
+    use_detection_val,
+    ignore_too_much,
+    max_people,
+    assignment="munkres",
 ) -> np.ndarray:
     num_joints = vals.shape[0]
     default = np.zeros((num_joints, 3 + tags_k.shape[2]))
@@ -73,7 +85,7 @@ def reference_match(
         num_added, num_grouped = diff.shape[0], diff.shape[1]
         if num_added > num_grouped:
             dist = np.concatenate((dist, np.zeros((num_added, num_added - num_grouped)) + 1e10), axis=1)
-        rows, cols = linear_sum_assignment(dist)
+        rows, cols = solve_assignment(dist, assignment)
         for row, col in zip(rows, cols, strict=True):
             if row < num_added and col < num_grouped and saved[row][col] < tag_threshold:
                 key = grouped_keys[col]
@@ -158,6 +170,7 @@ def reference_group(
     ignore_too_much: bool = False,
     adjust: bool = True,
     refine: bool = True,
+    assignment: str = "munkres",
     timings: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Same contract as ``bottomup.codec.grouping.group_keypoints``; ``timings`` (if given) gets seconds per step."""
@@ -184,6 +197,7 @@ def reference_group(
         use_detection_val,
         ignore_too_much,
         max_people,
+        assignment,
     )
     t2 = time.perf_counter()
     if adjust:

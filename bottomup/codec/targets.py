@@ -6,67 +6,148 @@ half. Both share the same conventions:
 Frames and conventions
     Keypoints are ``(x, y)`` in **heatmap pixels** of one output resolution: ``x_heatmap = x_input / stride``
     where ``x_input`` is in pixels of the network input. A joint at continuous position ``(x, y)`` belongs to
-    heatmap pixel ``(int(x), int(y))`` (truncation, as in the official HigherHRNet ``HeatmapGenerator`` and
-    ``JointsGenerator``); decoding puts it back at the pixel centre ``+0.5``.
+    heatmap pixel ``(int(x), int(y))``; decoding puts it back at the pixel centre ``+0.5``.
+
+Joint pixel (``rounding``)
+    ``"trunc"`` (default, official HigherHRNet ``HeatmapGenerator`` / ``JointsGenerator``): Python ``int()`` of
+    the float64 coordinate, i.e. truncation toward zero, *then* the in-map test ``0 <= int(x) < W``; a joint at
+    ``-1 < x < 0`` therefore lands on pixel 0 and is kept (heatmap and tag index). ``"floor"``: the pixel that
+    contains the point, joints with ``x < 0`` dropped. Both work on float64 coordinates (no float32 cast before
+    the truncation, which could move a value a few ulps below an integer onto the next pixel).
+
+Gaussian window (official ``HeatmapGenerator`` / ``ScaleAwareHeatmapGenerator``)
+    With ``x0 = 3 sigma + 1`` the kernel is ``g[i, j] = exp(-((j - x0)^2 + (i - x0)^2) / (2 sigma^2))`` (float64,
+    stored as float32) for ``i, j`` in ``arange(0, 6 sigma + 3)``; its element ``(0, 0)`` is placed at pixel
+    ``(round(x - 3 sigma - 1), round(y - 3 sigma - 1))`` (NumPy rounding, half to even) and it is cut at
+    ``round(x + 3 sigma + 2)`` and at the map border. For an integer sigma the peak ``1.0`` is at the joint's pixel;
+    a fractional sigma (scale-aware sigma) shifts the kernel centre by the rounding remainder, as officially.
 
 Letters: N people, K keypoints, H x W heatmap, M = max people with tags.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
-__all__ = ["render_heatmaps", "tag_indices", "select_people"]
+__all__ = ["ROUNDINGS", "joint_pixels", "gaussian_kernel", "render_heatmaps", "tag_indices", "select_people"]
+
+#: Values of ``rounding`` (``data.joint_rounding``).
+ROUNDINGS = ("trunc", "floor")
 
 
-def _in_bounds(keypoints: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer pixel (x, y) and a validity mask for visible, in-map joints. keypoints: (N, K, 3)."""
-    x = keypoints[..., 0].astype(np.float64)
-    y = keypoints[..., 1].astype(np.float64)
-    ok = (keypoints[..., 2] > 0) & (x >= 0) & (y >= 0) & (x < width) & (y < height)
-    xi = np.where(ok, x, 0).astype(np.int64)  # truncation == floor for the kept (non-negative) values
+def _check_rounding(rounding: str) -> str:
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS} (data.joint_rounding), got {rounding!r}")
+    return rounding
+
+
+def joint_pixels(
+    keypoints: np.ndarray, height: int, width: int, rounding: Literal["trunc", "floor"] = "trunc"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer heatmap pixel of every joint and whether it is visible and inside the map.
+
+    Args:
+        keypoints: ``(N, K, >=3)`` ``(x, y, visibility)`` in heatmap pixels (any float dtype; used as float64).
+        height, width: map size.
+        rounding: ``"trunc"`` (official ``int()``) or ``"floor"``, see the module docstring.
+
+    Returns:
+        ``x (N, K)`` int64, ``y (N, K)`` int64 (0 where not kept) and ``ok (N, K)`` bool.
+
+    Raises:
+        ValueError: unknown ``rounding``.
+    """
+    rounding = _check_rounding(rounding)
+    kp = np.asarray(keypoints)
+    x = kp[..., 0].astype(np.float64)
+    y = kp[..., 1].astype(np.float64)
+    if rounding == "trunc":
+        x, y = np.trunc(x), np.trunc(y)
+        with np.errstate(invalid="ignore"):
+            ok = (kp[..., 2] > 0) & (x >= 0) & (y >= 0) & (x < width) & (y < height)
+    else:
+        with np.errstate(invalid="ignore"):
+            ok = (kp[..., 2] > 0) & (x >= 0) & (y >= 0) & (x < width) & (y < height)
+        x, y = np.floor(x), np.floor(y)
+    xi = np.where(ok, x, 0).astype(np.int64)
     yi = np.where(ok, y, 0).astype(np.int64)
     return xi, yi, ok
 
 
-def render_heatmaps(keypoints: np.ndarray, height: int, width: int, sigma: float = 2.0) -> np.ndarray:
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """``(n, n)`` float32 Gaussian window of the official generators, ``n = len(arange(0, 6 sigma + 3))``, centre
+    ``(3 sigma + 1, 3 sigma + 1)``, computed in float64 (see the module docstring)."""
+    size = 6 * sigma + 3
+    x = np.arange(0, size, 1, np.float64)
+    centre = 3 * sigma + 1
+    d2 = (x[None, :] - centre) ** 2 + (x[:, None] - centre) ** 2
+    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+
+
+def _paint(heatmaps: np.ndarray, joint: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma: float) -> None:
+    """Paint the official window of ``sigma`` at pixels ``(cx, cy)`` of channels ``joint`` (all (V,)), by maximum."""
+    _, height, width = heatmaps.shape
+    g = gaussian_kernel(sigma)
+    n = g.shape[0]
+    ul_x = np.round(cx - 3 * sigma - 1).astype(np.int64)
+    ul_y = np.round(cy - 3 * sigma - 1).astype(np.int64)
+    br_x = np.round(cx + 3 * sigma + 2).astype(np.int64)
+    br_y = np.round(cy + 3 * sigma + 2).astype(np.int64)
+    i = np.arange(n)
+    px = ul_x[:, None] + i[None, :]  # (V, n)
+    py = ul_y[:, None] + i[None, :]
+    okx = (px >= 0) & (px < width) & (px < br_x[:, None])
+    oky = (py >= 0) & (py < height) & (py < br_y[:, None])
+    inside = oky[:, :, None] & okx[:, None, :]  # (V, n, n): rows dy, cols dx
+    flat = (joint[:, None, None] * height + py[:, :, None]) * width + px[:, None, :]
+    vals = np.broadcast_to(g[None], inside.shape)
+    np.maximum.at(heatmaps.reshape(-1), flat[inside], vals[inside])
+
+
+def render_heatmaps(
+    keypoints: np.ndarray,
+    height: int,
+    width: int,
+    sigma: float | np.ndarray = 2.0,
+    rounding: Literal["trunc", "floor"] = "trunc",
+) -> np.ndarray:
     """Gaussian heatmap targets, people combined by maximum.
 
-    Each visible joint inside the map paints ``exp(-d^2 / (2 sigma^2))`` (peak exactly 1.0 at its pixel)
-    within a ``(6 sigma + 3)``-pixel square window around pixel ``(int(x), int(y))``; overlapping people take
-    the maximum. Reference: Cheng et al. 2020 (HigherHRNet) Sec. 3.3 and the official ``HeatmapGenerator``.
+    Each visible joint inside the map (:func:`joint_pixels`) paints the official window of its person's ``sigma``
+    (module docstring; for an integer sigma ``exp(-d^2 / (2 sigma^2))`` with peak 1.0 at its pixel within a
+    ``(6 sigma + 3)``-pixel square); overlapping people take the maximum. Reference: Cheng et al. 2020
+    (HigherHRNet) Sec. 3.3, official ``HeatmapGenerator``, and ``ScaleAwareHeatmapGenerator`` for per-person sigma.
 
     Args:
         keypoints: ``(N, K, 3)`` float, ``(x, y, visibility)`` in heatmap pixels; visibility 0 = unlabeled.
         height, width: map size H x W in heatmap pixels.
-        sigma: Gaussian standard deviation in heatmap pixels.
+        sigma: Gaussian standard deviation in heatmap pixels: one value, or ``(N,)`` one per person
+            (scale-aware sigma).
+        rounding: joint pixel rule, ``"trunc"`` (official) or ``"floor"``.
 
     Returns:
         ``(K, H, W)`` float32 in ``[0, 1]``.
 
     Raises:
-        ValueError: ``keypoints`` is not ``(N, K, 3)``.
+        ValueError: ``keypoints`` is not ``(N, K, 3)``, ``sigma`` is not one value or ``(N,)`` positive values, or
+            an unknown ``rounding``.
     """
-    keypoints = np.asarray(keypoints, dtype=np.float32)
+    keypoints = np.asarray(keypoints)
     if keypoints.ndim != 3 or keypoints.shape[-1] < 3:
         raise ValueError(f"keypoints must be (N, K, 3), got shape {keypoints.shape}")
-    num_keypoints = keypoints.shape[1]
+    num_people, num_keypoints = keypoints.shape[:2]
+    sigmas = np.asarray(sigma, dtype=np.float64)
+    if sigmas.ndim == 0:
+        sigmas = np.full(num_people, float(sigmas))
+    if sigmas.shape != (num_people,) or not np.all(sigmas > 0) or not np.all(np.isfinite(sigmas)):
+        raise ValueError(f"sigma must be a positive number or one per person ({num_people},), got {sigma!r}")
     heatmaps = np.zeros((num_keypoints, height, width), dtype=np.float32)
-    xi, yi, ok = _in_bounds(keypoints, height, width)
-    person, joint = np.nonzero(ok)
-    if person.size == 0:
-        return heatmaps
-    radius = int(3 * sigma + 1)
-    offsets = np.arange(-radius, radius + 1)
-    g = np.exp(-(offsets.astype(np.float32) ** 2) / (2 * sigma**2))  # separable 1-D Gaussian
-    cx, cy = xi[person, joint], yi[person, joint]  # (V,)
-    px = cx[:, None] + offsets[None, :]  # (V, 2r+1)
-    py = cy[:, None] + offsets[None, :]
-    vals = g[None, :, None] * g[None, None, :]  # (1, 2r+1, 2r+1): rows dy, cols dx
-    inside = (py[:, :, None] >= 0) & (py[:, :, None] < height) & (px[:, None, :] >= 0) & (px[:, None, :] < width)
-    flat = (joint[:, None, None] * height + py[:, :, None]) * width + px[:, None, :]
-    vals = np.broadcast_to(vals, inside.shape)
-    np.maximum.at(heatmaps.reshape(-1), flat[inside], vals[inside])
+    xi, yi, ok = joint_pixels(keypoints, height, width, rounding)
+    for s in np.unique(sigmas[ok.any(axis=1)]):
+        person, joint = np.nonzero(ok & (sigmas == s)[:, None])
+        _paint(heatmaps, joint, xi[person, joint], yi[person, joint], float(s))
     return heatmaps
 
 
@@ -88,24 +169,33 @@ def select_people(keypoints: np.ndarray, max_people: int) -> np.ndarray:
     return np.sort(keep)
 
 
-def tag_indices(keypoints: np.ndarray, height: int, width: int, max_people: int = 30) -> np.ndarray:
+def tag_indices(
+    keypoints: np.ndarray,
+    height: int,
+    width: int,
+    max_people: int = 30,
+    rounding: Literal["trunc", "floor"] = "trunc",
+) -> np.ndarray:
     """Where to read each person's tags in the flattened ``(K, H, W)`` tag maps.
 
     Args:
         keypoints: ``(N, K, 3)`` ``(x, y, visibility)`` in heatmap pixels of the tag maps' resolution.
         height, width: tag map size.
         max_people: M; when N > M only the M most complete people are kept (see ``select_people``).
+        rounding: joint pixel rule (:func:`joint_pixels`), the same as the heatmaps'.
 
     Returns:
         ``(M, K, 2)`` int64: ``[k * H * W + y * W + x, valid]`` per person slot and joint; rows beyond N and
-        invisible / out-of-map joints are ``[0, 0]``. Reference: official ``JointsGenerator`` (tag per joint).
+        invisible / out-of-map joints are ``[0, 0]``. Reference: official ``JointsGenerator`` (tag per joint; it
+        packs a person's valid joints into the first slots, here joint k has slot k: the AE loss reads the same
+        set of pixels).
     """
-    keypoints = np.asarray(keypoints, dtype=np.float32)
+    keypoints = np.asarray(keypoints)
     out = np.zeros((max_people, keypoints.shape[1], 2), dtype=np.int64)
     if keypoints.shape[0] == 0:
         return out
     keypoints = keypoints[select_people(keypoints, max_people)]
-    xi, yi, ok = _in_bounds(keypoints, height, width)
+    xi, yi, ok = joint_pixels(keypoints, height, width, rounding)
     k = np.arange(keypoints.shape[1])[None, :]
     n = keypoints.shape[0]
     out[:n, :, 0] = np.where(ok, (k * height + yi) * width + xi, 0)

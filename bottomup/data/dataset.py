@@ -7,10 +7,17 @@ Per sample (reference: official HigherHRNet ``CocoKeypoints`` + ``RandomAffineTr
 2. ignore mask in the original frame: 0 on crowd regions and on the segmentation of people with no labeled
    keypoint, 1 elsewhere;
 3. one random affine (see ``bottomup.data.transforms`` for the crop / scale / rotation / flip semantics)
-   warps the image to ``S x S`` and, divided by the stride, each mask to ``S/s x S/s`` (thresholded at 0.5;
-   pixels outside the image become 0 = ignored, as in the official code); the same matrix moves keypoints;
+   warps the image to ``S x S`` and, divided by the stride, each mask to ``S/s x S/s`` (pixels outside the image
+   become 0 = ignored, as in the official code); the same matrix moves keypoints. The crop side is the image's
+   short side (``scale_type="short"``, official default) or its long side (``"long"``: the whole image is in view
+   at scale 1, the padding around it masked). The mask is warped as the official code does it
+   (``mask_warp="uint8"``: ``uint8(mask * 255)``, bilinear warp, ``/ 255 > 0.5``, so a bilinear value of exactly
+   0.5 = 128/255 is kept) or as a float 0/1 map kept where ``> 0.5`` (``"float"``);
 4. targets through the data set's codec (``AssociativeEmbeddingCodec.encode``, ``bottomup.codec.targets``): Gaussian
-   heatmaps per stride, and tag indices at the first stride.
+   heatmaps per stride, and tag indices at the first stride. With ``scale_aware_sigma`` each person's Gaussian has
+   the official scale-aware sigma ``max(box w, box h) / base_size * base_sigma`` (``int(round(sigma + 0.5))``
+   with ``int_sigma``), divided by the augmentation's scale factor, the same at every stride (official
+   ``CocoKeypoints.get_joints`` + ``RandomAffineTransform`` + ``ScaleAwareHeatmapGenerator``).
 """
 
 from __future__ import annotations
@@ -37,7 +44,12 @@ from bottomup.data.keypoints import flip_index_from_pairs
 from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, affine_matrix, scale_matrix, warp_keypoints
 from bottomup.data.validate import check_keypoint_annotations
 
-__all__ = ["AugmentParams", "KeypointDataset", "collate", "keypoint_categories"]
+__all__ = ["AugmentParams", "KeypointDataset", "collate", "keypoint_categories", "SCALE_TYPES", "MASK_WARPS"]
+
+#: Values of ``scale_type`` (``data.augmentation.scale_type``, official ``DATASET.SCALE_TYPE``).
+SCALE_TYPES = ("short", "long")
+#: Values of ``mask_warp`` (``data.augmentation.mask_warp``).
+MASK_WARPS = ("uint8", "float")
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +63,8 @@ class AugmentParams:
 
     Attributes:
         rotation: degrees, positive = counter-clockwise on screen.
-        scale: multiplier of the reference crop side ``min(H, W)``; > 1 zooms out.
+        scale: multiplier of the reference crop side (``min(H, W)``, or ``max(H, W)`` with ``scale_type="long"``);
+            > 1 zooms out. With scale-aware sigma, each person's sigma is divided by it (official).
         translate: ``(dx, dy)`` shift of the crop centre in pixels at the 200-px reference scale: the
             centre moves by ``translate * crop_side / 200`` original pixels (official ``max_translate`` units).
         flip: horizontal flip of the input (``x -> S - 1 - x``) with joints permuted by ``flip_index``.
@@ -147,14 +160,27 @@ class KeypointDataset(torch.utils.data.Dataset):
         sigma: Gaussian std of heatmaps, heatmap pixels (the same at every stride, as official).
         max_people: M, tag rows per image; more people keep the M most complete (logged once).
         train: random augmentation; ``False`` gives the deterministic identity augmentation (centre crop of
-            the short side at scale 1, no rotation / translation / flip) with the same targets.
+            the short side, or whole image with ``scale_type="long"``, at scale 1, no rotation / translation /
+            flip) with the same targets.
         max_rotation: degrees, rotation uniform in ``[-max_rotation, max_rotation]``.
-        min_scale, max_scale: crop side ``min(H, W) * U(min_scale, max_scale)`` original px (official
-            ``SCALE_TYPE: short``; > 1 zooms out).
+        min_scale, max_scale: crop side ``min(H, W) * U(min_scale, max_scale)`` original px (``max(H, W)`` with
+            ``scale_type="long"``; > 1 zooms out).
         max_translate: crop-centre shift uniform in ``+-max_translate`` px at the 200-px reference scale,
             i.e. ``+-max_translate * crop_side / 200`` original px (official).
         flip_prob: probability of a horizontal flip.
         max_images: keep only the first this many usable images (debugging, overfitting).
+        scale_type: ``"short"`` (official default: the crop's reference side is the image's short side) or
+            ``"long"`` (the long side: at scale 1 the whole image is kept, padding masked)
+            (``data.augmentation.scale_type``, official ``DATASET.SCALE_TYPE``).
+        mask_warp: ``"uint8"`` (official: ``uint8(mask * 255)`` warped, ``/ 255 > 0.5``) or ``"float"`` (the 0/1
+            float mask warped, ``> 0.5``; drops pixels at exactly 0.5) (``data.augmentation.mask_warp``).
+        scale_aware_sigma: per-person sigma from the box size (``data.scale_aware_sigma``, official
+            ``DATASET.SCALE_AWARE_SIGMA``); ``sigma`` is then unused for training targets.
+        base_size, base_sigma, int_sigma: scale-aware sigma ``max(box w, box h) / base_size * base_sigma`` heatmap
+            px (``int(round(sigma + 0.5))`` with ``int_sigma``), divided by the sample's ``AugmentParams.scale``
+            (official ``DATASET.BASE_SIZE``, ``BASE_SIGMA``, ``INT_SIGMA``); ``base_sigma=None``: ``sigma``.
+        joint_rounding: heatmap pixel of a joint, ``"trunc"`` (official ``int()``) or ``"floor"``
+            (``data.joint_rounding``; ``bottomup.codec.targets.joint_pixels``).
         seed: with an index ``(i, epoch)`` (``bottomup.train.EpochSampler``) the augmentation of sample ``i``
             is drawn from ``numpy.random.default_rng((seed, epoch, i))``: reproducible whatever the number of
             workers, and after a resume. ``None``: 0.
@@ -166,7 +192,9 @@ class KeypointDataset(torch.utils.data.Dataset):
         FileNotFoundError: ``ann_file`` or ``image_dir`` does not exist.
         ValueError: the json is not a COCO keypoint file, its K differs from ``len(keypoint_names)`` (or its
             names are the same joints in another order), a keypoint list has the wrong length, no image has
-            a person annotation, or no annotation has a labeled keypoint; bad sizes / strides.
+            a person annotation, or no annotation has a labeled keypoint; bad sizes / strides; an unknown
+            ``scale_type`` / ``mask_warp`` / ``joint_rounding``; with ``scale_aware_sigma``, a person with labeled
+            keypoints and no positive ``bbox`` (the message names the annotation id).
     """
 
     def __init__(
@@ -187,6 +215,13 @@ class KeypointDataset(torch.utils.data.Dataset):
         flip_prob: float = 0.5,
         max_images: int | None = None,
         seed: int | None = None,
+        scale_type: str = "short",
+        mask_warp: str = "uint8",
+        scale_aware_sigma: bool = False,
+        base_size: float = 256.0,
+        base_sigma: float | None = None,
+        int_sigma: bool = False,
+        joint_rounding: str = "trunc",
     ) -> None:
         ann_file = os.fspath(ann_file)
         image_dir = os.fspath(image_dir)
@@ -211,7 +246,23 @@ class KeypointDataset(torch.utils.data.Dataset):
                 raise ValueError(f"input_size {self.input_size} must be a positive multiple of every stride {s}")
         if not 0 < min_scale <= max_scale:
             raise ValueError(f"need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}")
+        if scale_type not in SCALE_TYPES:
+            raise ValueError(
+                f"scale_type must be one of {SCALE_TYPES} (data.augmentation.scale_type), got {scale_type!r}"
+            )
+        if mask_warp not in MASK_WARPS:
+            raise ValueError(f"mask_warp must be one of {MASK_WARPS} (data.augmentation.mask_warp), got {mask_warp!r}")
+        self.scale_type = scale_type
+        self.mask_warp = mask_warp
         self.sigma = float(sigma)
+        self.scale_aware_sigma = bool(scale_aware_sigma)
+        self.base_size = float(base_size)
+        self.base_sigma = self.sigma if base_sigma is None else float(base_sigma)
+        self.int_sigma = bool(int_sigma)
+        if self.scale_aware_sigma and not (self.base_size > 0 and self.base_sigma > 0):
+            raise ValueError(
+                f"scale-aware sigma needs data.base_size > 0 and data.base_sigma > 0, got {base_size}, {base_sigma}"
+            )
         self.max_people = int(max_people)
         #: encodes the targets (heatmaps per stride, tag indices); owns sigma, strides and max_people
         self.codec = AssociativeEmbeddingCodec(
@@ -220,6 +271,7 @@ class KeypointDataset(torch.utils.data.Dataset):
             sigma=self.sigma,
             strides=self.output_strides,
             max_people=self.max_people,
+            joint_rounding=joint_rounding,
         )
         self.train = bool(train)
         self.seed = seed
@@ -259,7 +311,14 @@ class KeypointDataset(torch.utils.data.Dataset):
                     f"annotation file {ann_file}: annotation id {ann.get('id')} has {len(kps)} keypoint "
                     f"values, expected 3 * {k} (data.num_keypoints)"
                 )
-            labeled += self._num_labeled(ann) > 0
+            n_labeled = self._num_labeled(ann)
+            labeled += n_labeled > 0
+            if self.scale_aware_sigma and n_labeled > 0 and not self._box_size(ann) > 0:
+                raise ValueError(
+                    f"annotation file {ann_file}: annotation id {ann.get('id')} has labeled keypoints but no positive "
+                    f"bbox (got {ann.get('bbox')!r}), which data.scale_aware_sigma=true needs for its sigma; fix the "
+                    "bbox or set data.scale_aware_sigma=false"
+                )
         ids = [
             i
             for i in self.coco.getImgIds()
@@ -301,14 +360,23 @@ class KeypointDataset(torch.utils.data.Dataset):
         kps = ann.get("keypoints") or []
         return int(np.count_nonzero(np.asarray(kps, dtype=np.float64)[2::3] > 0))
 
+    @staticmethod
+    def _box_size(ann: dict) -> float:
+        """``max(w, h)`` of the annotation's ``bbox`` in original px (official scale-aware sigma); 0 without one."""
+        box = ann.get("bbox")
+        if not box or len(box) != 4:
+            return 0.0
+        return float(max(box[2], box[3]))
+
     # ------------------------------------------------------------------ annotations
     def _raw(self, image_id: int) -> list[dict]:
         return self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, catIds=self.cat_ids, iscrowd=None))
 
-    def _keypoints_and_mask(self, anns: list[dict], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    def _people(self, anns: list[dict], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keypoints ``(N, K, 3)``, mask ``(H, W)`` and box sizes ``(N,)`` of the kept people."""
         k = self.num_keypoints
         ignore = np.zeros((height, width), np.uint8)
-        people = []
+        people, sizes = [], []
         for ann in anns:
             crowd = bool(ann.get("iscrowd", 0))
             n_labeled = self._num_labeled(ann)
@@ -317,8 +385,30 @@ class KeypointDataset(torch.utils.data.Dataset):
             if not crowd or n_labeled > 0:
                 kps = ann.get("keypoints") or [0.0] * (3 * k)
                 people.append(np.asarray(kps, dtype=np.float64).reshape(k, 3))
+                sizes.append(self._box_size(ann))
         keypoints = np.stack(people) if people else np.zeros((0, k, 3))
-        return keypoints, (ignore == 0).astype(np.float32)
+        return keypoints, (ignore == 0).astype(np.float32), np.asarray(sizes, np.float64)
+
+    def _keypoints_and_mask(self, anns: list[dict], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        keypoints, mask, _ = self._people(anns, height, width)
+        return keypoints, mask
+
+    def person_sigmas(self, box_sizes: np.ndarray) -> np.ndarray:
+        """Scale-aware sigma at augmentation scale 1 (official ``CocoKeypoints.get_joints``).
+
+        Args:
+            box_sizes: ``(N,)`` ``max(bbox w, bbox h)`` in original px.
+
+        Returns:
+            ``(N,)`` float64 heatmap px: ``size / base_size * base_sigma``, or ``int(round(that + 0.5))`` with
+            ``int_sigma``. People without a box (only those with no labeled joint, which paint nothing) get
+            ``base_sigma``.
+        """
+        sizes = np.asarray(box_sizes, np.float64)
+        sigmas = sizes / self.base_size * self.base_sigma
+        if self.int_sigma:
+            sigmas = np.array([float(int(np.round(s + 0.5))) for s in sigmas], np.float64)
+        return np.where(sigmas > 0, sigmas, self.base_sigma)
 
     def annotations(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground truth of one image in the original frame.
@@ -353,10 +443,11 @@ class KeypointDataset(torch.utils.data.Dataset):
     def matrix(self, height: int, width: int, params: AugmentParams) -> np.ndarray:
         """``(2, 3)`` original -> input affine for an image of ``height x width`` and ``params``.
 
-        The crop side is ``min(H, W) * params.scale`` original px, centred at
-        ``(W / 2, H / 2) + params.translate * crop_side / 200`` (official HigherHRNet, ``SCALE_TYPE: short``).
+        The crop side is ``min(H, W) * params.scale`` original px (``max(H, W)`` with ``scale_type="long"``),
+        centred at ``(W / 2, H / 2) + params.translate * crop_side / 200`` (official HigherHRNet ``SCALE_TYPE``).
         """
-        crop = min(height, width) * params.scale
+        side = max(height, width) if self.scale_type == "long" else min(height, width)
+        crop = side * params.scale
         shift = crop / 200.0
         center = (width / 2.0 + params.translate[0] * shift, height / 2.0 + params.translate[1] * shift)
         return affine_matrix(center, crop, params.rotation, self.input_size, flip=params.flip)
@@ -390,7 +481,7 @@ class KeypointDataset(torch.utils.data.Dataset):
                 f"it is {width}x{height} px but {self.ann_file} says {info['width']}x{info['height']}: its "
                 "annotations are not in this image's frame",
             )
-        keypoints, mask = self._keypoints_and_mask(self._raw(image_id), height, width)
+        keypoints, mask, box_sizes = self._people(self._raw(image_id), height, width)
         if keypoints.shape[0] > self.max_people and not self._warned_max_people:
             self._warned_max_people = True
             logger.info(
@@ -401,7 +492,9 @@ class KeypointDataset(torch.utils.data.Dataset):
                 self.max_people,
                 self.max_people,
             )
-        keypoints = keypoints[select_people(keypoints, self.max_people)]
+        keep = select_people(keypoints, self.max_people)
+        keypoints = keypoints[keep]
+        sigmas = self.person_sigmas(box_sizes[keep]) / params.scale if self.scale_aware_sigma else None
         if params.flip:
             keypoints = keypoints[:, self.flip_index]
 
@@ -410,11 +503,12 @@ class KeypointDataset(torch.utils.data.Dataset):
         warped = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
         kp_input = warp_keypoints(keypoints, m)
 
-        targets = self.codec.encode(kp_input, size)  # heatmaps per stride, tag indices at the first stride
-        masks = []
-        for stride, out in zip(self.output_strides, self.output_sizes, strict=True):
-            mk = cv2.warpAffine(mask, scale_matrix(m, stride), (out, out), flags=cv2.INTER_LINEAR, borderValue=0)
-            masks.append(torch.from_numpy((mk > 0.5).astype(np.float32)))
+        # heatmaps per stride, tag indices at the first stride
+        targets = self.codec.encode(kp_input, size, sigmas=sigmas)
+        masks = [
+            torch.from_numpy(self.warp_mask(mask, scale_matrix(m, s), out))
+            for s, out in zip(self.output_strides, self.output_sizes, strict=True)
+        ]
         heatmaps = [torch.from_numpy(h) for h in targets["heatmaps"]]
         tags = targets["tag_indices"]
 
@@ -432,6 +526,24 @@ class KeypointDataset(torch.utils.data.Dataset):
             "matrix": torch.from_numpy(m),
             "flipped": bool(params.flip),
         }
+
+    def warp_mask(self, mask: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+        """Warp a keep-mask to a ``size x size`` output and binarise it (``mask_warp``; outside the image: 0).
+
+        Args:
+            mask: ``(H, W)`` float32 0/1 in original px (1 = keep).
+            matrix: ``(2, 3)`` original -> output px.
+            size: output side.
+
+        Returns:
+            ``(size, size)`` float32 0/1.
+        """
+        if self.mask_warp == "uint8":  # official: uint8(mask * 255), bilinear, / 255 > 0.5 (128 / 255 is kept)
+            src = (mask * 255).astype(np.uint8)
+            warped = cv2.warpAffine(src, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0) / 255.0
+        else:
+            warped = cv2.warpAffine(mask, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+        return (warped > 0.5).astype(np.float32)
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | None:
         """A random-augmented (train) or identity (val) sample; ``None`` if the image cannot be read.

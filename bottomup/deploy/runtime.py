@@ -81,6 +81,7 @@ HOST_GROUPING_KEYS = (
     "ignore_too_much",
     "adjust",
     "refine",
+    "assignment",
 )
 
 
