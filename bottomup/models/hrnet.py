@@ -207,6 +207,18 @@ def _deconv_stage(in_channels: int, out_channels: int, num_blocks: int) -> nn.Se
     return nn.Sequential(up, *[nn.Sequential(BasicBlock(out_channels)) for _ in range(num_blocks)])
 
 
+def _scale_head(in_channels: int, num_keypoints: int) -> nn.Sequential:
+    """SWAHR scale head (official ``conv_scale_layers[i]``): 1x1 conv (bias) to K channels + BN + ReLU, then a
+    depthwise 9x9 conv (bias, padding 4) giving one scale map per keypoint at the same resolution."""
+    k = num_keypoints
+    return nn.Sequential(
+        nn.Conv2d(in_channels, k, 1),
+        nn.BatchNorm2d(k, momentum=_BN_MOMENTUM),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(k, k, 9, padding=4, groups=k),
+    )
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -303,6 +315,7 @@ class HigherHRNet(nn.Module):
         blocks_per_branch: int = _BLOCKS_PER_BRANCH,
         stem_blocks: int = 4,
         init: str = "auto",
+        swahr: bool = False,
     ) -> None:
         super().__init__()
         if init not in INIT_SCHEMES:
@@ -320,6 +333,9 @@ class HigherHRNet(nn.Module):
             )
         stage_modules = tuple(_check_int(f"stage_modules[{i}]", m, 1) for i, m in enumerate(stage_modules))
         self.strides = _check_strides(strides)
+        if not isinstance(swahr, bool):
+            raise ValueError(f"model.swahr must be true or false, got {swahr!r}")
+        self.swahr = swahr
 
         # Stem: two stride-2 3x3 convs (stride 4 overall), then stem_blocks (published: 4) Bottlenecks -> 256 channels.
         self.conv1 = nn.Conv2d(3, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
@@ -358,6 +374,11 @@ class HigherHRNet(nn.Module):
         for i in range(1, len(self.strides)):
             self.deconv_layers.append(_deconv_stage(width + out_channels[i - 1], width, num_deconv_blocks))
             self.final_layers.append(nn.Conv2d(width, out_channels[i], 1))
+        #: SWAHR scale maps, one head per output (official ``conv_scale_layers``); absent for HigherHRNet.
+        self.conv_scale_layers: nn.ModuleList | None = None
+        if swahr:
+            self.conv_scale_layers = nn.ModuleList(_scale_head(width, k) for _ in self.strides)
+            self.out_channels = tuple(k + c for c in out_channels)
 
         self.reset_parameters()
         if pretrained is not None:
@@ -402,6 +423,10 @@ class HigherHRNet(nn.Module):
                     nn.init.zeros_(m.bn3.weight)
             for m in self.final_layers:
                 nn.init.normal_(m.weight, std=0.001)
+        if self.conv_scale_layers is not None:  # official: scale maps start at 0 (the plain Gaussian target)
+            for head in self.conv_scale_layers:
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
 
     def backbone_state_keys(self) -> list[str]:
         """``state_dict`` keys that belong to the HRNet backbone (everything but the head)."""
@@ -518,12 +543,19 @@ class HigherHRNet(nn.Module):
 
         x = feats[0]
         y = self.final_layers[0](x)
-        outputs = [y]
+        features, outputs = [x], [y]
         for deconv, final in zip(self.deconv_layers, self.final_layers[1:], strict=True):
-            x = deconv(torch.cat((x, y), dim=1))
+            x = deconv(torch.cat((x, y), dim=1))  # the previous heatmaps (+ tags), never the scale maps
             y = final(x)
+            features.append(x)
             outputs.append(y)
-        return outputs
+        if self.conv_scale_layers is None:
+            return outputs
+        # SWAHR: the scale maps of the features each output comes from, in front of it (official layout).
+        return [
+            torch.cat((head(f), o), dim=1)
+            for head, f, o in zip(self.conv_scale_layers, features, outputs, strict=True)
+        ]
 
 
 def _unwrap_state_dict(obj: object) -> dict[str, Tensor]:
