@@ -618,13 +618,19 @@ def load_official_checkpoint(
             if "final_layers.1.weight" in state:
                 hint += f", num_keypoints={int(state['final_layers.1.weight'].shape[0])}"
             hint += f", {int(state['final_layers.0.weight'].shape[0])} stride-4 output channels."
+        has_scale = any(k.startswith("conv_scale_layers.") for k in state)
+        if has_scale and not model.swahr:
+            hint += " It is a SWAHR checkpoint (conv_scale_layers): build the model with swahr=True (model.swahr=true)."
+        elif model.swahr and not has_scale:
+            hint += " It has no SWAHR scale heads (conv_scale_layers): build the model with swahr=False."
 
         def _fmt(items: list[str]) -> str:
             return ", ".join(items[:10]) + (f", ... ({len(items)} in total)" if len(items) > 10 else "")
 
         raise RuntimeError(
             f"Checkpoint {name} does not match HigherHRNet(width={model.width}, "
-            f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}).{hint}\n"
+            f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}, "
+            f"swahr={model.swahr}).{hint}\n"
             f"  missing keys ({len(missing)}): {_fmt(missing)}\n"
             f"  unexpected keys ({len(unexpected)}): {_fmt(unexpected)}\n"
             f"  shape mismatches ({len(mismatched)}): {_fmt(mismatched)}"
