@@ -3,7 +3,9 @@
 The module layout (and therefore every ``state_dict`` key and shape) follows the official
 HigherHRNet release, so its checkpoints (``pose_higher_hrnet_w32_512.pth``,
 ``pose_higher_hrnet_w32_640.pth``, ``pose_higher_hrnet_w48_640.pth``) load with ``strict=True``
-and no key conversion, and the ImageNet HRNet classification checkpoints
+and no key conversion; with ``swahr=True`` the layout is the official SWAHR release's (its
+``pose_higher_hrnet_w32_512.pth`` / ``pose_higher_hrnet_w48_640.pth`` load the same way); the ImageNet HRNet
+classification checkpoints
 (``hrnet_w32-36af842e.pth``, ``hrnet_w48-8ef0771d.pth``) initialise the backbone.
 
 References:
@@ -13,6 +15,8 @@ References:
       Representation Learning for Bottom-Up Human Pose Estimation". CVPR 2020.
     * A. Newell, Z. Huang, J. Deng. "Associative Embedding: End-to-End Learning for Joint
       Detection and Grouping". NeurIPS 2017.
+    * Z. Luo, Z. Wang, Y. Huang, L. Wang, T. Tan, E. Zhou. "Rethinking the Heatmap Regression for Bottom-up
+      Human Pose Estimation" (SWAHR). CVPR 2021; official code ``greatlog/SWAHR-HumanPose``.
 """
 
 from __future__ import annotations
@@ -258,6 +262,13 @@ class HigherHRNet(nn.Module):
       heatmaps (no tags).
 
     ``strides=(4,)`` is the "bottom-up HRNet" baseline (single stride-4 output, no deconv).
+
+    ``swahr=True`` (SWAHR, Luo et al. 2021) adds one scale head per output (``conv_scale_layers[i]``: 1x1 conv to
+    K channels + BN + ReLU + depthwise 9x9 conv, last conv initialised to 0) on the features that output is
+    computed from, and puts its K scale maps in front: ``[scales K, heatmaps K, tags K * tag_dim]`` at stride 4,
+    ``[scales K, heatmaps K]`` after. The deconvolution still sees only the heatmaps and tags, so every other weight
+    and output is HigherHRNet's; test time drops the scale maps
+    (``bottomup.engine.inference.network_forward``).
     Module names and ``state_dict`` keys/shapes are exactly those of the official HigherHRNet
     checkpoints (``width=32`` or ``48``, ``num_keypoints=17``, ``strides=(4, 2)``, ``tag_dim=1``).
 
@@ -282,13 +293,15 @@ class HigherHRNet(nn.Module):
         init: weight initialisation, one of :data:`INIT_SCHEMES`: ``"official"`` (N(0, 0.001^2), the official
             code's, for a backbone loaded from ``pretrained``), ``"kaiming"`` (training from scratch) or
             ``"auto"``: official with ``pretrained``, kaiming without; see :meth:`reset_parameters`.
+        swahr: add the SWAHR scale heads and output layout (official SWAHR ``state_dict`` keys and shapes).
 
     Attributes:
         strides (tuple[int, ...]): Output strides, e.g. ``(4, 2)``.
         num_keypoints (int): ``K``.
         tag_dim (int): Tag dimension per keypoint.
         width (int): ``C``.
-        out_channels (tuple[int, ...]): Channels of each output, e.g. ``(2K, K)``.
+        out_channels (tuple[int, ...]): Channels of each output, e.g. ``(2K, K)`` (SWAHR: ``(3K, 2K)``).
+        swahr (bool): whether the outputs start with K SWAHR scale maps.
 
     Raises:
         ValueError: If an argument is invalid (non-positive ``width``/``num_keypoints``/
@@ -519,7 +532,8 @@ class HigherHRNet(nn.Module):
             One tensor per entry of :attr:`strides`: ``(N, out_channels[i], H / s_i, W / s_i)``,
             e.g. ``[(N, 2K, H/4, W/4), (N, K, H/2, W/2)]`` for HigherHRNet with ``tag_dim=1``.
             In the first output, channels ``[0, K)`` are heatmaps and the next ``K * tag_dim``
-            are tag maps; later outputs are heatmaps only.
+            are tag maps; later outputs are heatmaps only. With ``swahr`` every output starts with K scale
+            maps (unbounded; the loss keeps them near 0), then the channels above.
 
         Raises:
             ValueError: If ``x`` is not ``(N, 3, H, W)`` with ``H`` and ``W`` multiples of 32.
@@ -620,7 +634,10 @@ def load_official_checkpoint(
             hint += f", {int(state['final_layers.0.weight'].shape[0])} stride-4 output channels."
         has_scale = any(k.startswith("conv_scale_layers.") for k in state)
         if has_scale and not model.swahr:
-            hint += " It is a SWAHR checkpoint (conv_scale_layers): build the model with swahr=True (model.swahr=true)."
+            hint += (
+                " It is a SWAHR checkpoint (conv_scale_layers): build the model with swahr=True (model.swahr=true, "
+                "e.g. experiment=swahr_w32)."
+            )
         elif model.swahr and not has_scale:
             hint += " It has no SWAHR scale heads (conv_scale_layers): build the model with swahr=False."
 
