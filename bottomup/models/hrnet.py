@@ -567,8 +567,7 @@ class HigherHRNet(nn.Module):
             return outputs
         # SWAHR: the scale maps of the features each output comes from, in front of it (official layout).
         return [
-            torch.cat((head(f), o), dim=1)
-            for head, f, o in zip(self.conv_scale_layers, features, outputs, strict=True)
+            torch.cat((head(f), o), dim=1) for head, f, o in zip(self.conv_scale_layers, features, outputs, strict=True)
         ]
 
 
