@@ -537,7 +537,8 @@ def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, ki
     model = config.get("model") or {}
     target = str(model.get("_target_", "")).rsplit(".", 1)[-1] or "network"
     parts = [f"{data.get('name', '?')} data ({data.get('num_keypoints', '?')} keypoints)"]
-    parts.append(f"{target} W{model.get('width', '?')}, input {data.get('input_size', '?')}")
+    swahr = " + SWAHR" if model.get("swahr") else ""
+    parts.append(f"{target}{swahr} W{model.get('width', '?')}, input {data.get('input_size', '?')}")
     ap = (metrics or {}).get("best_ap")
     if kind == "official":
         parts.append("official weights (no metrics stored)")
@@ -567,8 +568,10 @@ def mismatch_summary(error: BaseException) -> str:
     return "; ".join(parts) if parts else (text.splitlines() or ["weights do not fit"])[0]
 
 
-#: ``state_dict`` prefixes of the prediction head: tensors here whose shape depends on K (the data set's keypoints).
-HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.")
+#: ``state_dict`` prefixes of the prediction head: tensors here whose shape depends on K (the data set's keypoints);
+#: ``conv_scale_layers`` are the SWAHR scale heads (absent from HigherHRNet checkpoints: a SWAHR model fine-tuned
+#: from one starts them fresh, at the official zero output).
+HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.", "conv_scale_layers.")
 
 
 def checkpoint_state_dict(checkpoint: Any, name: str = "<checkpoint>") -> dict[str, torch.Tensor]:
@@ -662,7 +665,8 @@ def describe_weights(state: dict[str, Any]) -> str:
     if width is None or not heads:
         return "not a HigherHRNet"
     last = int(state[heads[-1]].shape[0])
-    return f"W{int(width.shape[0])}, " + (f"K={last}" if len(heads) > 1 else f"{last} output channels")
+    swahr = ", SWAHR" if any(k.startswith("conv_scale_layers.") for k in state) else ""
+    return f"W{int(width.shape[0])}, " + (f"K={last}" if len(heads) > 1 else f"{last} output channels") + swahr
 
 
 def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -119,3 +119,48 @@ def test_help_is_short_with_examples_and_every_experiment(entry, tmp_path):
     listed = EXPERIMENTS if entry == "train" else [e for e in EXPERIMENTS if e not in ("quickstart", "smoke")]
     for name in listed:
         assert name in text.split("Examples:")[1], name
+
+
+SWAHR_EXPECTED = {  # experiment -> (width, input size, K, lr, batch per process, test detection threshold, data)
+    "swahr_w32": (32, 512, 17, 0.002, 20, 0.12, "coco"),
+    "swahr_w48_640": (48, 640, 17, 0.00096, 10, 0.1, "coco"),
+    "swahr_w32_crowdpose": (32, 512, 14, 0.002, 20, 0.12, "crowdpose"),
+    "swahr_w48_640_crowdpose": (48, 640, 14, 0.00096, 10, 0.1, "crowdpose"),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(SWAHR_EXPECTED))
+def test_swahr_experiment_is_the_official_recipe(experiment: str, coco_root: Path) -> None:
+    """The official SWAHR configs (experiments/*/higher_hrnet/*_adam_lr1e-3.yaml): LR x WORLD_SIZE 8, images per GPU,
+    3 warm-up epochs from 0.1 x LR then linear decay to 0 at epoch 300; the model has the scale heads, the loss
+    follows it, and evaluation composes the same experiment (for an official .pth)."""
+    width, size, k, lr, batch, threshold, data = SWAHR_EXPECTED[experiment]
+    cfg = compose_train([f"experiment={experiment}", f"data.root={coco_root}", "output_dir=/tmp/unused"])
+    assert (cfg.model.width, cfg.data.input_size, cfg.data.num_keypoints, cfg.data.name) == (width, size, k, data)
+    assert cfg.model.swahr is True and cfg.loss.swahr is True and cfg.loss.scale_weight == 1.0
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.data.batch_size) == (lr, 0.0, batch)
+    assert (cfg.trainer.epochs, cfg.test.detection_threshold, cfg.trainer.sync_bn) == (300, threshold, width == 48)
+    assert (cfg.data.sigma, cfg.data.max_people, cfg.data.augmentation.max_rotation) == (2.0, 30, 30.0)
+    model = build_model(cfg.model, k)
+    assert model.out_channels == (3 * k, 2 * k)
+    optimizer = hydra.utils.instantiate(cfg.optim)(params=model.parameters())
+    scheduler = hydra.utils.instantiate(cfg.schedule)(optimizer=optimizer, iters_per_epoch=10)
+    lrs = []
+    for _ in range(3000):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.1 * lr) and lrs[15] == pytest.approx(0.55 * lr) and lrs[30] == pytest.approx(lr)
+    assert lrs[30 + 1485] == pytest.approx(0.5 * lr) and lrs[-1] == pytest.approx(lr / 2970)
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    criterion = hydra.utils.instantiate(cfg.loss)
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, 64, 64))
+    targets = [torch.zeros(1, k, 64 // s, 64 // s) for s in (4, 2)]
+    targets[0][0, :, 5, 5] = targets[1][0, :, 10, 10] = 1.0
+    parts = criterion(outputs, targets, [torch.ones(1, 16, 16), torch.ones(1, 32, 32)], torch.zeros(1, 30, k, 2).long())
+    assert torch.isfinite(parts["loss"]) and {"scale/0", "scale/1"} <= set(parts)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        evaluation = compose(config_name="eval", overrides=["checkpoint=x.pth", f"experiment={experiment}"])
+    assert evaluation.model.swahr is True and evaluation.test.detection_threshold == threshold
+    assert evaluation.test.input_size == size and evaluation.data.num_keypoints == k

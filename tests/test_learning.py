@@ -19,8 +19,10 @@ pytestmark = [pytest.mark.learning, pytest.mark.slow]
 OVERFIT_IMAGES = [790, 442450, 322517, 234748]
 
 
-def test_overfit_four_real_images(coco_root: Path, tmp_path: Path) -> None:
-    """Memorise 4 real COCO images and evaluate on the same 4: catches broken targets, masks, loss or grouping."""
+@pytest.mark.parametrize("swahr", [False, True], ids=["higherhrnet", "swahr"])
+def test_overfit_four_real_images(coco_root: Path, tmp_path: Path, swahr: bool) -> None:
+    """Memorise 4 real COCO images and evaluate on the same 4: catches broken targets, masks, loss or grouping.
+    With ``swahr`` the same network with the SWAHR scale heads, target and loss (``model.swahr=true``)."""
     src = json.loads((coco_root / "annotations" / "person_keypoints_train2017.json").read_text())
     keep = set(OVERFIT_IMAGES)
     subset = {
@@ -43,12 +45,12 @@ def test_overfit_four_real_images(coco_root: Path, tmp_path: Path) -> None:
             "data.augmentation.max_translate=0", "model.width=16", "model.init=official", "trainer.precision=fp32",
             "trainer.channels_last=true", "trainer.epochs=300", "trainer.eval_every=300", "schedule.warmup_iters=10",
             "schedule.milestones=[250]", "optim.lr=1e-4", "loss.push_type=max", "loss.pull_weight=0.01",
-            "loss.push_weight=0.01",
+            "loss.push_weight=0.01", f"model.swahr={str(swahr).lower()}",
             "trainer.progress=false",
         ]
     )  # fmt: skip
     summary = train(cfg)
-    print(f"overfit AP on the 4 training images: {summary['ap']:.3f}")
+    print(f"overfit AP on the 4 training images (swahr={swahr}): {summary['ap']:.3f}")
     assert summary["ap"] >= 0.5, summary
 
 

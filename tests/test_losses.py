@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -115,3 +117,133 @@ def test_loss_rejects_mismatched_outputs() -> None:
         crit(out[:1], [torch.zeros(1, 17, 8, 8)], [torch.ones(1, 8, 8)], torch.zeros(1, 30, 17, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="push_type"):
         AssociativeEmbeddingLoss(17, push_type="cosine")
+
+
+# --------------------------------------------------------------------------- SWAHR (loss.swahr)
+
+
+def _swahr_loop_reference(
+    outputs: list[torch.Tensor], heatmaps: list[torch.Tensor], masks: list[torch.Tensor], k: int
+) -> tuple[list[list[float]], list[list[float]]]:
+    """Per-pixel Python loop (float64) over the official SWAHR formulas (``greatlog/SWAHR-HumanPose``
+    ``lib/core/loss.py``): for output i, image b, with g the target, p = channel K + j, s = channel j where g > 0:
+    dis = ln(g) (ln(g + 1) where g <= 0); h = g + g dis s + g dis^2 s^2 / 2; w = |1 - p| g^0.01 + |p| (1 - g^0.01);
+    heatmap = mean of (p - h)^2 w mask, scale = mean of s^2 mask over K x H x W."""
+    heat, scale = [], []
+    for out, target, mask in zip(outputs, heatmaps, masks, strict=True):
+        o, t, m = out.double().tolist(), target.double().tolist(), mask.double().tolist()
+        _, _, h, w = target.shape
+        heat_i, scale_i = [], []
+        for b in range(target.shape[0]):
+            acc_h = acc_s = 0.0
+            for j in range(k):
+                for y in range(h):
+                    for x in range(w):
+                        g, p, mk = t[b][j][y][x], o[b][k + j][y][x], m[b][y][x]
+                        s = o[b][j][y][x] if g > 0 else 0.0
+                        dis = math.log(g) if g > 0 else math.log(g + 1)
+                        target_h = g + g * dis * s + 0.5 * g * dis**2 * s**2
+                        weight = abs(1 - p) * g**0.01 + abs(p) * (1 - g**0.01)
+                        acc_h += (p - target_h) ** 2 * weight * mk
+                        acc_s += s**2 * mk
+            heat_i.append(acc_h / (k * h * w))
+            scale_i.append(acc_s / (k * h * w))
+        heat.append(heat_i)
+        scale.append(scale_i)
+    return heat, scale
+
+
+@pytest.fixture(scope="module")
+def real_batch(coco_root):
+    """Three augmented coco-mini crops (input 96: maps 24 and 48) with their real targets, masks and tag indices:
+    people, crowd masks and Gaussians cut by the crop edges."""
+    from conftest import compose_train_config
+
+    from bottomup.build import build_train_dataset
+    from bottomup.data import collate
+
+    data = compose_train_config(["experiment=higherhrnet_w32", f"data.root={coco_root}", "data.input_size=96"]).data
+    dataset = build_train_dataset(data, [4, 2], train=True, seed=3)
+    ids = list(dataset.image_ids)
+    picks = [i for i in range(len(ids)) if dataset[(i, 0)]["num_people"] > 1][:2] + [0]
+    return collate([dataset[(i, 0)] for i in picks])
+
+
+def test_swahr_loss_parts_match_per_pixel_loop_of_official_formulas(real_batch) -> None:
+    batch = real_batch
+    k = 17
+    assert any(float(h.max()) > 0.99 for h in batch["heatmaps"]) and any(float(m.min()) == 0 for m in batch["masks"])
+    g = torch.Generator().manual_seed(0)
+    b = batch["heatmaps"][0].shape[0]
+    outputs = [
+        torch.randn(b, 3 * k, *batch["heatmaps"][0].shape[-2:], generator=g) * 0.5,
+        torch.randn(b, 2 * k, *batch["heatmaps"][1].shape[-2:], generator=g) * 0.5,
+    ]
+    outputs[0][:, k : 2 * k] += batch["heatmaps"][0]  # heatmaps near the targets, as in training
+    crit = AssociativeEmbeddingLoss(k, heatmap_weights=[1.0, 0.5], pull_weight=1e-3, push_weight=2e-3, swahr=True)
+    parts = crit(outputs, batch["heatmaps"], batch["masks"], batch["tag_indices"])
+    assert set(parts) == {"loss", "heatmap/0", "heatmap/1", "scale/0", "scale/1", "pull", "push"}
+    heat, scale = _swahr_loop_reference(outputs, batch["heatmaps"], batch["masks"], k)
+    ref_pull, ref_push = _loop_reference(outputs[0][:, 2 * k :], batch["tag_indices"], "exp")
+    for i in range(2):
+        assert abs(parts[f"heatmap/{i}"].item() - sum(heat[i]) / b) < 1e-6
+        assert abs(parts[f"scale/{i}"].item() - sum(scale[i]) / b) < 1e-6
+        assert sum(scale[i]) > 0
+    assert abs(parts["pull"].item() - ref_pull.mean().item()) < 1e-6
+    assert abs(parts["push"].item() - ref_push.mean().item()) < 1e-6
+    total = sum(heat[0]) / b + 0.5 * sum(heat[1]) / b + (sum(scale[0]) + sum(scale[1])) / b
+    total += 1e-3 * ref_pull.mean().item() + 2e-3 * ref_push.mean().item()
+    assert abs(parts["loss"].item() - total) < 1e-6
+
+
+def test_swahr_scale_zero_gives_the_weighted_loss_on_the_plain_target() -> None:
+    """With s = 0 the target is the Gaussian itself and the scale regulariser is 0; the weight is the official
+    |1 - p| g^0.01 + |p| (1 - g^0.01): ~|p| on the background (a false positive costs |p|^3), ~|1 - p| on peaks."""
+    from bottomup.models.losses import scale_loss, swahr_heatmap_loss
+
+    target = torch.tensor([[[[0.0, 1.0]]]])
+    pred = torch.tensor([[[[0.5, 0.5]]]])
+    mask = torch.ones(1, 1, 2)
+    scale = torch.zeros(1, 1, 1, 2)
+    loss = swahr_heatmap_loss(pred, target, mask, scale)
+    torch.testing.assert_close(loss, torch.tensor([(0.25 * 0.5 + 0.25 * 0.5) / 2]))
+    assert scale_loss(scale, mask).item() == 0
+    # s > 0 sharpens the target (g^(1+s) to second order): a pixel off the peak gets a lower target.
+    g = torch.tensor([[[[0.5]]]])
+    higher = swahr_heatmap_loss(torch.full_like(g, 0.5), g, torch.ones(1, 1, 1), torch.full_like(g, 1.0))
+    assert higher.item() > 0  # the target moved below 0.5 = pred
+
+
+@pytest.mark.parametrize("num_people", [0, 1, 5])
+def test_swahr_loss_has_finite_gradients(num_people: int) -> None:
+    from bottomup.codec.targets import render_heatmaps
+
+    torch.manual_seed(0)
+    k, size = 4, 16
+    people = [[(float(i * 3 + j), float(i * 2 + j)) for j in range(k)] for i in range(num_people)]
+    idx = _indices_for(people, k, size)[None].repeat(2, 1, 1, 1)
+    kp = torch.tensor([[[x, y, 2.0] for x, y in p] for p in people]).reshape(num_people, k, 3).numpy()
+    hms = [
+        torch.from_numpy(render_heatmaps(kp, size, size, 2.0))[None].repeat(2, 1, 1, 1),
+        torch.from_numpy(render_heatmaps(kp * [2, 2, 1], 2 * size, 2 * size, 2.0))[None].repeat(2, 1, 1, 1),
+    ]
+    out0 = torch.randn(2, 3 * k, size, size, requires_grad=True)
+    out1 = torch.randn(2, 2 * k, 2 * size, 2 * size, requires_grad=True)
+    masks = [torch.ones(2, size, size), torch.ones(2, 2 * size, 2 * size)]
+    parts = AssociativeEmbeddingLoss(k, swahr=True)([out0, out1], hms, masks, idx)
+    parts["loss"].backward()
+    assert all(torch.isfinite(v) for v in parts.values())
+    assert torch.isfinite(out0.grad).all() and torch.isfinite(out1.grad).all()
+    for out, hm in ((out0, hms[0]), (out1, hms[1])):
+        scale_grad = out.grad[:, :k]
+        assert torch.equal(scale_grad != 0, hm > 0)  # scales learn only under the Gaussians
+        assert out.grad[:, k : 2 * k].abs().sum() > 0
+    assert (out0.grad[:, 2 * k :].abs().sum() > 0) == (num_people > 0)
+
+
+def test_swahr_loss_rejects_a_plain_model() -> None:
+    crit = AssociativeEmbeddingLoss(17, swahr=True)
+    out = [torch.zeros(1, 34, 8, 8), torch.zeros(1, 17, 16, 16)]  # HigherHRNet layout
+    with pytest.raises(ValueError, match=r"K scale maps \+ K heatmaps \+ K\*L tag maps \(loss.swahr=True"):
+        crit(out, [torch.zeros(1, 17, 8, 8), torch.zeros(1, 17, 16, 16)], [torch.ones(1, 8, 8), torch.ones(1, 16, 16)],
+             torch.zeros(1, 30, 17, 2, dtype=torch.long))  # fmt: skip

@@ -529,3 +529,97 @@ def test_pretrained_without_backbone_keys_raises(tmp_path):
     torch.save({"classifier.weight": torch.zeros(1000, 2048)}, path)
     with pytest.raises(ValueError, match="no HRNet backbone keys"):
         HigherHRNet(width=8, pretrained=path)
+
+
+# --------------------------------------------------------------------------- SWAHR (model.swahr)
+
+SWAHR_FIXTURES = {"w32": (32, 17), "w48": (48, 17), "w48_crowdpose": (48, 14)}
+
+
+def _swahr_fixture(name: str) -> dict:
+    with open(FIXTURES / f"official_swahr_state_dict_{name}.json") as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("name", sorted(SWAHR_FIXTURES))
+def test_swahr_state_dict_matches_official_swahr(name):
+    """Keys, shapes, order and parameter count of the official SWAHR model (fixture dumped from its code)."""
+    width, k = SWAHR_FIXTURES[name]
+    fixture = _swahr_fixture(name)
+    model = HigherHRNet(width=width, num_keypoints=k, swahr=True)
+    ours = {key: list(v.shape) for key, v in model.state_dict().items()}
+    assert len(fixture["state_dict"]) == fixture["num_keys"] == 1828  # HigherHRNet's 1810 + 2 scale heads x 9
+    assert sorted(set(ours) ^ set(fixture["state_dict"])) == []
+    assert list(ours.items()) == list(fixture["state_dict"].items())
+    assert sum(p.numel() for p in model.parameters()) == fixture["num_parameters"]
+    assert model.out_channels == (3 * k, 2 * k)
+
+
+@pytest.mark.parametrize("name", sorted(SWAHR_FIXTURES))
+def test_load_official_swahr_checkpoint_strictly(tmp_path, name):
+    width, k = SWAHR_FIXTURES[name]
+    gen = torch.Generator().manual_seed(1)
+    state = {
+        key: torch.tensor(7) if key.endswith("num_batches_tracked") else torch.rand(shape, generator=gen) + 0.5
+        for key, shape in _swahr_fixture(name)["state_dict"].items()
+    }
+    path = tmp_path / "pose_higher_hrnet_swahr.pth"
+    torch.save({"state_dict": {f"module.{key}": v for key, v in state.items()}}, path)
+    model = load_official_checkpoint(HigherHRNet(width=width, num_keypoints=k, swahr=True), path)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[key], v) for key, v in state.items())
+    model.load_state_dict(state, strict=True)  # torch's own strict check agrees
+
+
+def test_swahr_and_higherhrnet_checkpoints_name_the_option():
+    with pytest.raises(RuntimeError, match=r"SWAHR checkpoint \(conv_scale_layers\): build the model with swahr=True"):
+        load_official_checkpoint(
+            HigherHRNet(width=32),
+            {key: torch.zeros(shape) for key, shape in _swahr_fixture("w32")["state_dict"].items()},
+        )
+    with pytest.raises(RuntimeError, match="no SWAHR scale heads"):
+        load_official_checkpoint(HigherHRNet(width=32, swahr=True), _official_like_state_dict(32))
+    with pytest.raises(ValueError, match="model.swahr must be true or false"):
+        HigherHRNet(width=8, swahr="yes")  # type: ignore[arg-type]
+
+
+def test_swahr_forward_matches_official_reference_values():
+    """Outputs of the official SWAHR model (its code, formula weights, formula image; values in the fixture):
+    scale maps first, then heatmaps (+ tags at 1/4); the deconv stage sees the heatmaps and tags, not the scales."""
+    model = HigherHRNet(width=32, swahr=True).eval()
+    model.load_state_dict(_formula_state_dict(model))
+    with torch.no_grad():
+        outputs = model(_formula_image(64, 96))
+    golden = _swahr_fixture("w32")["golden"]
+    assert [list(o.shape) for o in outputs] == [g["shape"] for g in golden] == [[1, 51, 16, 24], [1, 34, 32, 48]]
+    for out, ref in zip(outputs, golden, strict=True):
+        got = {
+            "means": out.mean((0, 2, 3)),
+            "pooled": nn.functional.adaptive_avg_pool2d(out, (2, 3)).mean(1).flatten(),
+            "pix": out[0, [0, 16, 17, 33, out.shape[1] // 2, -1], 5, 7],
+        }
+        for name, value in got.items():
+            torch.testing.assert_close(value, torch.tensor(ref[name]), rtol=1e-3, atol=2e-3, msg=name)
+
+
+def test_swahr_is_higherhrnet_plus_scale_maps():
+    """Same weights: the SWAHR outputs after their K scale maps are the HigherHRNet outputs; the scale maps start
+    at exactly 0 (official init: last scale conv zero) and are the only extra output."""
+    torch.manual_seed(0)
+    plain = _randomize(HigherHRNet(width=16, num_deconv_blocks=1)).eval()
+    swahr = HigherHRNet(width=16, num_deconv_blocks=1, swahr=True).eval()
+    missing, unexpected = swahr.load_state_dict(plain.state_dict(), strict=False)
+    scale_keys = [key for key in swahr.state_dict() if key.startswith("conv_scale_layers.")]
+    assert unexpected == [] and set(missing) <= set(scale_keys) and len(scale_keys) == 18
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref, out = plain(x), swahr(x)
+        for r, o in zip(ref, out, strict=True):
+            assert o.shape[1] == r.shape[1] + 17
+            assert torch.equal(o[:, :17], torch.zeros_like(o[:, :17]))
+            torch.testing.assert_close(o[:, 17:], r)
+        _randomize(swahr.conv_scale_layers)
+        moved = swahr(x)
+    assert all(m[:, :17].abs().max() > 1e-3 for m in moved)
+    for r, m in zip(ref, moved, strict=True):
+        torch.testing.assert_close(m[:, 17:], r)  # scale heads change nothing else

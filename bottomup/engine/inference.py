@@ -50,6 +50,7 @@ __all__ = [
     "postprocess",
     "run_model",
     "network_forward",
+    "scale_map_channels",
     "PipelineOutput",
     "run_pipeline",
     "Person",
@@ -249,7 +250,8 @@ def network_forward(
         channels_last: feed NHWC memory (same values up to float rounding).
 
     Returns:
-        the outputs, float32 (the model's own dtype for an fp32 pass).
+        the outputs, float32 (the model's own dtype for an fp32 pass), in the HigherHRNet layout: the SWAHR scale
+        maps of a ``swahr`` model are cut off (:func:`scale_map_channels`).
 
     Raises:
         ValueError: unknown ``precision``.
@@ -259,11 +261,27 @@ def network_forward(
         x = x.contiguous(memory_format=torch.channels_last)
     first = _first_parameter(model)
     if first is not None and first.dtype in (torch.bfloat16, torch.float16):  # a prepared low-precision copy
-        return [o.float() for o in run_model(model, x.to(first.dtype))]
-    if precision == "fp32":
-        return run_model(model, x)
-    with autocast(x.device.type, precision):
-        return [o.float() for o in run_model(model, x)]
+        outputs = [o.float() for o in run_model(model, x.to(first.dtype))]
+    elif precision == "fp32":
+        outputs = run_model(model, x)
+    else:
+        with autocast(x.device.type, precision):
+            outputs = [o.float() for o in run_model(model, x)]
+    lead = scale_map_channels(model)
+    return [o[:, lead:] for o in outputs] if lead else outputs
+
+
+def scale_map_channels(model: Callable) -> int:
+    """How many leading channels of each output are SWAHR scale maps: K for a ``HigherHRNet(swahr=True)`` (also
+    inside a ``torch.compile`` / DDP wrapper or a ``prepare_for_inference`` copy), else 0.
+
+    Test time uses the heatmaps and tags only (official SWAHR ``get_multi_stage_outputs`` drops channels
+    ``[0, K)`` of every output), so :func:`network_forward` cuts these channels off and the rest of the pipeline
+    sees the HigherHRNet layout.
+    """
+    inner = getattr(model, "_orig_mod", model)
+    inner = getattr(inner, "module", inner)
+    return int(inner.num_keypoints) if getattr(inner, "swahr", False) else 0
 
 
 @dataclass(frozen=True)

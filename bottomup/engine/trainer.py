@@ -5,7 +5,7 @@
 * :func:`fit` runs the epochs: sampler epoch, :func:`train_one_epoch`, the epoch log line, the evaluation every
   ``eval_every`` epochs (``best.pt`` by AP) and ``last.pt`` after every epoch (atomic writes).
 * :class:`TrainState` is everything a checkpoint holds (``state_dict`` / ``load_state_dict``);
-  :class:`TrainLogger` writes the heatmap / pull / push losses, the LR and throughput to TensorBoard, and
+  :class:`TrainLogger` writes the heatmap / pull / push losses (and SWAHR's scale losses), the LR and throughput to TensorBoard, and
   pictures every ``image_every`` steps.
 * :class:`EpochSampler` shuffles per epoch across processes and hands the epoch to the data set, which draws the
   augmentation of sample ``i`` from ``(seed, epoch, i)``.
@@ -425,10 +425,12 @@ def fit(
         state.epoch = epoch + 1 if limit == iters_per_epoch else epoch
         metrics = {f"train/{k}": v for k, v in means.items()}
         if is_main:
+            scales = " ".join(f"{v:.3e}" for k, v in means.items() if k.startswith("scale/"))  # SWAHR only
             log.info(
-                "epoch %d: step %d, loss %.4e, heatmap %s, pull %.4e, push %.4e, %.2f images/s",
+                "epoch %d: step %d, loss %.4e, heatmap %s,%s pull %.4e, push %.4e, %.2f images/s",
                 epoch, state.step, means.get("loss", float("nan")),
                 " ".join(f"{v:.3e}" for k, v in means.items() if k.startswith("heatmap/")),
+                f" scale {scales}," if scales else "",
                 means.get("pull", float("nan")), means.get("push", float("nan")), means["images_per_s"],
             )  # fmt: skip
         _check_finite(state, run_dir, epoch)

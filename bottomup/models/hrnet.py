@@ -3,7 +3,9 @@
 The module layout (and therefore every ``state_dict`` key and shape) follows the official
 HigherHRNet release, so its checkpoints (``pose_higher_hrnet_w32_512.pth``,
 ``pose_higher_hrnet_w32_640.pth``, ``pose_higher_hrnet_w48_640.pth``) load with ``strict=True``
-and no key conversion, and the ImageNet HRNet classification checkpoints
+and no key conversion; with ``swahr=True`` the layout is the official SWAHR release's (its
+``pose_higher_hrnet_w32_512.pth`` / ``pose_higher_hrnet_w48_640.pth`` load the same way); the ImageNet HRNet
+classification checkpoints
 (``hrnet_w32-36af842e.pth``, ``hrnet_w48-8ef0771d.pth``) initialise the backbone.
 
 References:
@@ -13,6 +15,8 @@ References:
       Representation Learning for Bottom-Up Human Pose Estimation". CVPR 2020.
     * A. Newell, Z. Huang, J. Deng. "Associative Embedding: End-to-End Learning for Joint
       Detection and Grouping". NeurIPS 2017.
+    * Z. Luo, Z. Wang, Y. Huang, L. Wang, T. Tan, E. Zhou. "Rethinking the Heatmap Regression for Bottom-up
+      Human Pose Estimation" (SWAHR). CVPR 2021; official code ``greatlog/SWAHR-HumanPose``.
 """
 
 from __future__ import annotations
@@ -207,6 +211,18 @@ def _deconv_stage(in_channels: int, out_channels: int, num_blocks: int) -> nn.Se
     return nn.Sequential(up, *[nn.Sequential(BasicBlock(out_channels)) for _ in range(num_blocks)])
 
 
+def _scale_head(in_channels: int, num_keypoints: int) -> nn.Sequential:
+    """SWAHR scale head (official ``conv_scale_layers[i]``): 1x1 conv (bias) to K channels + BN + ReLU, then a
+    depthwise 9x9 conv (bias, padding 4) giving one scale map per keypoint at the same resolution."""
+    k = num_keypoints
+    return nn.Sequential(
+        nn.Conv2d(in_channels, k, 1),
+        nn.BatchNorm2d(k, momentum=_BN_MOMENTUM),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(k, k, 9, padding=4, groups=k),
+    )
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -246,6 +262,13 @@ class HigherHRNet(nn.Module):
       heatmaps (no tags).
 
     ``strides=(4,)`` is the "bottom-up HRNet" baseline (single stride-4 output, no deconv).
+
+    ``swahr=True`` (SWAHR, Luo et al. 2021) adds one scale head per output (``conv_scale_layers[i]``: 1x1 conv to
+    K channels + BN + ReLU + depthwise 9x9 conv, last conv initialised to 0) on the features that output is
+    computed from, and puts its K scale maps in front: ``[scales K, heatmaps K, tags K * tag_dim]`` at stride 4,
+    ``[scales K, heatmaps K]`` after. The deconvolution still sees only the heatmaps and tags, so every other weight
+    and output is HigherHRNet's; test time drops the scale maps
+    (``bottomup.engine.inference.network_forward``).
     Module names and ``state_dict`` keys/shapes are exactly those of the official HigherHRNet
     checkpoints (``width=32`` or ``48``, ``num_keypoints=17``, ``strides=(4, 2)``, ``tag_dim=1``).
 
@@ -270,13 +293,15 @@ class HigherHRNet(nn.Module):
         init: weight initialisation, one of :data:`INIT_SCHEMES`: ``"official"`` (N(0, 0.001^2), the official
             code's, for a backbone loaded from ``pretrained``), ``"kaiming"`` (training from scratch) or
             ``"auto"``: official with ``pretrained``, kaiming without; see :meth:`reset_parameters`.
+        swahr: add the SWAHR scale heads and output layout (official SWAHR ``state_dict`` keys and shapes).
 
     Attributes:
         strides (tuple[int, ...]): Output strides, e.g. ``(4, 2)``.
         num_keypoints (int): ``K``.
         tag_dim (int): Tag dimension per keypoint.
         width (int): ``C``.
-        out_channels (tuple[int, ...]): Channels of each output, e.g. ``(2K, K)``.
+        out_channels (tuple[int, ...]): Channels of each output, e.g. ``(2K, K)`` (SWAHR: ``(3K, 2K)``).
+        swahr (bool): whether the outputs start with K SWAHR scale maps.
 
     Raises:
         ValueError: If an argument is invalid (non-positive ``width``/``num_keypoints``/
@@ -303,6 +328,7 @@ class HigherHRNet(nn.Module):
         blocks_per_branch: int = _BLOCKS_PER_BRANCH,
         stem_blocks: int = 4,
         init: str = "auto",
+        swahr: bool = False,
     ) -> None:
         super().__init__()
         if init not in INIT_SCHEMES:
@@ -320,6 +346,9 @@ class HigherHRNet(nn.Module):
             )
         stage_modules = tuple(_check_int(f"stage_modules[{i}]", m, 1) for i, m in enumerate(stage_modules))
         self.strides = _check_strides(strides)
+        if not isinstance(swahr, bool):
+            raise ValueError(f"model.swahr must be true or false, got {swahr!r}")
+        self.swahr = swahr
 
         # Stem: two stride-2 3x3 convs (stride 4 overall), then stem_blocks (published: 4) Bottlenecks -> 256 channels.
         self.conv1 = nn.Conv2d(3, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
@@ -358,6 +387,11 @@ class HigherHRNet(nn.Module):
         for i in range(1, len(self.strides)):
             self.deconv_layers.append(_deconv_stage(width + out_channels[i - 1], width, num_deconv_blocks))
             self.final_layers.append(nn.Conv2d(width, out_channels[i], 1))
+        #: SWAHR scale maps, one head per output (official ``conv_scale_layers``); absent for HigherHRNet.
+        self.conv_scale_layers: nn.ModuleList | None = None
+        if swahr:
+            self.conv_scale_layers = nn.ModuleList(_scale_head(width, k) for _ in self.strides)
+            self.out_channels = tuple(k + c for c in out_channels)
 
         self.reset_parameters()
         if pretrained is not None:
@@ -402,6 +436,10 @@ class HigherHRNet(nn.Module):
                     nn.init.zeros_(m.bn3.weight)
             for m in self.final_layers:
                 nn.init.normal_(m.weight, std=0.001)
+        if self.conv_scale_layers is not None:  # official: scale maps start at 0 (the plain Gaussian target)
+            for head in self.conv_scale_layers:
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
 
     def backbone_state_keys(self) -> list[str]:
         """``state_dict`` keys that belong to the HRNet backbone (everything but the head)."""
@@ -494,7 +532,8 @@ class HigherHRNet(nn.Module):
             One tensor per entry of :attr:`strides`: ``(N, out_channels[i], H / s_i, W / s_i)``,
             e.g. ``[(N, 2K, H/4, W/4), (N, K, H/2, W/2)]`` for HigherHRNet with ``tag_dim=1``.
             In the first output, channels ``[0, K)`` are heatmaps and the next ``K * tag_dim``
-            are tag maps; later outputs are heatmaps only.
+            are tag maps; later outputs are heatmaps only. With ``swahr`` every output starts with K scale
+            maps (unbounded; the loss keeps them near 0), then the channels above.
 
         Raises:
             ValueError: If ``x`` is not ``(N, 3, H, W)`` with ``H`` and ``W`` multiples of 32.
@@ -518,12 +557,18 @@ class HigherHRNet(nn.Module):
 
         x = feats[0]
         y = self.final_layers[0](x)
-        outputs = [y]
+        features, outputs = [x], [y]
         for deconv, final in zip(self.deconv_layers, self.final_layers[1:], strict=True):
-            x = deconv(torch.cat((x, y), dim=1))
+            x = deconv(torch.cat((x, y), dim=1))  # the previous heatmaps (+ tags), never the scale maps
             y = final(x)
+            features.append(x)
             outputs.append(y)
-        return outputs
+        if self.conv_scale_layers is None:
+            return outputs
+        # SWAHR: the scale maps of the features each output comes from, in front of it (official layout).
+        return [
+            torch.cat((head(f), o), dim=1) for head, f, o in zip(self.conv_scale_layers, features, outputs, strict=True)
+        ]
 
 
 def _unwrap_state_dict(obj: object) -> dict[str, Tensor]:
@@ -586,13 +631,22 @@ def load_official_checkpoint(
             if "final_layers.1.weight" in state:
                 hint += f", num_keypoints={int(state['final_layers.1.weight'].shape[0])}"
             hint += f", {int(state['final_layers.0.weight'].shape[0])} stride-4 output channels."
+        has_scale = any(k.startswith("conv_scale_layers.") for k in state)
+        if has_scale and not model.swahr:
+            hint += (
+                " It is a SWAHR checkpoint (conv_scale_layers): build the model with swahr=True (model.swahr=true, "
+                "e.g. experiment=swahr_w32)."
+            )
+        elif model.swahr and not has_scale:
+            hint += " It has no SWAHR scale heads (conv_scale_layers): build the model with swahr=False."
 
         def _fmt(items: list[str]) -> str:
             return ", ".join(items[:10]) + (f", ... ({len(items)} in total)" if len(items) > 10 else "")
 
         raise RuntimeError(
             f"Checkpoint {name} does not match HigherHRNet(width={model.width}, "
-            f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}).{hint}\n"
+            f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}, "
+            f"swahr={model.swahr}).{hint}\n"
             f"  missing keys ({len(missing)}): {_fmt(missing)}\n"
             f"  unexpected keys ({len(unexpected)}): {_fmt(unexpected)}\n"
             f"  shape mismatches ({len(mismatched)}): {_fmt(mismatched)}"
