@@ -133,6 +133,23 @@ def test_project_checkpoint_evaluates_and_predicts(pair, coco_root, image, tmp_p
     assert 0.0 <= stats["AP"] <= 1.0
 
 
+def test_exported_swahr_model_finds_the_same_people(pair, image, coco_layout, tmp_path) -> None:
+    """``bottomup.export`` of a SWAHR network: the graph drops the scale maps as the torch path does, so ONNX Runtime
+    finds the same people (flip test on)."""
+    from bottomup.deploy.export import export_model
+    from bottomup.deploy.runtime import DeployedPoseEstimator
+
+    swahr, _ = pair
+    estimator = PoseEstimator(
+        swahr, layout=coco_layout, device="cpu", input_size=128, detection_threshold=0.05, flip_test=True
+    )
+    onnx = export_model(estimator, tmp_path / "swahr.onnx", exporter="torchscript")["model"]
+    expected, got = estimator(image), DeployedPoseEstimator(onnx, threads=1)(image)
+    assert len(expected) > 0 and len(got) == len(expected)
+    np.testing.assert_allclose(got.keypoints[..., :2], expected.keypoints[..., :2], atol=0.5)
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-3)
+
+
 def test_official_swahr_pth_loads_with_its_experiment(tmp_path, image) -> None:
     """An official SWAHR .pth (raw state_dict, official keys): experiment=swahr_w32 builds the network it fits;
     a HigherHRNet experiment is refused with a message naming model.swahr."""

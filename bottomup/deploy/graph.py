@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bottomup.engine.inference import aggregate_outputs, run_model
+from bottomup.engine.inference import aggregate_outputs, run_model, scale_map_channels
 
 __all__ = ["DecodeGraph", "INPUT_NAME", "OUTPUT_NAMES"]
 
@@ -60,6 +60,8 @@ class DecodeGraph(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.num_keypoints = int(num_keypoints)
+        #: leading SWAHR scale-map channels of each output, cut off as at test time (``scale_map_channels``)
+        self.scale_channels = scale_map_channels(model)
         self.flip_index = None if flip_index is None else [int(j) for j in flip_index]
         if self.flip_index is not None and sorted(self.flip_index) != list(range(self.num_keypoints)):
             raise ValueError(f"flip_index must be a permutation of range({self.num_keypoints}), got {flip_index}")
@@ -89,6 +91,9 @@ class DecodeGraph(nn.Module):
             outs, flips = [o[:1] for o in both], [o[1:] for o in both]
         else:
             outs, flips = run_model(self.model, image), None
+        if self.scale_channels:
+            outs = [o[:, self.scale_channels :] for o in outs]
+            flips = None if flips is None else [o[:, self.scale_channels :] for o in flips]
         height, width = image.shape[-2], image.shape[-1]
         heat, tags = aggregate_outputs(
             outs, flips, num_keypoints=k, flip_index=self.flip_index, project_size=(width, height)
