@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,12 @@ pytestmark = [pytest.mark.learning, pytest.mark.slow]
 OVERFIT_IMAGES = [790, 442450, 322517, 234748]
 
 
-@pytest.mark.parametrize("swahr", [False, True], ids=["higherhrnet", "swahr"])
+# The SWAHR case (model.swahr=true: AP 0.770 on the 4 images) doubles this test's ~7-11 min, more than CI's 30-minute
+# budget leaves: it runs with ``BOTTOMUP_OVERFIT_SWAHR=1`` until the learning checks are made cheaper.
+OVERFIT_VARIANTS = [False, True] if os.environ.get("BOTTOMUP_OVERFIT_SWAHR") == "1" else [False]
+
+
+@pytest.mark.parametrize("swahr", OVERFIT_VARIANTS, ids=["higherhrnet", "swahr"][: len(OVERFIT_VARIANTS)])
 def test_overfit_four_real_images(coco_root: Path, tmp_path: Path, swahr: bool) -> None:
     """Memorise 4 real COCO images and evaluate on the same 4: catches broken targets, masks, loss or grouping.
     With ``swahr`` the same network with the SWAHR scale heads, target and loss (``model.swahr=true``)."""
