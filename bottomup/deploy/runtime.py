@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bottomup.codec import GROUPING_KEYS
 from bottomup.codec.grouping import candidates_from_topk, group_candidates
 from bottomup.data.io import read_image
 from bottomup.data.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, KeypointLayout
@@ -74,15 +75,7 @@ REQUIRED_KEYS = (
 #: Grouping settings baked into the graph (NMS window and top-k): a runtime override would not act.
 GRAPH_GROUPING_KEYS = ("nms_kernel", "max_people")
 #: Grouping settings the host applies (may be overridden at load time).
-HOST_GROUPING_KEYS = (
-    "detection_threshold",
-    "tag_threshold",
-    "use_detection_val",
-    "ignore_too_much",
-    "adjust",
-    "refine",
-    "assignment",
-)
+HOST_GROUPING_KEYS = tuple(k for k in GROUPING_KEYS if k not in GRAPH_GROUPING_KEYS)
 
 
 class ModelFileError(ValueError):
