@@ -5,7 +5,6 @@ the HigherHRNet it contains; project checkpoints and official SWAHR ``.pth`` fil
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from conftest import compose_train_config
 from omegaconf import OmegaConf
+from test_model import _randomize
 from torch import nn
 
 from bottomup.api import PoseEstimator
@@ -30,14 +30,9 @@ IMAGE = "val2017/000000000139.jpg"
 
 def _randomized(model: nn.Module, seed: int = 0) -> nn.Module:
     """He-like conv weights and non-trivial BN statistics, so that maps and scale maps are O(1)."""
-    torch.manual_seed(seed)
+    _randomize(model, seed)
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            fan_in = m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.weight[:, 0].numel()
-            nn.init.normal_(m.weight, std=math.sqrt(1.0 / fan_in))
-            if m.bias is not None:
-                nn.init.normal_(m.bias, std=0.1)
-        elif isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     return model.eval()

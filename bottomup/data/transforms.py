@@ -285,13 +285,8 @@ def preprocess(
     """
     import torch
 
-    image = check_image(image)
-    tf = resize_transform(image.shape[0], image.shape[1], input_size, scale, min_scale)
-    resized = cv2.warpAffine(image, tf.matrix, tf.size)  # bilinear, zero border (official)
-    x = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return ((x - mean) / std)[None].contiguous(), tf
+    x, tf = preprocess_array(image, input_size, scale, min_scale)
+    return torch.from_numpy(x), tf
 
 
 def preprocess_array(
