@@ -23,7 +23,7 @@ import torch
 from bottomup.api import PoseEstimator
 from bottomup.data.io import read_image
 from bottomup.deploy.export import convert_to_openvino, export_model
-from bottomup.deploy.runtime import DeployedPoseEstimator, ModelFileError
+from bottomup.deploy.runtime import DeployedPoseEstimator, ModelFileError, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 #: coco-mini val images: 640 x 480 (4:3 landscape) and one cropped to a square; people are found in both by both models
@@ -283,6 +283,8 @@ def test_export_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
     assert main([str(ckpt), str(tmp_path / "x.xml"), "--int8"]) == 2
     assert "--int8 needs --calib" in capsys.readouterr().err
     assert not (tmp_path / "x.xml").exists()
+    assert main([str(ckpt), str(tmp_path / "x.xml"), "--int8", "--int8-ops", "all", "--calib", str(tmp_path)]) == 2
+    assert "--int8-ops" in capsys.readouterr().err
 
 
 def test_int8_export_quantises_the_network_and_still_finds_people(
@@ -293,19 +295,39 @@ def test_int8_export_quantises_the_network_and_still_finds_people(
     import onnx
     import openvino as ov
 
-    from bottomup.deploy.export import quantize_onnx
+    from bottomup.deploy.export import network_node_names, quantize_onnx
 
     estimator, files = quickstart_export
     calib = sorted((coco_root / "train2017").glob("*.jpg"))[:3]
     xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
     q_onnx = quantize_onnx(files["onnxruntime"], tmp_path / "int8.onnx", calibration=calib)["model"]
+    q_all = quantize_onnx(files["onnxruntime"], tmp_path / "int8_all.onnx", calibration=calib, ops="all")["model"]
     ops = {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()}
     assert "FakeQuantize" in ops and "TopK" in ops
-    nodes = onnx.load(str(q_onnx)).graph.node
-    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10 and any(n.op_type == "TopK" for n in nodes)
+    network = set(network_node_names(files["onnxruntime"]))
+    assert len(network) > 20
+    for path, ops_choice in ((q_onnx, "conv"), (q_all, "all")):
+        nodes = onnx.load(str(path)).graph.node
+        assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10 and any(n.op_type == "TopK" for n in nodes)
+        consumers: dict[str, set[str]] = {}
+        for n in nodes:
+            for i in n.input:
+                consumers.setdefault(i, set()).add(n.op_type)
+        quantised = {n.name for n in nodes if consumers.get(n.output[0]) == {"QuantizeLinear"}}  # 8-bit output
+        convs = [n.name for n in nodes if n.op_type == "Conv" and n.name in network]
+        adds = [n.name for n in nodes if n.op_type in ("Add", "Resize") and n.name in network]
+        assert convs and adds and set(convs) <= quantised, ops_choice
+        # "all": the network's additions and upsampling are 8-bit too; "conv": they stay in float
+        assert set(adds) <= quantised if ops_choice == "all" else not set(adds) & quantised, ops_choice
+        # the decode is never quantised
+        decode = [n for n in nodes if n.op_type in ("TopK", "MaxPool", "Resize") and n.name not in network]
+        assert {n.op_type for n in decode} == {"TopK", "MaxPool", "Resize"} and not {n.name for n in decode} & quantised
+        assert read_metadata(path)["int8_ops"] == ops_choice
+    with pytest.raises(ValueError, match="--int8-ops"):
+        quantize_onnx(files["onnxruntime"], tmp_path / "x.onnx", calibration=calib, ops="most")
     image = _inputs(coco_root)[0]
     expected = estimator(image)
-    for path in (xml, q_onnx):
+    for path in (xml, q_onnx, q_all):
         deployed = DeployedPoseEstimator(path, threads=1)
         assert deployed.precision == "int8"
         got = deployed(image)
@@ -315,7 +337,7 @@ def test_int8_export_quantises_the_network_and_still_finds_people(
 @pytest.mark.slow
 def test_bench_backends_section_reports_every_backend(coco_root: Path, tmp_path: Path) -> None:
     """``python -m bottomup.bench --only backends``: network and e2e rows for torch fp32 / bf16 fast, ONNX Runtime and
-    OpenVINO fp32, both INT8s, on the same images (smoke run: tiny network and input, numbers mean nothing)."""
+    OpenVINO fp32, the three INT8s, on the same images (smoke run: tiny network and input, numbers mean nothing)."""
     from bottomup.bench import main
 
     out = tmp_path / "bench.json"
@@ -325,6 +347,6 @@ def test_bench_backends_section_reports_every_backend(coco_root: Path, tmp_path:
     records = json.loads(out.read_text())["sections"]["backends"]
     names = {r["name"] for r in records}
     for backend in ("torch fp32", "torch bf16 fast", "onnxruntime fp32", "openvino fp32", "openvino int8",
-                    "onnxruntime int8"):  # fmt: skip
+                    "onnxruntime int8", "onnxruntime int8 all-ops"):  # fmt: skip
         assert {f"{backend} network", f"{backend} e2e"} <= names, names
     assert all(r["n"] == 1 and r["median"] > 0 for r in records)

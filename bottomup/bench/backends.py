@@ -8,7 +8,8 @@ random weights) and the same thread count (``--threads``, else torch's):
   (``fold_bn=True, channels_last=True``), per non-fp32 ``--precisions``;
 * ``onnxruntime fp32``, ``openvino fp32``: the exported graph (``bottomup.deploy``) on ONNX Runtime / OpenVINO;
 * ``openvino int8`` / ``onnxruntime int8``: the graph quantised by NNCF / ONNX Runtime ``quantize_static`` on
-  ``--calib-images`` coco-mini train images (calibration untimed).
+  ``--calib-images`` coco-mini train images (calibration untimed); ``onnxruntime int8 all-ops``: additions, ReLU
+  and upsampling quantised too (``--int8-ops all``).
 
 Per variant two rows, ms per image over ``--e2e-images`` coco-mini val images (decoded beforehand):
 
@@ -116,12 +117,14 @@ def bench_backends(
         )
         t0 = time.perf_counter()
         ort_int8 = quantize_onnx(onnx, Path(tmp) / "model_int8.onnx", calibration=calib)["model"]
-        notes.append(f"backends: ONNX Runtime INT8 quantisation {time.perf_counter() - t0:.1f} s")
+        ort_all = quantize_onnx(onnx, Path(tmp) / "model_int8_all.onnx", calibration=calib, ops="all")["model"]
+        notes.append(f"backends: ONNX Runtime INT8 quantisation (conv, all ops) {time.perf_counter() - t0:.1f} s")
         for name, path, backend in (
             ("onnxruntime fp32", onnx, "onnxruntime"),
             ("openvino fp32", xml, "openvino"),
             ("openvino int8", int8, "openvino"),
             ("onnxruntime int8", ort_int8, "onnxruntime"),
+            ("onnxruntime int8 all-ops", ort_all, "onnxruntime"),
         ):
             dep = DeployedPoseEstimator(path, backend=backend, threads=threads)
             variants.append((name, dep, lambda im, dep=dep: dep.network(dep.preprocess(im)[0])))
@@ -137,7 +140,7 @@ def bench_backends(
                                   {**info, "mean_people": people}, note=f"{people:.1f} people/img"))  # fmt: skip
     ref = {r.name: r.stats()["median"] for r in results}
     fast_name = next((n for n in ref if n.startswith("torch bf16 fast network")), None)
-    for int8_name in ("openvino int8 network", "onnxruntime int8 network"):
+    for int8_name in ("openvino int8 network", "onnxruntime int8 network", "onnxruntime int8 all-ops network"):
         if fast_name and int8_name in ref:
             notes.append(
                 f"backends: {int8_name} {ref[fast_name] / ref[int8_name]:.2f}x faster than torch bf16 fast "

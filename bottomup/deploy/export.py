@@ -45,6 +45,8 @@ __all__ = [
     "export_metadata",
     "export_model",
     "quantize_onnx",
+    "network_node_names",
+    "INT8_OPS",
 ]
 
 log = logging.getLogger(__name__)
@@ -196,20 +198,51 @@ def _write_openvino(onnx_path: Path, path: Path, calibration: list[np.ndarray] |
         os.replace(tmp_xml, path)
 
 
+#: ONNX op types that ``quantize_onnx`` quantises inside the network, per ``ops`` choice: ``"conv"`` the
+#: convolutions only (additions, ReLU and the fusion upsampling in float between them: the accurate default);
+#: ``"all"`` those too, so that activations stay 8-bit from one convolution to the next: ~15 % faster on the
+#: W32-512 graph, but it cost the 4-image overfit model 0.07 AP (conv only: 0.002) -- see the README.
+INT8_OPS = {
+    "conv": ("Conv", "ConvTranspose"),
+    "all": ("Conv", "ConvTranspose", "Add", "Relu", "Resize"),
+}
+
+
+def network_node_names(onnx_path: str | os.PathLike) -> list[str]:
+    """Names of the nodes of an exported ``DecodeGraph`` that belong to its network (``DecodeGraph.model``), not to
+    the decode: TorchScript exports name them ``/model/...``, dynamo exports record the module scope
+    (``pkg.torch.onnx.name_scopes`` metadata)."""
+    import onnx
+
+    names = []
+    for node in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+        if node.name.startswith("/model/") or "'model'" in scopes:
+            names.append(node.name)
+    return names
+
+
 def quantize_onnx(
-    onnx_path: str | os.PathLike, path: str | os.PathLike, *, calibration: Sequence[str | os.PathLike]
+    onnx_path: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    calibration: Sequence[str | os.PathLike],
+    ops: str = "conv",
 ) -> dict[str, Path]:
     """An exported ONNX model (with its JSON) quantised to INT8 for ONNX Runtime: static post-training quantisation
     (``onnxruntime.quantization.quantize_static``, QDQ format, per-channel int8 weights, uint8 activations, MinMax
-    calibration on ``calibration`` images resized like at test time); only ``Conv`` / ``ConvTranspose`` are
-    quantised, so the decode ops (resize, max-pool, top-k) stay in float.
+    calibration on ``calibration`` images resized like at test time). Quantised: the network's nodes only
+    (``network_node_names``) of the types ``INT8_OPS[ops]`` -- ``"conv"``: the convolutions; ``"all"``: also the
+    residual and fusion additions, ReLU and the fusion upsampling (faster, less accurate). ONNX Runtime has no
+    integer ``ConvTranspose``: the deconvolution runs in float either way. The decode ops (flip averaging,
+    projection, max-pool, top-k) stay in float.
 
     Returns:
         ``{"model", "metadata"}`` paths.
 
     Raises:
         bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON. ValueError: a path not ending in .onnx,
-        no images. ImportError: onnxruntime missing.
+        no images, ``ops`` not in ``INT8_OPS``. ImportError: onnxruntime missing.
     """
     from bottomup.deploy.runtime import read_metadata
 
@@ -218,6 +251,8 @@ def quantize_onnx(
     except ImportError as e:
         raise ImportError(f"ONNX Runtime INT8 needs the package 'onnxruntime': {INSTALL_HINT}") from e
     onnx_path, path = Path(onnx_path), Path(path)
+    if ops not in INT8_OPS:
+        raise ValueError(f"INT8 ops must be one of {list(INT8_OPS)} (--int8-ops), got {ops!r}")
     if path.suffix != ".onnx":
         raise ValueError(f"{path}: an ONNX file name must end in .onnx")
     meta = read_metadata(onnx_path)
@@ -241,14 +276,15 @@ def quantize_onnx(
             str(out),
             _Reader(),
             quant_format=ortq.QuantFormat.QDQ,
-            op_types_to_quantize=["Conv", "ConvTranspose"],
+            op_types_to_quantize=list(INT8_OPS[ops]),
+            nodes_to_quantize=network_node_names(str(onnx_path)),
             per_channel=True,
             activation_type=ortq.QuantType.QUInt8,
             weight_type=ortq.QuantType.QInt8,
             calibrate_method=ortq.CalibrationMethod.MinMax,
         )
         os.replace(out, path)
-    meta = {**meta, "precision": "int8", "model_file": path.name, "calibration_images": len(inputs)}
+    meta = {**meta, "precision": "int8", "model_file": path.name, "calibration_images": len(inputs), "int8_ops": ops}
     write_json(metadata_path(path), meta)
     return {"model": path, "metadata": metadata_path(path)}
 
@@ -301,6 +337,7 @@ def export_model(
     exporter: str = "dynamo",
     int8: bool = False,
     calibration: Sequence[str | os.PathLike] = (),
+    int8_ops: str | None = None,
     **extra: Any,
 ) -> dict[str, Path]:
     """Export ``predictor`` (network, layout, test settings) to ``path`` and write the JSON beside it.
@@ -313,6 +350,8 @@ def export_model(
         exporter: ``"dynamo"`` (default) or ``"torchscript"`` (:data:`EXPORTERS`).
         int8: quantise with ``calibration`` images: NNCF for an OpenVINO IR, ``quantize_onnx`` for ONNX.
         calibration: image files for INT8 calibration.
+        int8_ops: what ONNX Runtime INT8 quantises: ``"conv"`` (default) or ``"all"`` (``quantize_onnx``); only with
+            ``int8`` and ONNX (NNCF picks its own ops).
         **extra: more JSON keys (``summary``, ``trained_on``, ``source``).
 
     Returns:
@@ -320,7 +359,7 @@ def export_model(
 
     Raises:
         ValueError: unknown format / exporter, a suffix that does not fit the format, several test scales, INT8
-            without calibration images, a prepared (folded / low-precision) network.
+            without calibration images, ``int8_ops`` without ONNX INT8, a prepared (folded / low-precision) network.
         ImportError: openvino / nncf missing (the message names the ``deploy`` extra).
     """
     path = Path(path)
@@ -339,6 +378,8 @@ def export_model(
             f"the exported graph runs one scale (1.0); the test settings have scales {list(predictor.scales)} "
             "(export with --scales 1)"
         )
+    if int8_ops is not None and not (int8 and format == "onnx"):
+        raise ValueError("--int8-ops chooses what ONNX Runtime INT8 quantises: give it with --int8 and a .onnx file")
     if predictor.fold_bn or predictor.compile:
         raise ValueError("export the fp32 network: load the checkpoint without fold_bn / compile")
     model = predictor.model.float().cpu().eval()
@@ -363,7 +404,7 @@ def export_model(
             fp32 = Path(tmp) / "fp32.onnx"
             os.replace(onnx_path, fp32)
             write_json(metadata_path(fp32), export_metadata(predictor))
-            quantize_onnx(fp32, path, calibration=calibration)
+            quantize_onnx(fp32, path, calibration=calibration, ops=int8_ops or "conv")
         elif format == "onnx":
             os.replace(onnx_path, path)
         else:
@@ -376,6 +417,7 @@ def export_model(
         opset=EXPORTERS[exporter],
         model_file=path.name,
         calibration_images=len(inputs),
+        **({"int8_ops": int8_ops or "conv"} if int8 and format == "onnx" else {}),
         **extra,
     )
     write_json(written["metadata"], meta)
