@@ -108,7 +108,8 @@ def test_export_json_holds_the_test_time_settings(quickstart_export) -> None:
     assert meta["opset"] == 18 and meta["precision"] == "fp32"
 
 
-_NO_TORCH = """
+#: Python preamble that makes ``import torch`` fail (a meta-path finder), for subprocess scripts.
+_BLOCK_TORCH = """
 import sys
 
 class _Blocker:
@@ -118,10 +119,15 @@ class _Blocker:
         return None
 
 sys.meta_path.insert(0, _Blocker())
+"""
+_NO_TORCH = (
+    _BLOCK_TORCH
+    + """
 import bottomup
 from bottomup import DeployedPoseEstimator
 from bottomup.api import PoseEstimator  # noqa: F401 -- must fail: the torch API
 """
+)
 
 
 def test_runtime_runs_without_torch(quickstart_export, coco_root: Path, tmp_path: Path) -> None:
@@ -130,17 +136,9 @@ def test_runtime_runs_without_torch(quickstart_export, coco_root: Path, tmp_path
     estimator, files = quickstart_export
     image = coco_root / "val2017" / IMAGES[0]
     expected = estimator(image)
-    script = textwrap.dedent(
+    script = _BLOCK_TORCH + textwrap.dedent(
         f"""
-        import json, sys
-
-        class _Blocker:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-                return None
-
-        sys.meta_path.insert(0, _Blocker())
+        import json
         from bottomup import DeployedPoseEstimator
 
         out = {{}}
