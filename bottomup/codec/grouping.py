@@ -92,13 +92,16 @@ class Candidates(NamedTuple):
 
 
 def _as_maps(heatmaps, tags) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and convert to float32 numpy ``(K, H, W)`` and ``(K, H, W, L)`` (``(K, H, W)`` tags -> L=1)."""
+    """Validate and convert to float32 numpy ``(K, H, W)`` and ``(K, H, W, L)`` (``(K, H, W)`` tags -> L=1).
+
+    Tags may be a strided view (e.g. ``np.moveaxis`` of ``(K, L, H, W)`` maps): they are read by indexing, and
+    the per-dimension planes of ``_tile_bounds`` are then contiguous already, so no transposed copy is made."""
     if _is_tensor(heatmaps):
         heatmaps = heatmaps.detach().float().cpu().numpy()
     if _is_tensor(tags):
         tags = tags.detach().float().cpu().numpy()
     heatmaps = np.ascontiguousarray(heatmaps, dtype=np.float32)
-    tags = np.ascontiguousarray(tags, dtype=np.float32)
+    tags = np.asarray(tags, dtype=np.float32)
     if heatmaps.ndim != 3:
         raise ValueError(f"heatmaps must be (K, H, W), got shape {heatmaps.shape}")
     if tags.ndim == 3:

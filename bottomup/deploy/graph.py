@@ -4,9 +4,10 @@
 HigherHRNet test-time pipeline that maps onto graph ops, so that ONNX Runtime / OpenVINO run it in one call:
 
 1. the network on the image and on its mirror, as one batch of 2 (flip test; official ``tools/valid.py``);
-2. ``bottomup.engine.inference.aggregate_outputs``: stages averaged, the mirrored pass flipped back and its
-   channels permuted by ``flip_index``, heatmaps of both averaged, tags concatenated (L = 2 D), everything projected
-   (bilinear) to the input size -- the very function the torch path runs;
+2. ``bottomup.engine.inference.aggregate_outputs``, the very function the torch path runs: stages averaged, the
+   mirrored pass flipped back and its channels permuted by ``flip_index``, heatmaps of both averaged, tags
+   concatenated (L = 2 D); then heatmaps and tags projected (bilinear) to the input size, each on its own so that
+   the results are the outputs themselves (the torch path projects them as one tensor: the same values);
 3. NMS by max-pool (official ``HeatmapParser.nms``: a pixel survives where it equals its ``nms_kernel`` window's
    maximum) and ``top-k`` (``k = max_people``) per joint, with the tags gathered at the candidates.
 
@@ -79,7 +80,9 @@ class DecodeGraph(nn.Module):
 
         Returns:
             ``heatmaps (K, H, W)`` float32 (averaged over stages and flip, input pixels);
-            ``tags (K, H, W, L)`` float32 (``L = 2 D`` with flip test, plain tags first);
+            ``tags (K, L, H, W)`` float32 (``L = 2 D`` with flip test, plain tags first; tag dimension before the
+            pixels, as the projection leaves them: the grouping's ``(K, H, W, L)`` is ``np.moveaxis(tags, 1, -1)``,
+            a view, where a transpose in the graph would copy the largest output, ~25 ms at 512 x 832);
             ``candidate_values (K, M)`` float32 heatmap values at the NMS peaks, descending per joint (0 where fewer
             than M peaks: NMS zeroes every other pixel);
             ``candidate_indices (K, M)`` int64 row-major pixel index ``y * W + x`` of each candidate;
@@ -95,16 +98,18 @@ class DecodeGraph(nn.Module):
             outs = [o[:, self.scale_channels :] for o in outs]
             flips = None if flips is None else [o[:, self.scale_channels :] for o in flips]
         height, width = image.shape[-2], image.shape[-1]
-        heat, tags = aggregate_outputs(
-            outs, flips, num_keypoints=k, flip_index=self.flip_index, project_size=(width, height)
-        )
-        # reshape, not [0]: indexing exports as a Gather that copies the full-size maps (~30 ms at 512 x 832)
-        heat, tags = heat.reshape(heat.shape[1:]), tags.reshape(tags.shape[1:])  # (K, H, W), (K, H, W, L)
+        heat, tags = aggregate_outputs(outs, flips, num_keypoints=k, flip_index=self.flip_index, tags_last=False)
+        # The projection (aggregate_outputs' project_size) done here, heatmaps and tags apart, each straight into its
+        # output's shape: slicing one projected tensor, a reshape or an index at an output copy full-size maps in a
+        # graph (~40 ms at 512 x 832 on ONNX Runtime), where in torch they are views.
+        tag_dim, size = tags.shape[2], (height, width)
+        heat = F.interpolate(heat, size=size, mode="bilinear", align_corners=False)  # (1, K, H, W)
+        tags = F.interpolate(tags.reshape(tags.shape[1:]), size=size, mode="bilinear", align_corners=False)
         pad = (self.nms_kernel - 1) // 2
-        pooled = F.max_pool2d(heat[None], self.nms_kernel, 1, pad)[0]
-        peaks = heat * (pooled == heat).to(heat.dtype)
+        pooled = F.max_pool2d(heat, self.nms_kernel, 1, pad)
+        peaks = heat * (pooled == heat).to(heat.dtype)  # a Where with a zeros tensor was 6x slower
         values, indices = torch.topk(peaks.reshape(k, -1), self.max_people, dim=1)
-        tag_dim = tags.shape[-1]
-        flat_tags = tags.reshape(k, -1, tag_dim)
-        cand_tags = torch.gather(flat_tags, 1, indices[:, :, None].expand(-1, -1, tag_dim))
-        return heat, tags, values, indices, cand_tags
+        flat_tags = tags.reshape(k, tag_dim, -1)  # (K, L, H W)
+        cand_tags = torch.gather(flat_tags, 2, indices[:, None, :].expand(-1, tag_dim, -1))  # (K, L, M)
+        # (K, H, W): a reshape at an output copies (~3 ms), kept for the plain shape
+        return heat.reshape(heat.shape[1:]), tags, values, indices, cand_tags.transpose(1, 2)

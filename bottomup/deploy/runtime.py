@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: ``"format"`` value of an export's JSON, and its layout version.
-EXPORT_FORMAT, EXPORT_VERSION = "bottomup-deploy", 1
+EXPORT_FORMAT, EXPORT_VERSION = "bottomup-deploy", 2  # 2: graph tags (K, L, h, w), were (K, h, w, L)
 #: Runtimes of exported files (``"torch"`` runs checkpoints: ``bottomup.api.PoseEstimator``).
 BACKENDS = ("onnxruntime", "openvino")
 #: Model-file suffix -> the backend that runs it by default.
@@ -240,7 +240,7 @@ class DeployedOutput:
 
     Attributes:
         heatmaps: ``(K, h, w)`` float32, averaged over stages and flip, input pixels at scale 1.
-        tags: ``(K, h, w, L)`` float32.
+        tags: ``(K, h, w, L)`` float32 (a view of the graph's ``(K, L, h, w)`` output).
         transform: the ``ResizeTransform`` (original <-> input pixels).
         grouped: ``(N, K, 3 + L)`` float32 grouping output in input pixels (x, y, score, tag).
         keypoints: ``(N, K, 3)`` float64 x, y in original-image pixels, score.
@@ -361,13 +361,14 @@ class DeployedPoseEstimator:
         return preprocess_array(rgb, self.input_size)
 
     def network(self, x: np.ndarray) -> list[np.ndarray]:
-        """The graph on one input: ``[heatmaps (K, h, w), tags (K, h, w, L), candidate_values (K, M),
+        """The graph on one input: ``[heatmaps (K, h, w), tags (K, L, h, w), candidate_values (K, M),
         candidate_indices (K, M), candidate_tags (K, M, L)]`` (``bottomup.deploy.graph.DecodeGraph.forward``)."""
         return self._net(x)
 
     def decode(self, outputs: list[np.ndarray], transform: ResizeTransform) -> DeployedOutput:
         """Group the graph's outputs (``group_candidates``) and map them to original-image pixels."""
         heat, tags, values, indices, cand_tags = outputs
+        tags = np.moveaxis(tags, 1, -1)  # (K, h, w, L) view for the grouping
         cands = candidates_from_topk(values, indices, cand_tags, heat.shape[-1])
         grouping = {k: v for k, v in self.grouping.items() if k != "nms_kernel"}
         grouped, scores = group_candidates(cands, heat, tags, joint_order=self.joint_order, **grouping)

@@ -95,6 +95,7 @@ def aggregate_outputs(
     num_keypoints: int,
     flip_index: Sequence[int] | None = None,
     project_size: tuple[int, int] | None = None,
+    tags_last: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Combine the raw outputs of one scale (official ``get_multi_stage_outputs`` + flip + projection).
 
@@ -108,10 +109,13 @@ def aggregate_outputs(
             ``flip_outputs``.
         project_size: ``(width, height)`` to project to (input size at scale 1; official PROJECT2IMAGE), or None
             to stay at the last output's resolution.
+        tags_last: tags as ``(N, K, H, W, L)`` (what the grouping reads; a strided view, not a transposed copy),
+            or, when False, ``(N, K, L, H, W)`` contiguous, as the projection leaves them (the exported graph's
+            layout: in a graph the view would be a Transpose that copies).
 
     Returns:
-        heatmaps ``(N, K, H, W)`` (plain and flipped averaged) and tags ``(N, K, H, W, L)`` with
-        ``L = D`` (no flip) or ``2 D`` (plain tags first).
+        heatmaps ``(N, K, H, W)`` (plain and flipped averaged) and tags ``(N, K, H, W, L)`` (or
+        ``(N, K, L, H, W)``, see ``tags_last``) with ``L = D`` (no flip) or ``2 D`` (plain tags first).
 
     Raises:
         ValueError: inconsistent channel counts, or flip outputs without ``flip_index``.
@@ -129,20 +133,20 @@ def aggregate_outputs(
         fh, ft = _split([torch.flip(o, [3]) for o in flip_outputs], num_keypoints)
         hms.append(fh[:, index])
         tms.append(ft.reshape(n, num_keypoints, -1, h, w)[:, index])
-    # All maps in one (N, C, h, w) tensor, tags joint-major (channel k * L + l, plain tags first), so that the
-    # projection is one interpolation and the result splits into views: the same values as projecting each map
-    # on its own, without a fresh full-size buffer per map and per sum.
+    # Plain and flipped heatmaps are averaged before the projection: bilinear interpolation is linear, so this is
+    # the official average of the projected maps (to rounding) at a quarter of the cost. All maps then go in one
+    # (N, C, h, w) tensor, tags joint-major (channel k * L + l, plain tags first), so that the projection is one
+    # interpolation and the result splits into views, without a fresh full-size buffer per map.
+    heat = hms[0] if len(hms) == 1 else (hms[0] + hms[1]) / 2.0
     tag = torch.cat(tms, dim=2)
     tag_dim = tag.shape[2]
-    maps = torch.cat([*hms, tag.reshape(n, num_keypoints * tag_dim, h, w)], dim=1).contiguous()
+    maps = torch.cat([heat, tag.reshape(n, num_keypoints * tag_dim, h, w)], dim=1).contiguous()
     if project_size is not None:
         maps = F.interpolate(maps, size=(project_size[1], project_size[0]), mode="bilinear", align_corners=False)
     size = maps.shape[-2:]
     heat = maps[:, :num_keypoints]
-    if len(hms) == 2:
-        heat = heat.add_(maps[:, num_keypoints : 2 * num_keypoints]).div_(2.0)
-    tag = maps[:, len(hms) * num_keypoints :].reshape(n, num_keypoints, tag_dim, *size)
-    return heat, tag.permute(0, 1, 3, 4, 2).contiguous()
+    tag = maps[:, num_keypoints:].reshape(n, num_keypoints, tag_dim, *size)
+    return heat, (tag.permute(0, 1, 3, 4, 2) if tags_last else tag)  # a view either way: the grouping reads strides
 
 
 def combine_scales(
