@@ -23,7 +23,7 @@ import torch
 from bottomup.api import PoseEstimator
 from bottomup.data.io import read_image
 from bottomup.deploy.export import convert_to_openvino, export_model
-from bottomup.deploy.runtime import DeployedPoseEstimator, ModelFileError, read_metadata
+from bottomup.deploy.runtime import EXPORT_VERSION, DeployedPoseEstimator, ModelFileError, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 #: coco-mini val images: 640 x 480 (4:3 landscape) and one cropped to a square; people are found in both by both models
@@ -186,6 +186,11 @@ def test_bad_model_files_get_clear_errors(quickstart_export, tmp_path: Path) -> 
     # a JSON that is not an export's
     (tmp_path / "lonely.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(ModelFileError, match=r"lonely\.json: not a bottomup export"):
+        DeployedPoseEstimator(lonely)
+    # an export of another layout version (version 1 graphs output tags as (K, h, w, L))
+    old = {**read_metadata(onnx), "version": EXPORT_VERSION - 1}
+    (tmp_path / "lonely.json").write_text(json.dumps(old))
+    with pytest.raises(ModelFileError, match=rf"lonely\.json: export version {EXPORT_VERSION - 1}.*export again"):
         DeployedPoseEstimator(lonely)
     (tmp_path / "lonely.json").write_text("{not json")
     with pytest.raises(ModelFileError, match=r"lonely\.json: not a readable JSON"):
