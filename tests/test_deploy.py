@@ -309,6 +309,20 @@ def test_int8_export_quantises_the_network_and_still_finds_people(
     assert "FakeQuantize" in ops and "TopK" in ops
     network = set(network_node_names(files["onnxruntime"]))
     assert len(network) > 20
+    # NNCF: no quantiser on the decode (flip average, NMS max-pool / comparison, top-k run on float heatmaps); the
+    # one decode node allowed one is what feeds the network its input (the image and its mirror, quantised for
+    # the first convolution). NNCF names its quantisers "<node>/fq_...".
+    graph = onnx.load(str(files["onnxruntime"]), load_external_data=False).graph
+    network_inputs = {i for n in graph.node if n.name in network for i in n.input}
+    decode = {n.name for n in graph.node if n.name not in network}
+    feeders = {n.name for n in graph.node if n.name in decode and set(n.output) & network_inputs}
+    fq = [
+        op.get_friendly_name()
+        for op in ov.Core().read_model(str(xml)).get_ops()
+        if op.get_type_name() == "FakeQuantize"
+    ]
+    assert len(fq) > 10 and any(n.split("/fq_")[0] in network for n in fq)
+    assert {n.split("/fq_")[0] for n in fq} & decode <= feeders, sorted({n.split("/fq_")[0] for n in fq} & decode)
     for path, ops_choice in ((q_onnx, "conv"), (q_all, "all")):
         nodes = onnx.load(str(path)).graph.node
         assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10 and any(n.op_type == "TopK" for n in nodes)
