@@ -11,8 +11,7 @@ random weights) and the same thread count (``--threads``, else torch's):
   ``--calib-images`` coco-mini train images (calibration untimed); ``onnxruntime int8 all-ops``: additions, ReLU
   and upsampling quantised too (``--int8-ops all``).
 
-Per variant two rows, ms per image over ``--e2e-images`` coco-mini val images (decoded beforehand), each the
-fastest of ``--repeats`` (at most 3) calls, the repeats going round all variants in turn (``_time_interleaved``):
+Per variant two rows, ms per image over ``--e2e-images`` coco-mini val images (decoded beforehand):
 
 * ``network``: what the exported graph holds -- the network on the image and its mirror, the averaging and
   projection of the maps (and, for the exported graphs, NMS and top-k); for torch ``network_forward`` twice and
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -60,33 +58,20 @@ def _torch_network(est: PoseEstimator, image: np.ndarray) -> Any:
         )
 
 
-def _time_interleaved(
-    fns: dict[str, Any], items: list[Any], warmup: int, repeats: int, keep: Collection[str] = ()
-) -> dict[str, tuple[list[float], list[Any]]]:
-    """Per function and item, the fastest of ``repeats`` calls (s), after ``warmup`` calls on the first item.
-
-    The repeats go round all functions in turn (repeat 1 of every function, then repeat 2, ...), so that a slow
-    phase of the machine (another tenant, the clock) falls on every variant alike instead of on whichever was timed
-    then: the ratios between variants, what this section reports, move much less from run to run.
-
-    Returns:
-        ``{name: (seconds per item, outputs of the last repeat per item)}``; outputs only for the names in
-        ``keep`` (None elsewhere: a graph's full-size maps per image and variant would take gigabytes).
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn(items[0])
-    best = {name: [float("inf")] * len(items) for name in fns}
-    outs: dict[str, list[Any]] = {name: [None] * len(items) for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            for i, item in enumerate(items):
-                t0 = time.perf_counter()
-                out = fn(item)
-                best[name][i] = min(best[name][i], time.perf_counter() - t0)
-                outs[name][i] = out if name in keep else None
-                del out
-    return {name: (best[name], outs[name]) for name in fns}
+def _time(fn: Any, items: list[Any], warmup: int, repeats: int) -> tuple[list[float], list[Any]]:
+    """Per item, the fastest of ``repeats`` calls (s) after ``warmup`` calls on the first item."""
+    for _ in range(warmup):
+        fn(items[0])
+    best, outs = [], []
+    for item in items:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = fn(item)
+            times.append(time.perf_counter() - t0)
+        best.append(min(times))
+        outs.append(out)
+    return best, outs
 
 
 def bench_backends(
@@ -143,14 +128,11 @@ def bench_backends(
         ):
             dep = DeployedPoseEstimator(path, backend=backend, threads=threads)
             variants.append((name, dep, lambda im, dep=dep: dep.network(dep.preprocess(im)[0])))
-        fns = {f"{name} network": network for name, _, network in variants}
-        fns.update({f"{name} e2e": est for name, est, _ in variants})
-        timed = _time_interleaved(fns, images, s.warmup, repeats, keep={f"{name} e2e" for name, _, _ in variants})
         results = []
-        info = {"threads": threads, "images": len(images), "weights": weights, "flip": True, "input_size": s.size}
-        for name, _, _ in variants:
-            t_net, _ = timed[f"{name} network"]
-            t_e2e, preds = timed[f"{name} e2e"]
+        for name, est, network in variants:
+            info = {"threads": threads, "images": len(images), "weights": weights, "flip": True, "input_size": s.size}
+            t_net, _ = _time(network, images, s.warmup, repeats)
+            t_e2e, preds = _time(est, images, s.warmup, repeats)
             people = float(np.mean([len(p) for p in preds]))
             results.append(Result("backends", f"{name} network", "ms/image", [t * 1e3 for t in t_net], info,
                                   note=f"{len(images)} images, {weights}, flip on, {threads} threads"))  # fmt: skip
