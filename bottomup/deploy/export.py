@@ -215,8 +215,9 @@ def _write_openvino(onnx_path: Path, path: Path, calibration: list[np.ndarray] |
 #: ONNX op types that ``quantize_onnx`` quantises inside the network, per ``ops`` choice: ``"conv"`` the
 #: convolutions only (additions, ReLU and the fusion upsampling in float between them: the accurate default);
 #: ``"all"`` those too, so that activations stay 8-bit from one convolution to the next: ~1.05-1.15x faster on the
-#: W32-512 graph (1.57-1.68x the torch bf16 fast path against 1.46-1.51x), and more sensitive to calibration images unlike the data (the 4-image overfit model calibrated
-#: on other images lost 0.07 AP, conv only 0.002; calibrated on its own images neither lost any) -- see the README.
+#: W32-512 graph (1.57-1.68x the torch bf16 fast path against 1.46-1.51x), and more sensitive to calibration images
+#: unlike the data (the 4-image overfit model calibrated on other images lost 0.07 AP, conv only 0.002; calibrated on
+#: its own images neither lost any) -- see the README.
 INT8_OPS = {
     "conv": ("Conv", "ConvTranspose"),
     "all": ("Conv", "ConvTranspose", "Add", "Relu", "Resize"),

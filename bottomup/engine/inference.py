@@ -110,8 +110,8 @@ def aggregate_outputs(
         project_size: ``(width, height)`` to project to (input size at scale 1; official PROJECT2IMAGE), or None
             to stay at the last output's resolution.
         tags_last: tags as ``(N, K, H, W, L)`` (what the grouping reads; a strided view, not a transposed copy),
-            or, when False, ``(N, K, L, H, W)`` contiguous, as the projection leaves them (the exported graph's
-            layout: in a graph the view would be a Transpose that copies).
+            or, when False, ``(N, K, L, H, W)`` as the projection leaves them (the exported graph's layout: in a
+            graph the transposed view would be a Transpose that copies).
 
     Returns:
         heatmaps ``(N, K, H, W)`` (plain and flipped averaged) and tags ``(N, K, H, W, L)`` (or
