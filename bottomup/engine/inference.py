@@ -140,12 +140,11 @@ def aggregate_outputs(
     heat = hms[0] if len(hms) == 1 else (hms[0] + hms[1]) / 2.0
     tag = torch.cat(tms, dim=2)
     tag_dim = tag.shape[2]
-    maps = torch.cat([heat, tag.reshape(n, num_keypoints * tag_dim, h, w)], dim=1).contiguous()
-    if project_size is not None:
+    if project_size is not None:  # without a projection the joint tensor would only be split again
+        maps = torch.cat([heat, tag.reshape(n, num_keypoints * tag_dim, h, w)], dim=1).contiguous()
         maps = F.interpolate(maps, size=(project_size[1], project_size[0]), mode="bilinear", align_corners=False)
-    size = maps.shape[-2:]
-    heat = maps[:, :num_keypoints]
-    tag = maps[:, num_keypoints:].reshape(n, num_keypoints, tag_dim, *size)
+        heat = maps[:, :num_keypoints]
+        tag = maps[:, num_keypoints:].reshape(n, num_keypoints, tag_dim, *maps.shape[-2:])
     return heat, (tag.permute(0, 1, 3, 4, 2) if tags_last else tag)  # a view either way: the grouping reads strides
 
 
