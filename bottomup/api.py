@@ -642,7 +642,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
         FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
-    from bottomup.engine.checkpoint import write_json
+    from bottomup.core.io import write_json
     from bottomup.engine.inference import config_test_group
 
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):

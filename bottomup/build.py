@@ -26,8 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bottomup.codec import GROUPING_KEYS, AssociativeEmbeddingCodec
+from bottomup.core.keypoints import KeypointLayout
 from bottomup.data import KeypointDataset, collate
-from bottomup.data.keypoints import KeypointLayout
 from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.engine.distributed import DistInfo
 from bottomup.engine.inference import config_test_group
@@ -155,8 +155,8 @@ def complete_data_layout(data_cfg: DictConfig) -> None:
             keypoint or has the wrong length, or the annotation files have another K (each message names the key
             or file to change).
     """
+    from bottomup.core.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, layout_from_category
     from bottomup.data.dataset import keypoint_categories
-    from bottomup.data.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, layout_from_category
 
     unset = [k for k in LAYOUT_KEYS if k in data_cfg and data_cfg[k] is None]
     if unset:

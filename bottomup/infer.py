@@ -336,7 +336,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from bottomup.engine.checkpoint import write_json
+    from bottomup.core.io import write_json
 
     out_dir = Path(args.output_dir)
     style = {

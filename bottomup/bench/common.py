@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from bottomup.build import CONF_DIR, build_model, build_train_dataset, compose
-from bottomup.data.keypoints import KeypointLayout
+from bottomup.core.keypoints import KeypointLayout
 
 __all__ = [
     "Result",

@@ -12,8 +12,8 @@ import numpy as np
 from bottomup.bench.common import Result, Settings, coco_layout
 from bottomup.codec import grouping as G
 from bottomup.codec.reference import reference_group
+from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.ideal_cases import iter_ideal_cases
-from bottomup.data.keypoints import KeypointLayout
 from bottomup.data.transforms import ResizeTransform
 from bottomup.engine.inference import aggregate_outputs
 

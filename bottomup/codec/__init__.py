@@ -28,7 +28,7 @@ from bottomup.codec.targets import ROUNDINGS, render_heatmaps, tag_indices
 if TYPE_CHECKING:
     import torch
 
-    from bottomup.data.keypoints import KeypointLayout
+    from bottomup.core.keypoints import KeypointLayout
 
 __all__ = ["AssociativeEmbeddingCodec", "GROUPING_KEYS", "ideal_outputs", "flip_outputs"]
 

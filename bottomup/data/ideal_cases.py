@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bottomup.codec.ideal import flip_outputs, ideal_outputs
-from bottomup.data.keypoints import KeypointLayout
+from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.transforms import ResizeTransform, resize_transform
 
 __all__ = ["ideal_case", "iter_ideal_cases"]

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from bottomup.core.io import write_json
 from bottomup.data.io import read_image
 from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, INPUT_MULTIPLE, preprocess_array, resize_transform
 from bottomup.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DecodeGraph
 from bottomup.deploy.runtime import EXPORT_FORMAT, EXPORT_VERSION, INSTALL_HINT, metadata_path
-from bottomup.engine.checkpoint import write_json
 from bottomup.engine.inference import Predictor
 
 __all__ = [

@@ -31,8 +31,8 @@ import numpy as np
 
 from bottomup.codec import GROUPING_KEYS
 from bottomup.codec.grouping import candidates_from_topk, group_candidates
+from bottomup.core.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, KeypointLayout
 from bottomup.data.io import read_image
-from bottomup.data.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, KeypointLayout
 from bottomup.data.transforms import ResizeTransform, preprocess_array, to_original
 from bottomup.engine.people import Prediction
 

@@ -11,7 +11,6 @@ loads with ``torch.load(weights_only=True)``:
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
 import re
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from bottomup.core.io import write_json
 
 __all__ = [
     "save_checkpoint",
@@ -175,26 +176,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (a temporary file in the same folder, then ``os.replace``):
-    a kill leaves the old file or the new one, never half of one. Results files (evaluation, ``infer``) use it.
-
-    Returns:
-        the path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def find_checkpoint(root: str | os.PathLike = "outputs") -> Path | None:

@@ -30,11 +30,11 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
+from bottomup.core.io import write_json
+from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.dataset import keypoint_categories
 from bottomup.data.io import ImageReadError, load_image
-from bottomup.data.keypoints import KeypointLayout
 from bottomup.data.validate import check_keypoint_annotations
-from bottomup.engine.checkpoint import write_json
 from bottomup.engine.inference import Predictor, people_to_results
 
 log = logging.getLogger("bottomup.evaluate")

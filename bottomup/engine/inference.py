@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from bottomup.codec import GROUPING_KEYS, AssociativeEmbeddingCodec
+from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.io import read_image
-from bottomup.data.keypoints import KeypointLayout
 from bottomup.data.transforms import ResizeTransform, check_image, preprocess, resize_transform, to_original
 from bottomup.engine.distributed import resolve_device
 from bottomup.engine.people import Person, Prediction, keypoint_boxes, people_to_results

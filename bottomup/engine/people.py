@@ -180,7 +180,7 @@ class Prediction:
 
         results = self.to_coco(**coco)
         if path is not None:
-            from bottomup.engine.checkpoint import write_json
+            from bottomup.core.io import write_json
 
             write_json(path, results)  # atomic: a kill never leaves half a file
         return json.dumps(results)
