@@ -160,6 +160,30 @@ def test_runtime_runs_without_torch(quickstart_export, coco_root: Path, tmp_path
     assert blocked.returncode != 0 and "torch is blocked" in blocked.stderr
 
 
+def test_runtime_prediction_writes_json_without_torch(quickstart_export, coco_root: Path, tmp_path: Path) -> None:
+    """``Prediction.to_json(path)`` on the torch-free runtime writes the COCO results (it imported the checkpoint
+    module, and so torch, to write the file atomically)."""
+    _, files = quickstart_export
+    image = coco_root / "val2017" / IMAGES[0]
+    out = tmp_path / "people.json"
+    script = _BLOCK_TORCH + textwrap.dedent(
+        f"""
+        from bottomup import DeployedPoseEstimator
+
+        pred = DeployedPoseEstimator({str(files["onnxruntime"])!r}, threads=1)({str(image)!r})
+        pred.to_json({str(out)!r}, image_id=7)
+        print(len(pred), "torch" in sys.modules)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    count, torch_loaded = run.stdout.split()
+    results = json.loads(out.read_text())
+    assert torch_loaded == "False" and len(results) == int(count) > 0
+    assert {r["image_id"] for r in results} == {7} and all(len(r["keypoints"]) == 3 * 17 for r in results)
+
+
 def test_plain_import_leaves_torch_out() -> None:
     code = "import sys, bottomup.deploy.runtime, bottomup.codec.grouping; print('torch' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
