@@ -26,12 +26,9 @@ and are the bodies of ``python -m bottomup.train`` / ``python -m bottomup.evalua
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +38,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bottomup import build
 from bottomup.codec import GROUPING_KEYS
-from bottomup.deploy.runtime import SUFFIX_BACKEND, DeployedPoseEstimator
-from bottomup.engine import inference
+from bottomup.core.keypoints import KeypointLayout
+from bottomup.deploy.runtime import SUFFIX_BACKEND, ExportedBackend
+from bottomup.engine import estimator as _estimator
 from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
 from bottomup.engine.distributed import init_distributed, resolve_device
+from bottomup.engine.estimator import FrameResult
 from bottomup.engine.evaluator import evaluate_model
-from bottomup.engine.inference import Predictor
-from bottomup.engine.tracking import PoseTracker
+from bottomup.engine.people import Prediction
+from bottomup.engine.settings import TestSettings
 from bottomup.engine.trainer import TrainLogger, TrainState, fit
 from bottomup.models.precision import AUTO, resolve_precision
 from bottomup.vis.draw import PLOT_DEFAULTS
@@ -57,7 +56,7 @@ log = logging.getLogger("bottomup.train")
 #: Model-file suffixes of exported models (``python -m bottomup.export``).
 EXPORTED_SUFFIXES = tuple(SUFFIX_BACKEND)
 
-__all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "train", "evaluate"]
+__all__ = ["Prediction", "PoseEstimator", "PLOT_DEFAULTS", "GROUPING_KEYS", "TestSettings", "train", "evaluate"]
 __all__ += [
     "FrameResult",
     "ExportedPoseEstimator",
@@ -65,110 +64,26 @@ __all__ += [
 ]  # videos: PoseEstimator.track yields FrameResult
 
 
-class Prediction(inference.Prediction):
-    """:class:`bottomup.engine.inference.Prediction` (people, indexing, boxes, COCO / JSON export) with
-    drawing: what :class:`PoseEstimator` returns."""
+class PoseEstimator(_estimator.PoseEstimator):
+    """Bottom-up multi-person pose estimation with the official HigherHRNet test-time pipeline, on any backend.
 
-    def plot(
-        self,
-        image: np.ndarray | None = None,
-        *,
-        min_score: float = PLOT_DEFAULTS["min_score"],
-        joint_threshold: float = PLOT_DEFAULTS["joint_threshold"],
-        min_side: int = int(PLOT_DEFAULTS["min_side"]),
-        radius: int | None = None,
-        thickness: int | None = None,
-        labels: bool = True,
-        colors: Sequence[tuple[int, int, int]] | None = None,
-        texts: Sequence[str] | None = None,
-    ) -> np.ndarray:
-        """The people drawn on the image (``bottomup.vis.draw_people``), one colour per person.
-
-        Args:
-            image: ``(H, W, 3)`` uint8 RGB in the frame of the keypoints; default: the image the people were
-                found in.
-            min_score: people with a lower person score are not drawn.
-            joint_threshold: joints with a score at or below it are not drawn (nor their limbs).
-            min_side: a picture whose longer side is shorter is upscaled (bilinear) to it before drawing.
-            radius, thickness: joint radius and limb width in pixels of the picture (default: from its size).
-            labels: write each person's score (or its entry of ``texts``) above it.
-            colors: ``(N,)`` RGB colours, one per person of this prediction (default: ``person_colors``).
-            texts: ``(N,)`` labels written instead of the scores (e.g. track ids).
-
-        Returns:
-            ``(H', W', 3)`` uint8 RGB, ``H' = H`` unless upscaled.
-
-        Raises:
-            ValueError: no image (the prediction holds none and none given) or one of another shape.
-        """
-        import cv2
-
-        from bottomup.vis import draw_people
-
-        picture = self.image if image is None else image
-        if picture is None:
-            raise ValueError("this Prediction holds no image: pass plot(image=...) (H, W, 3) uint8 RGB")
-        keep = self.scores >= min_score
-        kept = np.flatnonzero(keep)
-        kpts = np.asarray(self.keypoints[keep], dtype=np.float64).copy()
-        h, w = picture.shape[:2]
-        factor = max(1.0, float(min_side) / max(h, w))
-        if factor > 1.0:
-            picture = cv2.resize(picture, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_LINEAR)
-            kpts[..., :2] = (kpts[..., :2] + 0.5) * factor - 0.5  # pixel centres stay on the same content
-        return draw_people(
-            picture,
-            kpts,
-            self.skeleton,
-            scores=self.scores[keep] if labels else None,
-            threshold=joint_threshold,
-            radius=radius,
-            thickness=thickness,
-            colors=None if colors is None or not len(kept) else [colors[i] for i in kept],
-            labels=None if texts is None or not labels else [texts[i] for i in kept],
-        )
-
-    def save(self, path: str | os.PathLike, image: np.ndarray | None = None, **plot: Any) -> Path:
-        """Write :meth:`plot` to ``path`` (PNG / JPEG by its suffix); ``plot``: its keyword arguments.
-
-        Raises:
-            ValueError: as :meth:`plot`. OSError: the file could not be written (the message names it).
-        """
-        import cv2
-
-        path = Path(path)
-        picture = self.plot(image, **plot)
-        if not cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {path} (is the folder there and the suffix .png / .jpg?)")
-        return path
-
-
-class PoseEstimator(Predictor):
-    """Bottom-up multi-person pose estimation with the official HigherHRNet test-time pipeline.
-
-    The constructor takes a network and plain settings (see :class:`bottomup.engine.inference.Predictor`, whose
-    arguments it shares: ``layout``, ``input_size``, ``scales``, ``flip_test``, ``device``, ``precision``,
-    ``channels_last``, ``fold_bn``, ``compile``, ``color`` and the grouping keys :data:`GROUPING_KEYS`);
-    :meth:`from_config` and :meth:`from_checkpoint` build one from a project config or a checkpoint file.
-    Calling it on an image (path, or ``(H, W, 3)`` uint8 array: RGB, or BGR with ``color="bgr"``) returns a
-    :class:`Prediction` in original-image pixels; ``run`` also returns the maps (``bottomup.vis.explain`` shows them).
+    :class:`bottomup.engine.estimator.PoseEstimator` (read, ``__call__``, ``run``, ``track``, ``with_settings``;
+    a torch network or a ``Backend`` given to the constructor, with ``layout``, ``settings`` and test / grouping
+    keys) with the constructors that read configs and files: :meth:`from_config`, :meth:`from_checkpoint` (a
+    checkpoint, or an exported model) and :meth:`from_exported` all return this class. Calling it on an image
+    (path, or ``(H, W, 3)`` uint8 array: RGB, or BGR with ``color="bgr"``) returns a :class:`Prediction` in
+    original-image pixels; ``run`` also returns the maps (``bottomup.engine.explain`` shows them).
 
     Raises:
-        ValueError: unknown grouping keys, precision or device, or an inconsistent layout.
+        ValueError: unknown settings keys, precision or device, or an inconsistent layout.
     """
-
-    prediction_type = Prediction
-    #: what the weights are (``bottomup.build.describe_model``), set by :meth:`from_checkpoint`; else empty
-    summary: str = ""
-    #: the data config's name the weights were trained on (``"synthetic"`` for the quickstart's); else empty
-    trained_on: str = ""
 
     @classmethod
     def from_config(cls, cfg: Any, model: torch.nn.Module | None = None, **overrides: Any) -> PoseEstimator:
         """Build from a (resolved or composed) project config: ``cfg.model`` (built with
         ``bottomup.build.build_model`` when ``model`` is not given), ``cfg.data`` (layout, ``input_size``) and
-        ``cfg.test`` (test-time settings). ``overrides`` replace ``PoseEstimator`` arguments (``input_size``,
-        ``scales``, ``flip_test``, ``device``, grouping keys).
+        ``cfg.test`` (test-time settings, ``bottomup.build.test_settings``). ``overrides`` replace constructor
+        arguments (``device``, ``color``) or test / grouping keys (``input_size``, ``scales``, ``flip_test``, ...).
 
         Raises:
             ValueError: as the constructor, or a model whose K differs from the data's.
@@ -176,7 +91,7 @@ class PoseEstimator(Predictor):
         cfg = build.as_config(cfg)
         if model is None:
             model = build.build_model(cfg.model, pretrained=False)
-        return super().from_config(cfg, model, **overrides)
+        return build.estimator_from_config(cfg, model, cls=cls, **overrides)
 
     @classmethod
     def from_checkpoint(
@@ -187,11 +102,11 @@ class PoseEstimator(Predictor):
         device: str | torch.device | None = None,
         backend: str = "torch",
         **overrides: Any,
-    ) -> PoseEstimator | DeployedPoseEstimator:
+    ) -> PoseEstimator:
         """Load a project checkpoint or an official HigherHRNet ``.pth`` (``bottomup.build.load_model``).
 
         An exported model (``.onnx`` / OpenVINO ``.xml`` from ``python -m bottomup.export``), or ``backend``
-        ``"onnxruntime"`` / ``"openvino"``, gives :meth:`from_exported` instead.
+        ``"onnxruntime"`` / ``"openvino"``, gives :meth:`from_exported` instead (the same class).
 
         * Project checkpoint (``last.pt`` / ``best.pt``): the network, layout and test settings come from the
           config saved in it; ``experiment`` is used only if it has none.
@@ -203,183 +118,68 @@ class PoseEstimator(Predictor):
             experiment: name in ``conf/experiment``.
             device: where to run.
             backend: ``"torch"`` (default) runs the checkpoint; ``"onnxruntime"`` / ``"openvino"`` an exported file.
-            **overrides: ``PoseEstimator`` arguments (``input_size``, ``scales``, ``flip_test``, grouping keys).
+            **overrides: test / grouping keys (``input_size``, ``scales``, ``flip_test``, ``detection_threshold``,
+                ...) replacing the checkpoint's, and ``color``.
 
         Raises:
             FileNotFoundError: missing file.
-            bottomup.engine.checkpoint.CheckpointError: not a loadable weights-only checkpoint.
-            ValueError: an official checkpoint without ``experiment``.
+            bottomup.engine.checkpoint.CheckpointError: not a loadable weights-only checkpoint, or test settings
+                saved in it that are out of range (the message names the file and the key).
+            ValueError: an official checkpoint without ``experiment``; an override out of range.
             RuntimeError: weights that do not fit the configured model (message lists the mismatches).
         """
         if backend != "torch" or Path(path).suffix in EXPORTED_SUFFIXES:
             return cls.from_exported(path, backend=None if backend == "torch" else backend, **overrides)
         info: dict[str, Any] = {}
         model, cfg, _ = build.load_model(path, experiment=experiment, info=info)
-        estimator = cls.from_config(cfg, model=model, device=device, **overrides)
-        estimator.summary = info["summary"]
-        estimator.trained_on = str(cfg.data.get("name", ""))
-        return estimator
+        try:
+            settings = build.test_settings(cfg)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: its saved test settings do not load ({e})") from e
+        color = overrides.pop("color", "rgb")
+        estimator = cls(
+            model,
+            layout=KeypointLayout.from_config(cfg.data),
+            settings=settings,
+            device=device,
+            color=color,
+            summary=info["summary"],
+            trained_on=str(cfg.data.get("name", "")),
+        )
+        return estimator.with_settings(**overrides) if overrides else estimator
 
     @classmethod
-    def from_exported(
-        cls, path: str | os.PathLike, *, backend: str | None = None, **settings: Any
-    ) -> ExportedPoseEstimator:
-        """An exported model (``python -m bottomup.export``) on ONNX Runtime or OpenVINO, returning this API's
-        :class:`Prediction` (with drawing).
+    def from_exported(cls, path: str | os.PathLike, *, backend: str | None = None, **settings: Any) -> PoseEstimator:
+        """An exported model (``python -m bottomup.export``) on ONNX Runtime or OpenVINO.
 
-        This module imports torch; ``bottomup.deploy.runtime.DeployedPoseEstimator`` is the same runtime without it
-        (its predictions have no ``plot`` / ``save``).
+        This module imports torch; ``bottomup.deploy.runtime.DeployedPoseEstimator`` is the same estimator without
+        it.
 
         Args:
             path: ``*.onnx`` or ``*.xml`` with its JSON beside it.
             backend: ``"onnxruntime"`` or ``"openvino"``; default by the suffix.
-            **settings: ``DeployedPoseEstimator`` arguments (``threads``, ``color``, host grouping keys).
+            **settings: ``threads``, ``color``, and host grouping keys (``detection_threshold``, ...).
 
         Raises:
             bottomup.deploy.runtime.ModelFileError: missing / mismatched model file or JSON (named).
             ImportError: the backend's package is missing (names the ``deploy`` extra).
+            ValueError: a key the exported graph holds, or an unknown one.
         """
-        return ExportedPoseEstimator(path, backend=backend, **settings)
-
-    def track(
-        self,
-        source: str | os.PathLike | int | Iterable[np.ndarray],
-        *,
-        tracking: bool = True,
-        min_score: float = 0.0,
-        sequence: bool = False,
-        fps: float = 30.0,
-        stride: int = 1,
-        max_frames: int | None = None,
-        tracker: PoseTracker | None = None,
-        **tracker_settings: Any,
-    ) -> Iterator[FrameResult]:
-        """People with identities, frame by frame, from a video, camera, stream or image sequence.
-
-        Frames are read, estimated and tracked one at a time (a generator: memory stays flat over any length;
-        stop iterating to stop reading). Tracking is :class:`bottomup.engine.tracking.PoseTracker` with the
-        layout's ``oks_sigmas``.
-
-        Example::
-
-            for result in estimator.track("clip.mp4", max_age=30):
-                print(result.index, result.time_s, result.track_ids, result.prediction.keypoints.shape)
-
-        Args:
-            source: a video file, camera index (``0`` or ``"0"``), stream URL (``rtsp://...``), image folder with
-                ``sequence=True`` (``bottomup.data.video.open_source``), an open ``VideoSource``, or an iterable
-                of ``(H, W, 3)`` uint8 arrays in this estimator's ``color`` order (times ``index / fps``).
-            tracking: give track ids (else ``track_ids`` is ``None``).
-            min_score: people scoring below this are dropped before tracking.
-            sequence, fps, stride, max_frames: as :func:`bottomup.data.video.open_source` (``fps``: of an image
-                sequence or array iterable, and of the tracker's clock where the source reports none).
-            tracker: a tracker to continue (default: a new one).
-            **tracker_settings: ``PoseTracker`` arguments for the new one (``max_age``, ``min_similarity``,
-                ``smoothing``, ``min_cutoff``, ``beta``, ...).
-
-        Yields:
-            :class:`FrameResult` per processed frame: keypoints in frame pixels (smoothed with ``smoothing``).
-
-        Raises:
-            bottomup.data.video.VideoReadError: the source cannot be opened or read (the message names it).
-            ValueError: bad ``stride`` / ``max_frames`` / ``fps`` / tracker settings.
-        """
-        from bottomup.data.video import VideoSource, open_source
-        from bottomup.engine.tracking import PoseTracker
-
-        own: VideoSource | None = None
-        if isinstance(source, VideoSource):
-            video, rate = source, source.fps / source.stride
-        elif isinstance(source, (str, os.PathLike, int)):
-            own = video = open_source(source, sequence=sequence, fps=fps, stride=stride, max_frames=max_frames)
-            rate = video.fps / video.stride
-        else:
-            video, rate = None, float(fps)
-        if not tracking:
-            tracker = None
-        elif tracker is None:
-            tracker = PoseTracker(self.layout.oks_sigmas, fps=rate, **tracker_settings)
-        try:
-            if video is not None:
-                frames: Iterable[tuple[int, float, np.ndarray]] = (
-                    (f.index, f.time_s, f.image if self.color == "bgr" else np.ascontiguousarray(f.image[..., ::-1]))
-                    for f in video
-                )
-            else:
-                frames = (
-                    (i, i / float(fps), image)
-                    for i, image in enumerate(itertools.islice(source, 0, max_frames and max_frames * stride, stride))  # type: ignore[arg-type]
-                )
-            for index, time_s, image in frames:
-                if video is None:
-                    index *= stride
-                    time_s = index / float(fps)
-                pred = self(image)
-                pred = pred[pred.scores >= min_score]
-                ids = None
-                if tracker is not None:
-                    ids, smoothed = tracker.update(pred.keypoints, time_s)
-                    if tracker.smoothing and len(pred):
-                        pred = dataclasses.replace(pred, keypoints=smoothed)
-                yield FrameResult(index=index, time_s=time_s, prediction=pred, track_ids=ids)
-        finally:
-            if own is not None:
-                own.close()
+        threads = settings.pop("threads", None)
+        color = settings.pop("color", "rgb")
+        exported = ExportedBackend(path, backend=backend, threads=threads)
+        return cls(
+            exported,
+            layout=exported.layout,
+            color=color,
+            summary=exported.summary,
+            trained_on=exported.trained_on,
+            **settings,
+        )
 
 
-@dataclass(frozen=True)
-class FrameResult:
-    """The people of one video frame with their track ids: what :meth:`PoseEstimator.track` yields.
-
-    Attributes:
-        index: the frame's number in the source, 0-based.
-        time_s: the frame's time, seconds (``index / fps`` for files; wall-clock for cameras and streams).
-        prediction: the people (:class:`Prediction`, sorted by score; keypoints in frame pixels), holding the
-            frame as ``(H, W, 3)`` uint8 RGB.
-        track_ids: ``(N,)`` int64 track id (>= 1) of each person, or ``None`` without tracking.
-    """
-
-    index: int
-    time_s: float
-    prediction: Prediction
-    track_ids: np.ndarray | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON record of the frame (one line of ``python -m bottomup.infer``'s ``<video>.jsonl``):
-        ``{"frame", "time_s", "people": [{"track_id" (int or null), "keypoints": [x, y, score] * K, "score"}]}``,
-        coordinates in frame pixels rounded to 0.01, scores to 1e-4."""
-        people = []
-        for i, person in enumerate(self.prediction):
-            kp = np.nan_to_num(person.keypoints, nan=0.0)
-            flat = [round(float(v), 2) if j % 3 < 2 else round(float(v), 4) for j, v in enumerate(kp.ravel())]
-            track_id = None if self.track_ids is None else int(self.track_ids[i])
-            people.append({"track_id": track_id, "keypoints": flat, "score": round(float(person.score), 4)})
-        return {"frame": int(self.index), "time_s": round(float(self.time_s), 4), "people": people}
-
-    def plot(self, **style: Any) -> np.ndarray:
-        """The frame with each person drawn in its track's colour (``bottomup.vis.track_color``) and labelled
-        with its id (with the score when untracked): ``(H, W, 3)`` uint8 RGB of the frame's size.
-
-        Args:
-            **style: :meth:`Prediction.plot` settings (``min_score``, ``joint_threshold``, ``radius``,
-                ``thickness``, ``labels``); ``min_side`` defaults to 0 (no upscaling).
-        """
-        from bottomup.vis.draw import track_color
-
-        style.setdefault("min_side", 0)
-        if self.track_ids is None:
-            return self.prediction.plot(**style)
-        colors = [track_color(int(t)) for t in self.track_ids]
-        return self.prediction.plot(colors=colors, texts=[f"#{int(t)}" for t in self.track_ids], **style)
-
-
-class ExportedPoseEstimator(DeployedPoseEstimator):
-    """:class:`bottomup.deploy.runtime.DeployedPoseEstimator` (an exported model on ONNX Runtime / OpenVINO)
-    returning this API's :class:`Prediction` (with drawing) and tracking videos like :meth:`PoseEstimator.track`:
-    what :meth:`PoseEstimator.from_exported` returns."""
-
-    prediction_type = Prediction
-    track = PoseEstimator.track
+#: What :meth:`PoseEstimator.from_exported` returns: the same class (kept as a name for older code).
+ExportedPoseEstimator = PoseEstimator
 
 
 def evaluate_tracking(
@@ -428,19 +228,47 @@ def evaluate_tracking(
 
 
 # ----------------------------------------------------------------------------------------------------- train
-def _snapshot_fn(cfg: DictConfig, model: torch.nn.Module) -> Any:
-    """``() -> pictures`` of the first validation image (built on first use) for ``trainer.image_every``."""
-    from bottomup.vis.explain import training_snapshot
+class _InTraining:
+    """The estimator of in-training evaluation and pictures: ``cfg.test`` on the training network itself, built
+    once (``TorchBackend(follow=True)``: the training network's memory format is never changed; a folded /
+    compiled copy is made once and refreshed in place before each use, never copied or compiled again)."""
 
-    fixed: dict[str, Any] = {}
+    def __init__(self, cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> None:
+        self.cfg, self.model, self.device = cfg, model, device
+        self.layout = KeypointLayout.from_config(cfg.data)
+        self._estimator: PoseEstimator | None = None
 
-    def snapshot() -> dict[str, np.ndarray]:
-        if not fixed:
-            val_cfg = OmegaConf.merge(cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images})
-            fixed.update(build.build_train_dataset(val_cfg, cfg.model.strides, train=False).sample(0))
-        return training_snapshot(model, fixed["image"], fixed["heatmaps"][-1], cfg=cfg)
+    def estimator(self) -> PoseEstimator:
+        """The estimator, its copy (if any) up to date with the network's weights; the network in eval mode."""
+        from bottomup.engine.inference import TorchBackend
 
-    return snapshot
+        if self._estimator is None:
+            backend = TorchBackend(self.model, build.test_settings(self.cfg), device=self.device, follow=True)
+            self._estimator = PoseEstimator(backend, layout=self.layout)
+        else:
+            self._estimator.backend.refresh()
+        return self._estimator
+
+    def snapshot_fn(self) -> Any:
+        """``() -> pictures`` of the first validation image (built on first use) for ``trainer.image_every``."""
+        from bottomup.engine.explain import training_snapshot
+
+        cfg, fixed = self.cfg, {}
+
+        def snapshot() -> dict[str, np.ndarray]:
+            if not fixed:
+                val_cfg = OmegaConf.merge(
+                    cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images}
+                )
+                fixed.update(build.build_train_dataset(val_cfg, cfg.model.strides, train=False).sample(0))
+            was_training = self.model.training
+            try:
+                estimator = self.estimator().with_settings(flip_test=False, scales=[1.0])
+                return training_snapshot(estimator, fixed["image"], fixed["heatmaps"][-1])
+            finally:
+                self.model.train(was_training)
+
+        return snapshot
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -501,7 +329,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if dist_info.is_main:
         for tmp in remove_stale_temporaries(run_dir):
             log.info("removed %s, left by an interrupted checkpoint write", tmp)
-    logger = _make_logger(cfg, model, run_dir, purge_step=state.step if cfg.resume else None, is_main=dist_info.is_main)
+    in_training = _InTraining(cfg, model, device)
+    logger = _make_logger(
+        cfg, run_dir, purge_step=state.step if cfg.resume else None, is_main=dist_info.is_main, snapshot=in_training
+    )
     if dist_info.is_main:
         log.info(
             "training %s on %s (%d process%s), %d images, %d iterations/epoch, run dir %s",
@@ -509,9 +340,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             len(dataset), iters_per_epoch, run_dir,
         )  # fmt: skip
 
+    val = build.val_set(cfg)
+
     def evaluate_now() -> dict[str, float]:
-        output_json = run_dir / "results_val.json"
-        return evaluate_model(model, cfg, device=device, max_images=tr.eval_max_images, output_json=output_json)
+        was_training = model.training
+        try:
+            estimator = in_training.estimator()  # puts the network in eval mode
+            return evaluate_model(
+                estimator, val, output_json=run_dir / "results_val.json", max_images=tr.eval_max_images
+            )
+        finally:
+            model.train(was_training)
 
     summary: dict[str, Any] = {"run_dir": str(run_dir), "start_step": state.step}
     try:
@@ -570,7 +409,7 @@ def _resume(state: TrainState, cfg: DictConfig, is_main: bool) -> None:
 
 
 def _make_logger(
-    cfg: DictConfig, model: torch.nn.Module, run_dir: Path, purge_step: int | None, is_main: bool
+    cfg: DictConfig, run_dir: Path, purge_step: int | None, is_main: bool, snapshot: _InTraining
 ) -> TrainLogger:
     """TensorBoard in ``<run_dir>/tb`` with the ``trainer.*`` logging settings on rank 0; a bar-less, writer-less
     logger on the other ranks."""
@@ -583,7 +422,7 @@ def _make_logger(
         writer=SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step),
         log_every=int(tr.log_every),
         image_every=int(tr.image_every or 0),
-        snapshot=_snapshot_fn(cfg, model),
+        snapshot=snapshot.snapshot_fn(),
         progress=bool(tr.progress),
     )
 
@@ -643,7 +482,6 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
     from bottomup.core.io import write_json
-    from bottomup.engine.inference import config_test_group
 
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
         raise ValueError(
@@ -664,7 +502,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
             cfg.model = ran.model  # the saved config records the network that ran
             if generated:
                 _synthetic_set_of_checkpoint(cfg, ran, given)
-            trained = config_test_group(ran).get("input_size") or OmegaConf.select(ran, "data.input_size")
+            trained = build.config_test_group(ran).get("input_size") or OmegaConf.select(ran, "data.input_size")
             if trained is not None and not given & {"test.input_size", "data.input_size"}:
                 if int(trained) != int(cfg.test.input_size):
                     log.info(
@@ -678,11 +516,10 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     out_dir = Path(str(cfg.output_dir))
     output_json = out_dir / "results_val.json"
     stats = evaluate_model(
-        model,
-        cfg,
-        device=device,
-        max_images=cfg.get("max_images"),
+        build.estimator_from_config(cfg, model, cls=PoseEstimator, device=device),
+        build.val_set(cfg),
         output_json=output_json,
+        max_images=cfg.get("max_images"),
         progress=bool(cfg.get("progress", True)),
     )
     text = OmegaConf.to_yaml(cfg)

@@ -12,6 +12,7 @@ checkpoint into a model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -25,12 +26,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.data import DataLoader
 
-from bottomup.codec import GROUPING_KEYS, AssociativeEmbeddingCodec
+from bottomup.codec import AssociativeEmbeddingCodec, GroupingSettings
 from bottomup.core.keypoints import KeypointLayout
 from bottomup.data import KeypointDataset, collate
 from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.engine.distributed import DistInfo
-from bottomup.engine.inference import config_test_group
+from bottomup.engine.estimator import PoseEstimator
+from bottomup.engine.evaluator import ValSet
+from bottomup.engine.evaluator import evaluate_model as _evaluate_estimator
+from bottomup.engine.settings import TestSettings
 from bottomup.engine.trainer import EpochSampler, TrainState
 from bottomup.models import load_official_checkpoint
 
@@ -47,6 +51,12 @@ __all__ = [
     "build_loss",
     "build_optimizer",
     "build_codec",
+    "config_test_group",
+    "test_settings",
+    "estimator_from_config",
+    "val_set",
+    "evaluate_model",
+    "register_schemas",
     "build_train_dataset",
     "build_train_loader",
     "build_train_state",
@@ -74,6 +84,36 @@ LEGACY_TARGETS: dict[str, str] = {
     "bottomup.losses.AssociativeEmbeddingLoss": "bottomup.models.losses.AssociativeEmbeddingLoss",
     "bottomup.schedule.warmup_multistep": "bottomup.engine.schedule.warmup_multistep",
 }
+
+
+def _flat_test_schema() -> type:
+    """The ``test`` group's structured config: :class:`TestSettings`' fields with the grouping keys beside them
+    (the flat form ``conf/test/default.yaml`` writes), each default taken from the settings classes."""
+    own = [f for f in dataclasses.fields(TestSettings) if f.name != "grouping"]
+    grouping = list(dataclasses.fields(GroupingSettings))
+    defaults = {**{f.name: getattr(TestSettings(), f.name) for f in own}, **GroupingSettings().as_dict()}
+    types = {"input_size": int, "scales": list[float], "flip_test": bool, "precision": str, "channels_last": bool,
+             "fold_bn": bool, "compile": bool, "nms_kernel": int, "max_people": int, "detection_threshold": float,
+             "tag_threshold": float, "use_detection_val": bool, "ignore_too_much": bool, "adjust": bool,
+             "refine": bool, "assignment": str}  # fmt: skip
+    names = [f.name for f in own + grouping]
+    if set(names) != set(types):  # a field added to a settings class must get its schema type here
+        raise RuntimeError(f"test schema types out of date: {sorted(set(names) ^ set(types))}")
+    fields = []
+    for name in names:
+        value = defaults[name]
+        default = dataclasses.field(default_factory=lambda v=list(value): list(v)) if name == "scales" else value
+        fields.append((name, types[name], default if name == "scales" else dataclasses.field(default=default)))
+    return dataclasses.make_dataclass("TestSchema", fields)
+
+
+def register_schemas() -> None:
+    """Register the structured configs that validate ``conf/`` at compose time (``conf/test/default.yaml`` lists
+    ``/schema/test`` in its defaults): a key the settings do not know, or a value of the wrong type, fails the
+    composition with the key's name. Called on import of this module (the entry points import it first)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="schema", name="test", node=_flat_test_schema())
 
 
 def compose(config_name: str = "train", overrides: Sequence[str] = (), experiment: str | None = None) -> DictConfig:
@@ -281,22 +321,104 @@ def build_optimizer(
     return optimizer, schedule(optimizer=optimizer, iters_per_epoch=iters_per_epoch)
 
 
+def config_test_group(cfg: Any) -> Any:
+    """A config's test-time group: ``cfg.test``, or ``cfg.grouping`` (its name in bottomup 0.1 configs, which the
+    checkpoints of that version hold); empty when neither is there."""
+    return cfg.get("test") or cfg.get("grouping") or {}
+
+
+def test_settings(cfg: Any) -> TestSettings:
+    """The :class:`TestSettings` of a project config's test-time group (:func:`config_test_group`);
+    ``input_size`` falls back to ``data.input_size``, ``max_people`` to ``data.max_people``.
+
+    Raises:
+        ValueError: a value out of its range (the message names the ``test.*`` key).
+    """
+    group = config_test_group(cfg)
+    values = OmegaConf.to_container(group, resolve=True) if isinstance(group, DictConfig) else dict(group)
+    data = cfg.get("data") or {}
+    if "input_size" not in values and data.get("input_size") is not None:
+        values["input_size"] = int(data.input_size)
+    if "max_people" not in values and data.get("max_people") is not None:
+        values["max_people"] = int(data.max_people)
+    return TestSettings.from_flat(values)
+
+
+def estimator_from_config(cfg: Any, model: nn.Module, *, cls: type = PoseEstimator, **overrides: Any) -> Any:
+    """``cls`` (a ``PoseEstimator``) on ``model`` with the layout of ``cfg.data`` and :func:`test_settings`;
+    ``overrides``: constructor arguments (``device``, ``color``) or test / grouping keys.
+
+    Raises:
+        ValueError: as the estimator (unknown keys, values out of range, an inconsistent layout).
+    """
+    return cls(model, layout=KeypointLayout.from_config(cfg.data), settings=test_settings(cfg), **overrides)
+
+
+def val_set(cfg: Any) -> ValSet:
+    """The validation set of ``cfg.data`` (``val_ann``, ``val_images``, layout, ``eval_type``, ``name``)."""
+    data = cfg.data
+    return ValSet(
+        ann_file=Path(str(data.val_ann)),
+        image_dir=Path(str(data.val_images)),
+        layout=KeypointLayout.from_config(data),
+        eval_type=str(data.get("eval_type", "coco")),
+        name=str(data.get("name", "")),
+    )
+
+
+def _default_output_json(cfg: DictConfig) -> Path:
+    try:
+        out = cfg.get("output_dir")
+    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app cannot resolve
+        out = None
+    if not out:
+        out = Path("outputs") / "eval"
+        log.warning("cfg.output_dir is not available outside a Hydra run: writing the results into %s", out)
+    return Path(str(out)) / "results_val.json"
+
+
+def evaluate_model(
+    model: nn.Module | None,
+    cfg: DictConfig,
+    *,
+    device: torch.device | str,
+    max_images: int | None = None,
+    output_json: str | os.PathLike | None = None,
+    progress: bool = True,
+    estimator: Any = None,
+) -> dict[str, float]:
+    """``bottomup.engine.evaluator.evaluate_model`` from a composed config: the estimator of ``model`` with the
+    layout of ``cfg.data`` and the ``cfg.test`` settings (:func:`estimator_from_config`), or ``estimator`` (e.g. an
+    exported model's), on :func:`val_set`; results into ``output_json`` (default
+    ``<cfg.output_dir>/results_val.json``).
+
+    Raises:
+        FileNotFoundError / ValueError: as the engine's ``evaluate_model``.
+    """
+    was_training = model is not None and model.training
+    try:
+        if estimator is None:
+            estimator = estimator_from_config(cfg, model, device=device)  # puts the network in eval mode
+        out = Path(output_json) if output_json is not None else _default_output_json(cfg)
+        return _evaluate_estimator(estimator, val_set(cfg), output_json=out, max_images=max_images, progress=progress)
+    finally:
+        if model is not None:
+            model.train(was_training)
+
+
 def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
     """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``
     and the grouping settings of ``test``.
 
     Raises:
-        ValueError: a layout whose names do not match (``bottomup.data.keypoints.KeypointLayout``).
+        ValueError: a layout whose names do not match (``bottomup.core.keypoints.KeypointLayout``).
     """
-    group = config_test_group(cfg)
-    settings = {k: group[k] for k in GROUPING_KEYS if k in group}
-    settings.setdefault("max_people", int(cfg.data.max_people))
     return AssociativeEmbeddingCodec.from_layout(
         KeypointLayout.from_config(cfg.data),
         sigma=float(cfg.data.sigma),
         strides=list(cfg.model.strides),
         joint_rounding=str(cfg.data.get("joint_rounding", "trunc")),
-        **settings,
+        grouping=test_settings(cfg).grouping,
     )
 
 
@@ -685,3 +807,6 @@ def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "a last.pt / best.pt written by python -m bottomup.train"
         )
     return checkpoint
+
+
+register_schemas()

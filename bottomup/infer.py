@@ -189,17 +189,13 @@ def _load_exported(args: argparse.Namespace, checkpoint: Path) -> Any:
         )
     if args.device == "cuda":
         raise UsageError("--device cuda: exported models run on the CPU (onnxruntime / openvino)")
-    settings: dict[str, Any] = {}
-    if args.detection_threshold is not None:
-        settings["detection_threshold"] = float(args.detection_threshold)
-    if args.tag_threshold is not None:
-        settings["tag_threshold"] = float(args.tag_threshold)
     backend = None if args.backend in (None, "torch") else args.backend
-    return PoseEstimator.from_exported(checkpoint, backend=backend, **settings)
+    return PoseEstimator.from_exported(checkpoint, backend=backend)
 
 
 def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
-    """``PoseEstimator`` from the checkpoint, with the command-line test settings."""
+    """``PoseEstimator`` from the checkpoint (or exported model) with its own test settings; the command line's
+    come after (:func:`_with_options`), so that an error in either is told apart by where it happened."""
     from bottomup.api import EXPORTED_SUFFIXES, PoseEstimator
 
     if args.backend == "torch" and checkpoint.suffix in EXPORTED_SUFFIXES:
@@ -214,21 +210,33 @@ def _load_estimator(args: argparse.Namespace, checkpoint: Path) -> Any:
         device = resolve_device(args.device, key="--device")
     except ValueError as e:
         raise UsageError(str(e)) from e
-    overrides: dict[str, Any] = {}
+    return PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device=device)
+
+
+def _with_options(args: argparse.Namespace, estimator: Any) -> Any:
+    """``estimator`` with the command line's test settings (``--flip``, ``--scales``, thresholds, precision, ...).
+
+    Raises:
+        UsageError: a value out of range (the message names the setting), or a setting an exported model holds.
+    """
+    changes: dict[str, Any] = {}
     if args.flip is not None:
-        overrides["flip_test"] = bool(args.flip)
+        changes["flip_test"] = bool(args.flip)
     if args.scales:
-        overrides["scales"] = [float(s) for s in args.scales]
+        changes["scales"] = [float(s) for s in args.scales]
     if args.detection_threshold is not None:
-        overrides["detection_threshold"] = float(args.detection_threshold)
+        changes["detection_threshold"] = float(args.detection_threshold)
     if args.tag_threshold is not None:
-        overrides["tag_threshold"] = float(args.tag_threshold)
+        changes["tag_threshold"] = float(args.tag_threshold)
     if args.precision is not None:
-        overrides["precision"] = args.precision
+        changes["precision"] = args.precision
     for flag in ("channels_last", "fold_bn", "compile"):
         if getattr(args, flag):
-            overrides[flag] = True
-    return PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device=device, **overrides)
+            changes[flag] = True
+    try:
+        return estimator.with_settings(**changes) if changes else estimator
+    except ValueError as e:
+        raise UsageError(str(e)) from e
 
 
 def _checkpoint_error(args: argparse.Namespace, checkpoint: Path, e: Exception) -> UsageError:
@@ -318,13 +326,9 @@ def _run(args: argparse.Namespace) -> int:
         estimator = _load_estimator(args, checkpoint)
     except UsageError:
         raise
-    except ValueError as e:
-        flags = [f"--{k.replace('_', '-')}" for k in vars(args)]
-        if any(f"{flag} " in f"{e} " or f"{flag})" in str(e) for flag in flags):
-            raise UsageError(str(e)) from e  # a test setting of the command line, not the checkpoint
-        raise _checkpoint_error(args, checkpoint, e) from e
     except Exception as e:  # noqa: BLE001 - any load failure is a usage error (wrong file / experiment)
         raise _checkpoint_error(args, checkpoint, e) from e
+    estimator = _with_options(args, estimator)
     picked = "given" if args.checkpoint else "the newest run under outputs/; --checkpoint PATH picks another"
     print(f"checkpoint {checkpoint} ({picked}): {estimator.summary}", file=sys.stderr)
     if estimator.trained_on == "synthetic":

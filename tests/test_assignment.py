@@ -40,7 +40,7 @@ def test_munkres_tie_choice_derived_by_hand():
     assert scipy_assignment(cost)[1].tolist() == [0, 1, 2]  # the case separates the two solvers
     assert cost[rows, cols].sum() == cost[[0, 1, 2], [0, 1, 2]].sum()
     assert not is_unique_optimum(cost, *scipy_assignment(cost))
-    assert solve_assignment(cost)[1].tolist() == [0, 2, 1]
+    assert solve_assignment(cost, "munkres")[1].tolist() == [0, 2, 1]
     assert solve_assignment(cost, "scipy")[1].tolist() == [0, 1, 2]
 
 
@@ -52,7 +52,7 @@ def test_munkres_is_optimal_and_fast_path_gives_the_same_assignment():
         assert rows.tolist() == list(range(cost.shape[0]))  # every row assigned (R <= C), rows ascending
         assert len(set(cols.tolist())) == len(cols)
         assert cost[rows, cols].sum() == pytest.approx(cost[s_rows, s_cols].sum(), rel=1e-12, abs=1e-6)
-        fast_rows, fast_cols = solve_assignment(cost)  # scipy where the optimum is unique, Munkres otherwise
+        fast_rows, fast_cols = solve_assignment(cost, "munkres")  # scipy where the optimum is unique, Munkres otherwise
         np.testing.assert_array_equal(fast_cols, cols)
         np.testing.assert_array_equal(fast_rows, rows)
         unique = is_unique_optimum(cost, s_rows, s_cols)
@@ -82,6 +82,6 @@ def test_bad_input():
     with pytest.raises(ValueError, match="finite"):
         munkres_assignment(np.array([[np.nan, 1.0]]))
     for empty in (np.zeros((0, 3)), np.zeros((0, 0))):
-        rows, cols = solve_assignment(empty)
+        rows, cols = solve_assignment(empty, "munkres")
         assert rows.size == 0 and cols.size == 0
         assert munkres_assignment(empty)[0].size == 0

@@ -38,7 +38,7 @@ from bottomup.data import AugmentParams, collate
 from bottomup.data.ideal_cases import iter_ideal_cases
 from bottomup.engine.checkpoint import load_checkpoint
 from bottomup.engine.distributed import DistInfo
-from bottomup.engine.evaluator import evaluate_model
+from bottomup.build import evaluate_model
 from bottomup.engine.inference import aggregate_outputs, postprocess
 from bottomup.engine.trainer import _to_device
 from bottomup.models import HigherHRNet

@@ -15,13 +15,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bottomup.api import evaluate
-from bottomup.build import build_model
+from bottomup.build import build_model, evaluate_model
 from bottomup.engine.checkpoint import save_checkpoint
 from bottomup.engine.evaluator import (
     COCO_STAT_NAMES,
     CROWDPOSE_STAT_NAMES,
     coco_keypoint_eval,
-    evaluate_model,
     people_to_results,
 )
 

@@ -1,4 +1,4 @@
-"""``bottomup.vis.explain`` on a real coco-mini image with small random models: maps, frames, tags, TB pictures."""
+"""``bottomup.engine.explain`` on a real coco-mini image with small random models: maps, frames, tags, TB pictures."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from bottomup.api import PoseEstimator
 from bottomup.codec.grouping import group_keypoints
 from bottomup.data.io import load_image
 from bottomup.data.transforms import preprocess, resize_transform
-from bottomup.vis.explain import SNAPSHOT_KEYS, Explanation, explain, training_snapshot
+from bottomup.engine.explain import SNAPSHOT_KEYS, Explanation, explain, training_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "000000000785.jpg"
@@ -92,7 +92,9 @@ def test_person_tags_are_the_tag_maps_at_the_grouped_joints(estimator, explained
         x, y = (int(v) for v in ex.keypoints_input[n, k, :2])
         np.testing.assert_array_equal(ex.person_tags[n, k], ex.tags[k, y, x])
     # The tags that grouping compared (its output's tag columns) are those of the detected joints.
-    grouped, _ = group_keypoints(ex.heatmaps, ex.tags, joint_order=estimator.joint_order, **estimator.grouping)
+    grouped, _ = group_keypoints(
+        ex.heatmaps, ex.tags, joint_order=estimator.joint_order, settings=estimator.settings.grouping
+    )
     np.testing.assert_array_equal(ex.person_tags[ex.detected], grouped[..., 3:][ex.detected])
     detected_tags = ex.detected_tags
     np.testing.assert_array_equal(detected_tags[ex.detected], ex.person_tags[ex.detected])
@@ -269,7 +271,7 @@ def test_training_snapshot_draws_the_estimators_people_at_every_precision(coco_l
 def test_tag_panels_say_why_they_are_black(coco_layout, image_path):
     """A net whose heatmaps are all 0 (early training): the tag panels' title says why they are black; a net
     with peaks above the threshold gets the plain title."""
-    from bottomup.vis.explain import explain, tag_panel_title
+    from bottomup.engine.explain import explain, tag_panel_title
 
     quiet = explain(PoseEstimator(QuietNet(), layout=coco_layout, device="cpu", flip_test=False), image_path)
     assert "all black: no heatmap value above 0.10 yet" in tag_panel_title(quiet.heatmaps, 0.1)

@@ -16,6 +16,7 @@ from bottomup.codec.grouping import (
     refine_keypoints,
 )
 from bottomup.codec.reference import reference_group
+from bottomup.codec.settings import GroupingSettings
 
 K, H, W = 3, 24, 32
 ORDER = [0, 1, 2]
@@ -46,12 +47,14 @@ def test_nms_keeps_local_maxima_in_value_order():
     det[0, 8, 8] = 0.7
     det[0, 8, 1] = 0.7  # tie with (8, 8): lower pixel index first
     tags = np.arange(100, dtype=np.float32).reshape(1, 10, 10, 1)
-    c = nms_topk(det, tags, max_people=4)
+    c = nms_topk(det, tags, settings=GroupingSettings(max_people=4))
     np.testing.assert_array_equal(c.vals[0, :3], np.float32([0.9, 0.7, 0.7]))
     assert c.vals[0, 3] == 0  # official NMS map is 0 elsewhere
     np.testing.assert_array_equal(c.locs[0, :3], [[3, 2], [1, 8], [8, 8]])
     np.testing.assert_array_equal(c.tags[0, :3, 0], [23, 81, 88])
-    thr = nms_topk(det, tags, max_people=4, threshold=0.1)  # pruned path: same kept candidates
+    thr = nms_topk(
+        det, tags, settings=GroupingSettings(max_people=4), threshold=0.1
+    )  # pruned path: same kept candidates
     np.testing.assert_array_equal(thr.vals[0, :3], c.vals[0, :3])
     np.testing.assert_array_equal(thr.locs[0, :3], c.locs[0, :3])
     assert thr.vals[0, 3] == -np.inf
@@ -61,7 +64,7 @@ def test_topk_limits_candidates_per_joint():
     det = np.zeros((2, 40, 40), np.float32)
     for i in range(8):
         det[0, 2 + 5 * (i % 8), 3] = 0.2 + 0.05 * i
-    c = nms_topk(det, np.zeros((2, 40, 40, 1), np.float32), max_people=3, threshold=0.1)
+    c = nms_topk(det, np.zeros((2, 40, 40, 1), np.float32), settings=GroupingSettings(max_people=3), threshold=0.1)
     np.testing.assert_allclose(c.vals[0], [0.55, 0.5, 0.45], rtol=1e-6)
     np.testing.assert_array_equal(c.locs[0, :, 1], [37, 32, 27])
     assert np.all(c.vals[1] == -np.inf)
@@ -72,14 +75,14 @@ def test_match_by_tag_hand_computed():
     vals = np.float32([[0.8, 0.7], [0.9, 0.6]])
     locs = np.int64([[[1, 1], [9, 1]], [[2, 4], [8, 4]]])
     tags = np.float32([[[0.0], [5.0]], [[0.3], [5.2]]])
-    out = match_by_tag((vals, locs, tags), joint_order=[0, 1], detection_threshold=0.1)
+    out = match_by_tag((vals, locs, tags), joint_order=[0, 1], settings=GroupingSettings(detection_threshold=0.1))
     assert out.shape == (2, 2, 4)
     np.testing.assert_array_equal(out[0], np.float32([[1, 1, 0.8, 0.0], [2, 4, 0.9, 0.3]]))
     np.testing.assert_array_equal(out[1], np.float32([[9, 1, 0.7, 5.0], [8, 4, 0.6, 5.2]]))
     # A far tag (distance 2 >= 1) starts a new person; a low value is dropped.
     tags2 = np.float32([[[0.0], [5.0]], [[2.0], [5.2]]])
     vals2 = np.float32([[0.8, 0.05], [0.9, 0.6]])
-    out2 = match_by_tag((vals2, locs, tags2), joint_order=[0, 1], detection_threshold=0.1)
+    out2 = match_by_tag((vals2, locs, tags2), joint_order=[0, 1], settings=GroupingSettings(detection_threshold=0.1))
     assert out2.shape[0] == 3  # person (tag 0), new person tag 2 (far from 0), new person tag 5.2
     np.testing.assert_array_equal(out2[0, 1], 0)
     np.testing.assert_array_equal(out2[1, 1, :3], np.float32([2, 4, 0.9]))
@@ -113,7 +116,7 @@ def test_refine_fills_missing_joint_with_same_tag():
 
 def test_two_overlapping_people_and_swapped_tags():
     det, tags, a, b = _two_people()
-    kp, scores = group_keypoints(det, tags, joint_order=ORDER, detection_threshold=0.1)
+    kp, scores = group_keypoints(det, tags, joint_order=ORDER, settings=GroupingSettings(detection_threshold=0.1))
     assert kp.shape == (2, K, 4)
     people = sorted(kp.tolist(), key=lambda p: p[0][0])
     for person, truth in zip(people, (a, b), strict=True):
@@ -144,7 +147,7 @@ def test_torch_input_and_bad_shapes():
     with pytest.raises(ValueError, match="joint_order"):
         group_keypoints(det, tags, joint_order=[0, 1, 1])
     with pytest.raises(ValueError, match="nms_kernel"):
-        group_keypoints(det, tags, joint_order=ORDER, nms_kernel=4)
+        group_keypoints(det, tags, joint_order=ORDER, settings=GroupingSettings(nms_kernel=4))
 
 
 def _random_maps(seed: int, quantise: bool):
@@ -165,8 +168,8 @@ def test_fast_equals_reference_on_random_maps(quantise, settings):
     total = 0
     for seed in range(12):
         det, tags = _random_maps(seed, quantise)
-        kp, sc = group_keypoints(det, tags, joint_order=order, **settings)
-        rkp, rsc = reference_group(det, tags, joint_order=order, **settings)
+        kp, sc = group_keypoints(det, tags, joint_order=order, settings=GroupingSettings(**settings))
+        rkp, rsc = reference_group(det, tags, joint_order=order, settings=GroupingSettings(**settings))
         assert kp.shape == rkp.shape, seed
         np.testing.assert_array_equal(kp, rkp)
         np.testing.assert_array_equal(sc, rsc)

@@ -20,7 +20,9 @@ from bottomup.build import describe_weights, load_initial_weights, load_model
 from bottomup.codec import AssociativeEmbeddingCodec
 from bottomup.data import load_image
 from bottomup.engine.checkpoint import save_checkpoint
-from bottomup.engine.inference import Predictor, network_forward, run_pipeline, scale_map_channels
+from bottomup.engine.estimator import Predictor
+from bottomup.engine.inference import network_forward, run_pipeline, scale_map_channels
+from bottomup.engine.settings import TestSettings
 from bottomup.models import HigherHRNet
 from bottomup.models.fast import prepare_for_inference
 
@@ -71,8 +73,8 @@ def test_network_forward_cuts_the_scale_maps(pair) -> None:
 def test_pipeline_finds_the_same_people_as_the_higherhrnet_inside(pair, image, coco_layout) -> None:
     swahr, plain = pair
     codec = AssociativeEmbeddingCodec.from_layout(coco_layout, detection_threshold=0.05)
-    a = run_pipeline(swahr, image, codec=codec, input_size=128)
-    b = run_pipeline(plain, image, codec=codec, input_size=128)
+    a = run_pipeline(swahr, image, codec=codec, settings=TestSettings(input_size=128))
+    b = run_pipeline(plain, image, codec=codec, settings=TestSettings(input_size=128))
     assert a.keypoints.shape[0] > 0  # random weights still give peaks above the threshold
     torch.testing.assert_close(a.heatmaps, b.heatmaps, rtol=0, atol=0)
     torch.testing.assert_close(a.tags, b.tags, rtol=0, atol=0)
@@ -104,7 +106,7 @@ def test_fast_path_folds_the_scale_heads_and_drops_their_maps(pair, image, coco_
 def test_project_checkpoint_evaluates_and_predicts(pair, coco_root, image, tmp_path) -> None:
     """A SWAHR last.pt of this project: its saved config rebuilds the SWAHR network (load_model, PoseEstimator)
     and the COCO evaluation runs on it."""
-    from bottomup.engine.evaluator import evaluate_model
+    from bottomup.build import evaluate_model
 
     swahr, _ = pair
     cfg = compose_train_config(
@@ -121,7 +123,7 @@ def test_project_checkpoint_evaluates_and_predicts(pair, coco_root, image, tmp_p
     assert "HigherHRNet + SWAHR W16" in estimator.summary
     prediction = estimator(image)
     reference = run_pipeline(
-        swahr, image, codec=estimator.codec, input_size=128, flip_test=True
+        swahr, image, codec=estimator.codec, settings=TestSettings(input_size=128, flip_test=True)
     )  # the same pipeline on the network in hand
     np.testing.assert_allclose(prediction.keypoints, reference.keypoints)
     stats = evaluate_model(model, cfg, device="cpu", max_images=2, progress=False)

@@ -98,10 +98,7 @@ def bench_backends(
     for precision in s.precisions:
         if precision == "fp32":
             continue
-        fast = PoseEstimator(
-            base.model, layout=base.layout, input_size=s.size, flip_test=True, device="cpu", precision=precision,
-            channels_last=True, fold_bn=True, **base.grouping,
-        )  # fmt: skip
+        fast = base.with_settings(precision=precision, channels_last=True, fold_bn=True)
         variants.append((f"torch {precision} fast", fast, lambda im, fast=fast: _torch_network(fast, im)))
     notes = []
     with tempfile.TemporaryDirectory(prefix="bottomup-bench-") as tmp:

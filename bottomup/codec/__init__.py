@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bottomup.codec.assignment import ASSIGNMENTS
 from bottomup.codec.grouping import group_keypoints
+from bottomup.codec.settings import GROUPING_KEYS, GroupingSettings
 from bottomup.codec.targets import ROUNDINGS, render_heatmaps, tag_indices
 
 if TYPE_CHECKING:
@@ -30,21 +30,7 @@ if TYPE_CHECKING:
 
     from bottomup.core.keypoints import KeypointLayout
 
-__all__ = ["AssociativeEmbeddingCodec", "GROUPING_KEYS", "ideal_outputs", "flip_outputs"]
-
-#: Decode settings (official ``TEST`` keys; ``conf/test/default.yaml``), the keyword arguments of
-#: ``bottomup.codec.grouping.group_keypoints`` besides ``joint_order``.
-GROUPING_KEYS = (
-    "nms_kernel",
-    "max_people",
-    "detection_threshold",
-    "tag_threshold",
-    "use_detection_val",
-    "ignore_too_much",
-    "adjust",
-    "refine",
-    "assignment",
-)
+__all__ = ["AssociativeEmbeddingCodec", "GROUPING_KEYS", "GroupingSettings", "ideal_outputs", "flip_outputs"]
 
 
 def __getattr__(name: str) -> Any:
@@ -86,15 +72,13 @@ class AssociativeEmbeddingCodec:
         joint_rounding: heatmap pixel of a joint, ``"trunc"`` (official ``int()``: a joint at ``-1 < x < 0`` lands on
             pixel 0 and is kept) or ``"floor"`` (``data.joint_rounding``; ``bottomup.codec.targets.joint_pixels``).
         strides: output strides, highest first (``model.strides``).
-        max_people: M, tag rows per training image and people per decoded image (``data.max_people``).
-        nms_kernel, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, adjust, refine:
-            grouping settings of ``bottomup.codec.grouping.group_keypoints`` (official ``TEST`` keys).
-        assignment: the matching solver, ``"munkres"`` (official choice among equal-cost assignments) or ``"scipy"``
-            (``test.assignment``; ``bottomup.codec.assignment``).
+        grouping: the decode settings (:class:`GroupingSettings`); ``max_people`` is also M, the tag rows per
+            training image (``data.max_people``). Default ``GroupingSettings()``.
+        **changes: grouping keys replacing those of ``grouping`` (``detection_threshold=0.2``, ...).
 
     Raises:
-        ValueError: ``joint_order`` / ``flip_index`` that are not permutations of ``range(K)``, no strides, or a
-            setting out of its range (the message names the config key).
+        ValueError: ``joint_order`` / ``flip_index`` that are not permutations of ``range(K)``, no strides, an
+            unknown grouping key, or a setting out of its range (the message names the config key).
     """
 
     def __init__(
@@ -105,16 +89,9 @@ class AssociativeEmbeddingCodec:
         flip_index: Sequence[int] | None = None,
         sigma: float = 2.0,
         strides: Sequence[int] = (4, 2),
-        max_people: int = 30,
-        nms_kernel: int = 5,
-        detection_threshold: float = 0.1,
-        tag_threshold: float = 1.0,
-        use_detection_val: bool = True,
-        ignore_too_much: bool = False,
-        adjust: bool = True,
-        refine: bool = True,
         joint_rounding: str = "trunc",
-        assignment: str = "munkres",
+        grouping: GroupingSettings | None = None,
+        **changes: Any,
     ) -> None:
         k = int(num_keypoints)
         self.num_keypoints = k
@@ -124,35 +101,13 @@ class AssociativeEmbeddingCodec:
         self.strides = tuple(int(s) for s in strides)
         if not self.strides:
             raise ValueError("strides must name at least one output stride")
-        self.max_people = int(max_people)
-        self.nms_kernel = int(nms_kernel)
-        self.detection_threshold = float(detection_threshold)
-        self.tag_threshold = float(tag_threshold)
-        if self.max_people < 1:
-            raise ValueError(f"max_people must be >= 1 (data.max_people / test.max_people), got {max_people}")
-        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
-            raise ValueError(f"nms_kernel must be an odd number >= 1 (test.nms_kernel), got {nms_kernel}")
-        if not 0.0 <= self.detection_threshold <= 1.0:  # NaN fails too
-            raise ValueError(
-                f"detection_threshold must be in [0, 1] (test.detection_threshold / --detection-threshold), got "
-                f"{detection_threshold}"
-            )
-        if not 0.0 < self.tag_threshold < float("inf"):
-            raise ValueError(
-                f"tag_threshold must be positive and finite (test.tag_threshold / --tag-threshold), got {tag_threshold}"
-            )
         if self.sigma <= 0 or not self.sigma < float("inf"):
             raise ValueError(f"sigma must be positive and finite (data.sigma), got {sigma}")
         if joint_rounding not in ROUNDINGS:
             raise ValueError(f"joint_rounding must be one of {ROUNDINGS} (data.joint_rounding), got {joint_rounding!r}")
         self.joint_rounding = joint_rounding
-        if assignment not in ASSIGNMENTS:
-            raise ValueError(f"assignment must be one of {ASSIGNMENTS} (test.assignment), got {assignment!r}")
-        self.assignment = assignment
-        self.use_detection_val = bool(use_detection_val)
-        self.ignore_too_much = bool(ignore_too_much)
-        self.adjust = bool(adjust)
-        self.refine = bool(refine)
+        #: the decode settings (one object: ``group_keypoints`` reads it as it is)
+        self.grouping_settings = (GroupingSettings() if grouping is None else grouping).replace(**changes)
 
     @classmethod
     def from_layout(cls, layout: KeypointLayout, **kwargs: Any) -> AssociativeEmbeddingCodec:
@@ -161,8 +116,13 @@ class AssociativeEmbeddingCodec:
 
     @property
     def grouping(self) -> dict[str, Any]:
-        """The decode settings (:data:`GROUPING_KEYS`) as ``group_keypoints`` keyword arguments."""
-        return {key: getattr(self, key) for key in GROUPING_KEYS}
+        """The decode settings as a dict (:meth:`GroupingSettings.as_dict`, :data:`GROUPING_KEYS` order)."""
+        return self.grouping_settings.as_dict()
+
+    @property
+    def max_people(self) -> int:
+        """M: people per decoded image and tag rows per training image (``grouping_settings.max_people``)."""
+        return self.grouping_settings.max_people
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.grouping.items())
@@ -217,7 +177,7 @@ class AssociativeEmbeddingCodec:
         Returns:
             ``keypoints (N, K, 3 + L)`` float32 in pixels of the given maps (x, y, score, tag), ``scores (N,)``.
         """
-        return group_keypoints(heatmaps, tags, joint_order=self.joint_order, **self.grouping)
+        return group_keypoints(heatmaps, tags, joint_order=self.joint_order, settings=self.grouping_settings)
 
     def ideal_outputs(
         self, keypoints: np.ndarray, input_hw: tuple[int, int], tags_per_person: Sequence[float] | None = None

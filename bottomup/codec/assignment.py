@@ -155,7 +155,7 @@ def is_unique_optimum(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> b
     return bool(np.diagonal(change)[:r0].min() > _TIE_TOLERANCE)
 
 
-def solve_assignment(cost: np.ndarray, assignment: str = "munkres") -> tuple[np.ndarray, np.ndarray]:
+def solve_assignment(cost: np.ndarray, assignment: str) -> tuple[np.ndarray, np.ndarray]:
     """The assignment by name (``test.assignment``).
 
     ``"munkres"``: the official result (:func:`munkres_assignment`), computed by ``scipy_assignment`` when that

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from bottomup.codec.assignment import solve_assignment
+from bottomup.codec.settings import GroupingSettings
 
 if TYPE_CHECKING:
     import torch
@@ -213,10 +214,10 @@ def nms_topk(
     heatmaps,
     tags,
     *,
-    nms_kernel: int = 5,
-    max_people: int = 30,
+    settings: GroupingSettings | None = None,
     threshold: float | None = None,
     _band_max_cache: np.ndarray | None = None,
+    _host_maps: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Candidates:
     """Max-pool NMS and the top ``max_people`` peaks of every joint.
 
@@ -227,8 +228,8 @@ def nms_topk(
     Args:
         heatmaps: ``(K, H, W)`` numpy array or tensor (any device; on a GPU the max-pool runs there).
         tags: ``(K, H, W, L)`` (or ``(K, H, W)`` for L = 1).
-        nms_kernel: odd window side.
-        max_people: M, candidates kept per joint.
+        settings: ``nms_kernel`` (odd window side) and ``max_people`` (M, candidates kept per joint) are read;
+            default ``GroupingSettings()``.
         threshold: when given and ``>= 0``, only candidates with value ``> threshold`` are computed (the
             others are dropped by the matching anyway), which is much faster; unused slots hold ``-inf``.
             ``None`` (or a negative value) gives the exact official top-k including values below it.
@@ -239,10 +240,12 @@ def nms_topk(
     Raises:
         ValueError: bad shapes or kernel.
     """
-    kernel = _check_kernel(nms_kernel)
+    cfg = GroupingSettings() if settings is None else settings
+    kernel = _check_kernel(cfg.nms_kernel)
     on_gpu = _is_tensor(heatmaps) and heatmaps.device.type != "cpu"
     det_t = heatmaps.detach().float() if on_gpu else None
-    det, tag = _as_maps(heatmaps, tags)
+    # _host_maps: the caller's host copy of the same maps (group_keypoints), so a GPU tensor is copied once
+    det, tag = _as_maps(heatmaps, tags) if _host_maps is None else _host_maps
     num_joints, _, width = det.shape
     if threshold is None or threshold < 0:
         peaks = _peaks_full(det, kernel)
@@ -250,19 +253,14 @@ def nms_topk(
         peaks = _peaks_torch(det_t, float(threshold), kernel)
     else:
         peaks = _peaks_cpu(det, float(threshold), kernel, _band_max_cache)
-    return Candidates(*_select_topk(*peaks, num_joints, width, max_people, tag))
+    return Candidates(*_select_topk(*peaks, num_joints, width, cfg.max_people, tag))
 
 
 def match_by_tag(
     candidates: Candidates,
     *,
     joint_order: Sequence[int],
-    detection_threshold: float = 0.1,
-    tag_threshold: float = 1.0,
-    use_detection_val: bool = True,
-    ignore_too_much: bool = False,
-    max_people: int = 30,
-    assignment: str = "munkres",
+    settings: GroupingSettings | None = None,
 ) -> np.ndarray:
     """Group candidates into people, joint by joint (official ``match_by_tag``).
 
@@ -279,12 +277,16 @@ def match_by_tag(
     Args:
         candidates: from :func:`nms_topk`.
         joint_order: the K joint indices in matching order.
-        assignment: ``"munkres"`` or ``"scipy"`` (``test.assignment``).
+        settings: ``detection_threshold``, ``tag_threshold``, ``use_detection_val``, ``ignore_too_much``,
+            ``max_people`` and ``assignment`` (``"munkres"`` or ``"scipy"``) are read; default
+            ``GroupingSettings()``.
 
     Returns:
         ``(N, K, 3 + L)`` float32 rows ``(x, y, value, tag...)``, map pixels (integer pixel positions);
         missing joints are all zeros. People in creation order.
     """
+    cfg = GroupingSettings() if settings is None else settings
+    detection_threshold, tag_threshold, max_people = cfg.detection_threshold, cfg.tag_threshold, cfg.max_people
     vals, locs, tags = candidates
     num_joints, _, tag_dim = tags.shape
     order = [int(j) for j in joint_order]
@@ -317,7 +319,7 @@ def match_by_tag(
                 start(float(tag[r, 0]), joint, rows[r], tag[r])
             continue
         grouped = min(len(people), max_people)
-        if ignore_too_much and grouped == max_people:
+        if cfg.ignore_too_much and grouped == max_people:
             continue
         for p in range(grouped):
             if means[p] is None:
@@ -325,11 +327,11 @@ def match_by_tag(
         grouped_tags = np.array(means[:grouped])
         diff = tag.astype(np.float64)[:, None, :] - grouped_tags[None, :, :]
         dist = np.linalg.norm(diff, ord=2, axis=2)
-        cost = np.round(dist) * 100 - rows[:, 2:3].astype(np.float64) if use_detection_val else dist.copy()
+        cost = np.round(dist) * 100 - rows[:, 2:3].astype(np.float64) if cfg.use_detection_val else dist.copy()
         added = rows.shape[0]
         if added > grouped:
             cost = np.concatenate([cost, np.full((added, added - grouped), 1e10)], axis=1)
-        row_ind, col_ind = solve_assignment(cost, assignment)
+        row_ind, col_ind = solve_assignment(cost, cfg.assignment)
         for r, c in zip(row_ind.tolist(), col_ind.tolist(), strict=True):
             if c < grouped and dist[r, c] < tag_threshold:
                 people[c][joint] = rows[r]
@@ -503,15 +505,7 @@ def group_keypoints(
     tags,
     *,
     joint_order: Sequence[int],
-    nms_kernel: int = 5,
-    max_people: int = 30,
-    detection_threshold: float = 0.1,
-    tag_threshold: float = 1.0,
-    use_detection_val: bool = True,
-    ignore_too_much: bool = False,
-    adjust: bool = True,
-    refine: bool = True,
-    assignment: str = "munkres",
+    settings: GroupingSettings | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode people from one image's heatmaps and tag maps (official ``HeatmapParser.parse``).
 
@@ -522,9 +516,8 @@ def group_keypoints(
         heatmaps: ``(K, H, W)`` float numpy array or torch tensor (CPU or GPU).
         tags: ``(K, H, W, L)`` (``(K, H, W)`` means L = 1), same type rules.
         joint_order: matching order, a permutation of ``range(K)`` (``KeypointLayout.joint_order_index``).
-        nms_kernel, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much,
-        adjust, refine: official ``TEST`` settings (``conf/test/default.yaml``).
-        assignment: the matching solver, ``"munkres"`` (official tie behaviour) or ``"scipy"`` (:func:`match_by_tag`).
+        settings: the official ``TEST`` settings (:class:`bottomup.codec.settings.GroupingSettings`,
+            ``conf/test/default.yaml``); default ``GroupingSettings()``.
 
     Returns:
         ``keypoints (N, K, 3 + L)`` float32: ``x, y`` in pixels of the given maps (pixel centres + quarter-pixel
@@ -534,33 +527,19 @@ def group_keypoints(
     Raises:
         ValueError: bad shapes, kernel or joint order.
     """
+    cfg = GroupingSettings() if settings is None else settings
+    on_gpu = _is_tensor(heatmaps) and heatmaps.device.type != "cpu"
     det, tag = _as_maps(heatmaps, tags)
-    band_max = None
-    if not (_is_tensor(heatmaps) and heatmaps.device.type != "cpu"):
-        band_max = _band_max(det)
+    band_max = None if on_gpu else _band_max(det)
     cands = nms_topk(
-        heatmaps if band_max is None else det,
+        heatmaps if on_gpu else det,
         tag,
-        nms_kernel=nms_kernel,
-        max_people=max_people,
-        threshold=detection_threshold,
+        settings=cfg,
+        threshold=cfg.detection_threshold,
         _band_max_cache=band_max,
+        _host_maps=(det, tag) if on_gpu else None,
     )
-    return group_candidates(
-        cands,
-        det,
-        tag,
-        joint_order=joint_order,
-        max_people=max_people,
-        detection_threshold=detection_threshold,
-        tag_threshold=tag_threshold,
-        use_detection_val=use_detection_val,
-        ignore_too_much=ignore_too_much,
-        adjust=adjust,
-        refine=refine,
-        assignment=assignment,
-        _band_max_cache=band_max,
-    )
+    return group_candidates(cands, det, tag, joint_order=joint_order, settings=cfg, _band_max_cache=band_max)
 
 
 def group_candidates(
@@ -569,14 +548,7 @@ def group_candidates(
     tags: np.ndarray,
     *,
     joint_order: Sequence[int],
-    max_people: int = 30,
-    detection_threshold: float = 0.1,
-    tag_threshold: float = 1.0,
-    use_detection_val: bool = True,
-    ignore_too_much: bool = False,
-    adjust: bool = True,
-    refine: bool = True,
-    assignment: str = "munkres",
+    settings: GroupingSettings | None = None,
     _band_max_cache: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sequential half of :func:`group_keypoints`, from NMS / top-k candidates on: :func:`match_by_tag` ->
@@ -589,27 +561,18 @@ def group_candidates(
         candidates: :func:`nms_topk` (or :func:`candidates_from_topk` on a graph's outputs).
         heatmaps: ``(K, H, W)`` float32 numpy array, the maps the candidates come from.
         tags: ``(K, H, W, L)`` float32.
-        joint_order, max_people, detection_threshold, tag_threshold, use_detection_val, ignore_too_much, adjust,
-        refine, assignment: as :func:`group_keypoints`.
+        joint_order, settings: as :func:`group_keypoints` (``nms_kernel`` is not read: the candidates are made).
 
     Returns:
         as :func:`group_keypoints`: ``keypoints (N, K, 3 + L)`` float32 in map pixels, ``scores (N,)`` float32.
     """
     det, tag = _as_maps(heatmaps, tags)
-    keypoints = match_by_tag(
-        candidates,
-        joint_order=joint_order,
-        detection_threshold=detection_threshold,
-        tag_threshold=tag_threshold,
-        use_detection_val=use_detection_val,
-        ignore_too_much=ignore_too_much,
-        max_people=max_people,
-        assignment=assignment,
-    )
-    if adjust:
+    cfg = GroupingSettings() if settings is None else settings
+    keypoints = match_by_tag(candidates, joint_order=joint_order, settings=cfg)
+    if cfg.adjust:
         keypoints = adjust_keypoints(keypoints, det)
     scores = person_scores(keypoints)
-    if refine:
+    if cfg.refine:
         keypoints = refine_keypoints(keypoints, det, tag, _band_max_cache=_band_max_cache)
     return keypoints, scores
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from bottomup.codec.assignment import solve_assignment
+from bottomup.codec.settings import GroupingSettings
 
 
 def reference_top_k(det: np.ndarray, tag: np.ndarray, nms_kernel: int, max_people: int):
@@ -53,7 +54,7 @@ def reference_match(
     use_detection_val,
     ignore_too_much,
     max_people,
-    assignment="munkres",
+    assignment,
 ) -> np.ndarray:
     num_joints = vals.shape[0]
     default = np.zeros((num_joints, 3 + tags_k.shape[2]))
@@ -162,19 +163,13 @@ def reference_group(
     tags,
     *,
     joint_order: Sequence[int],
-    nms_kernel: int = 5,
-    max_people: int = 30,
-    detection_threshold: float = 0.1,
-    tag_threshold: float = 1.0,
-    use_detection_val: bool = True,
-    ignore_too_much: bool = False,
-    adjust: bool = True,
-    refine: bool = True,
-    assignment: str = "munkres",
+    settings: GroupingSettings | None = None,
     timings: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Same contract as ``bottomup.codec.grouping.group_keypoints``; ``timings`` (if given) gets seconds per step."""
     import time
+
+    cfg = GroupingSettings() if settings is None else settings
 
     if isinstance(heatmaps, torch.Tensor):
         heatmaps = heatmaps.detach().cpu().numpy()
@@ -185,25 +180,25 @@ def reference_group(
     if tag.ndim == 3:
         tag = tag[..., None]
     t0 = time.perf_counter()
-    vals, locs, tags_k = reference_top_k(det, tag, nms_kernel, max_people)
+    vals, locs, tags_k = reference_top_k(det, tag, cfg.nms_kernel, cfg.max_people)
     t1 = time.perf_counter()
     people = reference_match(
         vals,
         locs,
         tags_k,
         list(joint_order),
-        detection_threshold,
-        tag_threshold,
-        use_detection_val,
-        ignore_too_much,
-        max_people,
-        assignment,
+        cfg.detection_threshold,
+        cfg.tag_threshold,
+        cfg.use_detection_val,
+        cfg.ignore_too_much,
+        cfg.max_people,
+        cfg.assignment,
     )
     t2 = time.perf_counter()
-    if adjust:
+    if cfg.adjust:
         people = reference_adjust(people, det)
     scores = np.array([people[p, :, 2].mean() for p in range(people.shape[0])], dtype=np.float32)
-    if refine:
+    if cfg.refine:
         for p in range(people.shape[0]):
             people[p] = reference_refine(det, tag, people[p])
     t3 = time.perf_counter()

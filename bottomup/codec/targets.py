@@ -173,7 +173,7 @@ def tag_indices(
     keypoints: np.ndarray,
     height: int,
     width: int,
-    max_people: int = 30,
+    max_people: int,
     rounding: Literal["trunc", "floor"] = "trunc",
 ) -> np.ndarray:
     """Where to read each person's tags in the flattened ``(K, H, W)`` tag maps.

@@ -35,7 +35,7 @@ from bottomup.data.io import read_image
 from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, INPUT_MULTIPLE, preprocess_array, resize_transform
 from bottomup.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DecodeGraph
 from bottomup.deploy.runtime import EXPORT_FORMAT, EXPORT_VERSION, INSTALL_HINT, metadata_path
-from bottomup.engine.inference import Predictor
+from bottomup.engine.estimator import PoseEstimator as Predictor
 
 __all__ = [
     "EXPORTERS",
@@ -414,8 +414,7 @@ def export_model(
         model,
         num_keypoints=codec.num_keypoints,
         flip_index=codec.flip_index if predictor.flip_test else None,
-        nms_kernel=codec.nms_kernel,
-        max_people=codec.max_people,
+        grouping=codec.grouping_settings,
     ).eval()
     inputs = calibration_inputs(calibration, predictor.input_size) if int8 else []
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bottomup.codec.settings import GroupingSettings
 from bottomup.engine.inference import aggregate_outputs, run_model, scale_map_channels
 
 __all__ = ["DecodeGraph", "INPUT_NAME", "OUTPUT_NAMES"]
@@ -42,8 +43,8 @@ class DecodeGraph(nn.Module):
         model: the network in eval mode, ``x (N, 3, H, W) -> [outputs per stride]``, highest stride first.
         num_keypoints: K.
         flip_index: joint permutation under a horizontal flip; ``None`` turns the flip test off.
-        nms_kernel: odd max-pool window of the NMS (``test.nms_kernel``).
-        max_people: M, candidates kept per joint (``test.max_people``).
+        grouping: the decode settings; the graph bakes in ``nms_kernel`` (odd max-pool window of the NMS) and
+            ``max_people`` (M, candidates kept per joint), the host applies the rest.
 
     Raises:
         ValueError: ``flip_index`` that is not a permutation of ``range(K)``, or an even / non-positive kernel.
@@ -55,8 +56,7 @@ class DecodeGraph(nn.Module):
         *,
         num_keypoints: int,
         flip_index: Sequence[int] | None,
-        nms_kernel: int = 5,
-        max_people: int = 30,
+        grouping: GroupingSettings,
     ) -> None:
         super().__init__()
         self.model = model.eval()
@@ -66,10 +66,8 @@ class DecodeGraph(nn.Module):
         self.flip_index = None if flip_index is None else [int(j) for j in flip_index]
         if self.flip_index is not None and sorted(self.flip_index) != list(range(self.num_keypoints)):
             raise ValueError(f"flip_index must be a permutation of range({self.num_keypoints}), got {flip_index}")
-        if nms_kernel < 1 or nms_kernel % 2 == 0:
-            raise ValueError(f"nms_kernel must be an odd number >= 1 (test.nms_kernel), got {nms_kernel}")
-        self.nms_kernel = int(nms_kernel)
-        self.max_people = int(max_people)
+        self.nms_kernel = grouping.nms_kernel  # checked by GroupingSettings
+        self.max_people = grouping.max_people
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Run the test-time graph on one normalised image.

@@ -21,20 +21,21 @@ Letters: N people, K keypoints, M candidates per joint, L tag dimensions, H x W 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bottomup.codec import GROUPING_KEYS
+from bottomup.codec import GROUPING_KEYS, AssociativeEmbeddingCodec, GroupingSettings
 from bottomup.codec.grouping import candidates_from_topk, group_candidates
 from bottomup.core.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, KeypointLayout
-from bottomup.data.io import read_image
 from bottomup.data.transforms import ResizeTransform, preprocess_array, to_original
-from bottomup.engine.people import Prediction
+from bottomup.engine.estimator import PoseEstimator
+from bottomup.engine.people import PipelineOutput
+from bottomup.engine.settings import TestSettings
 
 __all__ = [
     "BACKENDS",
@@ -42,6 +43,7 @@ __all__ = [
     "EXPORT_VERSION",
     "DeployedOutput",
     "DeployedPoseEstimator",
+    "ExportedBackend",
     "ModelFileError",
     "backend_for",
     "metadata_path",
@@ -234,33 +236,140 @@ class _OpenVINO:
         return [self.request.get_output_tensor(i).data.copy() for i in self.order]
 
 
-@dataclass(frozen=True)
-class DeployedOutput:
-    """One image through the exported pipeline (the torch path's ``PipelineOutput``, arrays instead of tensors).
+#: What one image through an exported model gives: the one output type of every backend (numpy arrays here).
+DeployedOutput = PipelineOutput
+
+
+class ExportedBackend:
+    """An exported model (``.onnx`` or OpenVINO ``.xml`` + its JSON) behind ``PoseEstimator``, without torch.
+
+    Per image: ``preprocess_array`` (one scale, the official resize and normalisation) -> the graph (network,
+    flip test, stage / flip averaging, projection, NMS, top-k) on ONNX Runtime or OpenVINO ->
+    ``group_candidates`` (matching, adjust, refine) on the host -> ``to_original``.
+
+    Args:
+        path: the model file (``.onnx`` or ``.xml``).
+        backend: ``"onnxruntime"`` or ``"openvino"``; default by the suffix (``.onnx``: onnxruntime).
+        threads: CPU threads of the runtime (default: its choice, all cores).
 
     Attributes:
-        heatmaps: ``(K, h, w)`` float32, averaged over stages and flip, input pixels at scale 1.
-        tags: ``(K, h, w, L)`` float32 (a view of the graph's ``(K, L, h, w)`` output).
-        transform: the ``ResizeTransform`` (original <-> input pixels).
-        grouped: ``(N, K, 3 + L)`` float32 grouping output in input pixels (x, y, score, tag).
-        keypoints: ``(N, K, 3)`` float64 x, y in original-image pixels, score.
-        scores: ``(N,)`` float32 person scores.
+        name: the runtime, ``"onnxruntime"`` or ``"openvino"``.
+        settings: the exported test settings (input size, flip test, grouping); only the host's grouping keys
+            (:data:`HOST_GROUPING_KEYS`) can change (:meth:`with_settings`).
+        metadata: the export's JSON. precision: ``"fp32"`` or ``"int8"`` (the graph's).
+        layout: the keypoint layout from the JSON (exports without ``oks_sigmas`` get COCO's by keypoint name).
+
+    Raises:
+        ModelFileError: missing / unreadable model file or JSON, files of different exports, or a JSON whose
+            keypoints do not match the model's output channels (the message names the file).
+        ImportError: the runtime's package is missing (the message names the ``deploy`` extra).
+        ValueError: unknown backend.
     """
 
-    heatmaps: np.ndarray
-    tags: np.ndarray
-    transform: ResizeTransform
-    grouped: np.ndarray
-    keypoints: np.ndarray
-    scores: np.ndarray
+    def __init__(self, path: str | os.PathLike, *, backend: str | None = None, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.name = backend_for(self.path, backend)
+        if not self.path.is_file():
+            raise ModelFileError(f"{self.path}: no such model file")
+        meta = read_metadata(self.path)
+        self.metadata = meta
+        try:
+            self.settings = TestSettings(
+                input_size=int(meta["input_size"]),
+                flip_test=bool(meta["flip_test"]),
+                grouping=GroupingSettings.from_mapping(meta["grouping"]),
+            )
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{metadata_path(self.path)}: bad test settings ({e}); export again") from e
+        self.precision = str(meta.get("precision", "fp32"))
+        self.strides = tuple(int(s) for s in meta.get("strides", (4, 2)))
+        #: what the weights are, as the export described them (checkpoint summary)
+        self.summary = str(meta.get("summary", ""))
+        self.trained_on = str(meta.get("trained_on", ""))
+        names = tuple(str(n) for n in meta["keypoint_names"])
+        runner = _OnnxRuntime if self.name == "onnxruntime" else _OpenVINO
+        self._net = runner(self.path, meta, threads)
+        channels = self._net.heatmap_channels
+        if isinstance(channels, int) and channels != len(names):
+            raise ModelFileError(
+                f"{metadata_path(self.path)}: {len(names)} keypoint names, but {self.path.name} outputs "
+                f"{channels} heatmap channels; the JSON belongs to another export"
+            )
+        try:
+            flip = meta["flip_index"] or list(range(len(names)))
+            self.layout = KeypointLayout(
+                keypoint_names=names,
+                flip_pairs=tuple((names[i], names[int(j)]) for i, j in enumerate(flip) if i < int(j)),
+                skeleton=tuple((names[int(a)], names[int(b)]) for a, b in meta["skeleton"]),
+                joint_order=tuple(names[int(j)] for j in meta["joint_order"]),
+                oks_sigmas=tuple(meta.get("oks_sigmas") or [COCO_OKS_SIGMAS.get(n, DEFAULT_OKS_SIGMA) for n in names]),
+                category_id=int(meta.get("category_id", 1)),
+            )
+        except (IndexError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{metadata_path(self.path)}: inconsistent keypoint layout ({e}); export again") from e
+
+    def with_settings(self, settings: TestSettings) -> ExportedBackend:
+        """The same model with other host grouping settings.
+
+        Raises:
+            ValueError: a change of a setting the graph holds (input size, flip test, NMS kernel, ``max_people``,
+                ...): the message names it and says to export again.
+        """
+        fixed = [k for k, v in settings.flat().items() if k not in HOST_GROUPING_KEYS and v != self.settings.flat()[k]]
+        if fixed:
+            raise ValueError(
+                f"{sorted(fixed)} are part of the exported graph ({self.path.name}: input_size "
+                f"{self.settings.input_size}, flip_test {self.settings.flip_test}, grouping "
+                f"{self.metadata['grouping']}); export again with other test settings to change them"
+            )
+        out = copy.copy(self)
+        out.settings = settings
+        return out
+
+    def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, ResizeTransform]:
+        """``(1, 3, h, w)`` float32 network input and its ``ResizeTransform`` (``preprocess_array``)."""
+        return preprocess_array(rgb, self.settings.input_size)
+
+    def network(self, x: np.ndarray) -> list[np.ndarray]:
+        """The graph on one input: ``[heatmaps (K, h, w), tags (K, L, h, w), candidate_values (K, M),
+        candidate_indices (K, M), candidate_tags (K, M, L)]`` (``bottomup.deploy.graph.DecodeGraph.forward``)."""
+        return self._net(x)
+
+    def decode(
+        self, outputs: list[np.ndarray], transform: ResizeTransform, codec: AssociativeEmbeddingCodec
+    ) -> PipelineOutput:
+        """Group the graph's outputs (``group_candidates`` with ``codec``'s settings) and map them to
+        original-image pixels.
+
+        Returns:
+            a ``PipelineOutput`` with numpy maps ``(1, K, h, w)`` / ``(1, K, h, w, L)``.
+        """
+        heat, tags, values, indices, cand_tags = outputs
+        tags = np.moveaxis(tags, 1, -1)  # (K, h, w, L) view for the grouping
+        cands = candidates_from_topk(values, indices, cand_tags, heat.shape[-1])
+        grouped, scores = group_candidates(
+            cands, heat, tags, joint_order=codec.joint_order, settings=codec.grouping_settings
+        )
+        keypoints = to_original(grouped[..., :3], transform)
+        return PipelineOutput(heat[None], tags[None], transform, grouped, keypoints, scores)
+
+    def run(self, rgb: np.ndarray, codec: AssociativeEmbeddingCodec) -> PipelineOutput:
+        """One ``(H, W, 3)`` uint8 RGB image through the exported pipeline."""
+        x, transform = self.preprocess(rgb)
+        return self.decode(self.network(x), transform, codec)
+
+    def __repr__(self) -> str:
+        return f"ExportedBackend({str(self.path)!r}, {self.name}, {self.precision})"
 
 
-class DeployedPoseEstimator:
-    """Run an exported model (``.onnx`` or OpenVINO ``.xml`` + its JSON) on ONNX Runtime or OpenVINO, without torch.
+class DeployedPoseEstimator(PoseEstimator):
+    """``PoseEstimator`` on an exported model (``.onnx`` or OpenVINO ``.xml`` + its JSON), without torch: the
+    torch-free constructor (``bottomup.api.PoseEstimator.from_exported`` builds the same with the API's class).
 
-    Same behaviour as ``bottomup.api.PoseEstimator`` with the exported settings (one scale, flip test as exported):
-    calling it on an image (path, or ``(H, W, 3)`` uint8 array, RGB or BGR with ``color="bgr"``) returns a
-    :class:`bottomup.engine.people.Prediction` in original-image pixels.
+    Same behaviour as the torch path with the exported settings (one scale, flip test as exported): calling it on
+    an image (path, or ``(H, W, 3)`` uint8 array, RGB or BGR with ``color="bgr"``) returns a
+    :class:`bottomup.engine.people.Prediction` in original-image pixels (``plot`` / ``save`` need matplotlib,
+    not torch).
 
     Args:
         path: the model file (``.onnx`` or ``.xml``).
@@ -268,18 +377,13 @@ class DeployedPoseEstimator:
         threads: CPU threads of the backend (default: the backend's choice, all cores).
         color: channel order of image arrays, ``"rgb"`` (default) or ``"bgr"`` (OpenCV).
         **grouping: host grouping settings to override (``detection_threshold``, ``tag_threshold``,
-            ``use_detection_val``, ``ignore_too_much``, ``adjust``, ``refine``); ``nms_kernel`` and
-            ``max_people`` are part of the graph (export again to change them).
+            ``use_detection_val``, ``ignore_too_much``, ``adjust``, ``refine``, ``assignment``); ``nms_kernel``
+            and ``max_people`` are part of the graph (export again to change them).
 
     Raises:
-        ModelFileError: missing / unreadable model file or JSON, files of different exports, or a JSON whose
-            keypoints do not match the model's output channels (the message names the file).
-        ImportError: the backend's package is missing (the message names the ``deploy`` extra).
-        ValueError: unknown backend, color or grouping key.
+        ModelFileError: as :class:`ExportedBackend`. ImportError: the backend's package is missing.
+        ValueError: unknown backend, color or grouping key, or a key the graph holds.
     """
-
-    #: What ``__call__`` returns (``bottomup.api.PoseEstimator.from_exported`` sets one with drawing).
-    prediction_type: type[Prediction] = Prediction
 
     def __init__(
         self,
@@ -290,117 +394,12 @@ class DeployedPoseEstimator:
         color: str = "rgb",
         **grouping: Any,
     ) -> None:
-        self.path = Path(path)
-        self.backend = backend_for(self.path, backend)
-        if color not in ("rgb", "bgr"):
-            raise ValueError(f"color must be 'rgb' or 'bgr' (the channel order of image arrays), got {color!r}")
-        self.color = color
-        if not self.path.is_file():
-            raise ModelFileError(f"{self.path}: no such model file")
-        meta = read_metadata(self.path)
-        self.metadata = meta
-        baked = set(grouping) & set(GRAPH_GROUPING_KEYS)
-        if baked:
-            raise ValueError(
-                f"{sorted(baked)} are part of the exported graph ({self.path.name}: {meta['grouping']}); export again "
-                "with other test settings to change them"
-            )
-        unknown = set(grouping) - set(HOST_GROUPING_KEYS)
-        if unknown:
-            raise ValueError(f"unknown grouping settings {sorted(unknown)}; allowed: {list(HOST_GROUPING_KEYS)}")
-        self.grouping = {**meta["grouping"], **grouping}
-        self.keypoint_names = tuple(str(n) for n in meta["keypoint_names"])
-        self.num_keypoints = len(self.keypoint_names)
-        self.flip_index = meta["flip_index"]
-        self.joint_order = [int(j) for j in meta["joint_order"]]
-        self.skeleton = tuple((int(a), int(b)) for a, b in meta["skeleton"])
-        self.category_id = int(meta.get("category_id", 1))
-        self.input_size = int(meta["input_size"])
-        self.flip_test = bool(meta["flip_test"])
-        self.precision = str(meta.get("precision", "fp32"))
-        #: what the weights are, as the export described them (checkpoint summary)
-        self.summary = str(meta.get("summary", ""))
-        self.trained_on = str(meta.get("trained_on", ""))
-        runner = _OnnxRuntime if self.backend == "onnxruntime" else _OpenVINO
-        self._net = runner(self.path, meta, threads)
-        channels = self._net.heatmap_channels
-        if isinstance(channels, int) and channels != self.num_keypoints:
-            raise ModelFileError(
-                f"{metadata_path(self.path)}: {self.num_keypoints} keypoint names, but {self.path.name} outputs "
-                f"{channels} heatmap channels; the JSON belongs to another export"
-            )
-        try:
-            names = self.keypoint_names
-            flip = self.flip_index or list(range(len(names)))
-            #: the keypoint layout (names, flip pairs, skeleton, joint order, OKS sigmas: tracking's similarity;
-            #: exports without ``oks_sigmas`` get COCO's by keypoint name)
-            self.layout = KeypointLayout(
-                keypoint_names=names,
-                flip_pairs=tuple((names[i], names[int(j)]) for i, j in enumerate(flip) if i < int(j)),
-                skeleton=tuple((names[a], names[b]) for a, b in self.skeleton),
-                joint_order=tuple(names[j] for j in self.joint_order),
-                oks_sigmas=tuple(meta.get("oks_sigmas") or [COCO_OKS_SIGMAS.get(n, DEFAULT_OKS_SIGMA) for n in names]),
-                category_id=self.category_id,
-            )
-        except (IndexError, TypeError, ValueError) as e:
-            raise ModelFileError(f"{metadata_path(self.path)}: inconsistent keypoint layout ({e}); export again") from e
-
-    def read(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
-        """The ``(H, W, 3)`` uint8 RGB image (a file decoded; an array checked, reversed from BGR with ``color="bgr"``).
-
-        Raises:
-            bottomup.data.io.ImageReadError: missing / unreadable file. TypeError / ValueError: a bad array.
-        """
-        rgb = read_image(image)
-        if self.color == "bgr" and isinstance(image, np.ndarray):
-            rgb = np.ascontiguousarray(rgb[..., ::-1])
-        return rgb
-
-    def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, ResizeTransform]:
-        """``(1, 3, h, w)`` float32 network input and its ``ResizeTransform`` (``preprocess_array``)."""
-        return preprocess_array(rgb, self.input_size)
-
-    def network(self, x: np.ndarray) -> list[np.ndarray]:
-        """The graph on one input: ``[heatmaps (K, h, w), tags (K, L, h, w), candidate_values (K, M),
-        candidate_indices (K, M), candidate_tags (K, M, L)]`` (``bottomup.deploy.graph.DecodeGraph.forward``)."""
-        return self._net(x)
-
-    def decode(self, outputs: list[np.ndarray], transform: ResizeTransform) -> DeployedOutput:
-        """Group the graph's outputs (``group_candidates``) and map them to original-image pixels."""
-        heat, tags, values, indices, cand_tags = outputs
-        tags = np.moveaxis(tags, 1, -1)  # (K, h, w, L) view for the grouping
-        cands = candidates_from_topk(values, indices, cand_tags, heat.shape[-1])
-        grouping = {k: v for k, v in self.grouping.items() if k != "nms_kernel"}
-        grouped, scores = group_candidates(cands, heat, tags, joint_order=self.joint_order, **grouping)
-        keypoints = to_original(grouped[..., :3], transform)
-        return DeployedOutput(heat, tags, transform, grouped, keypoints, scores)
-
-    def run(self, image: str | os.PathLike | np.ndarray) -> DeployedOutput:
-        """One image through the whole pipeline (maps and people).
-
-        Raises:
-            bottomup.data.io.ImageReadError / TypeError / ValueError: as :meth:`read`.
-        """
-        x, transform = self.preprocess(self.read(image))
-        return self.decode(self.network(x), transform)
-
-    def __call__(self, image: str | os.PathLike | np.ndarray) -> Prediction:
-        """Detect people: a :attr:`prediction_type` in original-image pixels, holding the RGB image.
-
-        Raises:
-            bottomup.data.io.ImageReadError / TypeError / ValueError: as :meth:`read`.
-        """
-        rgb = self.read(image)
-        x, transform = self.preprocess(rgb)
-        out = self.decode(self.network(x), transform)
-        return self.prediction_type(
-            keypoints=out.keypoints,
-            scores=out.scores,
-            keypoint_names=self.keypoint_names,
-            skeleton=self.skeleton,
-            image=rgb,
-            category_id=self.category_id,
+        exported = ExportedBackend(path, backend=backend, threads=threads)
+        super().__init__(
+            exported,
+            layout=exported.layout,
+            color=color,
+            summary=exported.summary,
+            trained_on=exported.trained_on,
+            **grouping,
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r}, backend={self.backend!r}, precision={self.precision!r})"

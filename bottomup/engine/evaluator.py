@@ -21,13 +21,11 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from omegaconf import DictConfig
-from torch import nn
 from tqdm import tqdm
 
 from bottomup.core.io import write_json
@@ -35,7 +33,7 @@ from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.dataset import keypoint_categories
 from bottomup.data.io import ImageReadError, load_image
 from bottomup.data.validate import check_keypoint_annotations
-from bottomup.engine.inference import Predictor, people_to_results
+from bottomup.engine.people import people_to_results
 
 log = logging.getLogger("bottomup.evaluate")
 
@@ -229,47 +227,48 @@ def _eval_crowdpose(
 
 
 # ------------------------------------------------------------------------------------------ model evaluation
-def _default_output_json(cfg: DictConfig) -> Path:
-    try:
-        out = cfg.get("output_dir")
-    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app cannot resolve
-        out = None
-    if not out:
-        out = Path("outputs") / "eval"
-        log.warning("cfg.output_dir is not available outside a Hydra run: writing the results into %s", out)
-    return Path(str(out)) / "results_val.json"
+@dataclass(frozen=True)
+class ValSet:
+    """A validation set in COCO format: what :func:`evaluate_model` reads (``bottomup.build.val_set`` makes one
+    from ``cfg.data``).
+
+    Attributes:
+        ann_file: the annotation file (``data.val_ann``).
+        image_dir: its image folder (``data.val_images``).
+        layout: the keypoint layout (K, OKS sigmas).
+        eval_type: ``"coco"`` (pycocotools) or ``"crowdpose"`` (``data.eval_type``).
+        name: the data config's name, for messages (``data.name``).
+    """
+
+    ann_file: Path
+    image_dir: Path
+    layout: KeypointLayout
+    eval_type: str = "coco"
+    name: str = ""
 
 
 def evaluate_model(
-    model: nn.Module | None,
-    cfg: DictConfig,
+    estimator: Callable[[np.ndarray], Any],
+    val: ValSet,
     *,
-    device: torch.device | str,
+    output_json: str | os.PathLike,
     max_images: int | None = None,
-    output_json: str | os.PathLike | None = None,
     progress: bool = True,
-    estimator: Callable[[np.ndarray], Any] | None = None,
 ) -> dict[str, float]:
     """Run the test-time pipeline on the validation set, write the results JSON and score it.
 
-    Every image of ``cfg.data.val_ann`` is processed (with or without annotated people, as the official
-    evaluation) by a :class:`bottomup.engine.inference.Predictor` (the ``PoseEstimator`` pipeline) with the
-    ``cfg.test`` settings (``flip_test``, ``scales``, ``input_size``, thresholds, ...); the joint layout (flip
-    permutation, matching order, OKS sigmas) comes from the named lists of ``cfg.data``. An image that cannot
-    be read is skipped with a warning.
+    Every image of ``val.ann_file`` is processed (with or without annotated people, as the official evaluation)
+    by ``estimator`` (``bottomup.engine.estimator.PoseEstimator`` on any backend, the pipeline of the Python API
+    and the CLI). An image that cannot be read, or whose size differs from its record, is skipped with a warning.
+    A torch network's train / eval mode is restored afterwards.
 
     Args:
-        model: the network (not DDP-wrapped), on ``device``; put in eval mode, its mode is restored afterwards.
-        cfg: the composed config (``conf/train.yaml``): ``data`` (``val_ann``, ``val_images``, ``eval_type``,
-            layout), ``test``.
-        device: where the network runs.
+        estimator: ``image (H, W, 3) uint8 RGB -> Prediction`` (a ``PoseEstimator``).
+        val: the annotation file, image folder, layout (OKS sigmas) and evaluation type.
+        output_json: where to write the results.
         max_images: evaluate the first N images of the annotation file only (AP over those images); ``None`` =
             all.
-        output_json: where to write the results (default ``<cfg.output_dir>/results_val.json``).
         progress: show a tqdm bar.
-        estimator: what finds the people instead of a ``Predictor`` of ``model`` (``model`` is then unused):
-            ``image (H, W, 3) uint8 RGB -> Prediction``, e.g. ``bottomup.deploy.runtime.DeployedPoseEstimator`` to
-            score an exported model; the layout (OKS sigmas) still comes from ``cfg.data``.
 
     Returns:
         the :func:`coco_keypoint_eval` scores (``AP``, ``AP50``, ..., see :data:`COCO_STAT_NAMES` /
@@ -277,37 +276,33 @@ def evaluate_model(
 
     Raises:
         FileNotFoundError: the annotation file or image folder does not exist.
-        ValueError: the model's number of keypoints differs from the data's.
+        ValueError: the network's number of keypoints differs from the data's.
     """
-    data = cfg.data
-    ann_file = Path(str(data.val_ann))
-    image_dir = Path(str(data.val_images))
+    ann_file, image_dir = Path(val.ann_file), Path(val.image_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"data.val_images={image_dir} is not a folder: point data.root at your data set")
+    k = val.layout.num_keypoints
     gt = _load_json(ann_file, "data.val_ann")
-    check_keypoint_annotations(gt, ann_file, int(data.num_keypoints))
+    check_keypoint_annotations(gt, ann_file, k)
     category_id = int(keypoint_categories(gt, ann_file)[0]["id"])  # results carry the data set's id
     images = list(gt.get("images", []))
     if max_images is not None:
         images = images[: int(max_images)]
-    k = int(data.num_keypoints)
-    model_k = getattr(estimator, "num_keypoints", k) if estimator is not None else getattr(model, "num_keypoints", k)
+    backend = getattr(estimator, "backend", None)
+    net = getattr(backend, "source", None)  # a torch network (TorchBackend)
+    model_k = getattr(net, "num_keypoints", None) or getattr(estimator, "num_keypoints", k)
     if model_k != k:
         raise ValueError(
-            f"the model predicts {model_k} keypoints but data config {data.name!r} has {k}: use the data config of "
+            f"the model predicts {model_k} keypoints but data config {val.name!r} has {k}: use the data config of "
             "the data set the model was trained on (data=crowdpose for CrowdPose's 14 keypoints, data=coco for "
             "COCO's 17, or your own)"
         )
-    output_json = Path(output_json) if output_json is not None else _default_output_json(cfg)
+    output_json = Path(output_json)
 
     results: list[dict] = []
     failed: list[str] = []
-    was_training = model is not None and model.training
+    was_training = bool(getattr(net, "training", False))
     try:
-        # same pipeline as the Python API / CLI: layout from cfg.data, test settings from cfg.test
-        if estimator is None:
-            estimator = Predictor.from_config(cfg, model=model, device=device)  # puts the model in eval mode
-        layout = KeypointLayout.from_config(data)
         for img in tqdm(images, desc="evaluate", disable=not progress, dynamic_ncols=True, leave=False):
             path = image_dir / str(img["file_name"])
             try:
@@ -324,18 +319,17 @@ def evaluate_model(
             pred = estimator(image)
             results.extend(people_to_results(int(img["id"]), pred.keypoints, pred.scores, category_id=category_id))
     finally:
-        if model is not None:
-            model.train(was_training)
+        if net is not None:
+            net.train(was_training)
     if failed:
         log.warning("%d of %d validation images could not be read (see above)", len(failed), len(images))
 
     write_json(output_json, results)
     log.info("%d people in %d images -> %s", len(results), len(images), output_json)
-    stats = coco_keypoint_eval(
+    return coco_keypoint_eval(
         results,
         ann_file,
-        oks_sigmas=layout.oks_sigmas,
-        eval_type=str(data.get("eval_type", "coco")),
+        oks_sigmas=val.layout.oks_sigmas,
+        eval_type=val.eval_type,
         image_ids=[int(img["id"]) for img in images] if max_images is not None else None,
     )
-    return stats

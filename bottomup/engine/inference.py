@@ -18,29 +18,27 @@ Behaviour of the official HigherHRNet ``tools/valid.py`` with ``TEST.PROJECT2IMA
 5. ``codec.decode`` (``bottomup.codec.grouping.group_keypoints``) on the projected maps, then ``to_original``: the
    inverse of the scale-1 resize maps keypoints to original-image pixels (official ``get_final_preds``).
 
-:func:`run_pipeline` is the one implementation of steps 1-5: :class:`Predictor` (``bottomup.api.PoseEstimator``),
-the evaluation, ``bottomup.vis.explain`` and the training pictures all go through it. ``postprocess`` runs steps
-3-5 from raw model outputs, so the decode path can be driven with ideal outputs.
+:func:`run_pipeline` is the one implementation of steps 1-5: :class:`TorchBackend` runs it for
+``bottomup.engine.estimator.PoseEstimator`` (and so for ``bottomup.api.PoseEstimator``, the evaluation,
+``bottomup.engine.explain`` and the training pictures). ``postprocess`` runs steps 3-5 from raw model outputs, so
+the decode path can be driven with ideal outputs.
 """
 
 from __future__ import annotations
 
-import math
-import os
+import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bottomup.codec import GROUPING_KEYS, AssociativeEmbeddingCodec
-from bottomup.core.keypoints import KeypointLayout
+from bottomup.codec import AssociativeEmbeddingCodec
 from bottomup.data.io import read_image
 from bottomup.data.transforms import ResizeTransform, check_image, preprocess, resize_transform, to_original
 from bottomup.engine.distributed import resolve_device
-from bottomup.engine.people import Person, Prediction, keypoint_boxes, people_to_results
+from bottomup.engine.people import Person, PipelineOutput, Prediction, keypoint_boxes, people_to_results
+from bottomup.engine.settings import MAX_INPUT_SIDE, MIN_INPUT_SIDE, TestSettings, check_scales
 from bottomup.models.precision import autocast, check_precision
 
 __all__ = [
@@ -55,12 +53,13 @@ __all__ = [
     "run_pipeline",
     "Person",
     "Prediction",
-    "Predictor",
+    "TorchBackend",
     "keypoint_boxes",
     "people_to_results",
-    "config_test_group",
-    "predictor_settings",
     "check_scales",
+    "read_image",
+    "MIN_INPUT_SIDE",
+    "MAX_INPUT_SIDE",
 ]
 
 
@@ -287,40 +286,13 @@ def scale_map_channels(model: Callable) -> int:
     return int(inner.num_keypoints) if getattr(inner, "swahr", False) else 0
 
 
-@dataclass(frozen=True)
-class PipelineOutput:
-    """One image through the whole test-time pipeline (:func:`run_pipeline`).
-
-    Attributes:
-        heatmaps: ``(1, K, h, w)`` float32 tensor, averaged over outputs, flip and scales, projected to the input
-            size at scale 1 (input pixels).
-        tags: ``(1, K, h, w, L)`` float32 tensor at the same resolution (``L = 2 D`` with flip test).
-        transform: the scale-1 ``ResizeTransform`` (original <-> input pixels).
-        grouped: ``(N, K, 3 + L)`` float32 codec output in input pixels: ``x, y, score``, then the tag at the
-            detection (0 for joints filled by refinement or missing).
-        keypoints: ``(N, K, 3)`` float64 ``x, y, score`` in original-image pixels.
-        scores: ``(N,)`` float32 person scores.
-    """
-
-    heatmaps: torch.Tensor
-    tags: torch.Tensor
-    transform: ResizeTransform
-    grouped: np.ndarray
-    keypoints: np.ndarray
-    scores: np.ndarray
-
-
 def run_pipeline(
     model: Callable,
     image: np.ndarray,
     *,
     codec: AssociativeEmbeddingCodec,
-    input_size: int = 512,
-    scales: Sequence[float] = (1.0,),
-    flip_test: bool = True,
+    settings: TestSettings | None = None,
     device: torch.device | str | None = None,
-    precision: str = "fp32",
-    channels_last: bool = False,
 ) -> PipelineOutput:
     """Detect people in one image: the one test-time path (official ``tools/valid.py`` behaviour).
 
@@ -331,12 +303,12 @@ def run_pipeline(
     Args:
         model: in eval mode, ``x (1, 3, h, w) -> [outputs per stride]``.
         image: ``(H, W, 3)`` uint8 RGB, original frame.
-        codec: layout (K, joint order, flip index) and grouping settings.
-        input_size: short side at scale 1 (``data.input_size``).
-        scales: test scales (official ``TEST.SCALE_FACTOR``).
-        flip_test: average with the mirrored image (needs ``codec.flip_index``).
+        codec: layout (K, joint order, flip index) and the grouping settings the decode applies.
+        settings: ``input_size`` (short side at scale 1), ``scales``, ``flip_test`` (needs ``codec.flip_index``),
+            ``precision`` and ``channels_last`` (:func:`network_forward`) are read; the network is used as it is
+            (``fold_bn`` / ``compile`` are the backend's: :class:`TorchBackend`), the grouping is ``codec``'s.
+            Default ``TestSettings()``.
         device: where the network runs (default: the model's parameters' device, else CPU).
-        precision, channels_last: see :func:`network_forward`.
 
     Returns:
         a :class:`PipelineOutput`.
@@ -345,13 +317,12 @@ def run_pipeline(
         TypeError / ValueError: not an ``(H, W, 3)`` uint8 array; empty or non-positive scales; flip test without
             a flip index; unknown precision.
     """
+    cfg = TestSettings() if settings is None else settings
+    input_size, flip_test, precision, channels_last = cfg.input_size, cfg.flip_test, cfg.precision, cfg.channels_last
     image = check_image(image)
-    scales = sorted((float(s) for s in scales), reverse=True)
-    if not scales:
-        raise ValueError("scales must not be empty")
+    scales = sorted(cfg.scales, reverse=True)
     if flip_test and codec.flip_index is None:
         raise ValueError("flip_test needs the codec's flip_index (flip pairs of the keypoint layout)")
-    check_precision(precision)
     if device is None:
         first = _first_parameter(model)
         device = first.device if first is not None else torch.device("cpu")
@@ -374,240 +345,85 @@ def run_pipeline(
     return PipelineOutput(heat, tag, base, grouped, keypoints, scores)
 
 
-def config_test_group(cfg: Any) -> Any:
-    """A config's test-time group: ``cfg.test``, or ``cfg.grouping`` (its name in bottomup 0.1 configs, which the
-    checkpoints of that version hold); empty when neither is there."""
-    return cfg.get("test") or cfg.get("grouping") or {}
-
-
-#: Bounds of the network input's short side at any test scale (``input_size * scale``), pixels: below, the resize
-#: degenerates; above, one W32 forward needs tens of GB.
-MIN_INPUT_SIDE, MAX_INPUT_SIDE = 32, 4096
-
-
-def check_scales(scales: Sequence[float], input_size: int) -> tuple[float, ...]:
-    """The test scales as floats if each is finite and ``input_size * scale`` is within
-    [:data:`MIN_INPUT_SIDE`, :data:`MAX_INPUT_SIDE`] pixels.
-
-    Raises:
-        ValueError: empty, non-finite, non-positive or out-of-range scales, or a non-positive ``input_size``
-            (the message names ``test.scales`` / ``--scales`` and the allowed range).
-    """
-    if input_size <= 0:
-        raise ValueError(f"input_size must be positive (test.input_size), got {input_size}")
-    values = tuple(float(s) for s in scales)
-    lo, hi = MIN_INPUT_SIDE / input_size, MAX_INPUT_SIDE / input_size
-    if not values or not all(math.isfinite(s) and lo <= s <= hi for s in values):
-        raise ValueError(
-            f"scales (test.scales / --scales) must be non-empty and finite, each within [{lo:.3g}, {hi:.3g}] so "
-            f"that input_size * scale is {MIN_INPUT_SIDE}-{MAX_INPUT_SIDE} px at input_size={input_size}; got "
-            f"{list(scales)}"
-        )
-    return values
-
-
-def predictor_settings(cfg: Any) -> dict[str, Any]:
-    """``Predictor`` keyword arguments from a project config's test-time group.
-
-    Reads ``cfg.test`` (``conf/test/default.yaml``: ``input_size``, ``scales``, ``flip_test``, ``precision``,
-    ``channels_last``, ``fold_bn``, ``compile`` and the grouping keys), or ``cfg.grouping``, its name in the
-    configs saved by bottomup 0.1 checkpoints; ``input_size`` falls back to ``cfg.data.input_size``.
-
-    Returns:
-        a dict (keys of :class:`Predictor` besides ``model`` / ``layout`` / ``device``).
-    """
-    group = config_test_group(cfg)
-    out: dict[str, Any] = {k: group[k] for k in GROUPING_KEYS if k in group}
-    out["input_size"] = int(group.get("input_size", cfg.data.input_size))
-    out["scales"] = [float(s) for s in group.get("scales", [1.0])]
-    out["flip_test"] = bool(group.get("flip_test", True))
-    out["precision"] = str(group.get("precision", "fp32"))
-    out["channels_last"] = bool(group.get("channels_last", False))
-    out["fold_bn"] = bool(group.get("fold_bn", False))
-    out["compile"] = bool(group.get("compile", False))
-    return out
-
-
-#: Channel orders an image array may come in (``Predictor(color=...)``).
-COLOR_ORDERS: tuple[str, ...] = ("rgb", "bgr")
-
-
-class Predictor:
-    """A network with its test-time settings: image in, people out (:func:`run_pipeline`).
-
-    ``bottomup.api.PoseEstimator`` is this class with constructors from configs and checkpoints; the evaluation,
-    the training pictures and ``bottomup.vis.explain`` all run images through :meth:`run`.
+class TorchBackend:
+    """A PyTorch network behind ``PoseEstimator``: :func:`run_pipeline` with the settings' precision, memory format,
+    scales and flip test, and with ``fold_bn`` / ``compile`` a prepared copy
+    (``bottomup.models.fast.prepare_for_inference``: BatchNorm folded, weights in ``precision``).
 
     Args:
-        model: network ``x (1, 3, h, w) -> [outputs per stride]`` (e.g. ``bottomup.models.HigherHRNet``);
-            put in eval mode and moved to ``device``.
-        layout: the keypoint layout (names, flip pairs, joint order); or give ``num_keypoints`` (channel-order
-            names ``"0".."K-1"``, no flip pairs) -- then flip test needs ``flip_index``.
-        num_keypoints, flip_index, joint_order: override the layout's.
-        input_size: short side of the network input at scale 1 (512 / 640).
-        scales: test scales (official ``TEST.SCALE_FACTOR``).
-        flip_test: average with the mirrored image (needs flip pairs).
+        model: ``x (1, 3, h, w) -> [outputs per stride]`` (e.g. ``bottomup.models.HigherHRNet``). Without
+            ``fold_bn`` / ``compile`` it runs as it is: put in eval mode, moved to ``device`` and, with
+            ``channels_last``, to NHWC, in place; with them, a prepared copy runs and ``model`` is only moved.
+        settings: the test-time settings.
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` / ``None`` (CUDA if available, else CPU).
-        precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"`` (autocast of the network, or the
-            weights' dtype with ``fold_bn``).
-        channels_last: run the network in NHWC memory format.
-        fold_bn: run a prepared copy of the network (``bottomup.models.fast.prepare_for_inference``):
-            BatchNorm folded into the convolutions and weights cast to ``precision`` instead of autocast
-            (bf16 + channels_last W32-512 forward on 2 AVX-512 cores: 0.27 s against 0.28 s with autocast).
-        compile: also ``torch.compile`` that copy (implies the prepared copy; the first image compiles).
-        color: channel order of the arrays given to :meth:`run` / ``__call__``: ``"rgb"`` (default; what
-            ``bottomup.data.load_image``, PIL and matplotlib give) or ``"bgr"`` (what ``cv2.imread`` and OpenCV's
-            video capture give). Image files are always decoded correctly. The wrong order finds other people.
-        **grouping: decode settings (``bottomup.codec.GROUPING_KEYS``), held by :attr:`codec`.
+        follow: ``model`` is a network in training that goes on changing (in-training evaluation and pictures):
+            its memory format is never changed (``channels_last`` then only feeds NHWC input), a prepared copy is
+            compiled without freezing, and :meth:`refresh` brings that copy up to date in place (no new copy, no
+            recompilation).
 
     Raises:
-        ValueError: unknown grouping keys, precision, device or color, or an inconsistent layout.
+        ValueError: an unknown device.
     """
+
+    name = "torch"
 
     def __init__(
         self,
         model: torch.nn.Module,
+        settings: TestSettings,
         *,
-        layout: KeypointLayout | None = None,
-        num_keypoints: int | None = None,
-        flip_index: Sequence[int] | None = None,
-        joint_order: Sequence[int] | None = None,
-        input_size: int = 512,
-        scales: Sequence[float] = (1.0,),
-        flip_test: bool = True,
         device: str | torch.device | None = None,
-        precision: str = "fp32",
-        channels_last: bool = False,
-        fold_bn: bool = False,
-        compile: bool = False,
-        color: str = "rgb",
-        **grouping: Any,
+        follow: bool = False,
     ) -> None:
-        if color not in COLOR_ORDERS:
-            raise ValueError(f"color must be one of {COLOR_ORDERS} (the channel order of image arrays), got {color!r}")
-        self.color = color
-        unknown = set(grouping) - set(GROUPING_KEYS)
-        if unknown:
-            raise ValueError(f"unknown grouping settings {sorted(unknown)}; allowed: {list(GROUPING_KEYS)}")
-        if layout is None:
-            if num_keypoints is None:
-                raise ValueError("give a KeypointLayout (layout=...) or num_keypoints")
-            layout = KeypointLayout(keypoint_names=tuple(str(i) for i in range(num_keypoints)))
-        self.layout = layout
-        #: owns the layout's indices and the grouping settings; decodes every image
-        self.codec = AssociativeEmbeddingCodec(
-            layout.num_keypoints,
-            joint_order=layout.joint_order_index if joint_order is None else joint_order,
-            flip_index=layout.flip_index if flip_index is None else flip_index,
-            **grouping,
-        )
-        self.input_size = int(input_size)
-        self.scales = check_scales(scales, self.input_size)
-        self.flip_test = bool(flip_test)
+        self.settings = settings
         self.device = resolve_device("auto" if device is None else str(device), key="device")
-        self.precision = check_precision(precision)
-        self.channels_last = bool(channels_last)
-        self.fold_bn, self.compile = bool(fold_bn), bool(compile)
-        if self.fold_bn or self.compile:
+        self.follow = bool(follow)
+        #: the network given (a prepared copy is made from it)
+        self.source = model
+        self.model = self._prepare(model, settings)
+
+    @staticmethod
+    def _copies(settings: TestSettings) -> bool:
+        return settings.fold_bn or settings.compile
+
+    def _prepare(self, model: torch.nn.Module, settings: TestSettings) -> torch.nn.Module:
+        if self._copies(settings):
             from bottomup.models.fast import prepare_for_inference
 
-            self.model = prepare_for_inference(
+            return prepare_for_inference(
                 model.to(self.device),
-                precision=precision,
-                channels_last=self.channels_last,
-                fold_bn=self.fold_bn,
-                compile=self.compile,
+                precision=settings.precision,
+                channels_last=settings.channels_last,
+                fold_bn=settings.fold_bn,
+                compile=settings.compile,
+                freeze=not self.follow,
             )
+        out = model.to(self.device).eval()
+        return out.to(memory_format=torch.channels_last) if settings.channels_last and not self.follow else out
+
+    def refresh(self) -> None:
+        """Bring a prepared copy up to date with the network's current weights (``follow``; in place).
+
+        Without ``fold_bn`` / ``compile`` the network itself runs: nothing to do, but its eval mode is set again."""
+        if self._copies(self.settings):
+            from bottomup.models.fast import refresh_prepared
+
+            refresh_prepared(self.model, self.source)
         else:
-            self.model = model.to(self.device).eval()
-            if self.channels_last:
-                self.model = self.model.to(memory_format=torch.channels_last)
+            self.model.eval()
 
-    #: What ``__call__`` returns; ``bottomup.api.PoseEstimator`` returns ``bottomup.api.Prediction`` (with drawing).
-    prediction_type: type[Prediction] = Prediction
+    def run(self, rgb: np.ndarray, codec: AssociativeEmbeddingCodec) -> PipelineOutput:
+        """:func:`run_pipeline` on one ``(H, W, 3)`` uint8 RGB image."""
+        return run_pipeline(self.model, rgb, codec=codec, settings=self.settings, device=self.device)
 
-    @property
-    def flip_index(self) -> list[int]:
-        """Joint permutation under a horizontal flip (``codec.flip_index``)."""
-        return list(self.codec.flip_index)
+    def with_settings(self, settings: TestSettings) -> TorchBackend:
+        """The same network with other settings (prepared again only when the network's side changed)."""
+        out = copy.copy(self)
+        out.settings = settings
+        network_keys = ("precision", "channels_last", "fold_bn", "compile")
+        if any(getattr(settings, k) != getattr(self.settings, k) for k in network_keys):
+            out.model = out._prepare(self.source, settings)
+        return out
 
-    @property
-    def joint_order(self) -> list[int]:
-        """Grouping's matching order (``codec.joint_order``)."""
-        return list(self.codec.joint_order)
-
-    @property
-    def grouping(self) -> dict[str, Any]:
-        """The decode settings (``codec.grouping``)."""
-        return self.codec.grouping
-
-    @classmethod
-    def from_config(cls, cfg: Any, model: torch.nn.Module, **overrides: Any) -> Predictor:
-        """``model`` with the layout of ``cfg.data`` and the test settings of ``cfg.test`` (:func:`predictor_settings`);
-        ``overrides`` replace constructor arguments (``input_size``, ``scales``, ``flip_test``, ``device``, ...).
-
-        Raises:
-            ValueError: as the constructor.
-        """
-        kwargs = predictor_settings(cfg)
-        kwargs.update(overrides)
-        return cls(model, layout=KeypointLayout.from_config(cfg.data), **kwargs)
-
-    def read(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
-        """The ``(H, W, 3)`` uint8 RGB image: a file decoded, an array checked (and reversed from BGR when
-        ``color="bgr"``).
-
-        Raises:
-            bottomup.data.io.ImageReadError: missing / unreadable file.
-            TypeError / ValueError: an array of the wrong type, shape or dtype.
-        """
-        rgb = read_image(image)
-        if self.color == "bgr" and isinstance(image, np.ndarray):
-            rgb = np.ascontiguousarray(rgb[..., ::-1])
-        return rgb
-
-    def run(self, image: str | os.PathLike | np.ndarray) -> PipelineOutput:
-        """One image through :func:`run_pipeline` with these settings (maps and people).
-
-        Raises:
-            bottomup.data.io.ImageReadError: missing / unreadable file.
-            TypeError / ValueError: an array of the wrong type, shape or dtype.
-        """
-        return self._pipeline(self.read(image))
-
-    def _pipeline(self, rgb: np.ndarray) -> PipelineOutput:
-        return run_pipeline(
-            self.model,
-            rgb,
-            codec=self.codec,
-            input_size=self.input_size,
-            scales=self.scales,
-            flip_test=self.flip_test,
-            device=self.device,
-            precision=self.precision,
-            channels_last=self.channels_last,
-        )
-
-    def __call__(self, image: str | os.PathLike | np.ndarray) -> Prediction:
-        """Detect people.
-
-        Args:
-            image: image file path, or ``(H, W, 3)`` uint8 array in the channel order ``color``.
-
-        Returns:
-            :attr:`prediction_type` (a :class:`Prediction`) in original-image pixels, holding the RGB image.
-
-        Raises:
-            bottomup.data.io.ImageReadError: missing / unreadable file.
-            TypeError / ValueError: array of the wrong type, shape or dtype.
-        """
-        rgb = self.read(image)
-        out = self._pipeline(rgb)
-        return self.prediction_type(
-            keypoints=out.keypoints,
-            scores=out.scores,
-            keypoint_names=self.layout.keypoint_names,
-            skeleton=tuple(tuple(int(j) for j in limb) for limb in self.layout.skeleton_index),
-            image=rgb,
-            category_id=self.layout.category_id,
-        )
+    def __repr__(self) -> str:
+        return f"TorchBackend({type(self.source).__name__} on {self.device})"

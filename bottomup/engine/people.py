@@ -1,19 +1,20 @@
 """People found in one image: :class:`Prediction` (a sequence of :class:`Person`), boxes and COCO results.
 
-Plain numpy (no torch), so that the torch path (``bottomup.engine.inference.Predictor``) and the exported runtimes
+Plain numpy (no torch), so that the torch path (``bottomup.engine.inference.TorchBackend``) and the exported runtimes
 (``bottomup.deploy.runtime``) return the same objects.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Person", "Prediction", "keypoint_boxes", "people_to_results"]
+__all__ = ["PipelineOutput", "Person", "Prediction", "keypoint_boxes", "people_to_results"]
 
 
 def people_to_results(
@@ -68,6 +69,32 @@ def keypoint_boxes(keypoints: np.ndarray, min_score: float = 0.0) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class PipelineOutput:
+    """One image through the whole test-time pipeline, on any backend (``PoseEstimator.run``).
+
+    Arrays are the backend's own: torch tensors (on the network's device) from the torch backend, numpy arrays from
+    ONNX Runtime / OpenVINO; ``keypoints`` / ``scores`` / ``grouped`` are numpy arrays everywhere.
+
+    Attributes:
+        heatmaps: ``(1, K, h, w)`` float32, averaged over outputs, flip and scales, projected to the input size at
+            scale 1 (input pixels).
+        tags: ``(1, K, h, w, L)`` float32 at the same resolution (``L = 2 D`` with flip test); may be a strided view.
+        transform: the scale-1 ``ResizeTransform`` (original <-> input pixels).
+        grouped: ``(N, K, 3 + L)`` float32 grouping output in input pixels: ``x, y, score``, then the tag at the
+            detection (0 for joints filled by refinement or missing).
+        keypoints: ``(N, K, 3)`` float64 ``x, y, score`` in original-image pixels.
+        scores: ``(N,)`` float32 person scores.
+    """
+
+    heatmaps: Any
+    tags: Any
+    transform: Any
+    grouped: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(frozen=True)
 class Person:
     """One person of a :class:`Prediction` (``prediction[i]``, or iterating over it).
 
@@ -100,8 +127,8 @@ class Prediction:
 
     ``len(pred)`` people; ``pred[i]`` is a :class:`Person`; ``pred[pred.scores > 0.3]`` or ``pred[:5]`` (a
     boolean mask, index array or slice) is a new ``Prediction``; ``for person in pred`` iterates. People come
-    sorted by score, highest first. ``.plot()`` / ``.save()`` (``bottomup.api.Prediction``, what
-    ``PoseEstimator`` returns) draw them; :meth:`to_coco` / :meth:`to_json` export them.
+    sorted by score, highest first. :meth:`plot` / :meth:`save` draw them (``bottomup.vis.draw``, loaded on first
+    use, so the torch-free runtime returns this class too); :meth:`to_coco` / :meth:`to_json` export them.
 
     Attributes:
         keypoints: ``(N, K, 3)`` float64: ``x, y`` in original-image pixels, keypoint score (heatmap value;
@@ -184,3 +211,80 @@ class Prediction:
 
             write_json(path, results)  # atomic: a kill never leaves half a file
         return json.dumps(results)
+
+    def plot(
+        self,
+        image: np.ndarray | None = None,
+        *,
+        min_score: float | None = None,
+        joint_threshold: float | None = None,
+        min_side: int | None = None,
+        radius: int | None = None,
+        thickness: int | None = None,
+        labels: bool = True,
+        colors: Sequence[tuple[int, int, int]] | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """The people drawn on the image (``bottomup.vis.draw_people``), one colour per person.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB in the frame of the keypoints; default: the image the people were
+                found in.
+            min_score: people with a lower person score are not drawn (default
+                ``bottomup.vis.draw.PLOT_DEFAULTS["min_score"]``, as the other two).
+            joint_threshold: joints with a score at or below it are not drawn (nor their limbs).
+            min_side: a picture whose longer side is shorter is upscaled (bilinear) to it before drawing.
+            radius, thickness: joint radius and limb width in pixels of the picture (default: from its size).
+            labels: write each person's score (or its entry of ``texts``) above it.
+            colors: ``(N,)`` RGB colours, one per person of this prediction (default: ``person_colors``).
+            texts: ``(N,)`` labels written instead of the scores (e.g. track ids).
+
+        Returns:
+            ``(H', W', 3)`` uint8 RGB, ``H' = H`` unless upscaled.
+
+        Raises:
+            ValueError: no image (the prediction holds none and none given) or one of another shape.
+        """
+        import cv2  # drawing is loaded on first use: the torch-free runtime returns this class too
+
+        from bottomup.vis.draw import PLOT_DEFAULTS, draw_people
+
+        min_score = PLOT_DEFAULTS["min_score"] if min_score is None else min_score
+        joint_threshold = PLOT_DEFAULTS["joint_threshold"] if joint_threshold is None else joint_threshold
+        min_side = int(PLOT_DEFAULTS["min_side"]) if min_side is None else min_side
+        picture = self.image if image is None else image
+        if picture is None:
+            raise ValueError("this Prediction holds no image: pass plot(image=...) (H, W, 3) uint8 RGB")
+        keep = self.scores >= min_score
+        kept = np.flatnonzero(keep)
+        kpts = np.asarray(self.keypoints[keep], dtype=np.float64).copy()
+        h, w = picture.shape[:2]
+        factor = max(1.0, float(min_side) / max(h, w))
+        if factor > 1.0:
+            picture = cv2.resize(picture, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_LINEAR)
+            kpts[..., :2] = (kpts[..., :2] + 0.5) * factor - 0.5  # pixel centres stay on the same content
+        return draw_people(
+            picture,
+            kpts,
+            self.skeleton,
+            scores=self.scores[keep] if labels else None,
+            threshold=joint_threshold,
+            radius=radius,
+            thickness=thickness,
+            colors=None if colors is None or not len(kept) else [colors[i] for i in kept],
+            labels=None if texts is None or not labels else [texts[i] for i in kept],
+        )
+
+    def save(self, path: str | os.PathLike, image: np.ndarray | None = None, **plot: Any) -> Path:
+        """Write :meth:`plot` to ``path`` (PNG / JPEG by its suffix); ``plot``: its keyword arguments.
+
+        Raises:
+            ValueError: as :meth:`plot`. OSError: the file could not be written (the message names it).
+        """
+        import cv2
+
+        path = Path(path)
+        picture = self.plot(image, **plot)
+        if not cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path} (is the folder there and the suffix .png / .jpg?)")
+        return path

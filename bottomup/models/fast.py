@@ -23,7 +23,7 @@ from torch.ao.quantization import fuse_modules
 
 from bottomup.models.precision import PRECISION_DTYPES, check_precision
 
-__all__ = ["conv_bn_pairs", "fold_batchnorm", "prepare_for_inference"]
+__all__ = ["conv_bn_pairs", "fold_batchnorm", "prepare_for_inference", "refresh_prepared"]
 
 
 def conv_bn_pairs(model: nn.Module) -> list[list[str]]:
@@ -82,6 +82,7 @@ def prepare_for_inference(
     channels_last: bool = False,
     fold_bn: bool = True,
     compile: bool = False,
+    freeze: bool = True,
 ) -> nn.Module:
     """A fast inference copy of ``model``: eval mode, BN folded, weights in ``precision``, NHWC, compiled.
 
@@ -94,6 +95,8 @@ def prepare_for_inference(
         channels_last: convert weights to NHWC.
         fold_bn: merge BatchNorms into their convolutions (:func:`fold_batchnorm`).
         compile: wrap in ``torch.compile`` (first call compiles, which takes minutes on CPU).
+        freeze: compile with inductor's ``freezing`` (weights folded into the code as constants: fastest, but then
+            :func:`refresh_prepared` cannot update them); ``False`` for a copy that follows a training network.
 
     Returns:
         the prepared module (an ``OptimizedModule`` when compiled); ``requires_grad`` is off.
@@ -110,5 +113,46 @@ def prepare_for_inference(
         fast = fast.to(memory_format=torch.channels_last)
     fast.requires_grad_(False)
     if compile:
-        fast = torch.compile(fast, options={"freezing": True})  # weights are constants: inductor folds them
+        # frozen: weights are constants that inductor folds; unfrozen: they stay parameters (refresh_prepared)
+        fast = torch.compile(fast, options={"freezing": True}) if freeze else torch.compile(fast)
+    return fast
+
+
+def refresh_prepared(fast: nn.Module, model: nn.Module) -> nn.Module:
+    """Copy ``model``'s current weights into ``fast``, a :func:`prepare_for_inference` copy of it, in place:
+    BatchNorms folded again from their running statistics (``fuse_conv_bn_weights``, the arithmetic of
+    :func:`fold_batchnorm`), cast to ``fast``'s dtype. No deep copy and, for a copy compiled with ``freeze=False``,
+    no recompilation: what in-training evaluation needs each time the weights have moved.
+
+    Args:
+        fast: the prepared copy (compiled or not; not one compiled with ``freeze=True``).
+        model: the network it was prepared from (any mode, possibly DDP / compile-wrapped), same architecture.
+
+    Returns:
+        ``fast``.
+
+    Raises:
+        KeyError: ``fast`` was not prepared from this architecture (a tensor of ``fast`` has no source).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    source = model
+    for _ in range(4):  # DDP .module / torch.compile ._orig_mod wrappers
+        inner = getattr(source, "module", None) or getattr(source, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            break
+        source = inner
+    target = getattr(fast, "_orig_mod", fast)
+    mods = dict(source.named_modules())
+    values = dict(source.state_dict())
+    for conv_name, bn_name in conv_bn_pairs(source):
+        conv, bn = mods[conv_name], mods[bn_name]
+        assert bn.running_mean is not None and bn.running_var is not None
+        weight, bias = fuse_conv_bn_weights(
+            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+        )
+        values[f"{conv_name}.weight"], values[f"{conv_name}.bias"] = weight, bias
+    with torch.no_grad():
+        for name, tensor in target.state_dict(keep_vars=True).items():
+            tensor.copy_(values[name].detach())
     return fast

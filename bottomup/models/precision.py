@@ -10,29 +10,15 @@ import contextlib
 
 import torch
 
+from bottomup.core.precision import AUTO, PRECISIONS, check_precision
+
 __all__ = ["PRECISION_DTYPES", "PRECISIONS", "AUTO", "check_precision", "native_bf16", "resolve_precision", "autocast"]
 
-#: Precision name -> dtype of the arithmetic (weights of a prepared copy, autocast dtype otherwise).
-PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: The precision names, in table order.
-PRECISIONS: tuple[str, ...] = tuple(PRECISION_DTYPES)
-#: ``trainer.precision: auto``: bf16 where the hardware computes it natively (see :func:`native_bf16`), else fp32.
-AUTO = "auto"
-
-
-def check_precision(precision: str, key: str = "precision") -> str:
-    """Return ``precision`` if it names a row of :data:`PRECISION_DTYPES`.
-
-    Args:
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
-        key: the config key or argument it came from, named in the message (``trainer.precision``, ...).
-
-    Raises:
-        ValueError: an unknown name (the message lists the known ones and names ``key``).
-    """
-    if precision not in PRECISION_DTYPES:
-        raise ValueError(f"{key} must be one of {list(PRECISIONS)}, got {precision!r}")
-    return precision
+#: Precision name (:data:`bottomup.core.precision.PRECISIONS`) -> dtype of the arithmetic (weights of a prepared
+#: copy, autocast dtype otherwise).
+PRECISION_DTYPES: dict[str, torch.dtype] = dict(
+    zip(PRECISIONS, (torch.float32, torch.bfloat16, torch.float16), strict=True)
+)
 
 
 def native_bf16(device: torch.device | str) -> bool:

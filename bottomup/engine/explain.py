@@ -29,8 +29,12 @@ import cv2
 import numpy as np
 import torch
 
-from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from bottomup.engine.inference import Predictor, ResizeTransform, read_image
+from bottomup.core.keypoints import KeypointLayout
+from bottomup.data.io import read_image
+from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ResizeTransform
+from bottomup.engine.estimator import PoseEstimator
+from bottomup.engine.inference import TorchBackend
+from bottomup.engine.settings import TestSettings
 from bottomup.vis.draw import draw_people, figure_to_array, overlay_heatmaps, tag_grid
 
 __all__ = ["Explanation", "explain", "training_snapshot", "tag_panel_title", "SNAPSHOT_KEYS"]
@@ -104,14 +108,14 @@ class Explanation:
         return self.select(order if max_people is None else order[: int(max_people)])
 
 
-def explain(estimator: Predictor, image: str | os.PathLike | np.ndarray) -> Explanation:
+def explain(estimator: PoseEstimator, image: str | os.PathLike | np.ndarray) -> Explanation:
     """Run ``estimator``'s test-time pipeline on one image and keep the intermediate maps.
 
     Uses ``estimator.run`` (its model, device, precision, memory format, ``input_size``, ``scales``,
     ``flip_test`` and codec), so ``keypoints`` / ``scores`` equal ``estimator(image)``'s.
 
     Args:
-        estimator: a ``bottomup.api.PoseEstimator`` (or its core, ``bottomup.engine.inference.Predictor``).
+        estimator: a ``bottomup.engine.estimator.PoseEstimator`` (``bottomup.api.PoseEstimator``), any backend.
         image: image file path, or ``(H, W, 3)`` uint8 array (original frame) in ``estimator.color`` order.
 
     Returns:
@@ -125,8 +129,8 @@ def explain(estimator: Predictor, image: str | os.PathLike | np.ndarray) -> Expl
     out = estimator.run(image)
     k = estimator.layout.num_keypoints
     base = out.transform
-    heatmaps = out.heatmaps[0].float().cpu().numpy()  # (K, h, w)
-    tags = out.tags[0].float().cpu().numpy()  # (K, h, w, L)
+    heatmaps = _numpy(out.heatmaps[0])  # (K, h, w)
+    tags = _numpy(out.tags[0])  # (K, h, w, L)
     num_tags = tags.shape[-1]
     grouped = np.asarray(out.grouped, dtype=np.float32).reshape(-1, k, 3 + num_tags)
     keypoints_input = grouped[..., :3].astype(np.float64)
@@ -155,6 +159,13 @@ def explain(estimator: Predictor, image: str | os.PathLike | np.ndarray) -> Expl
         keypoint_names=tuple(estimator.layout.keypoint_names),
         skeleton=tuple((int(a), int(b)) for a, b in estimator.layout.skeleton_index),
     )
+
+
+def _numpy(maps: Any) -> np.ndarray:
+    """float32 numpy array of a backend's maps (a torch tensor on any device, or an array)."""
+    if isinstance(maps, torch.Tensor):
+        return maps.float().cpu().numpy()
+    return np.asarray(maps, dtype=np.float32)
 
 
 # ------------------------------------------------------------------------------------------- training pictures
@@ -194,17 +205,18 @@ def _label(picture: np.ndarray, text: str) -> np.ndarray:
 
 
 def training_snapshot(
-    model: Predictor | torch.nn.Module,
+    model: PoseEstimator | torch.nn.Module,
     image: str | os.PathLike | np.ndarray | torch.Tensor,
     target_heatmaps: np.ndarray | torch.Tensor | Sequence[torch.Tensor] | None = None,
     *,
-    cfg: Any = None,
+    layout: KeypointLayout | None = None,
+    settings: TestSettings | None = None,
     tag_threshold: float = 0.1,
 ) -> dict[str, np.ndarray]:
     """The pictures TensorBoard shows during training, for one image.
 
-    With a bare model (training), it is wrapped in a ``Predictor`` built from ``cfg`` (layout and test-time
-    settings) without flip test, on the model's device; DDP / ``torch.compile`` wrappers are looked through,
+    With a bare model (training), it is wrapped in a ``PoseEstimator`` with ``layout`` and ``settings`` (without
+    flip test, one scale, on the model's device); DDP / ``torch.compile`` wrappers are looked through,
     and the model's train / eval mode is restored afterwards. A tensor ``image`` (one entry of a training
     batch, ImageNet-normalised, already in input pixels) is un-normalised and run with ``input_size`` = its
     short side, so the pipeline's resize is the identity and the pictures are in the crop's frame, the frame of
@@ -218,7 +230,10 @@ def training_snapshot(
         target_heatmaps: ground-truth heatmaps ``(K, h', w')`` (array or tensor, any resolution covering the
             same field of view as ``image``, e.g. ``batch["heatmaps"][-1][0]``), or the per-stride list (the
             last, highest-resolution entry is used; a leading batch dimension of 1 is dropped), or ``None``.
-        cfg: project config (``cfg.data`` for the layout, ``cfg.test``); required with a bare model.
+        layout: the keypoint layout; required with a bare model.
+        settings: the test-time settings for a bare model (default ``TestSettings()``); the network's memory
+            format is left as it is (``TorchBackend(follow=True)``). For repeated pictures of a training network,
+            pass an estimator on a ``follow`` backend and ``refresh()`` it instead: no copy each time.
         tag_threshold: tag pixels where the joint's heatmap is ``<=`` this are masked (black) in ``"tags"``.
 
     Returns:
@@ -231,27 +246,30 @@ def training_snapshot(
           rendered with ``figure_to_array``).
 
     Raises:
-        ValueError: a bare model without ``cfg``, or bad image / target shapes.
+        ValueError: a bare model without ``layout``, or bad image / target shapes.
     """
     rgb = _to_rgb(image)
     is_crop = isinstance(image, torch.Tensor)
     net = None
     was_training = False
-    if isinstance(model, Predictor):
+    if isinstance(model, PoseEstimator):
         estimator = model
         if is_crop:
-            estimator = _with_input_size(estimator, min(rgb.shape[:2]))
+            estimator = estimator.with_settings(input_size=min(rgb.shape[:2]))
     else:
-        if cfg is None:
-            raise ValueError("training_snapshot: give cfg (the project config) with a bare model, or a PoseEstimator")
+        if layout is None:
+            raise ValueError(
+                "training_snapshot: give layout= (the keypoint layout) with a bare model, or a PoseEstimator"
+            )
         net = _unwrap(model)
         was_training = net.training
         param = next(iter(net.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
-        overrides: dict[str, Any] = {"flip_test": False, "scales": [1.0], "device": device}
+        changes: dict[str, Any] = {"flip_test": False, "scales": [1.0]}
         if is_crop:
-            overrides["input_size"] = min(rgb.shape[:2])
-        estimator = Predictor.from_config(cfg, model=net, **overrides)  # puts net in eval mode
+            changes["input_size"] = min(rgb.shape[:2])
+        backend = TorchBackend(net, (settings or TestSettings()).replace(**changes), device=device, follow=True)
+        estimator = PoseEstimator(backend, layout=layout)  # puts net in eval mode; its memory format is kept
     try:
         ex = explain(estimator, rgb)
     finally:
@@ -303,12 +321,3 @@ def tag_panel_title(heatmaps: np.ndarray, threshold: float) -> str:
     if not peak > threshold:
         title += f"\nall black: no heatmap value above {threshold:.2f} yet (max {peak:.3f}), normal early in training"
     return title
-
-
-def _with_input_size(estimator: Predictor, input_size: int) -> Predictor:
-    """A shallow copy of ``estimator`` with another ``input_size`` (same model, layout and settings)."""
-    from copy import copy
-
-    out = copy(estimator)
-    out.input_size = int(input_size)
-    return out
