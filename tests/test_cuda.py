@@ -31,14 +31,21 @@ import pytest
 import torch
 
 from bottomup.api import PoseEstimator, train
-from bottomup.build import build_model, build_optimizer, build_train_dataset, build_train_loader, compose, load_model
+from bottomup.build import (
+    build_model,
+    build_optimizer,
+    build_train_dataset,
+    build_train_loader,
+    compose,
+    evaluate_model,
+    load_model,
+)
 from bottomup.codec import AssociativeEmbeddingCodec
 from bottomup.codec.grouping import group_keypoints, nms_topk
 from bottomup.data import AugmentParams, collate
 from bottomup.data.ideal_cases import iter_ideal_cases
 from bottomup.engine.checkpoint import load_checkpoint
 from bottomup.engine.distributed import DistInfo
-from bottomup.build import evaluate_model
 from bottomup.engine.inference import aggregate_outputs, postprocess
 from bottomup.engine.trainer import _to_device
 from bottomup.models import HigherHRNet

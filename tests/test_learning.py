@@ -66,8 +66,7 @@ def test_quickstart_reaches_ap_on_held_out_synthetic_val(tmp_path: Path) -> None
     """
     import torch
 
-    from bottomup.build import build_model, prepare_data_root
-    from bottomup.build import evaluate_model
+    from bottomup.build import build_model, evaluate_model, prepare_data_root
 
     cfg = compose_train_config(["experiment=quickstart", f"output_dir={tmp_path}", "trainer.progress=false"])
     summary = train(cfg)

@@ -292,8 +292,7 @@ def test_unloadable_checkpoints_say_why_without_unsafe_advice(tmp_path: Path) ->
 
 
 def test_a_model_of_another_k_points_to_the_data_config(coco_root: Path, tmp_path: Path) -> None:
-    from bottomup.build import build_model
-    from bottomup.build import evaluate_model
+    from bottomup.build import build_model, evaluate_model
 
     cfg = compose("train", [f"data.root={coco_root}", "model.width=4", "data.input_size=128"])
     model = build_model(compose("train", ["data=crowdpose", "data.root=/x", "model.width=4"]).model)
