@@ -150,6 +150,14 @@ def test_training_snapshot_with_an_estimator_and_a_photo(estimator, image_path):
     assert pictures["heatmaps"].shape == (h, w, 3)  # predicted only (no target)
 
 
+def _plain(cfg) -> dict:
+    """What ``training_snapshot`` takes with a bare model, from a composed config (as training builds it)."""
+    from bottomup.build import test_settings
+    from bottomup.core.keypoints import KeypointLayout
+
+    return {"layout": KeypointLayout.from_config(cfg.data), "settings": test_settings(cfg)}
+
+
 class QuietNet(TinyNet):
     """Heatmaps and tags all zero: nobody is found."""
 
@@ -164,7 +172,7 @@ def test_training_snapshot_shows_a_batch_entry_unnormalised_in_its_frame(image_p
     crop = x[0]
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     rgb = ((crop.permute(1, 2, 0).numpy() * std + mean) * 255).round().clip(0, 255)
-    pictures = training_snapshot(QuietNet(), crop, cfg=cfg)
+    pictures = training_snapshot(QuietNet(), crop, **_plain(cfg))
     _check_pictures(pictures)
     assert np.abs(pictures["skeletons"].astype(int) - rgb).max() <= 1  # no people: the crop itself
     assert pictures["heatmaps"].shape == rgb.shape  # no target: the prediction only
@@ -179,7 +187,7 @@ def test_training_snapshot_with_the_training_model_and_a_batch_entry(coco_layout
     crop = x[0]
     target = [torch.zeros(1, 17, 32, crop.shape[2] // 4), torch.zeros(1, 17, 64, crop.shape[2] // 2)]
     target[1][0, 0, 30:34, 10:14] = 1.0  # one hot spot, in the left half
-    pictures = training_snapshot(model, crop, target, cfg=cfg)
+    pictures = training_snapshot(model, crop, target, **_plain(cfg))
     assert model.training  # mode restored
     _check_pictures(pictures)
     h, w = crop.shape[1:]
@@ -196,12 +204,12 @@ def test_training_snapshot_with_the_training_model_and_a_batch_entry(coco_layout
     assert 26 <= ys.min() * 64 / h and ys.max() * 64 / h <= 38  # spot rows 30-33 of the 64-row target
     assert 6 * w / (w // 2) <= xs.min() + 1 and xs.max() <= 18 * w / (w // 2)
     model.eval()
-    training_snapshot(model, crop, cfg=cfg)
+    training_snapshot(model, crop, **_plain(cfg))
     assert not model.training
-    with pytest.raises(ValueError, match="cfg"):
+    with pytest.raises(ValueError, match="layout"):
         training_snapshot(model, crop)
     with pytest.raises(ValueError, match="target_heatmaps"):
-        training_snapshot(model, crop, torch.zeros(5, 8, 8), cfg=cfg)
+        training_snapshot(model, crop, torch.zeros(5, 8, 8), **_plain(cfg))
 
 
 # ------------------------------------------------------------------ one forward: every precision and folded copy
@@ -259,7 +267,7 @@ def test_training_snapshot_draws_the_estimators_people_at_every_precision(coco_l
         cfg = compose(config_name="train", overrides=overrides)
     net = _biased_hrnet()
     net.train()
-    pictures = training_snapshot(net, image_path, cfg=cfg)
+    pictures = training_snapshot(net, image_path, **_plain(cfg))
     assert net.training  # mode restored
     est = PoseEstimator.from_config(cfg, model=_biased_hrnet(), flip_test=False, scales=[1.0], device="cpu")
     pred = est(image_path)

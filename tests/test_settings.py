@@ -110,7 +110,7 @@ def test_settings_check_their_values_and_name_the_key() -> None:
         TestSettings(scales=(100.0,))
     with pytest.raises(ValueError, match=r"test\.precision"):
         TestSettings(precision="int4")
-    with pytest.raises(ValueError, match="unknown test settings"):
+    with pytest.raises(ValueError, match="unknown grouping / test settings"):
         TestSettings().replace(flip=False)
     s = TestSettings().replace(detection_threshold=0.3, scales=[2, 1], flip_test=False)
     assert s.grouping.detection_threshold == 0.3 and s.scales == (2.0, 1.0) and not s.flip_test

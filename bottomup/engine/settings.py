@@ -98,7 +98,7 @@ class TestSettings:
         if strict:
             unknown = set(values) - set(TEST_KEYS)
             if unknown:
-                raise ValueError(f"unknown test settings {sorted(unknown)}; allowed: {list(TEST_KEYS)}")
+                raise ValueError(f"unknown grouping / test settings {sorted(unknown)}; allowed: {list(TEST_KEYS)}")
         own = {k: values[k] for k in _OWN_KEYS if k in values}
         return cls(**own, grouping=GroupingSettings.from_mapping(values))
 
@@ -119,7 +119,7 @@ class TestSettings:
             return self
         unknown = set(changes) - set(TEST_KEYS)
         if unknown:
-            raise ValueError(f"unknown test settings {sorted(unknown)}; allowed: {list(TEST_KEYS)}")
+            raise ValueError(f"unknown grouping / test settings {sorted(unknown)}; allowed: {list(TEST_KEYS)}")
         own = {k: v for k, v in changes.items() if k in _OWN_KEYS}
         grouping = self.grouping.replace(**{k: v for k, v in changes.items() if k in GROUPING_KEYS})
         return dataclasses.replace(self, **own, grouping=grouping)
