@@ -150,9 +150,10 @@ class TrainState:
             "metrics": {**(metrics or {}), "best_ap": self.best_ap},
         }
 
-    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+    def load_state_dict(self, checkpoint: dict[str, Any], rank: int = 0) -> None:
         """Continue from a checkpoint written by :meth:`state_dict`: weights, optimiser moments, schedule position,
-        scaler, counters and random states.
+        scaler, counters and random states (``rank``: this process's; rank 0 continues the saved random states,
+        other ranks draw streams of their own, see :func:`~bottomup.engine.checkpoint.set_rng_state`).
 
         The hyperparameters are this state's own, not the checkpoint's: the optimiser's (``lr``,
         ``weight_decay``, betas, ...) and the schedule's base LRs are kept as built from the current config, and the
@@ -179,7 +180,7 @@ class TrainState:
             self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_state(checkpoint["rng"])
+        set_rng_state(checkpoint["rng"], rank=rank)
         self.epoch, self.step = int(checkpoint["epoch"]), int(checkpoint["step"])
         self.best_ap = float(checkpoint.get("metrics", {}).get("best_ap", -1.0))
 
