@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -318,9 +319,7 @@ def train_one_epoch(
     seen = skipped = images = 0
     t0 = time.perf_counter()
     logger.start_epoch(epoch, total)
-    for it, batch in enumerate(loader):
-        if it >= total:
-            break
+    for batch in itertools.islice(loader, total):  # never loads a batch past the last one trained
         logger.tick()
         if batch is None:
             skipped += int(loader.batch_size or 0)
