@@ -564,7 +564,15 @@ def _resume(state: TrainState, cfg: DictConfig, is_main: bool, rank: int = 0) ->
         ) from e
     if is_main:
         where = Path(str(cfg.resume)).resolve().parent
-        log.info("resuming from %s: epoch %d, step %d (writing into %s)", cfg.resume, state.epoch, state.step, where)
+        inside = f", {state.batch} batches into epoch {state.epoch}" if state.batch else ""
+        log.info(
+            "resuming from %s: epoch %d, step %d%s (writing into %s)",
+            cfg.resume,
+            state.epoch,
+            state.step,
+            inside,
+            where,
+        )
         changed = build.config_differences(checkpoint.get("config", ""), cfg)
         if changed:
             log.info("resume: settings that differ from the checkpoint's, applied from now on: %s", "; ".join(changed))

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from bottomup.api import train
 from bottomup.build import build_model, build_optimizer, build_train_dataset
+from bottomup.data.dataset import KeypointDataset
 from bottomup.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bottomup.engine.trainer import NonFiniteLossError
 
@@ -78,6 +79,39 @@ def test_resume_continues_exactly(coco_root: Path, tmp_path: Path) -> None:
     ckpt = load_checkpoint(tmp_path / "part" / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["step"] == 4 and "optimizer" in ckpt and "data" in ckpt["config"]
     assert list((tmp_path / "part" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_after_max_steps_continues_inside_the_epoch(
+    coco_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run cut by ``trainer.max_steps`` inside an epoch and resumed trains the samples ``(index, epoch)`` of an
+    uninterrupted run, in its order and each once, and ends with its weights."""
+    seen: list[tuple[int, int]] = []
+    getitem = KeypointDataset.__getitem__
+
+    def recording(self: KeypointDataset, index: int | tuple[int, int]) -> dict | None:
+        if isinstance(index, tuple):  # the training sampler's (index, epoch)
+            seen.append((int(index[0]), int(index[1])))
+        return getitem(self, index)
+
+    monkeypatch.setattr(KeypointDataset, "__getitem__", recording)
+    tiny = ["model.stage_modules=[1,1,1]", "model.blocks_per_branch=1", "model.stem_blocks=1"]
+    common = [*tiny, "data.input_size=64", "trainer.epochs=2", "trainer.steps_per_epoch=2", "schedule.warmup_iters=3"]
+    train(small_cfg(coco_root, tmp_path / "full", *common))
+    uninterrupted = list(seen)
+    assert len(uninterrupted) == 8 and len(set(uninterrupted)) == 8  # 2 epochs x 2 batches x 2 images
+    seen.clear()
+    assert train(small_cfg(coco_root, tmp_path / "cut", *common, "trainer.max_steps=3"))["step"] == 3
+    ckpt = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch"]) == (1, 3, 1)  # 1 batch of epoch 1 trained
+    resumed = train(small_cfg(coco_root, tmp_path / "other", *common, f"resume={tmp_path / 'cut' / 'last.pt'}"))
+    assert seen == uninterrupted
+    assert resumed["start_step"] == 3 and resumed["step"] == 4
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    ckpt = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch"]) == (2, 4, 0)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(coco_root: Path, tmp_path: Path) -> None:

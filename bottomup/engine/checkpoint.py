@@ -4,9 +4,10 @@ A training checkpoint (``last.pt`` / ``best.pt``) is a dict of tensors and plain
 loads with ``torch.load(weights_only=True)``:
 
 ``model`` (state_dict, no ``module.`` prefix), ``optimizer``, ``scheduler``, ``scaler`` (or None), ``epoch``
-(epochs completed), ``step`` (optimiser steps completed), ``rng`` (torch / CUDA of the writer's device / NumPy /
-Python states, :func:`rng_state`),
-``config`` (the resolved Hydra config as YAML text), ``metrics`` (dict of floats), ``version``.
+(epochs completed), ``step`` (optimiser steps completed), ``batch`` (batches of epoch ``epoch`` trained when
+``trainer.max_steps`` cut it short, else 0; older checkpoints lack it: 0), ``rng`` (torch / CUDA of the writer's
+device / NumPy / Python states, :func:`rng_state`), ``config`` (the resolved Hydra config as YAML text),
+``metrics`` (dict of floats), ``version``.
 """
 
 from __future__ import annotations
