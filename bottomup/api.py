@@ -564,7 +564,8 @@ def _resume(state: TrainState, cfg: DictConfig, is_main: bool, rank: int = 0) ->
         ) from e
     if is_main:
         where = Path(str(cfg.resume)).resolve().parent
-        inside = f", {state.batch} batches into epoch {state.epoch}" if state.batch else ""
+        n = state.batch
+        inside = f", {n} batch{'' if n == 1 else 'es'} of epoch {state.epoch} already trained" if n else ""
         log.info(
             "resuming from %s: epoch %d, step %d%s (writing into %s)",
             cfg.resume,
