@@ -325,7 +325,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(str(cfg.output_dir))
     if cfg.resume:
         run_dir = Path(str(cfg.resume)).resolve().parent
-        _resume(state, cfg, is_main=dist_info.is_main)
+        _resume(state, cfg, is_main=dist_info.is_main, rank=dist_info.rank)
     if dist_info.is_main:
         for tmp in remove_stale_temporaries(run_dir):
             log.info("removed %s, left by an interrupted checkpoint write", tmp)
@@ -384,15 +384,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _resume(state: TrainState, cfg: DictConfig, is_main: bool) -> None:
-    """Load ``cfg.resume`` into ``state``, keeping the current config's hyperparameters; log what differs.
+def _resume(state: TrainState, cfg: DictConfig, is_main: bool, rank: int = 0) -> None:
+    """Load ``cfg.resume`` into ``state`` in the process of rank ``rank``, keeping the current config's
+    hyperparameters; log what differs.
 
     Raises:
         CheckpointError: not a training checkpoint of this project, or weights that do not fit the model.
     """
     checkpoint = build.load_resume_checkpoint(str(cfg.resume))
     try:
-        state.load_state_dict(checkpoint)
+        state.load_state_dict(checkpoint, rank=rank)
     except RuntimeError as e:
         raise CheckpointError(
             f"resume={cfg.resume} does not fit the model of the config: {build.mismatch_summary(e)}; the file is "
@@ -402,7 +403,16 @@ def _resume(state: TrainState, cfg: DictConfig, is_main: bool) -> None:
         ) from e
     if is_main:
         where = Path(str(cfg.resume)).resolve().parent
-        log.info("resuming from %s: epoch %d, step %d (writing into %s)", cfg.resume, state.epoch, state.step, where)
+        n = state.batch
+        inside = f", {n} batch{'' if n == 1 else 'es'} of epoch {state.epoch} already trained" if n else ""
+        log.info(
+            "resuming from %s: epoch %d, step %d%s (writing into %s)",
+            cfg.resume,
+            state.epoch,
+            state.step,
+            inside,
+            where,
+        )
         changed = build.config_differences(checkpoint.get("config", ""), cfg)
         if changed:
             log.info("resume: settings that differ from the checkpoint's, applied from now on: %s", "; ".join(changed))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -16,7 +18,8 @@ from omegaconf import DictConfig
 
 from bottomup.api import train
 from bottomup.build import build_model, build_optimizer, build_train_dataset
-from bottomup.engine.checkpoint import load_checkpoint, save_checkpoint
+from bottomup.data.dataset import KeypointDataset
+from bottomup.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bottomup.engine.trainer import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +79,39 @@ def test_resume_continues_exactly(coco_root: Path, tmp_path: Path) -> None:
     ckpt = load_checkpoint(tmp_path / "part" / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["step"] == 4 and "optimizer" in ckpt and "data" in ckpt["config"]
     assert list((tmp_path / "part" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_after_max_steps_continues_inside_the_epoch(
+    coco_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run cut by ``trainer.max_steps`` inside an epoch and resumed trains the samples ``(index, epoch)`` of an
+    uninterrupted run, in its order and each once, and ends with its weights."""
+    seen: list[tuple[int, int]] = []
+    getitem = KeypointDataset.__getitem__
+
+    def recording(self: KeypointDataset, index: int | tuple[int, int]) -> dict | None:
+        if isinstance(index, tuple):  # the training sampler's (index, epoch)
+            seen.append((int(index[0]), int(index[1])))
+        return getitem(self, index)
+
+    monkeypatch.setattr(KeypointDataset, "__getitem__", recording)
+    tiny = ["model.stage_modules=[1,1,1]", "model.blocks_per_branch=1", "model.stem_blocks=1"]
+    common = [*tiny, "data.input_size=64", "trainer.epochs=2", "trainer.steps_per_epoch=2", "schedule.warmup_iters=3"]
+    train(small_cfg(coco_root, tmp_path / "full", *common))
+    uninterrupted = list(seen)
+    assert len(uninterrupted) == 8 and len(set(uninterrupted)) == 8  # 2 epochs x 2 batches x 2 images
+    seen.clear()
+    assert train(small_cfg(coco_root, tmp_path / "cut", *common, "trainer.max_steps=3"))["step"] == 3
+    ckpt = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch"]) == (1, 3, 1)  # 1 batch of epoch 1 trained
+    resumed = train(small_cfg(coco_root, tmp_path / "other", *common, f"resume={tmp_path / 'cut' / 'last.pt'}"))
+    assert seen == uninterrupted
+    assert resumed["start_step"] == 3 and resumed["step"] == 4
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    ckpt = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch"]) == (2, 4, 0)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(coco_root: Path, tmp_path: Path) -> None:
@@ -241,3 +277,98 @@ def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
     assert ref[-1] < 0.8 * ref[0], curves  # it is a learning curve, not a flat line
     assert rel[0] < 0.005, curves  # the same forward pass
     assert rel.max() < 0.02, (curves, rel, drift)
+
+
+class FakeCuda:
+    """``torch.cuda``'s random-state calls for ``count`` visible GPUs, this process on ``cuda:<current>``.
+
+    Device ``i`` starts with the state ``[i] * 16``; ``sets`` records ``(device, state)`` for every state set and
+    ``seeds`` ``(device, seed)`` for every ``manual_seed``. A device index >= ``count`` raises as CUDA does.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int, current: int) -> None:
+        self.count, self.current = count, current
+        self.states = {i: torch.full((16,), i, dtype=torch.uint8) for i in range(count)}
+        self.sets: list[tuple[int, torch.Tensor]] = []
+        self.seeds: list[tuple[int, int]] = []
+        cuda = torch.cuda
+        monkeypatch.setattr(cuda, "is_available", lambda: True)
+        monkeypatch.setattr(cuda, "device_count", lambda: count)
+        monkeypatch.setattr(cuda, "current_device", lambda: current)
+        monkeypatch.setattr(cuda, "get_rng_state", lambda device="cuda": self.states[self._index(device)].clone())
+        monkeypatch.setattr(cuda, "set_rng_state", self._set)
+        monkeypatch.setattr(cuda, "get_rng_state_all", lambda: [self.states[i].clone() for i in range(count)])
+        monkeypatch.setattr(cuda, "set_rng_state_all", lambda states: [self._set(s, i) for i, s in enumerate(states)])
+        monkeypatch.setattr(cuda, "manual_seed", lambda seed: self.seeds.append((current, int(seed))))
+
+    def _index(self, device: int | str | torch.device) -> int:
+        index = device if isinstance(device, int) else torch.device(device).index
+        index = self.current if index is None else index
+        if index >= self.count:
+            raise RuntimeError(f"CUDA error: invalid device ordinal {index} ({self.count} devices)")
+        return index
+
+    def _set(self, state: torch.Tensor, device: int | str | torch.device = "cuda") -> None:
+        index = self._index(device)
+        self.states[index] = state.clone()
+        self.sets.append((index, state.clone()))
+
+
+def test_cuda_rng_state_is_this_devices_and_resumes_on_fewer_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FakeCuda(monkeypatch, count=8, current=0)  # rank 0 of an 8-GPU run writes the checkpoint
+    save_checkpoint({"rng": rng_state()}, tmp_path / "last.pt")
+    saved = load_checkpoint(tmp_path / "last.pt")["rng"]
+    assert isinstance(saved["cuda"], torch.Tensor), "only the state of the device in use is saved"
+    torch.testing.assert_close(saved["cuda"], torch.zeros(16, dtype=torch.uint8), rtol=0, atol=0)
+    fake = FakeCuda(monkeypatch, count=2, current=0)  # resumed with 2 GPUs visible
+    set_rng_state(saved)
+    assert [i for i, _ in fake.sets] == [0]
+    torch.testing.assert_close(fake.states[0], saved["cuda"], rtol=0, atol=0)
+
+
+def test_old_per_device_cuda_rng_list_restores_this_devices_entry_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = {**rng_state(), "cuda": [torch.full((16,), 100 + i, dtype=torch.uint8) for i in range(8)]}
+    fake = FakeCuda(monkeypatch, count=2, current=1)  # one process on cuda:1 of 2
+    set_rng_state(old)
+    assert [i for i, _ in fake.sets] == [1]
+    torch.testing.assert_close(fake.states[1], old["cuda"][1], rtol=0, atol=0)
+    fake = FakeCuda(monkeypatch, count=4, current=3)  # a 2-GPU checkpoint, this process on cuda:3
+    with caplog.at_level("WARNING", logger="bottomup.engine.checkpoint"):
+        set_rng_state({**old, "cuda": old["cuda"][:2]})
+    assert fake.sets == [] and fake.states[3][0] == 3
+    assert "no CUDA random state for device 3" in caplog.text
+
+
+def test_resumed_ranks_continue_rank0_or_draw_their_own_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rank 0 continues the saved states exactly; other ranks (whose states the rank-0 checkpoint lacks) get
+    streams of their own, distinct per rank and the same on every resume from that checkpoint."""
+    torch.manual_seed(5)
+    np.random.seed(5)  # noqa: NPY002 - the global generator is what checkpoints save
+    random.seed(5)
+    fake = FakeCuda(monkeypatch, count=4, current=0)
+    saved = rng_state()
+
+    def draws() -> tuple[list[float], list[float], float]:
+        return torch.rand(4).tolist(), np.random.rand(4).tolist(), random.random()  # noqa: NPY002
+
+    expected = draws()
+    got = {}
+    for rank in (0, 1, 2):
+        fake = FakeCuda(monkeypatch, count=4, current=rank)  # DDP: rank r on cuda:r
+        set_rng_state(saved, rank=rank)
+        got[rank] = draws()
+        if rank == 0:
+            assert [i for i, _ in fake.sets] == [0] and fake.seeds == []
+        else:
+            assert fake.sets == [] and [i for i, _ in fake.seeds] == [rank]  # not rank 0's CUDA state
+            set_rng_state(saved, rank=rank)
+            assert draws() == got[rank]  # reproducible
+            assert fake.seeds[0] == fake.seeds[1]
+    assert got[0] == expected
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        for x, y in zip(got[a], got[b], strict=True):
+            assert x != y, (a, b)

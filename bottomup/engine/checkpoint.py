@@ -4,13 +4,17 @@ A training checkpoint (``last.pt`` / ``best.pt``) is a dict of tensors and plain
 loads with ``torch.load(weights_only=True)``:
 
 ``model`` (state_dict, no ``module.`` prefix), ``optimizer``, ``scheduler``, ``scaler`` (or None), ``epoch``
-(epochs completed), ``step`` (optimiser steps completed), ``rng`` (torch / CUDA / NumPy / Python states),
-``config`` (the resolved Hydra config as YAML text), ``metrics`` (dict of floats), ``version``.
+(epochs completed), ``step`` (optimiser steps completed), ``batch`` (batches of epoch ``epoch`` trained when
+``trainer.max_steps`` cut it short, else 0; older checkpoints lack it: 0), ``rng`` (torch / CUDA of the writer's
+device / NumPy / Python states, :func:`rng_state`), ``config`` (the resolved Hydra config as YAML text),
+``metrics`` (dict of floats), ``version``.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import logging
 import os
 import random
 import re
@@ -23,6 +27,8 @@ import numpy as np
 import torch
 
 from bottomup.core.io import write_json
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "save_checkpoint",
@@ -156,22 +162,85 @@ def _load_reason(e: BaseException) -> str:
 
 
 def rng_state() -> dict[str, Any]:
-    """Random states of torch (CPU and CUDA), NumPy's global generator and Python's ``random``."""
+    """Random states of torch's CPU generator, of the CUDA device this process uses, of NumPy's global generator
+    and of Python's ``random``.
+
+    Returns:
+        ``{"torch": uint8 tensor, "cuda": uint8 tensor of the current CUDA device (``torch.cuda.current_device()``)
+        or None without CUDA, "numpy": [keys (624,) int64, pos, has_gauss, cached], "python": [version, internal,
+        gauss]}``. Only the current device's CUDA state is saved: a process uses one device (DDP: its local rank's),
+        and a per-device list would tie the checkpoint to the number of GPUs visible when it was written.
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(torch.cuda.current_device()) if torch.cuda.is_available() else None,
         "numpy": [torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
         "python": [int(version), list(internal), gauss],
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` returned."""
+def _saved_cuda_state(saved: Any, device: int) -> torch.Tensor | None:
+    """The CUDA state for ``device`` in a checkpoint's ``rng["cuda"]``: a tensor (this format: the writer's
+    current device), a list of per-device states (earlier format: entry ``device``, None with a warning when the
+    list is shorter), or None / empty (written without CUDA)."""
+    if isinstance(saved, torch.Tensor):
+        return saved
+    if isinstance(saved, (list, tuple)) and saved:
+        if device < len(saved):
+            return saved[device]
+        log.warning(
+            "checkpoint has no CUDA random state for device %d (it holds %d per-device state%s); cuda:%d keeps its "
+            "fresh seed", device, len(saved), "" if len(saved) == 1 else "s", device,
+        )  # fmt: skip
+    return None
+
+
+def _rank_seed(state: dict[str, Any], rank: int) -> int:
+    """A 64-bit seed from the saved (rank 0) torch and NumPy states and ``rank``: distinct per rank, and the same on
+    every resume from one checkpoint."""
+    digest = hashlib.sha256()
+    digest.update(state["torch"].numpy().tobytes())
+    digest.update(state["numpy"][0].numpy().tobytes())
+    digest.update(f"{int(state['numpy'][1])}/rank {int(rank)}".encode())
+    return int.from_bytes(digest.digest()[:8], "little")
+
+
+def set_rng_state(state: dict[str, Any], rank: int = 0) -> None:
+    """Restore what :func:`rng_state` returned, in the process of rank ``rank``.
+
+    A training checkpoint is written by rank 0, so its states are rank 0's. Rank 0 (and a single process) restores
+    them: torch CPU, NumPy, Python, and the CUDA state of its current device (``torch.cuda.current_device()``) -
+    from a list of per-device states (earlier checkpoints) the entry of that device index, skipped with a warning
+    when the list is shorter; nothing fails because the saved and visible GPU counts differ. A CUDA state is
+    ignored without CUDA, and a checkpoint written without CUDA leaves the CUDA generator as seeded.
+
+    Any other rank would draw rank 0's very numbers with rank 0's states (training seeds rank ``r`` with
+    ``seed + r`` so that they differ), and its own states are not in the file: it seeds torch CPU, its current
+    CUDA device, NumPy and Python from a hash of the saved states and ``rank`` instead, distinct per rank and the
+    same on every resume from that checkpoint.
+
+    Args:
+        state: a checkpoint's ``rng``. rank: this process's rank (``DistInfo.rank``; 0 without DDP).
+
+    Raises:
+        KeyError: ``state`` lacks ``torch`` / ``numpy`` / ``python``.
+    """
+    if rank != 0:
+        seed = _rank_seed(state, rank)
+        torch.default_generator.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed(seed)  # the current device only
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        return
     torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if torch.cuda.is_available():
+        device = torch.cuda.current_device()
+        cuda = _saved_cuda_state(state.get("cuda"), device)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
     keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]

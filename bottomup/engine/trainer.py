@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -90,6 +91,8 @@ class EpochSampler(Sampler):
 
     Yields ``(index, epoch)`` pairs: the dataset derives its augmentation randomness from
     ``(seed, epoch, index)``, so a run is reproducible whatever the number of workers and after a resume.
+    ``set_epoch(epoch, start)`` leaves out the first ``start`` indices of this process's order for that epoch (a
+    resume inside the epoch): the rest come as in an uninterrupted epoch, with the same ``(index, epoch)``.
     """
 
     def __init__(self, size: int, dist_info: DistInfo, seed: int, shuffle: bool = True) -> None:
@@ -102,16 +105,25 @@ class EpochSampler(Sampler):
             drop_last=dist_info.world_size > 1,
         )
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Shuffle for ``epoch``, leaving out the first ``start`` indices of this process's order (0: the whole
+        epoch; ``start`` = batches already trained x batch size).
+
+        Raises:
+            ValueError: ``start`` is negative.
+        """
+        if start < 0:
+            raise ValueError(f"EpochSampler.set_epoch: start must be >= 0 (indices to leave out), got {start}")
+        self.epoch, self.start = epoch, int(start)
         self.inner.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((i, self.epoch) for i in self.inner)
+        return ((i, self.epoch) for i in itertools.islice(self.inner, self.start, None))
 
     def __len__(self) -> int:
-        return len(self.inner)
+        return max(len(self.inner) - self.start, 0)
 
 
 @dataclass
@@ -123,6 +135,8 @@ class TrainState:
         optimizer, scheduler: stepped once per iteration.
         scaler: the fp16 ``GradScaler`` (disabled for fp32 / bf16: saved as ``None``).
         epoch: epochs completed. step: optimiser steps completed. best_ap: best validation AP so far (-1: none).
+        batch: batches of epoch ``epoch`` already trained (an epoch cut short by ``max_steps``; 0 at an epoch's
+            start): a resume continues with the next one.
         config: the resolved config as YAML text, saved so that the checkpoint can rebuild its network.
     """
 
@@ -134,6 +148,7 @@ class TrainState:
     step: int = 0
     best_ap: float = -1.0
     config: str = ""
+    batch: int = 0
 
     def state_dict(self, metrics: dict[str, float] | None = None) -> dict[str, Any]:
         """The checkpoint (``bottomup.engine.checkpoint`` format): weights, optimiser, schedule, scaler, counters,
@@ -145,14 +160,16 @@ class TrainState:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": self.epoch,
             "step": self.step,
+            "batch": self.batch,
             "rng": rng_state(),
             "config": self.config,
             "metrics": {**(metrics or {}), "best_ap": self.best_ap},
         }
 
-    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+    def load_state_dict(self, checkpoint: dict[str, Any], rank: int = 0) -> None:
         """Continue from a checkpoint written by :meth:`state_dict`: weights, optimiser moments, schedule position,
-        scaler, counters and random states.
+        scaler, counters and random states (``rank``: this process's; rank 0 continues the saved random states,
+        other ranks draw streams of their own, see :func:`~bottomup.engine.checkpoint.set_rng_state`).
 
         The hyperparameters are this state's own, not the checkpoint's: the optimiser's (``lr``,
         ``weight_decay``, betas, ...) and the schedule's base LRs are kept as built from the current config, and the
@@ -179,8 +196,9 @@ class TrainState:
             self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_state(checkpoint["rng"])
+        set_rng_state(checkpoint["rng"], rank=rank)
         self.epoch, self.step = int(checkpoint["epoch"]), int(checkpoint["step"])
+        self.batch = int(checkpoint.get("batch", 0))  # checkpoints before "batch" restart the epoch
         self.best_ap = float(checkpoint.get("metrics", {}).get("best_ap", -1.0))
 
 
@@ -317,9 +335,7 @@ def train_one_epoch(
     seen = skipped = images = 0
     t0 = time.perf_counter()
     logger.start_epoch(epoch, total)
-    for it, batch in enumerate(loader):
-        if it >= total:
-            break
+    for batch in itertools.islice(loader, total):  # never loads a batch past the last one trained
         logger.tick()
         if batch is None:
             skipped += int(loader.batch_size or 0)
@@ -389,11 +405,14 @@ def fit(
 
     After every epoch rank 0 writes ``<run_dir>/last.pt``; every ``eval_every`` epochs it calls ``evaluate()``
     (the validation AP table), logs it and keeps ``best.pt`` by AP. An epoch cut short by ``max_steps`` is not
-    counted as completed, so a resume continues inside it.
+    counted as completed: its trained batches are saved (``state.batch``), and a resume continues inside it with
+    the next batch, the sampler leaving out the ``state.batch x loader.batch_size`` indices already trained, so
+    that the run trains the samples (and augmentations) of an uninterrupted one.
 
     Args:
         model: the network to run (DDP / compiled wrapper of ``state.model``).
-        criterion, state, loader, device: as :func:`train_one_epoch`. sampler: its epoch is set each epoch.
+        criterion, state, loader, device: as :func:`train_one_epoch`; ``loader`` batches ``loader.batch_size``
+            indices of ``sampler``. sampler: its epoch (and start, on a resume inside an epoch) is set each epoch.
         run_dir: where the checkpoints go. epochs: total epochs (``trainer.epochs``).
         iters_per_epoch: batches per epoch. max_steps: total step cap (``trainer.max_steps``).
         evaluate: ``() -> {"AP": ..., ...}`` or ``None``. eval_every: epochs between evaluations (0 = off).
@@ -409,20 +428,29 @@ def fit(
     Raises:
         NonFiniteLossError: a non-finite loss (from :func:`train_one_epoch`) or non-finite weights; its message
             says which checkpoint is on disk and how to continue.
+        ValueError: a resume inside an epoch with a ``loader`` built on a batch sampler (no ``batch_size``).
     """
     summary: dict[str, Any] = {}
     means: dict[str, float] = {}
     for epoch in range(state.epoch, int(epochs)):
         if max_steps is not None and state.step >= int(max_steps):
             break
-        sampler.set_epoch(epoch)
-        limit = iters_per_epoch if max_steps is None else min(iters_per_epoch, int(max_steps) - state.step)
+        start = state.batch if epoch == state.epoch else 0  # batches of this epoch trained before a resume
+        if start >= iters_per_epoch:  # resumed with fewer iterations per epoch than it had trained
+            state.epoch, state.batch = epoch + 1, 0
+            continue
+        if start and loader.batch_size is None:
+            raise ValueError("fit: resuming inside an epoch needs a loader with a batch_size (not a batch_sampler)")
+        sampler.set_epoch(epoch, start * int(loader.batch_size or 1))
+        remaining = iters_per_epoch - start
+        limit = remaining if max_steps is None else min(remaining, int(max_steps) - state.step)
         try:
             means = train_one_epoch(model, criterion, state, loader, device, epoch, max_iters=limit, logger=logger,
                                     **step_settings)  # fmt: skip
         except NonFiniteLossError as e:
             raise NonFiniteLossError(f"{e} {on_disk(run_dir)}") from None
-        state.epoch = epoch + 1 if limit == iters_per_epoch else epoch
+        cut = limit < remaining  # by max_steps: the epoch goes on after a resume
+        state.epoch, state.batch = (epoch, start + limit) if cut else (epoch + 1, 0)
         metrics = {f"train/{k}": v for k, v in means.items()}
         if is_main:
             scales = " ".join(f"{v:.3e}" for k, v in means.items() if k.startswith("scale/"))  # SWAHR only
@@ -449,5 +477,7 @@ def fit(
             save_checkpoint(state.state_dict(metrics), run_dir / "last.pt")
             if logger is not None:
                 logger.flush()
+        if cut:
+            break
     summary.update(step=state.step, best_ap=state.best_ap, last=str(run_dir / "last.pt"), **means)
     return summary
