@@ -177,7 +177,7 @@ def has_scale_heads(state: Mapping[str, Any]) -> bool:
 
 def read_architecture(state: Mapping[str, Any]) -> Architecture | None:
     """The HigherHRNet that ``state`` (an unwrapped ``state_dict``: names -> tensors) is the weights of, read
-    from its key names and the shapes of a few tensors; never raises on other dicts.
+    from its key names and the shapes of a few tensors (values need a ``.shape``).
 
     Returns:
         the :class:`Architecture`, or ``None`` when ``state`` is not a HigherHRNet's: no
