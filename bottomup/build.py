@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,16 @@ from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.engine.distributed import DistInfo
 from bottomup.engine.inference import config_test_group
 from bottomup.engine.trainer import EpochSampler, TrainState
-from bottomup.models import load_official_checkpoint
+from bottomup.models.weights import (
+    HEAD_PREFIXES,
+    describe_weights,
+    holds_weights,
+    is_project_checkpoint,
+    load_official_checkpoint,
+    match_for_finetuning,
+    mismatch_summary,
+    unwrap_state_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -411,10 +419,10 @@ def config_differences(
 
 
 # --------------------------------------------------------------------------------------- checkpoint -> model
-def is_project_checkpoint(obj: Any) -> bool:
-    """Whether a loaded file is a checkpoint of this project (``{"model": state_dict, "config", ...}``), as
-    opposed to a raw / ``{"state_dict": ...}`` official HigherHRNet checkpoint."""
-    return isinstance(obj, dict) and isinstance(obj.get("model"), dict) and ("config" in obj or "epoch" in obj)
+# Here: what needs a config (which one builds the network, the messages naming its keys) and the files (read
+# weights-only, CheckpointError). Every tensor-level step -- unwrapping, the official / project layouts, matching
+# a state dict against a model, the architecture a state dict describes -- is bottomup.models.weights';
+# is_project_checkpoint, HEAD_PREFIXES, mismatch_summary and describe_weights are its names, kept here too.
 
 
 def _map_legacy_targets(node: Any) -> Any:
@@ -515,9 +523,7 @@ def load_model(
             config, info["metrics"], kind="project" if is_project_checkpoint(checkpoint) else "official"
         )
     if is_project_checkpoint(checkpoint):
-        state = dict(checkpoint["model"])
-        if state and all(k.startswith("module.") for k in state):
-            state = {k[len("module.") :]: v for k, v in state.items()}
+        state = unwrap_state_dict(checkpoint)  # its "model", wrapper prefixes stripped
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -549,52 +555,20 @@ def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, ki
     return ", ".join(parts)
 
 
-def mismatch_summary(error: BaseException) -> str:
-    """``load_state_dict``'s error in one line: the number of missing / unexpected keys and size mismatches, with
-    the first size mismatch (instead of hundreds of lines)."""
-    text = str(error)
-    sizes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape (\S+) from checkpoint, the shape in "
-                       r"current model is (\S+)\.", text)  # fmt: skip
-    missing = re.search(r"Missing key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
-    unexpected = re.search(r"Unexpected key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
-    parts = []
-    if sizes:
-        key, theirs, ours = sizes[0]
-        parts.append(f"{len(sizes)} tensors of other shapes (e.g. {key}: {theirs} in the file, {ours} in the model)")
-    for what, found in (("missing", missing), ("unexpected", unexpected)):
-        if found:
-            keys = [k.strip().strip('"') for k in found.group(1).split(",") if k.strip()]
-            parts.append(f"{len(keys)} {what} keys (e.g. {keys[0]})")
-    return "; ".join(parts) if parts else (text.splitlines() or ["weights do not fit"])[0]
-
-
-#: ``state_dict`` prefixes of the prediction head: tensors here whose shape depends on K (the data set's keypoints);
-#: ``conv_scale_layers`` are the SWAHR scale heads (absent from HigherHRNet checkpoints: a SWAHR model fine-tuned
-#: from one starts them fresh, at the official zero output).
-HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.", "conv_scale_layers.")
-
-
 def checkpoint_state_dict(checkpoint: Any, name: str = "<checkpoint>") -> dict[str, torch.Tensor]:
     """The weights of a loaded checkpoint as a plain ``state_dict``: a project checkpoint's ``model``, an official
-    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``), ``module.`` (DDP) prefixes stripped.
+    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``), ``module.`` (DDP) / ``_orig_mod.`` prefixes
+    stripped (``bottomup.models.weights.holds_weights`` / ``unwrap_state_dict``).
 
     Raises:
         CheckpointError: neither (the message names ``name``).
     """
-    if is_project_checkpoint(checkpoint):
-        state = dict(checkpoint["model"])
-    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        state = dict(checkpoint["state_dict"])
-    elif isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        state = dict(checkpoint)
-    else:
+    if not holds_weights(checkpoint):
         raise CheckpointError(
             f"checkpoint {name} holds no weights (not a last.pt / best.pt of this project nor an official "
             "HigherHRNet state_dict)"
         )
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+    return unwrap_state_dict(checkpoint)
 
 
 def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "checkpoint") -> dict[str, list[str]]:
@@ -623,19 +597,8 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     name = os.fspath(path)
     state = checkpoint_state_dict(load_checkpoint(name), name)
     own = model.state_dict()
-    loaded, reinit, bad = [], [], []
-    for k, v in own.items():
-        theirs = state.get(k)
-        if theirs is not None and tuple(theirs.shape) == tuple(v.shape):
-            loaded.append(k)
-        elif k.startswith(HEAD_PREFIXES):
-            reinit.append(k)
-        else:
-            bad.append(
-                k if theirs is None else f"{k}: {tuple(theirs.shape)} in the file, {tuple(v.shape)} in the model"
-            )
-    ignored = [k for k in state if k not in own]
-    bad += [f"{k}: in the file, not in the model" for k in ignored if not k.startswith(HEAD_PREFIXES)]
+    split = match_for_finetuning(state, own, HEAD_PREFIXES)
+    loaded, reinit, ignored, bad = split["loaded"], split["reinitialised"], split["ignored"], split["unfit"]
     if bad or not loaded:
         described = describe_weights(state)
         ours = describe_weights(own)
@@ -655,18 +618,6 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     if ignored:
         log.info("%s=%s: %d tensors of the file are not in this model (e.g. %s)", key, name, len(ignored), ignored[0])
     return {"loaded": loaded, "reinitialised": reinit, "ignored": ignored}
-
-
-def describe_weights(state: dict[str, Any]) -> str:
-    """``"W32, K=17"``-style summary of a HigherHRNet state_dict (width from ``transition1``, K from the last
-    head), or ``"not a HigherHRNet"``; for messages about weights that do not fit a model."""
-    width = state.get("transition1.0.0.weight")
-    heads = sorted(k for k in state if k.startswith("final_layers.") and k.endswith(".weight"))
-    if width is None or not heads:
-        return "not a HigherHRNet"
-    last = int(state[heads[-1]].shape[0])
-    swahr = ", SWAHR" if any(k.startswith("conv_scale_layers.") for k in state) else ""
-    return f"W{int(width.shape[0])}, " + (f"K={last}" if len(heads) > 1 else f"{last} output channels") + swahr
 
 
 def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
