@@ -74,6 +74,26 @@ def compose_train_config(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
+def keypoint_dataset(ann_file, image_dir, keypoint_names, flip_pairs, output_strides=(4, 2), *, train=True, seed=None,
+                     **settings):  # fmt: skip
+    """``KeypointDataset.from_files`` with its settings given by field name (``input_size=256, mask_warp="float"``),
+    each passed to the settings dataclass (``bottomup.data.settings``) that has the field."""
+    import dataclasses
+
+    from bottomup.data import AnnotationSettings, AugmentationSettings, KeypointDataset, TargetSettings
+
+    parts = {}
+    for arg, cls in (("annotations", AnnotationSettings), ("augmentation", AugmentationSettings),
+                     ("targets", TargetSettings)):  # fmt: skip
+        fields = {f.name for f in dataclasses.fields(cls)}
+        parts[arg] = cls(**{k: settings.pop(k) for k in list(settings) if k in fields})
+    if settings:
+        raise TypeError(f"no settings dataclass has {sorted(settings)}")
+    return KeypointDataset.from_files(
+        ann_file, image_dir, keypoint_names, flip_pairs, output_strides, train=train, seed=seed, **parts
+    )
+
+
 @pytest.fixture(scope="session")
 def quickstart_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly trained quickstart checkpoint (30 steps, no evaluation) for tests that need real weights."""
