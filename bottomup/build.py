@@ -47,6 +47,7 @@ __all__ = [
     "LEGACY_TARGETS",
     "compose",
     "experiments",
+    "data_layout",
     "as_config",
     "prepare_data_root",
     "build_model",
@@ -95,6 +96,15 @@ def compose(config_name: str = "train", overrides: Sequence[str] = (), experimen
     args = list(overrides) + ([f"experiment={experiment}"] if experiment else [])
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=args)
+
+
+def data_layout(name: str) -> KeypointLayout:
+    """The keypoint layout of ``conf/data/<name>.yaml`` (with the files its ``defaults`` name; no data root needed).
+
+    Raises:
+        hydra.errors.MissingConfigException: no such data config. ValueError: as ``KeypointLayout``.
+    """
+    return KeypointLayout.from_config(compose("train", [f"data={name}"]).data)
 
 
 def experiments() -> list[str]:

@@ -53,7 +53,9 @@ def coco_root(data_root: Path) -> Path:
 
 def layout_from_config(name: str) -> KeypointLayout:
     """KeypointLayout from ``conf/data/<name>.yaml`` (following its ``defaults``)."""
-    return KeypointLayout.from_config(CONF / "data" / f"{name}.yaml")
+    from bottomup.build import data_layout
+
+    return data_layout(name)
 
 
 @pytest.fixture(scope="session")
