@@ -530,3 +530,46 @@ def test_dataloader_worker_batches_match_main_process(coco_root, coco_layout):
     assert torch.equal(batch["image"], ref["image"]) and torch.equal(batch["tag_indices"], ref["tag_indices"])
     for a, b in zip(batch["heatmaps"] + batch["masks"], ref["heatmaps"] + ref["masks"], strict=True):
         assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+
+def test_settings_check_their_values_and_name_the_key():
+    from bottomup.data.settings import AnnotationSettings, AugmentationSettings, TargetSettings
+
+    assert TargetSettings(sigma=3.0).base_sigma == 3.0 and TargetSettings(base_sigma=1.5).base_sigma == 1.5
+    assert AugmentationSettings(max_rotation=30).max_rotation == 30.0
+    assert TargetSettings(input_size=256.0).input_size == 256
+    cases = [
+        (lambda: AugmentationSettings(scale_type="wide"), r"data\.augmentation\.scale_type must be one of \('short', 'long'\)"),
+        (lambda: AugmentationSettings(mask_warp="nearest"), r"data\.augmentation\.mask_warp must be one of"),
+        (lambda: AugmentationSettings(min_scale=0.0), r"data\.augmentation\.min_scale must be > 0"),
+        (lambda: AugmentationSettings(max_translate=-1.0), r"data\.augmentation\.max_translate must be >= 0"),
+        (lambda: TargetSettings(joint_rounding="round"), r"data\.joint_rounding must be one of \('trunc', 'floor'\)"),
+        (lambda: TargetSettings(input_size=0), r"data\.input_size must be an integer >= 1"),
+        (lambda: TargetSettings(sigma=float("nan")), r"data\.sigma must be a finite number"),
+        (lambda: TargetSettings(scale_aware_sigma=True, base_size=0.0), r"data\.base_size > 0 and data\.base_sigma > 0"),
+        (lambda: TargetSettings(int_sigma="false"), r"data\.int_sigma must be true or false"),
+        (lambda: AnnotationSettings(max_images=1.5), r"data\.max_images must be an integer >= 1"),
+    ]  # fmt: skip
+    for make, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
+def test_data_package_reads_no_config_library():
+    """The config stays at the edge (``bottomup.build``): no module of ``bottomup.data`` imports Hydra / OmegaConf,
+    and the settings import without torch."""
+    import ast
+    import subprocess
+    import sys
+
+    package = Path(__file__).resolve().parents[1] / "bottomup" / "data"
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] in ("hydra", "omegaconf")], path.name
+    code = "import sys, bottomup.data.settings; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
