@@ -12,11 +12,12 @@ checkpoint into a model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hydra
 import torch
@@ -25,8 +26,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bottomup.codec import GROUPING_KEYS, AssociativeEmbeddingCodec
-from bottomup.data import KeypointDataset, collate
-from bottomup.data.keypoints import KeypointLayout
+from bottomup.data.annotations import CocoKeypointAnnotations
+from bottomup.data.augmentation import Augmentation
+from bottomup.data.batch import collate
+from bottomup.data.dataset import KeypointDataset
+from bottomup.data.encoding import TargetEncoder
+from bottomup.data.keypoints import KeypointLayout, flip_index_from_pairs
+from bottomup.data.settings import AnnotationSettings, AugmentationSettings, TargetSettings
 from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.engine.distributed import DistInfo
 from bottomup.engine.inference import config_test_group
@@ -49,12 +55,14 @@ __all__ = [
     "LEGACY_TARGETS",
     "compose",
     "experiments",
+    "data_layout",
     "as_config",
     "prepare_data_root",
     "build_model",
     "build_loss",
     "build_optimizer",
     "build_codec",
+    "settings_from_config",
     "build_train_dataset",
     "build_train_loader",
     "build_train_state",
@@ -96,6 +104,15 @@ def compose(config_name: str = "train", overrides: Sequence[str] = (), experimen
     args = list(overrides) + ([f"experiment={experiment}"] if experiment else [])
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=args)
+
+
+def data_layout(name: str) -> KeypointLayout:
+    """The keypoint layout of ``conf/data/<name>.yaml`` (with the files its ``defaults`` name; no data root needed).
+
+    Raises:
+        hydra.errors.MissingConfigException: no such data config. ValueError: as ``KeypointLayout``.
+    """
+    return KeypointLayout.from_config(compose("train", [f"data={name}"]).data)
 
 
 def experiments() -> list[str]:
@@ -163,7 +180,7 @@ def complete_data_layout(data_cfg: DictConfig) -> None:
             keypoint or has the wrong length, or the annotation files have another K (each message names the key
             or file to change).
     """
-    from bottomup.data.dataset import keypoint_categories
+    from bottomup.data.annotations import keypoint_categories
     from bottomup.data.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, layout_from_category
 
     unset = [k for k in LAYOUT_KEYS if k in data_cfg and data_cfg[k] is None]
@@ -218,7 +235,7 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
         raise ValueError(f"data config {data_cfg.get('name')!r}: {e} (fix the data.* list it names)") from e
     val_ann = Path(str(data_cfg.val_ann))
     if val_ann.is_file():
-        from bottomup.data.dataset import keypoint_categories
+        from bottomup.data.annotations import keypoint_categories
 
         file_names = list(keypoint_categories(_read_json(val_ann), val_ann)[0]["keypoints"])
         if len(file_names) != k:
@@ -290,57 +307,82 @@ def build_optimizer(
 
 
 def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
-    """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``
-    and the grouping settings of ``test``.
+    """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``,
+    ``data.joint_rounding`` (:class:`~bottomup.data.settings.TargetSettings`, its defaults for keys an older saved
+    config lacks) and the grouping settings of ``test``.
 
     Raises:
-        ValueError: a layout whose names do not match (``bottomup.data.keypoints.KeypointLayout``).
+        ValueError: a layout whose names do not match (``bottomup.data.keypoints.KeypointLayout``), or a target
+            setting out of range (the message names the ``data.*`` key).
     """
+    targets = settings_from_config(TargetSettings, cfg.data)
     group = config_test_group(cfg)
     settings = {k: group[k] for k in GROUPING_KEYS if k in group}
-    settings.setdefault("max_people", int(cfg.data.max_people))
+    settings.setdefault("max_people", targets.max_people)
     return AssociativeEmbeddingCodec.from_layout(
         KeypointLayout.from_config(cfg.data),
-        sigma=float(cfg.data.sigma),
+        sigma=targets.sigma,
         strides=list(cfg.model.strides),
-        joint_rounding=str(cfg.data.get("joint_rounding", "trunc")),
+        joint_rounding=targets.joint_rounding,
         **settings,
     )
+
+
+_Settings = TypeVar("_Settings")
+
+
+def settings_from_config(cls: type[_Settings], node: DictConfig, strict: bool = False) -> _Settings:
+    """A settings dataclass (``bottomup.data.settings``) filled from the config node that holds its keys: each field
+    takes the node's key of the same name, or its default when the node lacks it (e.g. the config saved by an
+    older checkpoint).
+
+    Args:
+        cls: the dataclass; its ``config_node`` (e.g. ``"data.augmentation"``) names ``node`` in messages.
+        node: the config node (interpolations resolved on access).
+        strict: every key of ``node`` must be a field (for a node that holds only this dataclass's keys).
+
+    Raises:
+        ValueError: with ``strict``, a key that is no field (a misspelt setting); or the dataclass's own check.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    if strict:
+        unknown = sorted(str(k) for k in node if k not in names)
+        if unknown:
+            prefix = getattr(cls, "config_node", "")
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)}: {prefix} holds {', '.join(names)}"
+            )
+    return cls(**{name: node[name] for name in names if name in node})
 
 
 def build_train_dataset(
     data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0
 ) -> KeypointDataset:
-    """The training ``KeypointDataset`` from ``conf/data/*.yaml`` (augmentation on when ``train``, including
-    ``augmentation.scale_type`` / ``mask_warp``); its codec has ``data.sigma``, ``strides``, ``data.max_people`` and
-    ``data.joint_rounding``; scale-aware sigma from ``data.scale_aware_sigma`` / ``base_size`` / ``base_sigma`` /
-    ``int_sigma``."""
-    aug = data_cfg.augmentation
-    return KeypointDataset(
-        ann_file=str(data_cfg.train_ann),
-        image_dir=str(data_cfg.train_images),
-        keypoint_names=list(data_cfg.keypoint_names),
-        flip_pairs=[list(p) for p in data_cfg.flip_pairs],
-        input_size=int(data_cfg.input_size),
-        output_strides=list(strides),
-        sigma=float(data_cfg.sigma),
-        max_people=int(data_cfg.max_people),
-        train=train,
-        max_rotation=float(aug.max_rotation),
-        min_scale=float(aug.min_scale),
-        max_scale=float(aug.max_scale),
-        max_translate=float(aug.max_translate),
-        flip_prob=float(aug.flip_prob),
-        max_images=data_cfg.get("max_images"),
-        seed=seed,
-        scale_type=str(aug.scale_type),
-        mask_warp=str(aug.mask_warp),
-        scale_aware_sigma=bool(data_cfg.scale_aware_sigma),
-        base_size=float(data_cfg.base_size),
-        base_sigma=float(data_cfg.base_sigma),
-        int_sigma=bool(data_cfg.int_sigma),
-        joint_rounding=str(data_cfg.joint_rounding),
+    """The training ``KeypointDataset`` of ``conf/data/*.yaml``: the annotations of ``data.train_ann`` /
+    ``data.train_images`` (:class:`~bottomup.data.settings.AnnotationSettings`), the augmentation of
+    ``data.augmentation`` (:class:`~bottomup.data.settings.AugmentationSettings`; random when ``train``, drawn from
+    ``seed``) and the targets at ``strides`` (``model.strides``) of the ``data.*`` target keys
+    (:class:`~bottomup.data.settings.TargetSettings`).
+
+    Raises:
+        FileNotFoundError: the annotation file or image folder does not exist.
+        ValueError: a setting out of range or an unknown ``data.augmentation`` key (the message names it), or the
+            annotation file is refused (``bottomup.data.annotations.CocoKeypointAnnotations``).
+    """
+    names = list(data_cfg.keypoint_names)
+    flip_index = flip_index_from_pairs(names, [list(p) for p in data_cfg.flip_pairs])
+    targets = settings_from_config(TargetSettings, data_cfg)
+    augmentation = settings_from_config(AugmentationSettings, data_cfg.augmentation, strict=True)
+    encoder = TargetEncoder(targets, len(names), strides, flip_index)
+    augment = Augmentation(augmentation, targets.input_size, strides, flip_index)
+    source = CocoKeypointAnnotations(
+        str(data_cfg.train_ann),
+        str(data_cfg.train_images),
+        names,
+        settings_from_config(AnnotationSettings, data_cfg),
+        require_boxes=targets.scale_aware_sigma,
     )
+    return KeypointDataset(source, augment, encoder, train=train, seed=seed)
 
 
 def build_train_loader(

@@ -6,10 +6,8 @@ from the *named* lists of the data config, so no module hard-codes a number of j
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -115,22 +113,13 @@ class KeypointLayout:
 
     @classmethod
     def from_config(cls, data: Any) -> KeypointLayout:
-        """Layout from a data config (``conf/data/*.yaml``, a mapping or DictConfig with ``keypoint_names`` and
-        optional ``flip_pairs``, ``skeleton``, ``joint_order``, ``oks_sigmas``, ``category_id``), or from the path of such a
-        YAML file (its ``defaults`` base files in the same folder are merged first).
+        """Layout from a data config (``conf/data/*.yaml`` composed: a mapping or DictConfig with ``keypoint_names``
+        and optional ``flip_pairs``, ``skeleton``, ``joint_order``, ``oks_sigmas``, ``category_id``);
+        ``bottomup.build.data_layout`` gives the layout of a data config by name.
 
         Raises:
             ValueError: as the constructor.
         """
-        if isinstance(data, (str, os.PathLike)):
-            from omegaconf import OmegaConf
-
-            path = Path(data)
-            cfg = OmegaConf.load(path)
-            for base in cfg.get("defaults", []):
-                if base != "_self_":
-                    cfg = OmegaConf.merge(OmegaConf.load(path.parent / f"{base}.yaml"), cfg)
-            data = cfg
         return cls(
             keypoint_names=list(data["keypoint_names"]),
             flip_pairs=[list(p) for p in (data.get("flip_pairs") or [])],

@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from bottomup.data.dataset import keypoint_categories
+from bottomup.data.annotations import keypoint_categories
 from bottomup.data.io import ImageReadError, load_image
 from bottomup.data.keypoints import KeypointLayout
 from bottomup.data.validate import check_keypoint_annotations
