@@ -15,10 +15,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hydra
 import torch
@@ -27,8 +26,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bottomup.codec import AssociativeEmbeddingCodec, GroupingSettings
-from bottomup.core.keypoints import KeypointLayout
-from bottomup.data import KeypointDataset, collate
+from bottomup.core.keypoints import KeypointLayout, flip_index_from_pairs
+from bottomup.data.annotations import CocoKeypointAnnotations
+from bottomup.data.augmentation import Augmentation
+from bottomup.data.batch import collate
+from bottomup.data.dataset import KeypointDataset
+from bottomup.data.encoding import TargetEncoder
+from bottomup.data.settings import AnnotationSettings, AugmentationSettings, TargetSettings
 from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.engine.distributed import DistInfo
 from bottomup.engine.estimator import PoseEstimator
@@ -36,7 +40,16 @@ from bottomup.engine.evaluator import ValSet
 from bottomup.engine.evaluator import evaluate_model as _evaluate_estimator
 from bottomup.engine.settings import TestSettings
 from bottomup.engine.trainer import EpochSampler, TrainState
-from bottomup.models import load_official_checkpoint
+from bottomup.models.weights import (
+    HEAD_PREFIXES,
+    describe_weights,
+    holds_weights,
+    is_project_checkpoint,
+    load_official_checkpoint,
+    match_for_finetuning,
+    mismatch_summary,
+    unwrap_state_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,7 @@ __all__ = [
     "LEGACY_TARGETS",
     "compose",
     "experiments",
+    "data_layout",
     "as_config",
     "prepare_data_root",
     "build_model",
@@ -57,6 +71,7 @@ __all__ = [
     "val_set",
     "evaluate_model",
     "register_schemas",
+    "settings_from_config",
     "build_train_dataset",
     "build_train_loader",
     "build_train_state",
@@ -130,6 +145,15 @@ def compose(config_name: str = "train", overrides: Sequence[str] = (), experimen
         return hydra_compose(config_name=config_name, overrides=args)
 
 
+def data_layout(name: str) -> KeypointLayout:
+    """The keypoint layout of ``conf/data/<name>.yaml`` (with the files its ``defaults`` name; no data root needed).
+
+    Raises:
+        hydra.errors.MissingConfigException: no such data config. ValueError: as ``KeypointLayout``.
+    """
+    return KeypointLayout.from_config(compose("train", [f"data={name}"]).data)
+
+
 def experiments() -> list[str]:
     """The experiment names in ``conf/experiment`` (sorted)."""
     return sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -196,7 +220,7 @@ def complete_data_layout(data_cfg: DictConfig) -> None:
             or file to change).
     """
     from bottomup.core.keypoints import COCO_OKS_SIGMAS, DEFAULT_OKS_SIGMA, layout_from_category
-    from bottomup.data.dataset import keypoint_categories
+    from bottomup.data.annotations import keypoint_categories
 
     unset = [k for k in LAYOUT_KEYS if k in data_cfg and data_cfg[k] is None]
     if unset:
@@ -250,7 +274,7 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
         raise ValueError(f"data config {data_cfg.get('name')!r}: {e} (fix the data.* list it names)") from e
     val_ann = Path(str(data_cfg.val_ann))
     if val_ann.is_file():
-        from bottomup.data.dataset import keypoint_categories
+        from bottomup.data.annotations import keypoint_categories
 
         file_names = list(keypoint_categories(_read_json(val_ann), val_ann)[0]["keypoints"])
         if len(file_names) != k:
@@ -407,54 +431,79 @@ def evaluate_model(
 
 
 def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
-    """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``
-    and the grouping settings of ``test``.
+    """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``,
+    ``data.joint_rounding`` (:class:`~bottomup.data.settings.TargetSettings`, its defaults for keys an older saved
+    config lacks) and the grouping settings of ``test``.
 
     Raises:
-        ValueError: a layout whose names do not match (``bottomup.core.keypoints.KeypointLayout``).
+        ValueError: a layout whose names do not match (``bottomup.core.keypoints.KeypointLayout``), or a target
+            setting out of range (the message names the ``data.*`` key).
     """
+    targets = settings_from_config(TargetSettings, cfg.data)
     return AssociativeEmbeddingCodec.from_layout(
         KeypointLayout.from_config(cfg.data),
-        sigma=float(cfg.data.sigma),
+        sigma=targets.sigma,
         strides=list(cfg.model.strides),
-        joint_rounding=str(cfg.data.get("joint_rounding", "trunc")),
+        joint_rounding=targets.joint_rounding,
         grouping=test_settings(cfg).grouping,
     )
+
+
+_Settings = TypeVar("_Settings")
+
+
+def settings_from_config(cls: type[_Settings], node: DictConfig, strict: bool = False) -> _Settings:
+    """A settings dataclass (``bottomup.data.settings``) filled from the config node that holds its keys: each field
+    takes the node's key of the same name, or its default when the node lacks it (e.g. the config saved by an
+    older checkpoint).
+
+    Args:
+        cls: the dataclass; its ``config_node`` (e.g. ``"data.augmentation"``) names ``node`` in messages.
+        node: the config node (interpolations resolved on access).
+        strict: every key of ``node`` must be a field (for a node that holds only this dataclass's keys).
+
+    Raises:
+        ValueError: with ``strict``, a key that is no field (a misspelt setting); or the dataclass's own check.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    if strict:
+        unknown = sorted(str(k) for k in node if k not in names)
+        if unknown:
+            prefix = getattr(cls, "config_node", "")
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)}: {prefix} holds {', '.join(names)}"
+            )
+    return cls(**{name: node[name] for name in names if name in node})
 
 
 def build_train_dataset(
     data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0
 ) -> KeypointDataset:
-    """The training ``KeypointDataset`` from ``conf/data/*.yaml`` (augmentation on when ``train``, including
-    ``augmentation.scale_type`` / ``mask_warp``); its codec has ``data.sigma``, ``strides``, ``data.max_people`` and
-    ``data.joint_rounding``; scale-aware sigma from ``data.scale_aware_sigma`` / ``base_size`` / ``base_sigma`` /
-    ``int_sigma``."""
-    aug = data_cfg.augmentation
-    return KeypointDataset(
-        ann_file=str(data_cfg.train_ann),
-        image_dir=str(data_cfg.train_images),
-        keypoint_names=list(data_cfg.keypoint_names),
-        flip_pairs=[list(p) for p in data_cfg.flip_pairs],
-        input_size=int(data_cfg.input_size),
-        output_strides=list(strides),
-        sigma=float(data_cfg.sigma),
-        max_people=int(data_cfg.max_people),
-        train=train,
-        max_rotation=float(aug.max_rotation),
-        min_scale=float(aug.min_scale),
-        max_scale=float(aug.max_scale),
-        max_translate=float(aug.max_translate),
-        flip_prob=float(aug.flip_prob),
-        max_images=data_cfg.get("max_images"),
-        seed=seed,
-        scale_type=str(aug.scale_type),
-        mask_warp=str(aug.mask_warp),
-        scale_aware_sigma=bool(data_cfg.scale_aware_sigma),
-        base_size=float(data_cfg.base_size),
-        base_sigma=float(data_cfg.base_sigma),
-        int_sigma=bool(data_cfg.int_sigma),
-        joint_rounding=str(data_cfg.joint_rounding),
+    """The training ``KeypointDataset`` of ``conf/data/*.yaml``: the annotations of ``data.train_ann`` /
+    ``data.train_images`` (:class:`~bottomup.data.settings.AnnotationSettings`), the augmentation of
+    ``data.augmentation`` (:class:`~bottomup.data.settings.AugmentationSettings`; random when ``train``, drawn from
+    ``seed``) and the targets at ``strides`` (``model.strides``) of the ``data.*`` target keys
+    (:class:`~bottomup.data.settings.TargetSettings`).
+
+    Raises:
+        FileNotFoundError: the annotation file or image folder does not exist.
+        ValueError: a setting out of range or an unknown ``data.augmentation`` key (the message names it), or the
+            annotation file is refused (``bottomup.data.annotations.CocoKeypointAnnotations``).
+    """
+    names = list(data_cfg.keypoint_names)
+    flip_index = flip_index_from_pairs(names, [list(p) for p in data_cfg.flip_pairs])
+    targets = settings_from_config(TargetSettings, data_cfg)
+    augmentation = settings_from_config(AugmentationSettings, data_cfg.augmentation, strict=True)
+    encoder = TargetEncoder(targets, len(names), strides, flip_index)
+    augment = Augmentation(augmentation, targets.input_size, strides, flip_index)
+    source = CocoKeypointAnnotations(
+        str(data_cfg.train_ann),
+        str(data_cfg.train_images),
+        names,
+        settings_from_config(AnnotationSettings, data_cfg),
+        require_boxes=targets.scale_aware_sigma,
     )
+    return KeypointDataset(source, augment, encoder, train=train, seed=seed)
 
 
 def build_train_loader(
@@ -533,10 +582,10 @@ def config_differences(
 
 
 # --------------------------------------------------------------------------------------- checkpoint -> model
-def is_project_checkpoint(obj: Any) -> bool:
-    """Whether a loaded file is a checkpoint of this project (``{"model": state_dict, "config", ...}``), as
-    opposed to a raw / ``{"state_dict": ...}`` official HigherHRNet checkpoint."""
-    return isinstance(obj, dict) and isinstance(obj.get("model"), dict) and ("config" in obj or "epoch" in obj)
+# Here: what needs a config (which one builds the network, the messages naming its keys) and the files (read
+# weights-only, CheckpointError). Every tensor-level step -- unwrapping, the official / project layouts, matching
+# a state dict against a model, the architecture a state dict describes -- is bottomup.models.weights';
+# is_project_checkpoint, HEAD_PREFIXES, mismatch_summary and describe_weights are its names, kept here too.
 
 
 def _map_legacy_targets(node: Any) -> Any:
@@ -637,9 +686,7 @@ def load_model(
             config, info["metrics"], kind="project" if is_project_checkpoint(checkpoint) else "official"
         )
     if is_project_checkpoint(checkpoint):
-        state = dict(checkpoint["model"])
-        if state and all(k.startswith("module.") for k in state):
-            state = {k[len("module.") :]: v for k, v in state.items()}
+        state = unwrap_state_dict(checkpoint)  # its "model", wrapper prefixes stripped
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -671,52 +718,20 @@ def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, ki
     return ", ".join(parts)
 
 
-def mismatch_summary(error: BaseException) -> str:
-    """``load_state_dict``'s error in one line: the number of missing / unexpected keys and size mismatches, with
-    the first size mismatch (instead of hundreds of lines)."""
-    text = str(error)
-    sizes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape (\S+) from checkpoint, the shape in "
-                       r"current model is (\S+)\.", text)  # fmt: skip
-    missing = re.search(r"Missing key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
-    unexpected = re.search(r"Unexpected key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
-    parts = []
-    if sizes:
-        key, theirs, ours = sizes[0]
-        parts.append(f"{len(sizes)} tensors of other shapes (e.g. {key}: {theirs} in the file, {ours} in the model)")
-    for what, found in (("missing", missing), ("unexpected", unexpected)):
-        if found:
-            keys = [k.strip().strip('"') for k in found.group(1).split(",") if k.strip()]
-            parts.append(f"{len(keys)} {what} keys (e.g. {keys[0]})")
-    return "; ".join(parts) if parts else (text.splitlines() or ["weights do not fit"])[0]
-
-
-#: ``state_dict`` prefixes of the prediction head: tensors here whose shape depends on K (the data set's keypoints);
-#: ``conv_scale_layers`` are the SWAHR scale heads (absent from HigherHRNet checkpoints: a SWAHR model fine-tuned
-#: from one starts them fresh, at the official zero output).
-HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.", "conv_scale_layers.")
-
-
 def checkpoint_state_dict(checkpoint: Any, name: str = "<checkpoint>") -> dict[str, torch.Tensor]:
     """The weights of a loaded checkpoint as a plain ``state_dict``: a project checkpoint's ``model``, an official
-    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``), ``module.`` (DDP) prefixes stripped.
+    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``), ``module.`` (DDP) / ``_orig_mod.`` prefixes
+    stripped (``bottomup.models.weights.holds_weights`` / ``unwrap_state_dict``).
 
     Raises:
         CheckpointError: neither (the message names ``name``).
     """
-    if is_project_checkpoint(checkpoint):
-        state = dict(checkpoint["model"])
-    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        state = dict(checkpoint["state_dict"])
-    elif isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        state = dict(checkpoint)
-    else:
+    if not holds_weights(checkpoint):
         raise CheckpointError(
             f"checkpoint {name} holds no weights (not a last.pt / best.pt of this project nor an official "
             "HigherHRNet state_dict)"
         )
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+    return unwrap_state_dict(checkpoint)
 
 
 def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "checkpoint") -> dict[str, list[str]]:
@@ -745,19 +760,8 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     name = os.fspath(path)
     state = checkpoint_state_dict(load_checkpoint(name), name)
     own = model.state_dict()
-    loaded, reinit, bad = [], [], []
-    for k, v in own.items():
-        theirs = state.get(k)
-        if theirs is not None and tuple(theirs.shape) == tuple(v.shape):
-            loaded.append(k)
-        elif k.startswith(HEAD_PREFIXES):
-            reinit.append(k)
-        else:
-            bad.append(
-                k if theirs is None else f"{k}: {tuple(theirs.shape)} in the file, {tuple(v.shape)} in the model"
-            )
-    ignored = [k for k in state if k not in own]
-    bad += [f"{k}: in the file, not in the model" for k in ignored if not k.startswith(HEAD_PREFIXES)]
+    split = match_for_finetuning(state, own, HEAD_PREFIXES)
+    loaded, reinit, ignored, bad = split["loaded"], split["reinitialised"], split["ignored"], split["unfit"]
     if bad or not loaded:
         described = describe_weights(state)
         ours = describe_weights(own)
@@ -777,18 +781,6 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     if ignored:
         log.info("%s=%s: %d tensors of the file are not in this model (e.g. %s)", key, name, len(ignored), ignored[0])
     return {"loaded": loaded, "reinitialised": reinit, "ignored": ignored}
-
-
-def describe_weights(state: dict[str, Any]) -> str:
-    """``"W32, K=17"``-style summary of a HigherHRNet state_dict (width from ``transition1``, K from the last
-    head), or ``"not a HigherHRNet"``; for messages about weights that do not fit a model."""
-    width = state.get("transition1.0.0.weight")
-    heads = sorted(k for k in state if k.startswith("final_layers.") and k.endswith(".weight"))
-    if width is None or not heads:
-        return "not a HigherHRNet"
-    last = int(state[heads[-1]].shape[0])
-    swahr = ", SWAHR" if any(k.startswith("conv_scale_layers.") for k in state) else ""
-    return f"W{int(width.shape[0])}, " + (f"K={last}" if len(heads) > 1 else f"{last} output channels") + swahr
 
 
 def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bottomup.data.keypoints import KeypointLayout
+from bottomup.core.keypoints import KeypointLayout
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -53,7 +53,9 @@ def coco_root(data_root: Path) -> Path:
 
 def layout_from_config(name: str) -> KeypointLayout:
     """KeypointLayout from ``conf/data/<name>.yaml`` (following its ``defaults``)."""
-    return KeypointLayout.from_config(CONF / "data" / f"{name}.yaml")
+    from bottomup.build import data_layout
+
+    return data_layout(name)
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +74,26 @@ def compose_train_config(overrides: list[str]):
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+def keypoint_dataset(ann_file, image_dir, keypoint_names, flip_pairs, output_strides=(4, 2), *, train=True, seed=None,
+                     **settings):  # fmt: skip
+    """``KeypointDataset.from_files`` with its settings given by field name (``input_size=256, mask_warp="float"``),
+    each passed to the settings dataclass (``bottomup.data.settings``) that has the field."""
+    import dataclasses
+
+    from bottomup.data import AnnotationSettings, AugmentationSettings, KeypointDataset, TargetSettings
+
+    parts = {}
+    for arg, cls in (("annotations", AnnotationSettings), ("augmentation", AugmentationSettings),
+                     ("targets", TargetSettings)):  # fmt: skip
+        fields = {f.name for f in dataclasses.fields(cls)}
+        parts[arg] = cls(**{k: settings.pop(k) for k in list(settings) if k in fields})
+    if settings:
+        raise TypeError(f"no settings dataclass has {sorted(settings)}")
+    return KeypointDataset.from_files(
+        ann_file, image_dir, keypoint_names, flip_pairs, output_strides, train=train, seed=seed, **parts
+    )
 
 
 @pytest.fixture(scope="session")

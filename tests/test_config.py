@@ -164,3 +164,58 @@ def test_swahr_experiment_is_the_official_recipe(experiment: str, coco_root: Pat
         evaluation = compose(config_name="eval", overrides=["checkpoint=x.pth", f"experiment={experiment}"])
     assert evaluation.model.swahr is True and evaluation.test.detection_threshold == threshold
     assert evaluation.test.input_size == size and evaluation.data.num_keypoints == k
+
+
+# ------------------------------------------------------------------------------ data settings: declared once
+def test_every_data_setting_is_declared_in_the_data_config_with_its_default(coco_root: Path) -> None:
+    """Each field of the data settings dataclasses is a key of ``conf/data/coco.yaml`` whose value there is the
+    field's default (``data.max_images`` used to be read by the builder but declared nowhere)."""
+    import dataclasses
+
+    from bottomup.build import settings_from_config
+    from bottomup.data.settings import AnnotationSettings, AugmentationSettings, TargetSettings
+
+    cfg = compose_train([f"data.root={coco_root}", "output_dir=/tmp/unused"])
+    for cls in (AnnotationSettings, TargetSettings, AugmentationSettings):
+        node = OmegaConf.select(cfg, cls.config_node)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in node]
+        assert not missing, f"{cls.__name__}: {[f'{cls.config_node}.{k}' for k in missing]} not in conf/data/coco.yaml"
+        assert settings_from_config(cls, node) == cls()
+
+
+def test_max_images_reaches_the_dataset(coco_root: Path) -> None:
+    full = build_train_dataset(compose_train([f"data.root={coco_root}"]).data, [4, 2])
+    cfg = compose_train([f"data.root={coco_root}", "data.max_images=2"])
+    ds = build_train_dataset(cfg.data, cfg.model.strides)
+    assert len(ds) == 2 and ds.image_ids == full.image_ids[:2]
+    with pytest.raises(ValueError, match=r"data\.max_images must be an integer >= 1"):
+        build_train_dataset(compose_train([f"data.root={coco_root}", "data.max_images=0"]).data, [4, 2])
+
+
+def test_a_data_config_without_a_target_key_gets_one_default(coco_root: Path) -> None:
+    """A config that lacks ``data.joint_rounding`` (saved before the key existed) gets the same default from the
+    codec builder and the data set builder (the first used to default it in code, the second to require it)."""
+    from omegaconf import open_dict
+
+    from bottomup.build import build_codec
+
+    cfg = compose_train([f"data.root={coco_root}"])
+    with open_dict(cfg):
+        del cfg.data["joint_rounding"]
+    assert build_codec(cfg).joint_rounding == "trunc"
+    assert build_train_dataset(cfg.data, cfg.model.strides).codec.joint_rounding == "trunc"
+
+
+def test_data_settings_from_the_config_are_checked_and_name_the_key(coco_root: Path) -> None:
+    cases = [
+        ("+data.augmentation.flip_probability=0.3", r"unknown key\(s\) data\.augmentation\.flip_probability"),
+        ("data.augmentation.flip_prob=1.5", r"data\.augmentation\.flip_prob must be in \[0, 1\]"),
+        ("data.augmentation.min_scale=2.0", r"data\.augmentation\.min_scale <= data\.augmentation\.max_scale"),
+        ("data.max_people=0", r"data\.max_people must be an integer >= 1"),
+        ("data.sigma=-1", r"data\.sigma must be > 0"),
+        ("data.scale_aware_sigma=maybe", r"data\.scale_aware_sigma must be true or false"),
+    ]
+    for override, message in cases:
+        cfg = compose_train([f"data.root={coco_root}", override])
+        with pytest.raises(ValueError, match=message):
+            build_train_dataset(cfg.data, cfg.model.strides)

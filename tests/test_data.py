@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import keypoint_dataset
 
 from bottomup.codec.targets import render_heatmaps, select_people
+from bottomup.core.keypoints import flip_index_from_pairs
 from bottomup.data import AugmentParams, ImageReadError, KeypointDataset, collate, load_image
-from bottomup.data.keypoints import flip_index_from_pairs
 from bottomup.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -35,7 +36,7 @@ def _train_files(coco_root: Path) -> tuple[Path, Path]:
 
 def _make(coco_root: Path, layout, **kw) -> KeypointDataset:
     ann, images = _train_files(coco_root)
-    return KeypointDataset(ann, images, layout.keypoint_names, layout.flip_pairs, **kw)
+    return keypoint_dataset(ann, images, layout.keypoint_names, layout.flip_pairs, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_heatmap_peaks_and_tags_at_transformed_joints(train_ds, seed):
     rng = np.random.default_rng(seed)
     checked = 0
     for index in rng.choice(len(train_ds), size=6, replace=False):
-        params = train_ds.random_params(rng)
+        params = train_ds.augmentation.random_params(rng)
         if seed == 0:
             params = AugmentParams(params.rotation, params.scale, params.translate, flip=True)
         s = train_ds.sample(int(index), params)
@@ -134,7 +135,7 @@ def test_train_mode_random_and_seeded(train_ds):
 
 def test_random_params_follow_official_ranges(train_ds):
     rng = np.random.default_rng(0)
-    draws = [train_ds.random_params(rng) for _ in range(400)]
+    draws = [train_ds.augmentation.random_params(rng) for _ in range(400)]
     rot = np.array([p.rotation for p in draws])
     scale = np.array([p.scale for p in draws])
     trans = np.array([p.translate for p in draws])
@@ -144,7 +145,7 @@ def test_random_params_follow_official_ranges(train_ds):
     assert 0.4 < np.mean([p.flip for p in draws]) < 0.6
     # translation: +-max_translate px per 200 px of crop side, in original pixels
     h, w = 400, 600
-    m = train_ds.matrix(h, w, AugmentParams(scale=1.2, translate=(40.0, -40.0)))
+    m = train_ds.augmentation.matrix(h, w, AugmentParams(scale=1.2, translate=(40.0, -40.0)))
     crop = 400 * 1.2
     centre = np.array([[w / 2 + 40 * crop / 200, h / 2 - 40 * crop / 200, 1]])
     np.testing.assert_allclose(warp_keypoints(centre, m)[0, :2], [256, 256], atol=1e-9)
@@ -239,7 +240,7 @@ def test_crowd_annotation_with_keypoints_is_a_person_and_ignored(coco_root, coco
                 a["keypoints"], a["num_keypoints"] = kps, 1
 
     data = _subset_json(ann, tmp_path / "crowdkp.json", [image_id], label_crowd)
-    ds = KeypointDataset(tmp_path / "crowdkp.json", images, coco_layout.keypoint_names, coco_layout.flip_pairs)
+    ds = keypoint_dataset(tmp_path / "crowdkp.json", images, coco_layout.keypoint_names, coco_layout.flip_pairs)
     kp, mask = ds.annotations(image_id)
     kept = [a for a in data["annotations"] if not a["iscrowd"] or a["num_keypoints"] > 0]
     assert len(kept) == len(data["annotations"]) and kp.shape[0] == len(kept)
@@ -381,7 +382,7 @@ def test_corrupt_image_in_dataset_is_skipped(coco_root, coco_layout, tmp_path, c
         shutil.copy(images / names[i], tmp_path / "img" / names[i])
     (tmp_path / "img" / names[ids[1]]).write_bytes(b"\xff\xd8 definitely not a jpeg" * 50)
 
-    ds = KeypointDataset(tmp_path / "sub.json", tmp_path / "img", coco_layout.keypoint_names, coco_layout.flip_pairs)
+    ds = keypoint_dataset(tmp_path / "sub.json", tmp_path / "img", coco_layout.keypoint_names, coco_layout.flip_pairs)
     assert ds.image_ids == ids
     with caplog.at_level(logging.WARNING, logger="bottomup.data.dataset"):
         assert ds[1] is None
@@ -401,17 +402,17 @@ def test_missing_files_raise_clear_errors(coco_root, coco_layout, tmp_path):
     ann, images = _train_files(coco_root)
     names, pairs = coco_layout.keypoint_names, coco_layout.flip_pairs
     with pytest.raises(FileNotFoundError, match=r"nope\.json.*data\.root.*data\.train_ann"):
-        KeypointDataset(tmp_path / "nope.json", images, names, pairs)
+        keypoint_dataset(tmp_path / "nope.json", images, names, pairs)
     with pytest.raises(FileNotFoundError, match=r"no_images.*data\.train_images"):
-        KeypointDataset(ann, tmp_path / "no_images", names, pairs)
+        keypoint_dataset(ann, tmp_path / "no_images", names, pairs)
 
 
 def test_wrong_keypoints_raise_clear_errors(coco_root, coco_layout, crowdpose_layout):
     ann, images = _train_files(coco_root)
     with pytest.raises(ValueError, match=r"person_keypoints_train2017\.json.*17.*14.*data\.num_keypoints"):
-        KeypointDataset(ann, images, crowdpose_layout.keypoint_names, crowdpose_layout.flip_pairs)
+        keypoint_dataset(ann, images, crowdpose_layout.keypoint_names, crowdpose_layout.flip_pairs)
     with pytest.raises(ValueError, match=r"person_keypoints_train2017\.json.*same order"):
-        KeypointDataset(ann, images, coco_layout.keypoint_names[::-1], coco_layout.flip_pairs)
+        keypoint_dataset(ann, images, coco_layout.keypoint_names[::-1], coco_layout.flip_pairs)
 
 
 def test_bad_json_raises_clear_errors(coco_root, coco_layout, tmp_path):
@@ -419,24 +420,24 @@ def test_bad_json_raises_clear_errors(coco_root, coco_layout, tmp_path):
     names, pairs = coco_layout.keypoint_names, coco_layout.flip_pairs
     (tmp_path / "other.json").write_text(json.dumps({"foo": [1, 2]}))
     with pytest.raises(ValueError, match=r"other\.json.*not a COCO keypoint file"):
-        KeypointDataset(tmp_path / "other.json", images, names, pairs)
+        keypoint_dataset(tmp_path / "other.json", images, names, pairs)
     (tmp_path / "garbage.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"garbage\.json.*not valid JSON"):
-        KeypointDataset(tmp_path / "garbage.json", images, names, pairs)
+        keypoint_dataset(tmp_path / "garbage.json", images, names, pairs)
 
     def drop_people(data):
         data["annotations"] = []
 
     _subset_json(ann, tmp_path / "empty.json", [433998, 129648], drop_people)
     with pytest.raises(ValueError, match=r"empty\.json.*no image with a usable person"):
-        KeypointDataset(tmp_path / "empty.json", images, names, pairs)
+        keypoint_dataset(tmp_path / "empty.json", images, names, pairs)
 
     def crowd_only(data):
         data["annotations"] = [a for a in data["annotations"] if a["num_keypoints"] == 0]
 
     _subset_json(ann, tmp_path / "nokp.json", CROWD_IMAGES, crowd_only)
     with pytest.raises(ValueError, match=r"nokp\.json.*no image with a usable person"):
-        KeypointDataset(tmp_path / "nokp.json", images, names, pairs)
+        keypoint_dataset(tmp_path / "nokp.json", images, names, pairs)
 
 
 # --------------------------------------------------------------------------------------------- many people
@@ -468,7 +469,7 @@ def test_more_than_max_people_keeps_most_complete(coco_root, coco_layout, tmp_pa
             )
 
     _subset_json(ann, tmp_path / "many.json", [image_id], many_people)
-    ds = KeypointDataset(
+    ds = keypoint_dataset(
         tmp_path / "many.json", images, coco_layout.keypoint_names, coco_layout.flip_pairs, train=False
     )
     with caplog.at_level(logging.INFO, logger="bottomup.data.dataset"):
@@ -489,7 +490,7 @@ def test_more_than_max_people_keeps_most_complete(coco_root, coco_layout, tmp_pa
 
 def test_crowdpose_mini_loads(data_root, crowdpose_layout):
     root = data_root / "crowdpose-mini"
-    ds = KeypointDataset(
+    ds = keypoint_dataset(
         root / "test_crowdpose.json", root, crowdpose_layout.keypoint_names, crowdpose_layout.flip_pairs
     )
     assert ds.num_keypoints == 14 and len(ds) == 2 and ds.flip_index == CROWDPOSE_FLIP
@@ -529,3 +530,46 @@ def test_dataloader_worker_batches_match_main_process(coco_root, coco_layout):
     assert torch.equal(batch["image"], ref["image"]) and torch.equal(batch["tag_indices"], ref["tag_indices"])
     for a, b in zip(batch["heatmaps"] + batch["masks"], ref["heatmaps"] + ref["masks"], strict=True):
         assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+
+def test_settings_check_their_values_and_name_the_key():
+    from bottomup.data.settings import AnnotationSettings, AugmentationSettings, TargetSettings
+
+    assert TargetSettings(sigma=3.0).base_sigma == 3.0 and TargetSettings(base_sigma=1.5).base_sigma == 1.5
+    assert AugmentationSettings(max_rotation=30).max_rotation == 30.0
+    assert TargetSettings(input_size=256.0).input_size == 256
+    cases = [
+        (lambda: AugmentationSettings(scale_type="wide"), r"data\.augmentation\.scale_type must be one of \('short', 'long'\)"),
+        (lambda: AugmentationSettings(mask_warp="nearest"), r"data\.augmentation\.mask_warp must be one of"),
+        (lambda: AugmentationSettings(min_scale=0.0), r"data\.augmentation\.min_scale must be > 0"),
+        (lambda: AugmentationSettings(max_translate=-1.0), r"data\.augmentation\.max_translate must be >= 0"),
+        (lambda: TargetSettings(joint_rounding="round"), r"data\.joint_rounding must be one of \('trunc', 'floor'\)"),
+        (lambda: TargetSettings(input_size=0), r"data\.input_size must be an integer >= 1"),
+        (lambda: TargetSettings(sigma=float("nan")), r"data\.sigma must be a finite number"),
+        (lambda: TargetSettings(scale_aware_sigma=True, base_size=0.0), r"data\.base_size > 0 and data\.base_sigma > 0"),
+        (lambda: TargetSettings(int_sigma="false"), r"data\.int_sigma must be true or false"),
+        (lambda: AnnotationSettings(max_images=1.5), r"data\.max_images must be an integer >= 1"),
+    ]  # fmt: skip
+    for make, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
+def test_data_package_reads_no_config_library():
+    """The config stays at the edge (``bottomup.build``): no module of ``bottomup.data`` imports Hydra / OmegaConf,
+    and the settings import without torch."""
+    import ast
+    import subprocess
+    import sys
+
+    package = Path(__file__).resolve().parents[1] / "bottomup" / "data"
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] in ("hydra", "omegaconf")], path.name
+    code = "import sys, bottomup.data.settings; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import keypoint_dataset
 
 from bottomup.data import AugmentParams, KeypointDataset
 
@@ -23,7 +24,7 @@ BASE_SIZE, BASE_SIGMA = 256.0, 2.0  # official DATASET.BASE_SIZE / BASE_SIGMA de
 
 def _dataset(coco_root: Path, layout, **kw) -> KeypointDataset:
     ann = coco_root / "annotations" / "person_keypoints_train2017.json"
-    return KeypointDataset(ann, coco_root / "train2017", layout.keypoint_names, layout.flip_pairs, **kw)
+    return keypoint_dataset(ann, coco_root / "train2017", layout.keypoint_names, layout.flip_pairs, **kw)
 
 
 # ------------------------------------------------------------------------------ official rules, restated
@@ -127,10 +128,10 @@ def _hitting_crops(ds: KeypointDataset, wanted: int = 2) -> list[tuple[int, Augm
         rng = np.random.default_rng(index)
         candidates = [AugmentParams(scale=v) for v in (0.75, 1.0, 1.25, 1.5)]
         for _ in range(20):
-            p = ds.random_params(rng)
+            p = ds.augmentation.random_params(rng)
             candidates.append(AugmentParams(p.rotation, p.scale, p.translate, flip=False))
         for p in candidates:
-            m = ds.matrix(info["height"], info["width"], p)
+            m = ds.augmentation.matrix(info["height"], info["width"], p)
             outs = [(m / s, ds.input_size // s) for s in ds.output_strides]
             j = joints_hit < wanted and any(_just_outside(_warp(joints, mat), res) for mat, res in outs)
             h = half_hit < wanted and any(_half_pixels(mask, mat, res) for mat, res in outs)
@@ -158,7 +159,7 @@ def test_targets_equal_official_rules_on_edge_crops(coco_root, coco_layout, scal
         image_id = ds.image_ids[index]
         s = ds.sample(index, params)
         info = ds.coco.imgs[image_id]
-        m = ds.matrix(info["height"], info["width"], params)
+        m = ds.augmentation.matrix(info["height"], info["width"], params)
         np.testing.assert_array_equal(s["matrix"].numpy(), m)
         joints, sizes, mask = official_people(ds, image_id)
         if scale_aware:
@@ -225,7 +226,7 @@ def test_joint_a_few_ulps_below_the_border_stays_in_float64(coco_root, coco_layo
     centre_x = joints[n, k, 0] - (target - ds.input_size / 2) / scale
     centre_y = joints[n, k, 1]  # the joint on the middle row
     params = AugmentParams(translate=((centre_x - w / 2) * 200 / crop, (centre_y - h / 2) * 200 / crop))
-    m = ds.matrix(h, w, params)
+    m = ds.augmentation.matrix(h, w, params)
     x = _warp(joints, m / 4)[n, k, 0]
     assert res - 1 < x < res and np.float32(x) == res  # the case is hit
     s = ds.sample(index, params)
@@ -265,7 +266,8 @@ def test_config_keys_reach_the_dataset_and_codec(coco_root):
 
     default = compose_train_config([f"data.root={coco_root}", "output_dir=/tmp/unused"])
     ds = build_train_dataset(default.data, default.model.strides)
-    assert (ds.scale_type, ds.mask_warp, ds.codec.joint_rounding, ds.scale_aware_sigma) == (
+    aug, targets = ds.augmentation.settings, ds.targets.settings
+    assert (aug.scale_type, aug.mask_warp, ds.codec.joint_rounding, targets.scale_aware_sigma) == (
         "short",
         "uint8",
         "trunc",
@@ -285,16 +287,17 @@ def test_config_keys_reach_the_dataset_and_codec(coco_root):
         ]
     )
     ds = build_train_dataset(cfg.data, cfg.model.strides)
-    assert (ds.scale_type, ds.mask_warp, ds.codec.joint_rounding, ds.scale_aware_sigma, ds.int_sigma) == (
+    aug, targets = ds.augmentation.settings, ds.targets.settings
+    assert (aug.scale_type, aug.mask_warp, ds.codec.joint_rounding, targets.scale_aware_sigma, targets.int_sigma) == (
         "long",
         "float",
         "floor",
         True,
         True,
     )
-    assert ds.base_size == 128 and ds.base_sigma == 3.0  # base_sigma follows data.sigma
+    assert targets.base_size == 128 and targets.base_sigma == 3.0  # base_sigma follows data.sigma
     assert build_codec(cfg).joint_rounding == "floor"
-    np.testing.assert_array_equal(ds.person_sigmas(np.array([128.0, 200.0])), [4.0, 5.0])  # int(round(s + .5))
+    np.testing.assert_array_equal(ds.targets.person_sigmas(np.array([128.0, 200.0])), [4.0, 5.0])  # int(round(s + .5))
     with pytest.raises(ValueError, match="data.augmentation.scale_type"):
         _dataset(coco_root, _layout(cfg), scale_type="wide")
     with pytest.raises(ValueError, match="data.joint_rounding"):
@@ -302,6 +305,6 @@ def test_config_keys_reach_the_dataset_and_codec(coco_root):
 
 
 def _layout(cfg):
-    from bottomup.data.keypoints import KeypointLayout
+    from bottomup.core.keypoints import KeypointLayout
 
     return KeypointLayout.from_config(cfg.data)

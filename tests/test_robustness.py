@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import keypoint_dataset
 from omegaconf import OmegaConf
 
 from bottomup.api import train
@@ -131,9 +132,10 @@ def coco_train(coco_root: Path) -> dict:
 
 
 def _dataset(coco_root: Path, ann: Path, coco_layout) -> KeypointDataset:
-    return KeypointDataset(
-        ann, coco_root / "train2017", coco_layout.keypoint_names, [list(p) for p in coco_layout.flip_pairs], 128
-    )
+    return keypoint_dataset(
+        ann, coco_root / "train2017", coco_layout.keypoint_names, [list(p) for p in coco_layout.flip_pairs],
+        input_size=128,
+    )  # fmt: skip
 
 
 def test_repeated_ids_are_refused(coco_root, coco_train, coco_layout, tmp_path) -> None:

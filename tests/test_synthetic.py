@@ -226,9 +226,9 @@ def test_crowd_rle_matches_owner_map():
 
 
 def test_normal_coco_loader_reads_it(root, coco_layout):
-    from bottomup.data.dataset import KeypointDataset
+    from conftest import keypoint_dataset
 
-    ds = KeypointDataset(
+    ds = keypoint_dataset(
         root / "annotations" / "person_keypoints_train2017.json",
         root / "train2017",
         coco_layout.keypoint_names,

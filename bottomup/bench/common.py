@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from bottomup.build import CONF_DIR, build_model, build_train_dataset, compose
+from bottomup.build import build_model, build_train_dataset, compose, data_layout
 from bottomup.core.keypoints import KeypointLayout
 
 __all__ = [
@@ -237,7 +237,7 @@ def bench_model(s: Settings) -> nn.Module:
 
 def coco_layout() -> KeypointLayout:
     """COCO ``KeypointLayout`` from ``conf/data/coco.yaml``."""
-    return KeypointLayout.from_config(CONF_DIR / "data" / "coco.yaml")
+    return data_layout("coco")
 
 
 def train_dataset(s: Settings) -> Any:

@@ -6,10 +6,8 @@ from the *named* lists of the data config, so no module hard-codes a number of j
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -115,15 +113,13 @@ class KeypointLayout:
 
     @classmethod
     def from_config(cls, data: Any) -> KeypointLayout:
-        """Layout from a data config (``conf/data/*.yaml``, a mapping or DictConfig with ``keypoint_names`` and
-        optional ``flip_pairs``, ``skeleton``, ``joint_order``, ``oks_sigmas``, ``category_id``), or from the path of such a
-        YAML file (its ``defaults`` base files in the same folder are merged first).
+        """Layout from a data config (``conf/data/*.yaml`` composed: a mapping or DictConfig with ``keypoint_names``
+        and optional ``flip_pairs``, ``skeleton``, ``joint_order``, ``oks_sigmas``, ``category_id``);
+        ``bottomup.build.data_layout`` gives the layout of a data config by name.
 
         Raises:
             ValueError: as the constructor.
         """
-        if isinstance(data, (str, os.PathLike)):
-            data = _load_yaml_with_defaults(Path(data))
         return cls(
             keypoint_names=list(data["keypoint_names"]),
             flip_pairs=[list(p) for p in (data.get("flip_pairs") or [])],
@@ -137,26 +133,6 @@ class KeypointLayout:
     def num_keypoints(self) -> int:
         """K, the number of keypoints."""
         return len(self.keypoint_names)
-
-
-def _load_yaml_with_defaults(path: Path) -> dict[str, Any]:
-    """A data config file as a plain dict, the files of its ``defaults`` list (same folder) merged under it
-    (top-level keys; the layout's keys are plain lists, so no interpolation is resolved).
-
-    Raises:
-        FileNotFoundError: the file or a base file is missing. ValueError: not a YAML mapping (names the file).
-    """
-    import yaml
-
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a YAML mapping (a data config with keypoint_names)")
-    merged: dict[str, Any] = {}
-    for base in data.get("defaults") or []:
-        if isinstance(base, str) and base != "_self_":
-            merged.update(_load_yaml_with_defaults(path.parent / f"{base}.yaml"))
-    merged.update(data)
-    return merged
 
 
 #: COCO's OKS sigmas by keypoint name (``conf/data/coco.yaml``; Ronchi & Perona 2017), the default for a custom

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from bottomup.core.io import write_json
 from bottomup.core.keypoints import KeypointLayout
-from bottomup.data.dataset import keypoint_categories
+from bottomup.data.annotations import keypoint_categories
 from bottomup.data.io import ImageReadError, load_image
 from bottomup.data.validate import check_keypoint_annotations
 from bottomup.engine.people import people_to_results

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
+from bottomup.data.batch import Batch, TrainingInputs
 from bottomup.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from bottomup.engine.distributed import DistInfo
 from bottomup.models.precision import autocast
@@ -265,17 +266,19 @@ class TrainLogger:
             self.writer.close()
 
 
-def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+def _to_device(batch: Batch, device: torch.device, channels_last: bool) -> TrainingInputs:
+    """The batch's :class:`~bottomup.data.batch.TrainingInputs` on ``device`` (non-blocking from pinned memory on
+    CUDA; the image NHWC with ``channels_last``)."""
     nb = device.type == "cuda"
     image = batch["image"].to(device, non_blocking=nb)
     if channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
-    return {
-        "image": image,
-        "heatmaps": [h.to(device, non_blocking=nb) for h in batch["heatmaps"]],
-        "masks": [m.to(device, non_blocking=nb) for m in batch["masks"]],
-        "tag_indices": batch["tag_indices"].to(device, non_blocking=nb),
-    }
+    return TrainingInputs(
+        image=image,
+        heatmaps=[h.to(device, non_blocking=nb) for h in batch["heatmaps"]],
+        masks=[m.to(device, non_blocking=nb) for m in batch["masks"]],
+        tag_indices=batch["tag_indices"].to(device, non_blocking=nb),
+    )
 
 
 def _backward_step(state: TrainState, model: nn.Module, loss: torch.Tensor, grad_clip: float | None) -> None:

@@ -21,16 +21,16 @@ References:
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["HigherHRNet", "load_official_checkpoint"]
+from bottomup.models.weights import load_official_checkpoint
+from bottomup.models.weights import load_pretrained_backbone as _load_pretrained_backbone
 
-logger = logging.getLogger(__name__)
+__all__ = ["HigherHRNet", "load_official_checkpoint"]  # the loader lives in bottomup.models.weights
 
 #: Top-level submodules that make up the HRNet backbone (shared with the ImageNet classifier).
 BACKBONE_PREFIXES: tuple[str, ...] = (
@@ -451,7 +451,7 @@ class HigherHRNet(nn.Module):
         Keys outside the backbone (classifier: ``incre_modules``, ``downsamp_modules``,
         ``final_layer``, ``classifier``; also the extra ``stage4`` fusion paths of the
         classifier's multi-scale last module) are skipped. A ``{'state_dict': ...}`` wrapper
-        and a ``module.`` prefix are accepted.
+        and ``module.`` / ``_orig_mod.`` prefixes are accepted (``bottomup.models.weights.load_pretrained_backbone``).
 
         Args:
             path: Local ``.pth`` file (``model.pretrained`` in the config).
@@ -465,62 +465,7 @@ class HigherHRNet(nn.Module):
                 backbone tensor has the wrong shape (e.g. a W48 checkpoint for a
                 W32 model) or no backbone tensor was found.
         """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"Pretrained backbone checkpoint not found: {path!r} (set model.pretrained to a local "
-                "ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth, or to null to train from scratch)"
-            )
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - re-raised with the file and the key
-            # torch's own text starts with advice to load the file unsafely: keep only why it was refused
-            kept = [
-                part.strip()
-                for part in str(e).split("\n\n")
-                if part.strip()
-                and "weights_only" not in part
-                and not part.startswith(("Weights only", "Check the doc"))
-            ]
-            reason = (kept[0].splitlines()[0] if kept else type(e).__name__).rstrip(".")
-            raise ValueError(
-                f"cannot read model.pretrained={path!r}: {reason}. It must be a plain state_dict of weights "
-                "(an ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth); files holding other Python objects "
-                "are refused because loading them could run code"
-            ) from e
-        source = _unwrap_state_dict(loaded)
-        own = self.state_dict()
-        backbone = set(self.backbone_state_keys())
-        selected: dict[str, Tensor] = {}
-        skipped: list[str] = []
-        mismatched: list[str] = []
-        for key, value in source.items():
-            if key not in backbone:
-                skipped.append(key)
-            elif tuple(value.shape) != tuple(own[key].shape):
-                mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}")
-            else:
-                selected[key] = value
-        if mismatched:
-            raise ValueError(
-                f"Pretrained checkpoint {path!r} does not match the HRNet-W{self.width} backbone "
-                f"({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); check model.width"
-            )
-        if not selected:
-            raise ValueError(f"Pretrained checkpoint {path!r} contains no HRNet backbone keys")
-        self.load_state_dict(selected, strict=False)
-        missing = sorted(backbone - selected.keys())
-        logger.info(
-            "Loaded %d backbone tensors from %s; skipped %d non-backbone tensors; %d backbone tensors "
-            "not in the checkpoint keep their initialisation",
-            len(selected),
-            path,
-            len(skipped),
-            len(missing),
-        )
-        if missing:
-            logger.debug("Backbone tensors not in %s: %s", path, missing)
-        return len(selected), len(skipped)
+        return _load_pretrained_backbone(self, path)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Run the network.
@@ -569,88 +514,3 @@ class HigherHRNet(nn.Module):
         return [
             torch.cat((head(f), o), dim=1) for head, f, o in zip(self.conv_scale_layers, features, outputs, strict=True)
         ]
-
-
-def _unwrap_state_dict(obj: object) -> dict[str, Tensor]:
-    """Return the tensor dict of a checkpoint: unwrap ``{'state_dict': ...}``, strip ``module.``."""
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"Expected a state_dict (mapping of name -> tensor), got {type(obj).__name__}")
-    state = dict(obj)
-    if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module.") :]: value for key, value in state.items()}
-    return state
-
-
-def load_official_checkpoint(
-    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object]
-) -> HigherHRNet:
-    """Load an official HigherHRNet checkpoint into ``model`` strictly (no key conversion).
-
-    Accepts a raw ``state_dict``, a ``{'state_dict': ...}`` training checkpoint and/or keys with
-    a ``module.`` (DataParallel) prefix.
-
-    Args:
-        model: Model built with the checkpoint's configuration, e.g.
-            ``HigherHRNet(width=32)`` for ``pose_higher_hrnet_w32_512.pth``.
-        checkpoint: Local ``.pth`` path (loaded with ``weights_only=True`` on CPU) or an
-            already loaded mapping.
-
-    Returns:
-        ``model``, with the checkpoint's weights.
-
-    Raises:
-        FileNotFoundError: If ``checkpoint`` is a path that does not exist.
-        ValueError: If it is not a state_dict.
-        RuntimeError: If keys or shapes differ from ``model`` (message lists missing,
-            unexpected and mismatched keys, and the width / number of keypoints the checkpoint
-            appears to have).
-    """
-    if isinstance(checkpoint, (str, os.PathLike)):
-        path = os.fspath(checkpoint)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"HigherHRNet checkpoint not found: {path!r}")
-        obj: object = torch.load(path, map_location="cpu", weights_only=True)
-        name = path
-    else:
-        obj, name = checkpoint, "<state_dict>"
-    state = _unwrap_state_dict(obj)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        hint = ""
-        if "transition1.0.0.weight" in state and "final_layers.0.weight" in state:
-            hint = f" The checkpoint has width={int(state['transition1.0.0.weight'].shape[0])}"
-            if "final_layers.1.weight" in state:
-                hint += f", num_keypoints={int(state['final_layers.1.weight'].shape[0])}"
-            hint += f", {int(state['final_layers.0.weight'].shape[0])} stride-4 output channels."
-        has_scale = any(k.startswith("conv_scale_layers.") for k in state)
-        if has_scale and not model.swahr:
-            hint += (
-                " It is a SWAHR checkpoint (conv_scale_layers): build the model with swahr=True (model.swahr=true, "
-                "e.g. experiment=swahr_w32)."
-            )
-        elif model.swahr and not has_scale:
-            hint += " It has no SWAHR scale heads (conv_scale_layers): build the model with swahr=False."
-
-        def _fmt(items: list[str]) -> str:
-            return ", ".join(items[:10]) + (f", ... ({len(items)} in total)" if len(items) > 10 else "")
-
-        raise RuntimeError(
-            f"Checkpoint {name} does not match HigherHRNet(width={model.width}, "
-            f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}, "
-            f"swahr={model.swahr}).{hint}\n"
-            f"  missing keys ({len(missing)}): {_fmt(missing)}\n"
-            f"  unexpected keys ({len(unexpected)}): {_fmt(unexpected)}\n"
-            f"  shape mismatches ({len(mismatched)}): {_fmt(mismatched)}"
-        )
-    model.load_state_dict(state, strict=True)
-    logger.info("Loaded %d tensors from %s", len(state), name)
-    return model

@@ -1,0 +1,308 @@
+"""COCO-format keypoint annotations (COCO, CrowdPose, custom): the file read and checked once, then per image its
+people, their box sizes and the ignore mask, all in the original image frame (pixels).
+
+Reference: official HigherHRNet ``CocoKeypoints`` (``get_joints`` / ``get_mask``, ``remove_images_without_annotations``).
+Letters: N people, K keypoints, H x W image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from bottomup.data.io import ImageReadError, load_image
+from bottomup.data.settings import AnnotationSettings
+from bottomup.data.validate import check_keypoint_annotations
+
+__all__ = ["CocoKeypointAnnotations", "People", "keypoint_categories"]
+
+logger = logging.getLogger(__name__)
+
+
+class People(NamedTuple):
+    """The kept people of one image and its ignore mask, in original pixels.
+
+    Attributes:
+        keypoints: ``(N, K, 3)`` float64 ``(x, y, visibility)``.
+        mask: ``(H, W)`` float32, 1 = keep, 0 = ignore.
+        box_sizes: ``(N,)`` float64 ``max(bbox w, bbox h)``; 0 for a person without a box.
+    """
+
+    keypoints: np.ndarray
+    mask: np.ndarray
+    box_sizes: np.ndarray
+
+
+def keypoint_categories(data: dict, ann_file: str | os.PathLike = "<annotations>") -> list[dict]:
+    """The keypoint categories of a parsed COCO keypoint file: those named ``person`` if any, else every
+    category with a ``keypoints`` list (a custom data set's ``"hand"``, ``"animal"``, ...). They share one keypoint
+    list; their ``id`` is what annotations and results carry as ``category_id``.
+
+    Raises:
+        ValueError: no category has ``keypoints`` (e.g. an ``instances_*.json``), or two disagree on the list (the
+            message names ``ann_file``).
+    """
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    if not cats:
+        raise ValueError(
+            f"annotation file {ann_file} has no category with a 'keypoints' list; it is not a keypoint file "
+            "(use person_keypoints_*.json, not instances_*.json)"
+        )
+    persons = [c for c in cats if c.get("name") == "person"] or cats
+    names = list(persons[0]["keypoints"])
+    for c in persons[1:]:
+        if list(c["keypoints"]) != names:
+            raise ValueError(f"annotation file {ann_file}: keypoint categories disagree on the keypoint list")
+    return persons
+
+
+def _load_coco(ann_file: str) -> tuple[COCO, list[int], list[str]]:
+    """Parse and validate a COCO keypoint json; returns (COCO, keypoint category ids, keypoint names)."""
+    try:
+        with open(ann_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"annotation file {ann_file} is not valid JSON ({e}); re-download it") from e
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ValueError(
+            f"annotation file {ann_file} is not a COCO keypoint file: missing {missing}. Expected the official "
+            "COCO 'person_keypoints_*.json' / CrowdPose 'crowdpose_*.json' format (data.train_ann / data.val_ann)"
+        )
+    persons = keypoint_categories(data, ann_file)
+    names = list(persons[0]["keypoints"])
+    check_keypoint_annotations(data, ann_file, len(names))
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco, [int(c["id"]) for c in persons], names
+
+
+def _region_mask(ann: dict, height: int, width: int) -> np.ndarray:
+    """``(H, W)`` uint8 0/1 mask of an annotation's segmentation (polygons, RLE or uncompressed RLE).
+
+    Falls back to the ``bbox`` rectangle when there is no segmentation (CrowdPose records may lack it).
+    """
+    seg = ann.get("segmentation")
+    if not seg:
+        bbox = ann.get("bbox")
+        if not bbox or len(bbox) != 4:
+            return np.zeros((height, width), np.uint8)
+        x, y, w, h = (float(v) for v in bbox)
+        seg = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    if isinstance(seg, list):  # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(seg, height, width)
+    else:  # compressed RLE
+        rle = seg
+    m = mask_utils.decode(rle)
+    if m.ndim == 3:
+        m = m.max(axis=2)
+    return m
+
+
+def _num_labeled(ann: dict) -> int:
+    """Labeled keypoints of an annotation (its ``num_keypoints``, else the visibilities > 0 counted)."""
+    if "num_keypoints" in ann:
+        return int(ann["num_keypoints"])
+    kps = ann.get("keypoints") or []
+    return int(np.count_nonzero(np.asarray(kps, dtype=np.float64)[2::3] > 0))
+
+
+def _box_size(ann: dict) -> float:
+    """``max(w, h)`` of the annotation's ``bbox`` in original px (official scale-aware sigma); 0 without one."""
+    box = ann.get("bbox")
+    if not box or len(box) != 4:
+        return 0.0
+    return float(max(box[2], box[3]))
+
+
+class CocoKeypointAnnotations:
+    """A COCO keypoint file read and checked, and the folder of its images.
+
+    Kept images (``image_ids``): those with at least one annotation of the keypoint category (official
+    ``remove_images_without_annotations``), in the file's image order, at most ``settings.max_images``. Kept
+    people of an image: non-crowd, or crowd with labeled keypoints (official filter). Ignore mask: 0 on crowd regions
+    and on the segmentation (else the ``bbox``) of people with no labeled keypoint.
+
+    Args:
+        ann_file: COCO keypoint json (``data.train_ann``); CrowdPose files without ``area`` / ``segmentation``
+            are accepted.
+        image_dir: folder of the images named by ``file_name`` (``data.train_images``).
+        keypoint_names: K names in channel order (``data.keypoint_names``); the file must list the same.
+        settings: which images are used.
+        require_boxes: every person with labeled keypoints needs a positive ``bbox`` (``data.scale_aware_sigma``
+            derives its sigma from it).
+
+    Raises:
+        FileNotFoundError: ``ann_file`` or ``image_dir`` does not exist.
+        ValueError: the json is not a COCO keypoint file or fails ``bottomup.data.validate``, its K differs from
+            ``len(keypoint_names)`` (or its names are the same joints in another order), a keypoint list has the
+            wrong length, no image has a person annotation, no annotation has a labeled keypoint, or, with
+            ``require_boxes``, a person with labeled keypoints has no positive ``bbox`` (the message names the
+            annotation id).
+    """
+
+    def __init__(
+        self,
+        ann_file: str | os.PathLike,
+        image_dir: str | os.PathLike,
+        keypoint_names: Sequence[str],
+        settings: AnnotationSettings = AnnotationSettings(),  # noqa: B008 - frozen, shared safely
+        require_boxes: bool = False,
+    ) -> None:
+        ann_file, image_dir = os.fspath(ann_file), os.fspath(image_dir)
+        if not os.path.isfile(ann_file):
+            raise FileNotFoundError(
+                f"annotation file {ann_file} not found: set data.root (or data.train_ann / data.val_ann) to "
+                "the data set in its official layout"
+            )
+        if not os.path.isdir(image_dir):
+            raise FileNotFoundError(
+                f"image folder {image_dir} not found: set data.root (or data.train_images / data.val_images) "
+                "to the data set in its official layout"
+            )
+        self.ann_file = ann_file
+        self.image_dir = image_dir
+        self.keypoint_names = tuple(keypoint_names)
+        self.settings = settings
+        self.coco, self.cat_ids, json_names = _load_coco(ann_file)
+        self._check_names(json_names)
+        labeled = self._check_people(require_boxes)
+        ids = [
+            i
+            for i in self.coco.getImgIds()
+            if len(self.coco.getAnnIds(imgIds=i, catIds=self.cat_ids, iscrowd=None)) > 0
+        ]
+        if not ids or not labeled:
+            raise ValueError(
+                f"annotation file {ann_file} has no image with a usable person annotation "
+                f"({len(ids)} images with person annotations, {labeled} annotations with labeled keypoints); "
+                "check that data.train_ann is the keypoint file of the data set"
+            )
+        if settings.max_images is not None:
+            ids = ids[: settings.max_images]
+        #: the kept images' COCO ids, in the file's order
+        self.image_ids: list[int] = ids
+
+    def _check_names(self, json_names: list[str]) -> None:
+        k = len(self.keypoint_names)
+        if len(json_names) != k:
+            raise ValueError(
+                f"annotation file {self.ann_file} has {len(json_names)} keypoints per person ({json_names}) but the "
+                f"data config has {k} (data.num_keypoints / data.keypoint_names): use the data config of this "
+                "data set (e.g. data=crowdpose for CrowdPose)"
+            )
+        if json_names != list(self.keypoint_names):
+            if sorted(json_names) == sorted(self.keypoint_names):
+                raise ValueError(
+                    f"annotation file {self.ann_file} lists the keypoints in the order {json_names}, but "
+                    f"data.keypoint_names is {list(self.keypoint_names)}; they must be in the same order"
+                )
+            logger.warning(
+                "keypoint names of %s (%s) differ from data.keypoint_names (%s); assuming the same order",
+                self.ann_file,
+                json_names,
+                list(self.keypoint_names),
+            )
+
+    def _check_people(self, require_boxes: bool) -> int:
+        """Checks keypoint list lengths, and boxes with ``require_boxes``; returns the annotations with labeled joints."""
+        k = len(self.keypoint_names)
+        labeled = 0
+        for ann in self.coco.loadAnns(self.coco.getAnnIds(catIds=self.cat_ids)):
+            kps = ann.get("keypoints")
+            if kps is not None and len(kps) not in (0, 3 * k):
+                raise ValueError(
+                    f"annotation file {self.ann_file}: annotation id {ann.get('id')} has {len(kps)} keypoint "
+                    f"values, expected 3 * {k} (data.num_keypoints)"
+                )
+            n_labeled = _num_labeled(ann)
+            labeled += n_labeled > 0
+            if require_boxes and n_labeled > 0 and not _box_size(ann) > 0:
+                raise ValueError(
+                    f"annotation file {self.ann_file}: annotation id {ann.get('id')} has labeled keypoints but no "
+                    f"positive bbox (got {ann.get('bbox')!r}), which data.scale_aware_sigma=true needs for its "
+                    "sigma; fix the bbox or set data.scale_aware_sigma=false"
+                )
+        return labeled
+
+    @property
+    def num_keypoints(self) -> int:
+        """K."""
+        return len(self.keypoint_names)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def image_path(self, image_id: int) -> str:
+        """Path of an image file."""
+        return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
+
+    def read_image(self, image_id: int) -> np.ndarray:
+        """The image ``(H, W, 3)`` uint8 RGB (``bottomup.data.io.load_image``).
+
+        Raises:
+            ImageReadError: the file cannot be read, or its size differs from the record's ``width`` / ``height``
+                (the annotations are then not in its frame).
+        """
+        path = self.image_path(image_id)
+        image = load_image(path)
+        height, width = image.shape[:2]
+        info = self.coco.imgs[image_id]
+        if info.get("height") and info.get("width") and (int(info["height"]), int(info["width"])) != (height, width):
+            raise ImageReadError(
+                path,
+                f"it is {width}x{height} px but {self.ann_file} says {info['width']}x{info['height']}: its "
+                "annotations are not in this image's frame",
+            )
+        return image
+
+    def people(self, image_id: int, height: int, width: int) -> People:
+        """The kept people of an image of ``height x width`` px, their box sizes and its ignore mask."""
+        k = self.num_keypoints
+        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, catIds=self.cat_ids, iscrowd=None))
+        ignore = np.zeros((height, width), np.uint8)
+        people, sizes = [], []
+        for ann in anns:
+            crowd = bool(ann.get("iscrowd", 0))
+            n_labeled = _num_labeled(ann)
+            if crowd or n_labeled == 0:
+                ignore |= _region_mask(ann, height, width)
+            if not crowd or n_labeled > 0:
+                kps = ann.get("keypoints") or [0.0] * (3 * k)
+                people.append(np.asarray(kps, dtype=np.float64).reshape(k, 3))
+                sizes.append(_box_size(ann))
+        keypoints = np.stack(people) if people else np.zeros((0, k, 3))
+        return People(keypoints, (ignore == 0).astype(np.float32), np.asarray(sizes, np.float64))
+
+    def ground_truth(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ground truth of one image in the original frame.
+
+        Args:
+            image_id: a COCO image id (any image of the json, not only ``image_ids``).
+
+        Returns:
+            ``keypoints`` ``(N, K, 3)`` float64 ``(x, y, visibility)`` in original pixels of the kept people, and
+            ``mask`` ``(H, W)`` float32, 1 = keep, 0 = ignore. The size comes from the record, else from the file.
+
+        Raises:
+            ImageReadError: the record has no size and the image cannot be read.
+        """
+        info = self.coco.imgs[image_id]
+        height, width = info.get("height"), info.get("width")
+        if not height or not width:
+            height, width = load_image(self.image_path(image_id)).shape[:2]
+        keypoints, mask, _ = self.people(image_id, int(height), int(width))
+        return keypoints, mask

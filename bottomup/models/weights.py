@@ -1,0 +1,461 @@
+"""Checkpoints -> state dicts: the one place that reads weights and the architecture they describe.
+
+Everything here works on tensors and plain mappings (no config): the layer above (``bottomup.build``) reads a
+file with the weights-only loader, decides which config builds the network, and calls these functions for every
+tensor-level step.
+
+Layouts understood (keys and shapes are the official HigherHRNet / SWAHR releases', see
+``bottomup.models.hrnet.HigherHRNet``):
+
+* an official HigherHRNet / SWAHR ``.pth``: a raw ``state_dict`` or ``{"state_dict": ..., "epoch": ...}``;
+* a checkpoint of this project (``last.pt`` / ``best.pt``): ``{"model": state_dict, "config": ..., ...}``;
+* an ImageNet HRNet classification checkpoint (its backbone part, :func:`load_pretrained_backbone`);
+
+each with keys possibly prefixed by ``module.`` (DataParallel / DDP) and / or ``_orig_mod.`` (``torch.compile``).
+A later layout (e.g. another toolbox's checkpoints) is one more branch of :func:`unwrap_state_dict` plus a key
+mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from bottomup.models.hrnet import HigherHRNet
+
+__all__ = [
+    "WRAPPER_PREFIXES",
+    "HEAD_PREFIXES",
+    "Architecture",
+    "StateMatch",
+    "is_project_checkpoint",
+    "holds_weights",
+    "strip_wrapper_prefixes",
+    "unwrap_state_dict",
+    "read_architecture",
+    "has_scale_heads",
+    "describe_weights",
+    "match_state_dict",
+    "match_for_finetuning",
+    "mismatch_summary",
+    "load_official_checkpoint",
+    "load_pretrained_backbone",
+]
+
+# The messages of the HigherHRNet loaders have always been logged under this name (log filters keep working).
+logger = logging.getLogger("bottomup.models.hrnet")
+
+#: Key prefixes that wrappers add to every key of a model's ``state_dict``: DataParallel / DDP (``module.``) and
+#: ``torch.compile`` (``_orig_mod.``); :func:`strip_wrapper_prefixes` removes them.
+WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
+
+#: ``state_dict`` prefixes of the prediction head: tensors here whose shape depends on K (the data set's keypoints);
+#: ``conv_scale_layers`` are the SWAHR scale heads (absent from HigherHRNet checkpoints: a SWAHR model fine-tuned
+#: from one starts them fresh, at the official zero output).
+HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.", "conv_scale_layers.")
+
+_SCALE_PREFIX = "conv_scale_layers."
+_WIDTH_KEY = "transition1.0.0.weight"  # 3x3 conv from the 256-channel stem to branch 0: (width, 256, 3, 3)
+
+
+# --------------------------------------------------------------------------------------- unwrapping
+def is_project_checkpoint(obj: Any) -> bool:
+    """Whether a loaded file is a checkpoint of this project (``{"model": state_dict, "config", ...}``), as
+    opposed to a raw / ``{"state_dict": ...}`` official HigherHRNet checkpoint."""
+    return isinstance(obj, dict) and isinstance(obj.get("model"), dict) and ("config" in obj or "epoch" in obj)
+
+
+def holds_weights(obj: Any) -> bool:
+    """Whether a loaded file holds weights :func:`unwrap_state_dict` finds: a project checkpoint, a
+    ``{"state_dict": dict}`` or a non-empty dict whose values are all tensors."""
+    if is_project_checkpoint(obj):
+        return True
+    if not isinstance(obj, dict):
+        return False
+    if isinstance(obj.get("state_dict"), dict):
+        return True
+    return bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def strip_wrapper_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``state`` without the :data:`WRAPPER_PREFIXES` that *every* key carries, repeatedly (so
+    ``module._orig_mod.`` and ``_orig_mod.module.`` go too); keys keep their order. A prefix only some keys have
+    is kept (it is then part of the names)."""
+    out = dict(state)
+    while out:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in out)), None)
+        if prefix is None:
+            break
+        out = {k[len(prefix) :]: v for k, v in out.items()}
+    return out
+
+
+def unwrap_state_dict(obj: object) -> dict[str, Tensor]:
+    """The ``state_dict`` inside a loaded checkpoint: a project checkpoint's ``model``
+    (:func:`is_project_checkpoint`), else the ``state_dict`` mapping of an official training checkpoint, else the
+    mapping itself; :func:`strip_wrapper_prefixes` applied. Always a new dict (the checkpoint is not changed).
+
+    Values are not checked: see :func:`holds_weights` to refuse files without tensors.
+
+    Raises:
+        ValueError: ``obj`` (or its ``state_dict``) is not a mapping.
+    """
+    if is_project_checkpoint(obj):
+        obj = obj["model"]  # type: ignore[index]
+    elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"Expected a state_dict (mapping of name -> tensor), got {type(obj).__name__}")
+    return strip_wrapper_prefixes(obj)
+
+
+# --------------------------------------------------------------------------------------- architecture
+@dataclass(frozen=True)
+class Architecture:
+    """A HigherHRNet as its ``state_dict`` describes it (:func:`read_architecture`); the fields are the
+    arguments of ``HigherHRNet`` (the ``model`` config group), ``None`` where the tensors do not tell.
+
+    Attributes:
+        width: ``C``, the channels of the stride-4 branch (``transition1.0.0.weight``: ``(C, 256, 3, 3)``).
+        out_channels: output channels of ``final_layers.0``, ``final_layers.1``, ... (``(K + K * tag_dim, K, ...)``;
+            SWAHR scale maps not included).
+        strides: ``(4, 2, ...)``, one per output.
+        num_keypoints: ``K``: the SWAHR scale heads' or the second output's channels; with one output and no
+            scale heads ``tag_dim`` is taken as 1 (every published model's), ``None`` if that does not divide.
+        tag_dim: tag channels per keypoint (``None`` as ``num_keypoints``).
+        num_deconv_blocks: BasicBlocks after each deconvolution (``None`` with one output: no deconvolution).
+        stage_modules: HighResolutionModules in stages 2, 3, 4 (``None`` if a stage is absent).
+        blocks_per_branch: BasicBlocks per branch (of ``stage2.0``; ``None`` if absent).
+        stem_blocks: Bottlenecks in ``layer1`` (``None`` if absent).
+        swahr: whether there are SWAHR scale heads (``conv_scale_layers``).
+    """
+
+    width: int
+    out_channels: tuple[int, ...]
+    strides: tuple[int, ...]
+    num_keypoints: int | None
+    tag_dim: int | None
+    num_deconv_blocks: int | None
+    stage_modules: tuple[int, ...] | None
+    blocks_per_branch: int | None
+    stem_blocks: int | None
+    swahr: bool
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The known fields as ``HigherHRNet`` keyword arguments (``stage_modules`` / ``strides`` as lists, as in
+        a config); unknown (``None``) ones are left out, so the model's defaults apply to them."""
+        names = ("width", "num_keypoints", "strides", "tag_dim", "num_deconv_blocks", "stage_modules")
+        names += ("blocks_per_branch", "stem_blocks", "swahr")
+        out = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def _count(state: Mapping[str, Any], pattern: str, start: int = 0) -> int:
+    """How many consecutive ``pattern.format(i)`` keys, ``i = start, start + 1, ...``, are in ``state``."""
+    i = start
+    while pattern.format(i) in state:
+        i += 1
+    return i - start
+
+
+def _channels(state: Mapping[str, Any], key: str) -> int:
+    return int(state[key].shape[0])
+
+
+def has_scale_heads(state: Mapping[str, Any]) -> bool:
+    """Whether a ``state_dict`` has SWAHR scale heads (``conv_scale_layers.*``)."""
+    return any(k.startswith(_SCALE_PREFIX) for k in state)
+
+
+def read_architecture(state: Mapping[str, Any]) -> Architecture | None:
+    """The HigherHRNet that ``state`` (an unwrapped ``state_dict``: names -> tensors) is the weights of, read
+    from its key names and the shapes of a few tensors (values need a ``.shape``).
+
+    Returns:
+        the :class:`Architecture`, or ``None`` when ``state`` is not a HigherHRNet's: no
+        ``transition1.0.0.weight`` (the width) or no ``final_layers.0.weight`` (the outputs).
+    """
+    if _WIDTH_KEY not in state or "final_layers.0.weight" not in state:
+        return None
+    out = tuple(_channels(state, f"final_layers.{i}.weight") for i in range(_count(state, "final_layers.{}.weight")))
+    swahr = has_scale_heads(state)
+    if swahr and "conv_scale_layers.0.0.weight" in state:
+        k: int | None = _channels(state, "conv_scale_layers.0.0.weight")
+    elif len(out) > 1:
+        k = out[1]
+    else:
+        k = out[0] // 2 if out[0] % 2 == 0 else None  # tag_dim 1: K heatmaps + K tags
+    tag_dim = out[0] // k - 1 if k and out[0] % k == 0 and out[0] > k else None
+    stages = tuple(_count(state, f"stage{s}.{{}}.branches.0.0.conv1.weight") for s in (2, 3, 4))
+    blocks = _count(state, "stage2.0.branches.0.{}.conv1.weight")
+    stem = _count(state, "layer1.{}.conv1.weight")
+    return Architecture(
+        width=_channels(state, _WIDTH_KEY),
+        out_channels=out,
+        strides=tuple(4 >> i for i in range(len(out))),
+        num_keypoints=k,
+        tag_dim=tag_dim,
+        num_deconv_blocks=_count(state, "deconv_layers.0.{}.0.conv1.weight", 1) if len(out) > 1 else None,
+        stage_modules=stages if all(stages) else None,
+        blocks_per_branch=blocks or None,
+        stem_blocks=stem or None,
+        swahr=swahr,
+    )
+
+
+def describe_weights(state: Mapping[str, Any]) -> str:
+    """``"W32, K=17"``-style summary of a HigherHRNet state_dict (:func:`read_architecture`: width, K from the
+    last output; ``"W32, 34 output channels"`` with one output; ``", SWAHR"`` with scale heads), or
+    ``"not a HigherHRNet"``; for messages about weights that do not fit a model."""
+    arch = read_architecture(state)
+    if arch is None:
+        return "not a HigherHRNet"
+    last = arch.out_channels[-1]
+    swahr = ", SWAHR" if arch.swahr else ""
+    return f"W{arch.width}, " + (f"K={last}" if len(arch.out_channels) > 1 else f"{last} output channels") + swahr
+
+
+# --------------------------------------------------------------------------------------- state dict vs model
+@dataclass(frozen=True)
+class StateMatch:
+    """A ``state_dict`` (the file's) against a model's (:func:`match_state_dict`), by name and shape.
+
+    Attributes:
+        fits: model keys the file has with the same shape (model order).
+        missing: model keys the file lacks (model order).
+        mismatched: model key -> ``(shape in the file, shape in the model)`` where they differ (model order).
+        unexpected: file keys the model lacks (file order).
+        unfit: ``missing`` and ``mismatched`` keys together, in model order.
+    """
+
+    fits: list[str]
+    missing: list[str]
+    mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+    unexpected: list[str]
+    unfit: list[str]
+
+    @property
+    def exact(self) -> bool:
+        """Whether every key fits both ways (``load_state_dict(strict=True)`` would succeed)."""
+        return not (self.missing or self.mismatched or self.unexpected)
+
+
+def match_state_dict(state: Mapping[str, Any], model_state: Mapping[str, Any]) -> StateMatch:
+    """Compare the file's ``state`` with ``model_state`` (``model.state_dict()``, or the part of it to load) key
+    by key: same name and same shape fits. Values need a ``.shape``."""
+    fits: list[str] = []
+    missing: list[str] = []
+    mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    unfit: list[str] = []
+    for k, v in model_state.items():
+        if k not in state:
+            missing.append(k)
+            unfit.append(k)
+        elif tuple(state[k].shape) != tuple(v.shape):
+            mismatched[k] = (tuple(state[k].shape), tuple(v.shape))
+            unfit.append(k)
+        else:
+            fits.append(k)
+    unexpected = [k for k in state if k not in model_state]
+    return StateMatch(fits=fits, missing=missing, mismatched=mismatched, unexpected=unexpected, unfit=unfit)
+
+
+def match_for_finetuning(
+    state: Mapping[str, Any], model_state: Mapping[str, Any], head_prefixes: tuple[str, ...] = HEAD_PREFIXES
+) -> dict[str, list[str]]:
+    """What of ``state`` a fresh model (``model_state``) starts from when fine-tuning: every tensor that fits
+    (:func:`match_state_dict`); head tensors (``head_prefixes``) may differ (another K) and stay fresh.
+
+    Returns:
+        ``{"loaded", "reinitialised", "ignored", "unfit"}``: model keys to load; head keys of the model kept fresh
+        (missing or of another shape); file keys not in the model; and one line per backbone tensor that does
+        not fit (``"key"`` missing, ``"key: (..) in the file, (..) in the model"``, ``"key: in the file, not in
+        the model"``) -- any of those means the file is not this network's.
+    """
+    match = match_state_dict(state, model_state)
+    reinit = [k for k in match.unfit if k.startswith(head_prefixes)]
+    unfit = [
+        f"{k}: {match.mismatched[k][0]} in the file, {match.mismatched[k][1]} in the model"
+        if k in match.mismatched
+        else k
+        for k in match.unfit
+        if not k.startswith(head_prefixes)
+    ]
+    unfit += [f"{k}: in the file, not in the model" for k in match.unexpected if not k.startswith(head_prefixes)]
+    return {"loaded": match.fits, "reinitialised": reinit, "ignored": match.unexpected, "unfit": unfit}
+
+
+def mismatch_summary(error: BaseException) -> str:
+    """``load_state_dict``'s error in one line: the number of missing / unexpected keys and size mismatches, with
+    the first size mismatch (instead of hundreds of lines)."""
+    text = str(error)
+    sizes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape (\S+) from checkpoint, the shape in "
+                       r"current model is (\S+)\.", text)  # fmt: skip
+    missing = re.search(r"Missing key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
+    unexpected = re.search(r"Unexpected key\(s\) in state_dict: (.*?)(?:\.\s|$)", text, re.S)
+    parts = []
+    if sizes:
+        key, theirs, ours = sizes[0]
+        parts.append(f"{len(sizes)} tensors of other shapes (e.g. {key}: {theirs} in the file, {ours} in the model)")
+    for what, found in (("missing", missing), ("unexpected", unexpected)):
+        if found:
+            keys = [k.strip().strip('"') for k in found.group(1).split(",") if k.strip()]
+            parts.append(f"{len(keys)} {what} keys (e.g. {keys[0]})")
+    return "; ".join(parts) if parts else (text.splitlines() or ["weights do not fit"])[0]
+
+
+# --------------------------------------------------------------------------------------- loaders
+def load_official_checkpoint(
+    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object]
+) -> HigherHRNet:
+    """Load an official HigherHRNet checkpoint into ``model`` strictly (no key conversion).
+
+    Accepts a raw ``state_dict``, a ``{'state_dict': ...}`` training checkpoint and/or keys with
+    a ``module.`` (DataParallel) / ``_orig_mod.`` prefix (:func:`unwrap_state_dict`).
+
+    Args:
+        model: Model built with the checkpoint's configuration, e.g.
+            ``HigherHRNet(width=32)`` for ``pose_higher_hrnet_w32_512.pth``.
+        checkpoint: Local ``.pth`` path (loaded with ``weights_only=True`` on CPU) or an
+            already loaded mapping.
+
+    Returns:
+        ``model``, with the checkpoint's weights.
+
+    Raises:
+        FileNotFoundError: If ``checkpoint`` is a path that does not exist.
+        ValueError: If it is not a state_dict.
+        RuntimeError: If keys or shapes differ from ``model`` (message lists missing,
+            unexpected and mismatched keys, and the width / number of keypoints the checkpoint
+            appears to have).
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = os.fspath(checkpoint)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"HigherHRNet checkpoint not found: {path!r}")
+        obj: object = torch.load(path, map_location="cpu", weights_only=True)
+        name = path
+    else:
+        obj, name = checkpoint, "<state_dict>"
+    state = unwrap_state_dict(obj)
+    match = match_state_dict(state, model.state_dict())
+    if not match.exact:
+        hint = ""
+        arch = read_architecture(state)
+        if arch is not None:
+            hint = f" The checkpoint has width={arch.width}"
+            if len(arch.out_channels) > 1:
+                hint += f", num_keypoints={arch.out_channels[1]}"
+            hint += f", {arch.out_channels[0]} stride-4 output channels."
+        has_scale = has_scale_heads(state)
+        if has_scale and not model.swahr:
+            hint += (
+                " It is a SWAHR checkpoint (conv_scale_layers): build the model with swahr=True (model.swahr=true, "
+                "e.g. experiment=swahr_w32)."
+            )
+        elif model.swahr and not has_scale:
+            hint += " It has no SWAHR scale heads (conv_scale_layers): build the model with swahr=False."
+
+        def _fmt(items: list[str]) -> str:
+            return ", ".join(items[:10]) + (f", ... ({len(items)} in total)" if len(items) > 10 else "")
+
+        mismatched = [f"{k}: checkpoint {theirs} vs model {ours}" for k, (theirs, ours) in match.mismatched.items()]
+        raise RuntimeError(
+            f"Checkpoint {name} does not match HigherHRNet(width={model.width}, "
+            f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}, "
+            f"swahr={model.swahr}).{hint}\n"
+            f"  missing keys ({len(match.missing)}): {_fmt(match.missing)}\n"
+            f"  unexpected keys ({len(match.unexpected)}): {_fmt(match.unexpected)}\n"
+            f"  shape mismatches ({len(mismatched)}): {_fmt(mismatched)}"
+        )
+    model.load_state_dict(state, strict=True)
+    logger.info("Loaded %d tensors from %s", len(state), name)
+    return model
+
+
+def _read_pretrained(path: str) -> object:
+    """``torch.load(path, weights_only=True)`` for ``model.pretrained``.
+
+    Raises:
+        ValueError: the file cannot be read as weights (the message names ``model.pretrained`` and why).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file and the key
+        # torch's own text starts with advice to load the file unsafely: keep only why it was refused
+        kept = [
+            part.strip()
+            for part in str(e).split("\n\n")
+            if part.strip() and "weights_only" not in part and not part.startswith(("Weights only", "Check the doc"))
+        ]
+        reason = (kept[0].splitlines()[0] if kept else type(e).__name__).rstrip(".")
+        raise ValueError(
+            f"cannot read model.pretrained={path!r}: {reason}. It must be a plain state_dict of weights "
+            "(an ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth); files holding other Python objects "
+            "are refused because loading them could run code"
+        ) from e
+
+
+def load_pretrained_backbone(model: HigherHRNet, path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Initialise ``model``'s backbone (``model.backbone_state_keys()``) from a local ImageNet HRNet
+    classification checkpoint (``HigherHRNet.load_pretrained_backbone``).
+
+    Keys outside the backbone (classifier: ``incre_modules``, ``downsamp_modules``,
+    ``final_layer``, ``classifier``; also the extra ``stage4`` fusion paths of the
+    classifier's multi-scale last module) are skipped. Wrappers and prefixes as :func:`unwrap_state_dict`.
+
+    Args:
+        model: the network; changed in place.
+        path: Local ``.pth`` file (``model.pretrained`` in the config).
+
+    Returns:
+        ``(num_loaded, num_skipped)`` checkpoint tensors.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file cannot be read as weights (the message names ``model.pretrained``), or a
+            backbone tensor has the wrong shape (e.g. a W48 checkpoint for a
+            W32 model) or no backbone tensor was found.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Pretrained backbone checkpoint not found: {path!r} (set model.pretrained to a local "
+            "ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth, or to null to train from scratch)"
+        )
+    source = unwrap_state_dict(_read_pretrained(path))
+    own = model.state_dict()
+    backbone = {k: own[k] for k in model.backbone_state_keys()}
+    match = match_state_dict(source, backbone)
+    if match.mismatched:
+        mismatched = [  # in the file's order
+            f"{k}: checkpoint {match.mismatched[k][0]} vs model {match.mismatched[k][1]}"
+            for k in source
+            if k in match.mismatched
+        ]
+        raise ValueError(
+            f"Pretrained checkpoint {path!r} does not match the HRNet-W{model.width} backbone "
+            f"({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); check model.width"
+        )
+    if not match.fits:
+        raise ValueError(f"Pretrained checkpoint {path!r} contains no HRNet backbone keys")
+    model.load_state_dict({k: source[k] for k in match.fits}, strict=False)
+    logger.info(
+        "Loaded %d backbone tensors from %s; skipped %d non-backbone tensors; %d backbone tensors "
+        "not in the checkpoint keep their initialisation",
+        len(match.fits),
+        path,
+        len(match.unexpected),
+        len(match.missing),
+    )
+    if match.missing:
+        logger.debug("Backbone tensors not in %s: %s", path, sorted(match.missing))
+    return len(match.fits), len(match.unexpected)
