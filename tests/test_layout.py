@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "bottomup"
-ROLE_FOLDERS = ("models", "data", "codec", "engine", "vis", "deploy", "bench")
+ROLE_FOLDERS = ("core", "models", "data", "codec", "engine", "vis", "deploy", "bench")
 ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py", "export.py")
 
 
@@ -71,3 +71,18 @@ def test_entry_points_are_thin() -> None:
             if isinstance(node, ast.FunctionDef):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 100, f"{name}:{node.name} has {length} lines"
+
+
+def test_tests_mirror_the_package() -> None:
+    """Tests sit in the folder of the package they test (``tests/codec/`` for ``bottomup/codec/``, ...), the command
+    lines' in ``tests/cli/``, every GPU test in ``tests/gpu/``; only the API and the layout are tested at the top."""
+    tests = REPO / "tests"
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders - {"cli", "gpu", "fixtures"} <= packages, sorted(folders - packages)
+    assert {p.name for p in tests.glob("test_*.py")} == {"test_api.py", "test_layout.py"}
+    marker = "pytest.mark." + "cuda"  # (this file names it only in pieces)
+    cuda = [p.relative_to(tests) for p in tests.rglob("test_*.py") if marker in p.read_text()]
+    assert cuda and all(p.parts[0] == "gpu" for p in cuda), cuda
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), "test file names must be unique across folders (pytest rootdir imports)"

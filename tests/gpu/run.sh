@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 16 in one run, on a bare CUDA machine (Python 3.12 + PyTorch with CUDA, no network):
-#   1. the `cuda` tests (tests/test_cuda.py),
+#   1. the `cuda` tests (tests/gpu/test_cuda.py),
 #   2. python -m bottomup.bench on CUDA (forward latency per precision, W32-512 batch-12 training images/s,
 #      end to end with grouping on a checkpoint that finds people, peak GPU memory),
 #   3. the official HigherHRNet-W32-512 timed beside ours (only if .official/HigherHRNet is there).
@@ -150,7 +150,7 @@ if wanted pytest; then
     "$PY" -c "import pytest_timeout" 2>/dev/null && extra+=(--timeout=240)
     # shellcheck disable=SC2206  # PYTEST_ARGS is split into words on purpose
     extra+=(${PYTEST_ARGS:-})
-    if step pytest 330 "$OUT/pytest_cuda.log" "$PY" -m pytest tests/test_cuda.py -m cuda -rs -q -p no:cacheprovider \
+    if step pytest 330 "$OUT/pytest_cuda.log" "$PY" -m pytest tests/gpu/test_cuda.py -m cuda -rs -q -p no:cacheprovider \
         --durations=0 --junitxml="$OUT/pytest_cuda.xml" "${extra[@]}"; then
         # a test skipped here (no data, no CUDA) proves nothing: count it as a failure
         if grep -Eq '[0-9]+ skipped' "$OUT/pytest_cuda.log"; then

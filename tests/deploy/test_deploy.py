@@ -25,7 +25,7 @@ from bottomup.data.io import read_image
 from bottomup.deploy.export import convert_to_openvino, export_model
 from bottomup.deploy.runtime import EXPORT_VERSION, DeployedPoseEstimator, ModelFileError, read_metadata
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: coco-mini val images: 640 x 480 (4:3 landscape) and one cropped to a square; people are found in both by both models
 IMAGES = ("000000018575.jpg", "000000034417.jpg")
 

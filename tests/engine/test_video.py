@@ -29,7 +29,7 @@ from bottomup.engine.inference import postprocess
 from bottomup.engine.tracking import OneEuroFilter, PoseTracker, box_iou, keypoint_oks, tracking_metrics
 from bottomup.infer import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _frames_of(path: Path) -> tuple[int, tuple[int, int], float]:

@@ -24,7 +24,7 @@ from bottomup.engine.evaluator import (
     people_to_results,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _gt_as_results(ann_file: Path, score: float = 1.0) -> list[dict]:
@@ -203,7 +203,7 @@ def test_evaluate_model_end_to_end(coco_root, tmp_path):
 
 
 def test_evaluate_cli_needs_checkpoint(coco_root, tmp_path):
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, "-m", "bottomup.evaluate", f"data.root={coco_root}", f"hydra.run.dir={tmp_path}"],

@@ -29,7 +29,7 @@ from bottomup.models.weights import (
     unwrap_state_dict,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ARCH_KEYS = (
     "width",
     "num_keypoints",

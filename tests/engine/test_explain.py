@@ -17,7 +17,7 @@ from bottomup.data.io import load_image
 from bottomup.data.transforms import preprocess, resize_transform
 from bottomup.engine.explain import SNAPSHOT_KEYS, Explanation, explain, training_snapshot
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGE = "000000000785.jpg"
 
 

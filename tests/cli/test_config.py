@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from bottomup.build import build_model, build_train_dataset
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 EXPECTED = {  # experiment -> (width, strides, input size, K)

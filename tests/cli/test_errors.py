@@ -1,7 +1,7 @@
-"""Nothing lost, nothing silently wrong: non-finite states, resumes, broken data, bad options and their messages.
+"""Failure cases through the command lines and the API: non-finite states, resumes, broken data, bad options.
 
-Each test follows one defect of the "Nothing lost" issue: it provokes the case, then checks the message (file or
-key named, the fix), the exit status, and that nothing good on disk was replaced.
+Each test provokes one case, then checks the message (file or key named, the fix), the exit status, and that
+nothing good on disk was replaced.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bottomup.data import KeypointDataset
 from bottomup.engine.checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, save_checkpoint
 from bottomup.engine.evaluator import coco_keypoint_eval
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = [
     "model.width=8", "data.input_size=128", "data.batch_size=2", "data.num_workers=0", "trainer.progress=false",
     "trainer.steps_per_epoch=2",

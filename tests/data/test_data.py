@@ -565,7 +565,7 @@ def test_data_package_reads_no_config_library():
     import subprocess
     import sys
 
-    package = Path(__file__).resolve().parents[1] / "bottomup" / "data"
+    package = Path(__file__).resolve().parents[2] / "bottomup" / "data"
     for path in sorted(package.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []

@@ -53,7 +53,7 @@ from bottomup.models.losses import AssociativeEmbeddingLoss
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: The published model and recipe: HigherHRNet-W32, input 512, batch 12 (conf/experiment/higherhrnet_w32.yaml).
 W32_512 = ["experiment=higherhrnet_w32", "data.batch_size=12", "data.num_workers=4", "trainer.device=cuda"]
 #: A smaller network for the tests that check exactness rather than speed.
@@ -248,7 +248,7 @@ def test_torchrun_nccl_sync_bn_one_gpu(coco_root: Path, tmp_path: Path) -> None:
 #: Val images with one or two well-annotated people each, all landscape and 640 px wide.
 OVERFIT_VAL_IMAGES = [139, 192699, 214753, 349860]
 # Training crops a square of 1.5 x the short side (the whole image) into 288 px; testing resizes the short side
-# to 192: the same scale, so the memorised people look alike in both (as in tests/test_learning.py).
+# to 192: the same scale, so the memorised people look alike in both (as in tests/engine/test_learning.py).
 TRAIN_SIZE, TEST_SIZE = 288, 192
 
 
@@ -270,7 +270,7 @@ def val_subset(coco_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 @pytest.fixture(scope="module")
 def people_model(coco_root: Path, val_subset: dict) -> torch.nn.Module:
     """HigherHRNet-W16 that has memorised the people of ``OVERFIT_VAL_IMAGES`` and of their mirror images (flip test
-    runs both): 400 fp32 steps on the GPU, Adam 1e-4 after a short warm-up, the loss of tests/test_learning.py.
+    runs both): 400 fp32 steps on the GPU, Adam 1e-4 after a short warm-up, the loss of tests/engine/test_learning.py.
     Returned on the CPU in eval mode."""
     cfg = _cfg(coco_root, Path("/tmp/unused"), "experiment=higherhrnet_w32", "model.width=16",
                f"data.train_ann={val_subset['ann']}", f"data.train_images={val_subset['images']}",
@@ -440,7 +440,7 @@ def test_compiled_inference_on_cuda_matches_eager(coco_root: Path, coco_layout) 
 # ------------------------------------------------------------------------------------------------- grouping
 @pytest.mark.parametrize("flip", [False, True], ids=["noflip", "flip"])
 def test_grouping_of_gpu_maps_equals_numpy(coco_root: Path, coco_layout, flip: bool) -> None:
-    """The ideal maps of the first 12 val images (tests/test_roundtrip.py), aggregated on the CPU and then put on the
+    """The ideal maps of the first 12 val images (tests/codec/test_roundtrip.py), aggregated on the CPU and then put on the
     GPU: NMS / top-k (max-pool on the GPU) and the whole grouping give exactly the NumPy results; fp16 maps on the GPU
     give the results of the same fp16 values in NumPy. Aggregated on the GPU they differ by float rounding only."""
     order = coco_layout.joint_order_index
@@ -474,7 +474,7 @@ def test_grouping_of_gpu_maps_equals_numpy(coco_root: Path, coco_layout, flip: b
 def test_decode_on_gpu_scores_the_round_trip_like_the_cpu(coco_root: Path, coco_layout) -> None:
     """The whole decode (aggregate, project, group, map back) of the ideal outputs of every val image, with the
     outputs on the GPU: the people of the CPU decode (ties between equal neighbouring pixels may resolve one pixel
-    apart after rounding) and the round-trip COCO AP of tests/test_roundtrip.py."""
+    apart after rounding) and the round-trip COCO AP of tests/codec/test_roundtrip.py."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

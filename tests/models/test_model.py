@@ -13,7 +13,7 @@ from torch import nn
 
 from bottomup.models import HigherHRNet, load_official_checkpoint
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 # Published parameter counts of pose_higher_hrnet_w32_512 / w48_640 (COCO, 17 keypoints).
 PARAMS = {32: 28_645_331, 48: 63_827_139}

@@ -19,7 +19,7 @@ import torch
 from bottomup.bench import DEFAULT_SECTIONS, count_macs, main
 from bottomup.models import HigherHRNet
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _check_records(section: str, records: list[dict]) -> None:

@@ -22,7 +22,7 @@ from bottomup.data.dataset import KeypointDataset
 from bottomup.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bottomup.engine.trainer import NonFiniteLossError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 # A narrow HigherHRNet at input 128 keeps a step well under a second on 2 CPU cores.
 SMALL = ["model.width=8", "data.input_size=128", "data.batch_size=2", "data.num_workers=0", "trainer.progress=false"]

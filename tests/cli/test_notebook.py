@@ -15,7 +15,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "tag_maps.ipynb"
 # The code cells that must each show one picture, by the first line of their source.
 PICTURE_CELLS = (

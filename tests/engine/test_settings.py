@@ -19,7 +19,7 @@ import bottomup
 from bottomup.codec.settings import GROUPING_KEYS, GroupingSettings
 from bottomup.engine.settings import TEST_KEYS, TestSettings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Modules that import what this machine may lack at import time (a CUDA-only path) are still imported here: every
 #: module of the package must import on the CPU.
 SKIP_MODULES: tuple[str, ...] = ()

@@ -22,7 +22,7 @@ from bottomup.engine.checkpoint import find_checkpoint, save_checkpoint
 from bottomup.engine.evaluator import coco_keypoint_eval
 from bottomup.infer import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGES = ("000000000139.jpg", "000000000802.jpg", "000000217285.jpg")
 
 
