@@ -240,8 +240,8 @@ def nms_topk(
     Raises:
         ValueError: bad shapes or kernel.
     """
-    cfg = GroupingSettings() if settings is None else settings
-    kernel = _check_kernel(cfg.nms_kernel)
+    opts = GroupingSettings() if settings is None else settings
+    kernel = _check_kernel(opts.nms_kernel)
     on_gpu = _is_tensor(heatmaps) and heatmaps.device.type != "cpu"
     det_t = heatmaps.detach().float() if on_gpu else None
     # _host_maps: the caller's host copy of the same maps (group_keypoints), so a GPU tensor is copied once
@@ -253,7 +253,7 @@ def nms_topk(
         peaks = _peaks_torch(det_t, float(threshold), kernel)
     else:
         peaks = _peaks_cpu(det, float(threshold), kernel, _band_max_cache)
-    return Candidates(*_select_topk(*peaks, num_joints, width, cfg.max_people, tag))
+    return Candidates(*_select_topk(*peaks, num_joints, width, opts.max_people, tag))
 
 
 def match_by_tag(
@@ -285,8 +285,8 @@ def match_by_tag(
         ``(N, K, 3 + L)`` float32 rows ``(x, y, value, tag...)``, map pixels (integer pixel positions);
         missing joints are all zeros. People in creation order.
     """
-    cfg = GroupingSettings() if settings is None else settings
-    detection_threshold, tag_threshold, max_people = cfg.detection_threshold, cfg.tag_threshold, cfg.max_people
+    opts = GroupingSettings() if settings is None else settings
+    detection_threshold, tag_threshold, max_people = opts.detection_threshold, opts.tag_threshold, opts.max_people
     vals, locs, tags = candidates
     num_joints, _, tag_dim = tags.shape
     order = [int(j) for j in joint_order]
@@ -319,7 +319,7 @@ def match_by_tag(
                 start(float(tag[r, 0]), joint, rows[r], tag[r])
             continue
         grouped = min(len(people), max_people)
-        if cfg.ignore_too_much and grouped == max_people:
+        if opts.ignore_too_much and grouped == max_people:
             continue
         for p in range(grouped):
             if means[p] is None:
@@ -327,11 +327,11 @@ def match_by_tag(
         grouped_tags = np.array(means[:grouped])
         diff = tag.astype(np.float64)[:, None, :] - grouped_tags[None, :, :]
         dist = np.linalg.norm(diff, ord=2, axis=2)
-        cost = np.round(dist) * 100 - rows[:, 2:3].astype(np.float64) if cfg.use_detection_val else dist.copy()
+        cost = np.round(dist) * 100 - rows[:, 2:3].astype(np.float64) if opts.use_detection_val else dist.copy()
         added = rows.shape[0]
         if added > grouped:
             cost = np.concatenate([cost, np.full((added, added - grouped), 1e10)], axis=1)
-        row_ind, col_ind = solve_assignment(cost, cfg.assignment)
+        row_ind, col_ind = solve_assignment(cost, opts.assignment)
         for r, c in zip(row_ind.tolist(), col_ind.tolist(), strict=True):
             if c < grouped and dist[r, c] < tag_threshold:
                 people[c][joint] = rows[r]
@@ -527,19 +527,19 @@ def group_keypoints(
     Raises:
         ValueError: bad shapes, kernel or joint order.
     """
-    cfg = GroupingSettings() if settings is None else settings
+    opts = GroupingSettings() if settings is None else settings
     on_gpu = _is_tensor(heatmaps) and heatmaps.device.type != "cpu"
     det, tag = _as_maps(heatmaps, tags)
     band_max = None if on_gpu else _band_max(det)
     cands = nms_topk(
         heatmaps if on_gpu else det,
         tag,
-        settings=cfg,
-        threshold=cfg.detection_threshold,
+        settings=opts,
+        threshold=opts.detection_threshold,
         _band_max_cache=band_max,
         _host_maps=(det, tag) if on_gpu else None,
     )
-    return group_candidates(cands, det, tag, joint_order=joint_order, settings=cfg, _band_max_cache=band_max)
+    return group_candidates(cands, det, tag, joint_order=joint_order, settings=opts, _band_max_cache=band_max)
 
 
 def group_candidates(
@@ -567,12 +567,12 @@ def group_candidates(
         as :func:`group_keypoints`: ``keypoints (N, K, 3 + L)`` float32 in map pixels, ``scores (N,)`` float32.
     """
     det, tag = _as_maps(heatmaps, tags)
-    cfg = GroupingSettings() if settings is None else settings
-    keypoints = match_by_tag(candidates, joint_order=joint_order, settings=cfg)
-    if cfg.adjust:
+    opts = GroupingSettings() if settings is None else settings
+    keypoints = match_by_tag(candidates, joint_order=joint_order, settings=opts)
+    if opts.adjust:
         keypoints = adjust_keypoints(keypoints, det)
     scores = person_scores(keypoints)
-    if cfg.refine:
+    if opts.refine:
         keypoints = refine_keypoints(keypoints, det, tag, _band_max_cache=_band_max_cache)
     return keypoints, scores
 

@@ -169,7 +169,7 @@ def reference_group(
     """Same contract as ``bottomup.codec.grouping.group_keypoints``; ``timings`` (if given) gets seconds per step."""
     import time
 
-    cfg = GroupingSettings() if settings is None else settings
+    opts = GroupingSettings() if settings is None else settings
 
     if isinstance(heatmaps, torch.Tensor):
         heatmaps = heatmaps.detach().cpu().numpy()
@@ -180,25 +180,25 @@ def reference_group(
     if tag.ndim == 3:
         tag = tag[..., None]
     t0 = time.perf_counter()
-    vals, locs, tags_k = reference_top_k(det, tag, cfg.nms_kernel, cfg.max_people)
+    vals, locs, tags_k = reference_top_k(det, tag, opts.nms_kernel, opts.max_people)
     t1 = time.perf_counter()
     people = reference_match(
         vals,
         locs,
         tags_k,
         list(joint_order),
-        cfg.detection_threshold,
-        cfg.tag_threshold,
-        cfg.use_detection_val,
-        cfg.ignore_too_much,
-        cfg.max_people,
-        cfg.assignment,
+        opts.detection_threshold,
+        opts.tag_threshold,
+        opts.use_detection_val,
+        opts.ignore_too_much,
+        opts.max_people,
+        opts.assignment,
     )
     t2 = time.perf_counter()
-    if cfg.adjust:
+    if opts.adjust:
         people = reference_adjust(people, det)
     scores = np.array([people[p, :, 2].mean() for p in range(people.shape[0])], dtype=np.float32)
-    if cfg.refine:
+    if opts.refine:
         for p in range(people.shape[0]):
             people[p] = reference_refine(det, tag, people[p])
     t3 = time.perf_counter()

@@ -7,7 +7,7 @@ aggregated heatmaps and tag maps at network-input resolution, the resize transfo
 its joints. Its people are exactly ``estimator(image)``'s, whatever the estimator's precision, memory format or
 folded copy.
 
-``training_snapshot(model_or_estimator, image, target_heatmaps, cfg=cfg)`` turns one training image into the
+``training_snapshot(model_or_estimator, image, target_heatmaps, layout=..., settings=...)`` turns one training image into the
 pictures TensorBoard shows (``"skeletons"``, ``"heatmaps"``, ``"tags"``), each ``(H, W, 3)`` uint8 RGB for
 ``writer.add_image(tag, picture, step, dataformats="HWC")``.
 
@@ -224,7 +224,7 @@ def training_snapshot(
 
     Args:
         model: a ``PoseEstimator`` (used as is), or the network ``x (1, 3, h, w) -> [outputs per stride]``
-            (e.g. the training model, possibly DDP / compiled) together with ``cfg``.
+            (e.g. the training model, possibly DDP / compiled) together with ``layout``.
         image: ``(3, h, w)`` float tensor (ImageNet-normalised, e.g. ``batch["image"][0]``), ``(H, W, 3)``
             uint8 RGB array, or image path.
         target_heatmaps: ground-truth heatmaps ``(K, h', w')`` (array or tensor, any resolution covering the

@@ -317,10 +317,15 @@ def run_pipeline(
         TypeError / ValueError: not an ``(H, W, 3)`` uint8 array; empty or non-positive scales; flip test without
             a flip index; unknown precision.
     """
-    cfg = TestSettings() if settings is None else settings
-    input_size, flip_test, precision, channels_last = cfg.input_size, cfg.flip_test, cfg.precision, cfg.channels_last
+    opts = TestSettings() if settings is None else settings
+    input_size, flip_test, precision, channels_last = (
+        opts.input_size,
+        opts.flip_test,
+        opts.precision,
+        opts.channels_last,
+    )
     image = check_image(image)
-    scales = sorted(cfg.scales, reverse=True)
+    scales = sorted(opts.scales, reverse=True)
     if flip_test and codec.flip_index is None:
         raise ValueError("flip_test needs the codec's flip_index (flip pairs of the keypoint layout)")
     if device is None:
