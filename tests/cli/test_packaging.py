@@ -1,15 +1,20 @@
 """``pip install .`` (a wheel, not editable) works from any folder: the configs travel inside the package.
 
-A fresh virtual environment (with this interpreter's site-packages, so that torch and the other dependencies are
-not downloaded again) gets the project installed non-editable; then, from a folder outside the checkout, the
-quickstart trains for two steps and ``bottomup.infer`` runs on a synthetic image with the checkpoint it wrote.
+The running interpreter builds the wheel (``pip wheel --no-build-isolation``: hatchling comes with the dev extra, so
+nothing is downloaded) and a fresh virtual environment installs it with ``--no-deps``. That environment sees the
+running one's packages (torch and the other dependencies) through a ``.pth`` file naming its site-packages, whatever
+the running environment is: the global interpreter, a venv or a conda env (``system_site_packages`` would name the
+*base* interpreter's, which lacks them in a venv). Then, from a folder outside the checkout, the quickstart trains for
+two steps and ``bottomup.infer`` runs on a synthetic image with the checkpoint it wrote.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -20,18 +25,44 @@ from omegaconf import OmegaConf
 REPO = Path(__file__).resolve().parents[2]
 
 
+def running_site_dirs() -> list[str]:
+    """The running environment's site-packages folders (a venv with system site-packages: its own, then the base's),
+    and the user's site-packages where this interpreter reads it."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    return dirs
+
+
+def pip_output(proc: subprocess.CompletedProcess) -> str:
+    return f"{proc.args}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+
+
 @pytest.mark.slow
 def test_wheel_install_trains_and_infers_outside_the_checkout(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "-w", str(dist), str(REPO)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert built.returncode == 0, pip_output(built)
+    (wheel,) = dist.glob("bottomup-*.whl")
+
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+    venv.EnvBuilder(with_pip=True).create(env_dir)  # its own site-packages only, for now
     python = env_dir / "bin" / "python"
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q", str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, pip_output(installed)
+    # Then the running environment's packages (torch, hydra, ...), after the venv's own: its bottomup comes first.
+    # Plain folder lines, so the .pth files in those folders (such as an editable install's) are not read.
+    env_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True
+    ).stdout.strip()
+    (Path(env_site) / "_running_env.pth").write_text("".join(f"{d}\n" for d in running_site_dirs()))
 
     work = tmp_path / "elsewhere"  # not the checkout: only the installed package can be found
     work.mkdir()
@@ -41,11 +72,14 @@ def test_wheel_install_trains_and_infers_outside_the_checkout(tmp_path: Path) ->
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(python), *args], cwd=work, env=env, capture_output=True, text=True, timeout=900)
 
-    where = run("-c", "import bottomup, bottomup.build as b; print(bottomup.__file__); print(b.CONF_DIR)")
+    where = run(
+        "-c", "import bottomup, bottomup.build as b, torch; print(bottomup.__file__, b.CONF_DIR, torch.__file__)"
+    )
     assert where.returncode == 0, where.stderr[-3000:]
-    module_file, conf_dir = where.stdout.split()
+    module_file, conf_dir, torch_file = where.stdout.split()
     assert Path(module_file).is_relative_to(env_dir), module_file  # the installed copy, not the checkout
     assert Path(conf_dir).is_relative_to(env_dir) and (Path(conf_dir) / "experiment" / "quickstart.yaml").is_file()
+    assert Path(torch_file).resolve() == Path(torch.__file__).resolve()  # the dependencies: the running environment's
 
     trained = run(
         "-m", "bottomup.train", "experiment=quickstart", "trainer.epochs=1", "trainer.steps_per_epoch=2",
