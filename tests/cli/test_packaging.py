@@ -59,10 +59,10 @@ def test_wheel_install_trains_and_infers_outside_the_checkout(tmp_path: Path) ->
     assert installed.returncode == 0, pip_output(installed)
     # Then the running environment's packages (torch, hydra, ...), after the venv's own: its bottomup comes first.
     # Plain folder lines, so the .pth files in those folders (such as an editable install's) are not read.
-    env_site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True
-    ).stdout.strip()
-    (Path(env_site) / "_running_env.pth").write_text("".join(f"{d}\n" for d in running_site_dirs()))
+    purelib = [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    env_site = Path(subprocess.run(purelib, capture_output=True, text=True, check=True, timeout=120).stdout.strip())
+    assert env_site.is_dir() and env_site.is_relative_to(env_dir), env_site
+    (env_site / "_running_env.pth").write_text("".join(f"{d}\n" for d in running_site_dirs()))
 
     work = tmp_path / "elsewhere"  # not the checkout: only the installed package can be found
     work.mkdir()
