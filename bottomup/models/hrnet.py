@@ -446,25 +446,9 @@ class HigherHRNet(nn.Module):
         return [key for key in self.state_dict() if key.split(".", 1)[0] in BACKBONE_PREFIXES]
 
     def load_pretrained_backbone(self, path: str | os.PathLike[str]) -> tuple[int, int]:
-        """Initialise the backbone from a local ImageNet HRNet classification checkpoint.
-
-        Keys outside the backbone (classifier: ``incre_modules``, ``downsamp_modules``,
-        ``final_layer``, ``classifier``; also the extra ``stage4`` fusion paths of the
-        classifier's multi-scale last module) are skipped. A ``{'state_dict': ...}`` wrapper
-        and ``module.`` / ``_orig_mod.`` prefixes are accepted (``bottomup.models.weights.load_pretrained_backbone``).
-
-        Args:
-            path: Local ``.pth`` file (``model.pretrained`` in the config).
-
-        Returns:
-            ``(num_loaded, num_skipped)`` checkpoint tensors.
-
-        Raises:
-            FileNotFoundError: If ``path`` does not exist.
-            ValueError: If the file cannot be read as weights (the message names ``model.pretrained``), or a
-                backbone tensor has the wrong shape (e.g. a W48 checkpoint for a
-                W32 model) or no backbone tensor was found.
-        """
+        """Initialise the backbone from a local ImageNet HRNet classification checkpoint: this network's
+        :func:`bottomup.models.weights.load_pretrained_backbone` (what is loaded and skipped, the wrappers accepted,
+        the ``(num_loaded, num_skipped)`` it returns and the errors it raises are documented there)."""
         return _load_pretrained_backbone(self, path)
 
     def forward(self, x: Tensor) -> list[Tensor]:
