@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,8 +39,9 @@ from bottomup.engine.distributed import DistInfo
 from bottomup.engine.estimator import PoseEstimator
 from bottomup.engine.evaluator import ValSet
 from bottomup.engine.evaluator import evaluate_model as _evaluate_estimator
-from bottomup.engine.settings import TestSettings
+from bottomup.engine.settings import TestSettings, TrainerSettings
 from bottomup.engine.trainer import EpochSampler, TrainState
+from bottomup.engine.training import RunContext, TrainingJob
 from bottomup.models.weights import (
     HEAD_PREFIXES,
     describe_weights,
@@ -76,9 +78,13 @@ __all__ = [
     "build_train_loader",
     "build_train_state",
     "config_differences",
+    "trainer_settings",
+    "training_job",
+    "evaluation_config",
     "is_project_checkpoint",
     "saved_config",
     "load_model",
+    "ExperimentRequiredError",
     "mismatch_summary",
     "load_resume_checkpoint",
 ]
@@ -122,13 +128,28 @@ def _flat_test_schema() -> type:
     return dataclasses.make_dataclass("TestSchema", fields)
 
 
+def _schema_of(cls: type, name: str) -> type:
+    """A settings dataclass as a Hydra structured config: the same fields, types and defaults, not frozen (the
+    composed config stays writable), ``X | None`` written as ``Optional[X]`` for OmegaConf."""
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        args = typing.get_args(kind)
+        if type(None) in args and len(args) == 2:
+            kind = typing.Optional[next(a for a in args if a is not type(None))]  # noqa: UP045 - OmegaConf's form
+        fields.append((f.name, kind, dataclasses.field(default=f.default)))
+    return dataclasses.make_dataclass(name, fields)
+
+
 def register_schemas() -> None:
     """Register the structured configs that validate ``conf/`` at compose time (``conf/test/default.yaml`` lists
-    ``/schema/test`` in its defaults): a key the settings do not know, or a value of the wrong type, fails the
+    ``/schema/test`` in its defaults, ``conf/trainer/default.yaml`` ``/schema/trainer``): a key the settings do not know, or a value of the wrong type, fails the
     composition with the key's name. Called on import of this module (the entry points import it first)."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(group="schema", name="test", node=_flat_test_schema())
+    ConfigStore.instance().store(group="schema", name="trainer", node=_schema_of(TrainerSettings, "TrainerSchema"))
 
 
 def compose(config_name: str = "train", overrides: Sequence[str] = (), experiment: str | None = None) -> DictConfig:
@@ -625,6 +646,11 @@ def saved_config(checkpoint: Any, name: str = "<checkpoint>") -> DictConfig | No
     return _map_legacy_targets(cfg)
 
 
+class ExperimentRequiredError(ValueError):
+    """A weights file that does not say which network it is (an official ``.pth``, or a project checkpoint with no
+    config): :func:`load_model` needs ``experiment`` (a name in ``conf/experiment``) or a config."""
+
+
 def load_model(
     path: str | os.PathLike,
     *,
@@ -654,7 +680,7 @@ def load_model(
     Raises:
         FileNotFoundError: no such file.
         bottomup.engine.checkpoint.CheckpointError: the file is not a loadable weights-only checkpoint.
-        ValueError: a file without a config and neither ``cfg`` nor ``experiment``, or not a state dict at all.
+        ExperimentRequiredError: (a ``ValueError``) a file without a config and neither ``cfg`` nor ``experiment``.
         RuntimeError: weights that do not fit the network (the message lists the mismatches).
     """
     name = os.fspath(path)
@@ -675,7 +701,7 @@ def load_model(
                 if is_project_checkpoint(checkpoint)
                 else "looks like an official HigherHRNet state_dict (no 'model'/'config' keys)"
             )
-            raise ValueError(
+            raise ExperimentRequiredError(
                 f"checkpoint {name} {what}; pass experiment=<name in conf/experiment>, e.g. experiment='higherhrnet_w32'"
             )
     model = build_model(config.model, pretrained=False)
@@ -781,6 +807,132 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     if ignored:
         log.info("%s=%s: %d tensors of the file are not in this model (e.g. %s)", key, name, len(ignored), ignored[0])
     return {"loaded": loaded, "reinitialised": reinit, "ignored": ignored}
+
+
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    """The :class:`~bottomup.engine.settings.TrainerSettings` of ``cfg.trainer``.
+
+    Raises:
+        ValueError: a value out of its range, or a key that is no setting (``+trainer.epoch=3``: Hydra's ``+``
+            adds keys past the schema), the message naming the ``trainer.*`` key.
+    """
+    return settings_from_config(TrainerSettings, cfg.trainer, strict=True)
+
+
+def training_job(cfg: DictConfig, context: RunContext) -> TrainingJob:
+    """The :class:`~bottomup.engine.training.TrainingJob` of a composed ``train`` config, once the run's processes,
+    device and precision are known (``bottomup.engine.training.run_training`` calls it after seeding): the data set
+    of ``data``, the model of ``model`` (``checkpoint=``: fine-tuning weights loaded; ``resume=``: its checkpoint
+    loaded, written into its folder), the loss, optimiser and schedule, the validation set and test settings.
+    ``trainer.precision`` is set to the precision that runs (the saved config says what ran).
+
+    Raises:
+        ValueError / FileNotFoundError: a bad data set, model or batch setting (the message names the key), or a
+            model whose K differs from the annotation file's.
+        bottomup.engine.checkpoint.CheckpointError: ``checkpoint=`` / ``resume=`` cannot be loaded.
+    """
+    with open_dict(cfg):
+        cfg.trainer.precision = context.precision
+    seed = int(cfg.seed)
+    dataset = build_train_dataset(cfg.data, cfg.model.strides, train=True, seed=seed)
+    finetune = cfg.get("checkpoint") if not cfg.resume else None
+    model = build_model(cfg.model, int(cfg.data.num_keypoints), pretrained=not finetune)
+    if finetune:
+        load_initial_weights(model, str(finetune))
+    elif cfg.get("checkpoint") and context.dist_info.is_main:
+        log.info("resume= given: checkpoint=%s is not loaded (the run continues from its last.pt)", cfg.checkpoint)
+    if getattr(model, "num_keypoints", None) not in (None, dataset.num_keypoints):
+        raise ValueError(
+            f"model predicts {model.num_keypoints} keypoints but {cfg.data.train_ann} has {dataset.num_keypoints}"
+        )
+
+    def sample() -> dict[str, Any]:
+        val_data = OmegaConf.merge(cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images})
+        return dict(build_train_dataset(val_data, cfg.model.strides, train=False).sample(0))
+
+    resume = load_resume_checkpoint(str(cfg.resume)) if cfg.resume else None
+    return TrainingJob(
+        run_dir=Path(str(cfg.resume)).resolve().parent if cfg.resume else Path(str(cfg.output_dir)),
+        dataset=dataset,
+        model=model,
+        loss=build_loss(cfg.loss),
+        make_loader=lambda data, dist_info, device: build_train_loader(data, cfg.data, dist_info, seed, device),
+        make_state=lambda net, iters_per_epoch, device: build_train_state(cfg, net, iters_per_epoch, device),
+        layout=KeypointLayout.from_config(cfg.data),
+        test=test_settings(cfg),
+        val=val_set(cfg),
+        snapshot_sample=sample,
+        resume=resume,
+        resume_path=str(cfg.resume or ""),
+        resume_changes=lambda checkpoint: config_differences(checkpoint.get("config", ""), cfg),
+    )
+
+
+def _synthetic_set_of_checkpoint(cfg: DictConfig, ran: DictConfig, given: set[str]) -> None:
+    """For a generated data set (``data=synthetic`` with no ``data.root``) and no ``data.synthetic.*`` in
+    ``given``: evaluate on the synthetic set the checkpoint was trained with (the quickstart's has at most 4 people
+    per image, the data config's default 5: another set, another AP)."""
+    saved = OmegaConf.select(ran, "data.synthetic")
+    if saved is None or any(k.startswith("data.synthetic") for k in given):
+        return
+    if OmegaConf.to_container(saved, resolve=True) != OmegaConf.to_container(cfg.data.synthetic, resolve=True):
+        log.info(
+            "data.synthetic: the checkpoint's generated set (%s), not the data config's; set data.synthetic.* to "
+            "evaluate on another", ", ".join(f"{k}={v}" for k, v in OmegaConf.to_container(saved).items()),
+        )  # fmt: skip
+        cfg.data.synthetic = saved
+
+
+def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of ``cfg.checkpoint`` and ``cfg`` completed for its evaluation (a composed ``eval`` config,
+    changed in place; the data root prepared).
+
+    The network comes from :func:`load_model` (the config saved in a project checkpoint, else ``cfg.model`` for an
+    official ``.pth``); a project checkpoint's network config replaces ``cfg.model``, its test-time input size (its
+    training scale) replaces ``test.input_size`` unless ``overrides`` sets ``test.input_size`` or
+    ``data.input_size``, and with ``data=synthetic`` the generated set it was trained on is used unless
+    ``overrides`` sets ``data.root`` or ``data.synthetic.*``.
+
+    Args:
+        cfg: the composed ``eval`` config.
+        overrides: the command line's ``key=value`` overrides (Hydra's task overrides).
+
+    Returns:
+        ``(model, info)``: the network on the CPU; ``info["summary"]``, a line describing it.
+
+    Raises:
+        ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
+        FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
+    """
+    if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
+        raise ValueError(
+            "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
+            "HigherHRNet .pth with the matching experiment=...)"
+        )
+    generated = cfg.data.get("root") is None and cfg.data.get("synthetic") is not None
+    if not generated:  # a generated set is made once the checkpoint has said which one
+        prepare_data_root(cfg.data)
+    path = str(cfg.checkpoint)
+    info: dict[str, Any] = {}
+    model, ran, kind = load_model(path, cfg=cfg, info=info)
+    log.info("loaded %s checkpoint %s: %s", kind, path, info["summary"])
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    if kind == "project":
+        with open_dict(cfg):
+            cfg.model = ran.model  # the saved config records the network that ran
+            if generated:
+                _synthetic_set_of_checkpoint(cfg, ran, given)
+            trained = config_test_group(ran).get("input_size") or OmegaConf.select(ran, "data.input_size")
+            if trained is not None and not given & {"test.input_size", "data.input_size"}:
+                if int(trained) != int(cfg.test.input_size):
+                    log.info(
+                        "test.input_size=%d, the checkpoint's (the data config says %d; set test.input_size=N to "
+                        "change it)", int(trained), int(cfg.test.input_size),
+                    )  # fmt: skip
+                cfg.test.input_size = int(trained)
+    if generated:
+        prepare_data_root(cfg.data)
+    return model, info
 
 
 def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -54,9 +54,8 @@ error (no input matched, no checkpoint, bad option or checkpoint); 130 interrupt
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,29 +240,16 @@ def _with_options(args: argparse.Namespace, estimator: Any) -> Any:
 
 def _checkpoint_error(args: argparse.Namespace, checkpoint: Path, e: Exception) -> UsageError:
     """A load failure as a usage error naming the file (and the experiments, when one is needed)."""
-    hint = ""
-    if args.experiment is None and isinstance(e, ValueError) and "experiment" in str(e):
-        from bottomup.build import experiments
+    from bottomup.build import ExperimentRequiredError, experiments
 
+    hint = ""
+    if args.experiment is None and isinstance(e, ExperimentRequiredError):
         hint = f"\nOn the command line: --experiment NAME, one of: {', '.join(experiments())}"
     from bottomup.engine.checkpoint import CheckpointError
 
     if isinstance(e, CheckpointError):  # its message names the file already
         return UsageError(f"{e}{hint}")
     return UsageError(f"cannot use checkpoint {checkpoint}: {e}{hint}")
-
-
-def _image_id(path: Path) -> int | None:
-    return int(path.stem) if path.stem.isdigit() else None
-
-
-def _png_path(out_dir: Path, src: Path, used: set[str]) -> Path:
-    name, i = f"{src.stem}.png", 1
-    while name in used:
-        i += 1
-        name = f"{src.stem}_{i}.png"
-    used.add(name)
-    return out_dir / name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -340,7 +326,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from bottomup.core.io import write_json
+    from bottomup.engine.writers import ImageResults, OutputNames
 
     out_dir = Path(args.output_dir)
     style = {
@@ -351,15 +337,14 @@ def _run(args: argparse.Namespace) -> int:
         "thickness": args.thickness,
         "labels": not args.no_labels,
     }
-    results: list[dict] = []
-    used: set[str] = set()
-    people = 0
+    names = OutputNames(out_dir)
     if videos:
-        status = _run_videos(estimator, videos, args, out_dir, used, style, failures)
+        status = _run_videos(estimator, videos, args, names, style, failures)
         if status is not None or not files:
             for path, reason in failures:
                 print(f"  failed: {path}: {reason}")
             return status if status is not None else (1 if failures else 0)
+    images = ImageResults(names, min_score=args.min_score, style=None if args.no_render else style)
     for path in tqdm(files, desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True):
         try:
             pred = estimator(path)
@@ -367,23 +352,17 @@ def _run(args: argparse.Namespace) -> int:
             failures.append((str(path), str(e)))
             tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
             continue
-        kept = pred[pred.scores >= args.min_score]
-        people += len(kept)
-        for r in kept.to_coco(_image_id(path)):
-            results.append({"file_name": path.name, **r})
-        if not args.no_render:
-            png = _png_path(out_dir, path, used)
-            try:
-                kept.save(png, **style)
-            except OSError as e:
-                failures.append((str(path), str(e)))
-                tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
+        try:
+            images.add(path, pred)
+        except OSError as e:
+            failures.append((str(path), str(e)))
+            tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
 
-    results_json = write_json(out_dir / "results.json", results)
+    results_json = images.close()
     failed = {p for p, _ in failures}
     done = len(files) - len(failed.intersection(str(f) for f in files))
     print(
-        f"{done}/{len(files)} images done, {people} people found, {len(failed)} failed; "
+        f"{done}/{len(files)} images done, {images.people} people found, {len(failed)} failed; "
         f"results: {results_json}" + ("" if args.no_render else f", renderings: {out_dir}/")
     )
     for path, reason in failures:
@@ -413,124 +392,59 @@ def _split_inputs(inputs: Sequence[str], sequence: bool) -> tuple[list[str], lis
     return videos, images
 
 
-def _unique_path(out_dir: Path, stem: str, suffixes: Sequence[str], used: set[str]) -> Path:
-    """``out_dir/stem`` (suffix added by the caller) whose ``stem + suffix`` names are not in ``used`` yet."""
-    name, i = stem, 1
-    while any(f"{name}{s}" in used for s in suffixes):
-        i += 1
-        name = f"{stem}_{i}"
-    used.update(f"{name}{s}" for s in suffixes)
-    return out_dir / name
-
-
 def _run_videos(
     estimator: Any,
     videos: Sequence[str],
     args: argparse.Namespace,
-    out_dir: Path,
-    used: set[str],
+    names: Any,
     style: dict[str, Any],
     failures: list[tuple[str, str]],
 ) -> int | None:
-    """Each video through ``estimator.track``, writing ``<name>.jsonl`` (+ ``<name>.mp4``); a source that fails
-    is added to ``failures``. Returns 130 when interrupted (Ctrl-C), else ``None``."""
-    frame_style = {**style, "min_side": 0}  # the rendered video has the frames' size
-    with _deferred_interrupt() as stop:
-        return _videos_loop(estimator, videos, args, out_dir, used, frame_style, failures, stop)
-
-
-@contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[list[int]]:
-    """While inside: the first Ctrl-C (SIGINT) only appends to the yielded list (the loop ends after the frame it
-    is on); a second one interrupts at once. Outside the main thread nothing changes."""
-    import signal
-    import threading
-
-    stop: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.append(signum)
-        signal.signal(signal.SIGINT, previous)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _videos_loop(
-    estimator: Any,
-    videos: Sequence[str],
-    args: argparse.Namespace,
-    out_dir: Path,
-    used: set[str],
-    frame_style: dict[str, Any],
-    failures: list[tuple[str, str]],
-    stop: list[int],
-) -> int | None:
-    """The body of :func:`_run_videos`; ``stop`` becomes non-empty on Ctrl-C."""
-    import json
-
-    import cv2
+    """Each video through ``estimator.track``, writing ``<name>.jsonl`` (+ ``<name>.mp4``,
+    ``bottomup.engine.writers.VideoOutput``); a source that fails is added to ``failures``. Returns 130 when
+    interrupted (Ctrl-C), else ``None``."""
     from tqdm import tqdm
 
-    from bottomup.data.video import VideoReadError, VideoWriter, open_source
+    from bottomup.data.video import VideoReadError, open_source
+    from bottomup.engine.writers import VideoInterrupted, VideoOutput, deferred_interrupt
 
-    for item in videos:
-        try:
-            source = open_source(
-                item, sequence=args.sequence, fps=args.fps, stride=args.stride, max_frames=args.max_frames
-            )
-        except VideoReadError as e:
-            failures.append((item, str(e)))
-            print(f"failed: {item}: {e}", file=sys.stderr)
-            continue
-        base = _unique_path(out_dir, source.name, (".jsonl", ".mp4"), used)
-        jsonl, mp4 = base.with_name(base.name + ".jsonl"), base.with_name(base.name + ".mp4")
-        frames = people = 0
-        writer: VideoWriter | None = None
-        bar = tqdm(total=source.total, desc=source.name, unit="frame", disable=args.no_progress, dynamic_ncols=True)
-        try:
-            with source, jsonl.open("w", encoding="utf-8") as lines:
-                if not args.no_render:
-                    writer = VideoWriter(mp4, source.fps / source.stride, source.size)
-                results = estimator.track(
-                    source,
-                    tracking=args.track,
-                    min_score=args.min_score,
-                    max_age=args.max_age,
-                    smoothing=args.smooth,
+    frame_style = {**style, "min_side": 0}  # the rendered video has the frames' size
+    with deferred_interrupt() as stop:
+        for item in videos:
+            try:
+                source = open_source(
+                    item, sequence=args.sequence, fps=args.fps, stride=args.stride, max_frames=args.max_frames
                 )
-                for result in results:
-                    if stop:  # Ctrl-C: end after a whole frame, so that the jsonl and the mp4 agree
-                        raise KeyboardInterrupt
-                    lines.write(json.dumps(result.to_dict()) + "\n")
-                    lines.flush()  # a kill keeps every finished line
-                    if writer is not None:
-                        writer.write(cv2.cvtColor(result.plot(**frame_style), cv2.COLOR_RGB2BGR))
-                    frames += 1
-                    people += len(result.prediction)
-                    bar.update(1)
-                    if stop:
-                        raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            bar.close()
-            if writer is not None:
-                writer.close()
-            print(f"interrupted: {item}: {frames} frames written to {jsonl}" + ("" if writer is None else f", {mp4}"))
-            return 130
-        except Exception as e:  # noqa: BLE001 - a failing video must not stop the others
-            failures.append((item, f"{e} (after {frames} frames; those are kept in {jsonl})"))
-            tqdm.write(f"failed: {item}: {e}", file=sys.stderr)
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-        print(f"{item}: {frames} frames, {people} people; {jsonl}" + ("" if args.no_render else f", {mp4}"))
+            except VideoReadError as e:
+                failures.append((item, str(e)))
+                print(f"failed: {item}: {e}", file=sys.stderr)
+                continue
+            base = names.reserve(source.name, (".jsonl", ".mp4"))
+            jsonl, mp4 = base.with_name(base.name + ".jsonl"), base.with_name(base.name + ".mp4")
+            out = VideoOutput(
+                jsonl, None if args.no_render else mp4, fps=source.fps / source.stride, size=source.size,
+                style=frame_style,
+            )  # fmt: skip
+            bar = tqdm(total=source.total, desc=source.name, unit="frame", disable=args.no_progress, dynamic_ncols=True)
+            try:
+                with source:
+                    tracked = estimator.track(
+                        source, tracking=args.track, min_score=args.min_score, max_age=args.max_age,
+                        smoothing=args.smooth,
+                    )  # fmt: skip
+                    out.write(tracked, stop, on_frame=bar.update)
+            except VideoInterrupted:
+                bar.close()
+                rendered = "" if args.no_render else f", {mp4}"
+                print(f"interrupted: {item}: {out.frames} frames written to {jsonl}{rendered}")
+                return 130
+            except Exception as e:  # noqa: BLE001 - a failing video must not stop the others
+                failures.append((item, f"{e} (after {out.frames} frames; those are kept in {jsonl})"))
+                tqdm.write(f"failed: {item}: {e}", file=sys.stderr)
+            finally:
+                bar.close()
+            rendered = "" if args.no_render else f", {mp4}"
+            print(f"{item}: {out.frames} frames, {out.people} people; {jsonl}{rendered}")
     return None
 
 

@@ -86,3 +86,19 @@ def test_tests_mirror_the_package() -> None:
     assert cuda and all(p.parts[0] == "gpu" for p in cuda), cuda
     names = [p.name for p in tests.rglob("test_*.py")]
     assert len(names) == len(set(names)), "test file names must be unique across folders (pytest rootdir imports)"
+
+
+def test_api_is_the_facade() -> None:
+    """``api.py`` holds the estimator's constructors, re-exports and the glue of ``train`` / ``evaluate`` (config ->
+    ``build`` -> ``engine``): no function body over 25 lines; the training and evaluation orchestration lives in
+    ``bottomup.engine.training`` / ``bottomup.engine.evaluator``."""
+    tree = ast.parse((PACKAGE / "api.py").read_text())
+    long = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            body = node.body
+            has_doc = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and len(body) > 1
+            length = node.end_lineno - (body[1] if has_doc else body[0]).lineno + 1
+            if length > 25:
+                long.append(f"{node.name}: {length} lines")
+    assert not long, long

@@ -43,6 +43,7 @@ __all__ = [
     "coco_keypoint_eval",
     "people_to_results",
     "evaluate_model",
+    "evaluate_into",
 ]
 
 #: Keys of :func:`coco_keypoint_eval` for ``eval_type="coco"``, in pycocotools' ``stats`` order.
@@ -333,3 +334,43 @@ def evaluate_model(
         eval_type=val.eval_type,
         image_ids=[int(img["id"]) for img in images] if max_images is not None else None,
     )
+
+
+def evaluate_into(
+    estimator: Callable[[np.ndarray], Any],
+    val: ValSet,
+    out_dir: str | os.PathLike,
+    *,
+    record: dict[str, Any],
+    config_text: str = "",
+    max_images: int | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """:func:`evaluate_model` with the run's record written into ``out_dir`` (the body of
+    ``python -m bottomup.evaluate``): ``results_val.json`` (COCO results), ``metrics.json`` (``record`` and the
+    AP table under ``"metrics"``) and, when ``config_text`` is given, ``config.yaml`` (the config that ran; an
+    existing ``.hydra/config.yaml`` is replaced by it too). Prints the AP table and the paths.
+
+    Args:
+        estimator, val, max_images, progress: as :func:`evaluate_model`.
+        out_dir: the output folder.
+        record: what ``metrics.json`` says about the run (checkpoint, model, data, test settings, ...).
+        config_text: the YAML of the config that ran.
+
+    Returns:
+        the AP table (as :func:`evaluate_model`).
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`evaluate_model`.
+    """
+    out = Path(out_dir)
+    output_json = out / "results_val.json"
+    stats = evaluate_model(estimator, val, output_json=output_json, max_images=max_images, progress=progress)
+    if config_text:
+        (out / "config.yaml").write_text(config_text)
+        if (out / ".hydra" / "config.yaml").is_file():
+            (out / ".hydra" / "config.yaml").write_text(config_text)
+    metrics = write_json(out / "metrics.json", {**record, "metrics": {k: float(v) for k, v in stats.items()}})
+    print("\n" + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
+    print(f"results: {output_json}, metrics: {metrics}")
+    return stats

@@ -1,10 +1,14 @@
-"""Test-time settings: the one home of ``conf/test``'s keys, their defaults, checks and meaning (torch-free).
+"""Test-time and trainer settings: the one home of ``conf/test``'s and ``conf/trainer``'s keys, their defaults,
+checks and meaning (torch-free).
 
 :class:`TestSettings` holds how an image goes through the network (input size, scales, flip, precision, memory
 format, folded / compiled copy) and, as a :class:`bottomup.codec.settings.GroupingSettings`, how the maps are
 grouped. The estimator (``bottomup.api.PoseEstimator``, every backend), the evaluation, the export metadata and
 ``python -m bottomup.infer`` take the object; ``bottomup.build`` registers its flat form (grouping keys beside the
 others, as ``conf/test/default.yaml`` writes them) as the Hydra schema of the ``test`` group.
+
+:class:`TrainerSettings` holds how a training run runs (length, device, arithmetic, logging, evaluation); the
+training loop (``bottomup.engine.training``) takes it, and it is the schema of the ``trainer`` group.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bottomup.codec.settings import GROUPING_KEYS, GroupingSettings
-from bottomup.core.precision import check_precision
+from bottomup.core.precision import AUTO, PRECISIONS, check_precision
 
-__all__ = ["MAX_INPUT_SIDE", "MIN_INPUT_SIDE", "TEST_KEYS", "TestSettings", "check_scales"]
+__all__ = ["MAX_INPUT_SIDE", "MIN_INPUT_SIDE", "TEST_KEYS", "TestSettings", "TrainerSettings", "check_scales"]
 
 #: Bounds of the network input's short side at any test scale (``input_size * scale``), pixels: below, the resize
 #: degenerates; above, one W32 forward needs tens of GB.
@@ -128,3 +132,88 @@ class TestSettings:
 _OWN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TestSettings) if f.name != "grouping")
 #: Every key of the flat form: the test-time keys, then :data:`bottomup.codec.settings.GROUPING_KEYS`.
 TEST_KEYS: tuple[str, ...] = _OWN_KEYS + GROUPING_KEYS
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """How a training run runs (``conf/trainer/default.yaml``; official HigherHRNet ``TRAIN`` / ``PRINT_FREQ``).
+
+    Attributes:
+        epochs: passes over the training set (official ``END_EPOCH``).
+        steps_per_epoch: cap on the iterations of one epoch (smoke runs); ``None``: the whole data set.
+        max_steps: stop after this many optimiser steps in all; ``None``: no cap.
+        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (autocast; fp16 with loss scaling) or ``"auto"`` (bf16 where
+            the device computes it natively, else fp32).
+        channels_last: NHWC memory format for the network and its inputs.
+        compile: ``torch.compile`` the training network.
+        grad_clip: largest gradient norm (clipped above it); ``None`` or 0: off.
+        sync_bn: SyncBatchNorm under ``torchrun`` / DDP (CUDA only).
+        dist_timeout: seconds a process waits for the others in a collective before it fails (a hung rank).
+        log_every: steps between TensorBoard scalar writes.
+        image_every: steps between TensorBoard pictures; 0: off.
+        eval_every: epochs between COCO evaluations (each keeps ``best.pt``); 0: off.
+        eval_max_images: evaluate on the first N validation images only; ``None``: all.
+        progress: a tqdm progress bar (rank 0).
+
+    Raises:
+        ValueError: a value out of its range (the message names the ``trainer.*`` key).
+    """
+
+    epochs: int = 300
+    steps_per_epoch: int | None = None
+    max_steps: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float | None = None
+    sync_bn: bool = False
+    dist_timeout: float = 1800.0
+    log_every: int = 10
+    image_every: int = 0
+    eval_every: int = 0
+    eval_max_images: int | None = None
+    progress: bool = True
+
+    #: The config node that holds these keys (named in messages).
+    config_node = "trainer"
+
+    def __post_init__(self) -> None:
+        if str(self.precision) != AUTO and str(self.precision) not in PRECISIONS:
+            raise ValueError(f"trainer.precision must be one of {[AUTO, *PRECISIONS]}, got {self.precision!r}")
+        object.__setattr__(self, "precision", str(self.precision))
+        for key in ("epochs", "steps_per_epoch", "max_steps", "log_every"):
+            value = getattr(self, key)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"trainer.{key} must be >= 1 (or null where allowed), got {value}")
+        for key in ("image_every", "eval_every"):
+            if int(getattr(self, key) or 0) < 0:
+                raise ValueError(f"trainer.{key} must be >= 0 (0 = off), got {getattr(self, key)}")
+        if self.eval_max_images is not None and int(self.eval_max_images) < 1:
+            raise ValueError(f"trainer.eval_max_images must be >= 1 or null (all), got {self.eval_max_images}")
+        if not float(self.dist_timeout) > 0:
+            raise ValueError(f"trainer.dist_timeout must be a positive number of seconds, got {self.dist_timeout}")
+        if self.grad_clip is not None and not float(self.grad_clip) >= 0:
+            raise ValueError(f"trainer.grad_clip must be >= 0 or null (0 / null = off), got {self.grad_clip}")
+        for key in ("epochs", "log_every"):
+            object.__setattr__(self, key, int(getattr(self, key)))
+        for key in ("steps_per_epoch", "max_steps", "eval_max_images"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, int(getattr(self, key)))
+        for key in ("image_every", "eval_every"):
+            object.__setattr__(self, key, int(getattr(self, key) or 0))
+        for key in ("channels_last", "compile", "sync_bn", "progress"):
+            object.__setattr__(self, key, bool(getattr(self, key)))
+        object.__setattr__(self, "device", str(self.device))
+        object.__setattr__(self, "dist_timeout", float(self.dist_timeout))
+        if self.grad_clip is not None:
+            object.__setattr__(self, "grad_clip", float(self.grad_clip))
+
+    def replace(self, **changes: Any) -> TrainerSettings:
+        """A copy with ``changes``, checked again.
+
+        Raises:
+            TypeError: an unknown key; ValueError: a value out of its range.
+        """
+        return dataclasses.replace(self, **changes)

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 import bottomup
 from bottomup.codec.settings import GROUPING_KEYS, GroupingSettings
-from bottomup.engine.settings import TEST_KEYS, TestSettings
+from bottomup.engine.settings import TEST_KEYS, TestSettings, TrainerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 #: Modules that import what this machine may lack at import time (a CUDA-only path) are still imported here: every
@@ -92,9 +92,24 @@ def test_conf_test_group_writes_no_default_of_its_own() -> None:
     }
 
 
+def test_conf_trainer_group_holds_the_settings_defaults() -> None:
+    """``conf/trainer/default.yaml`` sets no value: the composed group is :class:`TrainerSettings`' defaults."""
+    import dataclasses
+
+    text = yaml.safe_load((REPO / "conf" / "trainer" / "default.yaml").read_text())
+    assert set(text) == {"defaults"}, text
+    cfg = compose_train_config([])
+    assert OmegaConf.to_container(cfg.trainer, resolve=True) == dataclasses.asdict(TrainerSettings())
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("test.detection_treshold=0.2", "detection_treshold"), ("test.flip_test=maybe", "flip_test")],
+    [
+        ("test.detection_treshold=0.2", "detection_treshold"),
+        ("test.flip_test=maybe", "flip_test"),
+        ("trainer.epoch=3", "epoch"),
+        ("trainer.progress=maybe", "progress"),
+    ],
 )
 def test_config_is_validated_against_the_settings_at_compose_time(override: str, key: str) -> None:
     from hydra.errors import ConfigCompositionException
@@ -116,6 +131,21 @@ def test_settings_check_their_values_and_name_the_key() -> None:
     assert s.grouping.detection_threshold == 0.3 and s.scales == (2.0, 1.0) and not s.flip_test
     assert TestSettings.from_flat(s.flat()) == s
     assert tuple(GroupingSettings().as_dict()) == GROUPING_KEYS
+    for bad, key in [({"epochs": 0}, "epochs"), ({"eval_every": -1}, "eval_every"), ({"precision": "int8"}, "precision"),
+                     ({"dist_timeout": 0}, "dist_timeout"), ({"grad_clip": -1.0}, "grad_clip")]:  # fmt: skip
+        with pytest.raises(ValueError, match=rf"trainer\.{key}"):
+            TrainerSettings(**bad)
+
+
+def test_a_trainer_key_added_past_the_schema_fails_before_anything_is_written(tmp_path) -> None:
+    """Hydra's ``+trainer.epoch=3`` adds a key the schema does not know (its advice for ``trainer.epoch=3``): the
+    run refuses it, naming the key and the known ones, before it writes or builds anything."""
+    from bottomup.api import train
+
+    cfg = compose_train_config([*_quickstart_overrides(tmp_path / "run"), "+trainer.epoch=3"])
+    with pytest.raises(ValueError, match=r"unknown key\(s\) trainer\.epoch: trainer holds epochs, "):
+        train(cfg)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
 # --------------------------------------------------------------------------------------- defects fixed with it
