@@ -59,7 +59,8 @@ def test_tree_shows_the_roles() -> None:
     for folder in ROLE_FOLDERS:
         assert (PACKAGE / folder / "__init__.py").is_file(), folder
     modules = {p for p in top if p.endswith(".py")}
-    assert modules == {"__init__.py", "api.py", "build.py", *ENTRY_POINTS}, top
+    assert modules == {"__init__.py", "api.py", *ENTRY_POINTS}, top
+    assert (PACKAGE / "build" / "__init__.py").is_file(), "bottomup.build (config -> objects) is a package"
 
 
 def test_entry_points_are_thin() -> None:

@@ -1,0 +1,209 @@
+"""Checkpoint files -> models: the one path from a file (project ``last.pt`` / ``best.pt`` or official ``.pth``) to
+a network, fine-tuning weights, resume checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from bottomup.build.config import compose, saved_config
+from bottomup.build.networks import build_model
+from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
+from bottomup.models.weights import (
+    HEAD_PREFIXES,
+    describe_weights,
+    holds_weights,
+    is_project_checkpoint,
+    load_official_checkpoint,
+    match_for_finetuning,
+    mismatch_summary,
+    unwrap_state_dict,
+)
+
+log = logging.getLogger("bottomup.build")
+
+
+class ExperimentRequiredError(ValueError):
+    """A weights file that does not say which network it is (an official ``.pth``, or a project checkpoint with no
+    config): :func:`load_model` needs ``experiment`` (a name in ``conf/experiment``) or a config."""
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    cfg: DictConfig | None = None,
+    experiment: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> tuple[nn.Module, DictConfig, str]:
+    """Turn a checkpoint file into a model: the one path, for inference, evaluation and the API.
+
+    Precedence (one rule): **the config saved in a project checkpoint builds the network** (the weights were
+    trained with it); ``cfg`` (e.g. the evaluation's command line), else the experiment ``experiment`` composed
+    from ``conf/``, is used only for a file without one -- an official HigherHRNet / SWAHR ``.pth`` (a raw or
+    ``{"state_dict": ...}`` state dict), or a project checkpoint whose config is missing. ``model.pretrained``
+    is never loaded (the checkpoint's weights replace it).
+
+    Args:
+        path: the file; read with ``torch.load(weights_only=True)``, which never runs code from the file.
+        cfg: a composed config to fall back on.
+        experiment: a name in ``conf/experiment`` to fall back on when ``cfg`` is not given.
+        info: a dict to receive ``"metrics"`` (a project checkpoint's, e.g. ``best_ap``; else empty) and
+            ``"summary"`` (:func:`describe_model`).
+
+    Returns:
+        ``(model, config, kind)``: the model on CPU with the weights loaded (train mode as built), the config it was
+        built from (the saved one, else ``cfg`` / the composed experiment), and ``"project"`` or ``"official"``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        bottomup.engine.checkpoint.CheckpointError: the file is not a loadable weights-only checkpoint.
+        ExperimentRequiredError: (a ``ValueError``) a file without a config and neither ``cfg`` nor ``experiment``.
+        RuntimeError: weights that do not fit the network (the message lists the mismatches).
+    """
+    name = os.fspath(path)
+    checkpoint = load_checkpoint(name)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"checkpoint {name} holds a {type(checkpoint).__name__}, not a state_dict or a checkpoint of this project"
+        )
+    config = saved_config(checkpoint, name)
+    if config is None:
+        if cfg is not None:
+            config = cfg
+        elif experiment is not None:
+            config = compose("train", experiment=experiment)
+        else:
+            what = (
+                "has no 'config'"
+                if is_project_checkpoint(checkpoint)
+                else "looks like an official HigherHRNet state_dict (no 'model'/'config' keys)"
+            )
+            raise ExperimentRequiredError(
+                f"checkpoint {name} {what}; pass experiment=<name in conf/experiment>, e.g. experiment='higherhrnet_w32'"
+            )
+    model = build_model(config.model, pretrained=False)
+    if info is not None:
+        info["metrics"] = dict(checkpoint.get("metrics") or {}) if is_project_checkpoint(checkpoint) else {}
+        info["step"] = checkpoint.get("step") if is_project_checkpoint(checkpoint) else None
+        info["summary"] = describe_model(
+            config, info["metrics"], kind="project" if is_project_checkpoint(checkpoint) else "official"
+        )
+    if is_project_checkpoint(checkpoint):
+        state = unwrap_state_dict(checkpoint)  # its "model", wrapper prefixes stripped
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"checkpoint {name} does not fit the model built from the config: {mismatch_summary(e)}. "
+                "Pass the experiment the checkpoint was trained with (experiment=...)."
+            ) from e
+        return model, config, "project"
+    load_official_checkpoint(model, checkpoint)  # raises RuntimeError with a diagnosis on mismatch
+    return model, config, "official"
+
+
+def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, kind: str = "project") -> str:
+    """One line on what a checkpoint is: its data set, network and best validation AP, e.g.
+    ``"synthetic data (17 keypoints), HigherHRNet W16, input 160, best val AP 0.612"``."""
+    data = config.get("data") or {}
+    model = config.get("model") or {}
+    target = str(model.get("_target_", "")).rsplit(".", 1)[-1] or "network"
+    parts = [f"{data.get('name', '?')} data ({data.get('num_keypoints', '?')} keypoints)"]
+    swahr = " + SWAHR" if model.get("swahr") else ""
+    parts.append(f"{target}{swahr} W{model.get('width', '?')}, input {data.get('input_size', '?')}")
+    ap = (metrics or {}).get("best_ap")
+    if kind == "official":
+        parts.append("official weights (no metrics stored)")
+    elif ap is not None and float(ap) >= 0:
+        parts.append(f"best val AP {float(ap):.3f}")
+    else:
+        parts.append("never evaluated")
+    return ", ".join(parts)
+
+
+def checkpoint_state_dict(checkpoint: Any, name: str = "<checkpoint>") -> dict[str, torch.Tensor]:
+    """The weights of a loaded checkpoint as a plain ``state_dict``: a project checkpoint's ``model``, an official
+    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``), ``module.`` (DDP) / ``_orig_mod.`` prefixes
+    stripped (``bottomup.models.weights.holds_weights`` / ``unwrap_state_dict``).
+
+    Raises:
+        CheckpointError: neither (the message names ``name``).
+    """
+    if not holds_weights(checkpoint):
+        raise CheckpointError(
+            f"checkpoint {name} holds no weights (not a last.pt / best.pt of this project nor an official "
+            "HigherHRNet state_dict)"
+        )
+    return unwrap_state_dict(checkpoint)
+
+
+def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "checkpoint") -> dict[str, list[str]]:
+    """Start training from the weights in ``path`` (fine-tuning): every tensor whose name and shape fit ``model``.
+
+    The prediction head (:data:`HEAD_PREFIXES`) may differ in shape, e.g. a COCO checkpoint (K = 17) fine-tuned on
+    a data set with other keypoints: those tensors keep ``model``'s fresh initialisation and a warning names them.
+    Anything else that does not fit -- backbone tensors of other shapes (another ``model.width``), missing from
+    the file or only in it (another ``model.stage_modules`` / ``model.stem_blocks``) -- is an error, since training would silently start from a
+    half-random network.
+
+    Args:
+        model: the freshly built network (CPU or device); changed in place.
+        path: a ``last.pt`` / ``best.pt`` of this project or an official HigherHRNet / SWAHR ``.pth``, read
+            weights-only (no code from the file runs).
+        key: the config key ``path`` came from, for the messages.
+
+    Returns:
+        ``{"loaded": [...], "reinitialised": [...], "ignored": [...]}``: tensor names loaded from the file, kept
+        fresh (head tensors of another shape or missing), and head tensors in the file but not in ``model``.
+
+    Raises:
+        FileNotFoundError / CheckpointError: unreadable file, or backbone weights that do not fit (the message
+            gives the file's width and K against the model's).
+    """
+    name = os.fspath(path)
+    state = checkpoint_state_dict(load_checkpoint(name), name)
+    own = model.state_dict()
+    split = match_for_finetuning(state, own, HEAD_PREFIXES)
+    loaded, reinit, ignored, bad = split["loaded"], split["reinitialised"], split["ignored"], split["unfit"]
+    if bad or not loaded:
+        described = describe_weights(state)
+        ours = describe_weights(own)
+        raise CheckpointError(
+            f"{key}={name} does not fit the model: {len(bad)} backbone tensors missing, extra or of another shape "
+            f"(e.g. {bad[0] if bad else 'all'}); the file is {described}, the config builds {ours}. Set model.width "
+            "/ model.stage_modules / model.blocks_per_branch / model.stem_blocks to the checkpoint's"
+        )
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    log.info("%s=%s: loaded %d of %d tensors", key, name, len(loaded), len(own))
+    if reinit:
+        log.warning(
+            "%s=%s: %d head tensors re-initialised because the file's head predicts other outputs (%s; the "
+            "config: %s), e.g. %s",
+            key, name, len(reinit), describe_weights(state), describe_weights(own), reinit[0],
+        )  # fmt: skip
+    if ignored:
+        log.info("%s=%s: %d tensors of the file are not in this model (e.g. %s)", key, name, len(ignored), ignored[0])
+    return {"loaded": loaded, "reinitialised": reinit, "ignored": ignored}
+
+
+def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A training checkpoint of this project to continue (``resume=``): weights, optimiser, schedule, counters.
+
+    Raises:
+        FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: unreadable, or not a ``last.pt`` /
+            ``best.pt`` of this project (e.g. an official ``.pth``, which has weights only).
+    """
+    checkpoint = load_checkpoint(path)
+    needed = ("model", "optimizer", "scheduler", "epoch", "step", "rng")
+    lacking = [k for k in needed if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if lacking:
+        raise CheckpointError(
+            f"resume={path} is not a training checkpoint of this project (no {', '.join(lacking)}): resume= takes "
+            "a last.pt / best.pt written by python -m bottomup.train"
+        )
+    return checkpoint

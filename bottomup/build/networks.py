@@ -1,0 +1,144 @@
+"""Networks and what runs them from a config: the model, loss, optimiser and schedule, the codec, the estimator and
+the evaluation of a network."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from bottomup.build.config import _map_legacy_targets, settings_from_config, test_settings
+from bottomup.build.datasets import val_set
+from bottomup.codec import AssociativeEmbeddingCodec
+from bottomup.core.keypoints import KeypointLayout
+from bottomup.data.settings import TargetSettings
+from bottomup.engine.estimator import PoseEstimator
+from bottomup.engine.evaluator import evaluate_model as _evaluate_estimator
+
+log = logging.getLogger("bottomup.build")
+
+
+def build_model(model_cfg: DictConfig, num_keypoints: int | None = None, *, pretrained: bool = True) -> nn.Module:
+    """Instantiate ``model_cfg`` (``_target_``, e.g. ``bottomup.models.HigherHRNet``) and check its K.
+
+    Args:
+        model_cfg: the ``model`` group.
+        num_keypoints: the data's K (``data.num_keypoints``); ``None`` skips the check.
+        pretrained: load ``model.pretrained`` (an ImageNet backbone) when set; ``False`` when checkpoint weights
+            replace everything anyway.
+
+    Raises:
+        ValueError: ``model.num_keypoints`` differs from ``num_keypoints``, or the model refused its arguments
+            (e.g. an unreadable ``model.pretrained``).
+        FileNotFoundError: ``model.pretrained`` does not exist.
+    """
+    model_cfg = _map_legacy_targets(model_cfg)
+    try:
+        if not pretrained and "pretrained" in model_cfg:
+            model = hydra.utils.instantiate(model_cfg, pretrained=None)
+        else:
+            model = hydra.utils.instantiate(model_cfg)
+    except hydra.errors.InstantiationException as e:
+        if isinstance(e.__cause__, (ValueError, FileNotFoundError)):
+            raise e.__cause__ from None  # the model's own message (it names the model.* key), not Hydra's wrapper
+        raise
+    model_k = getattr(model, "num_keypoints", num_keypoints)
+    if num_keypoints is not None and model_k != num_keypoints:
+        raise ValueError(
+            f"model.num_keypoints={model_k} but data.num_keypoints={num_keypoints}: the model must predict the "
+            f"data set's keypoints (leave model.num_keypoints as ${{data.num_keypoints}})"
+        )
+    return model
+
+
+def build_loss(loss_cfg: DictConfig) -> nn.Module:
+    """The training criterion of the ``loss`` group (``bottomup.models.losses.AssociativeEmbeddingLoss``)."""
+    return hydra.utils.instantiate(_map_legacy_targets(loss_cfg))
+
+
+def build_optimizer(
+    optim_cfg: DictConfig, schedule_cfg: DictConfig, params: Any, iters_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimiser (``optim``, ``_partial_``) over ``params`` and its per-iteration LR schedule (``schedule``).
+
+    Raises:
+        ValueError: ``iters_per_epoch`` < 1 (from the schedule).
+    """
+    optimizer = hydra.utils.instantiate(optim_cfg)(params=params)
+    schedule = hydra.utils.instantiate(_map_legacy_targets(schedule_cfg))
+    return optimizer, schedule(optimizer=optimizer, iters_per_epoch=iters_per_epoch)
+
+
+def estimator_from_config(cfg: Any, model: nn.Module, *, cls: type = PoseEstimator, **overrides: Any) -> Any:
+    """``cls`` (a ``PoseEstimator``) on ``model`` with the layout of ``cfg.data`` and :func:`test_settings`;
+    ``overrides``: constructor arguments (``device``, ``color``) or test / grouping keys.
+
+    Raises:
+        ValueError: as the estimator (unknown keys, values out of range, an inconsistent layout).
+    """
+    return cls(model, layout=KeypointLayout.from_config(cfg.data), settings=test_settings(cfg), **overrides)
+
+
+def _default_output_json(cfg: DictConfig) -> Path:
+    try:
+        out = cfg.get("output_dir")
+    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app cannot resolve
+        out = None
+    if not out:
+        out = Path("outputs") / "eval"
+        log.warning("cfg.output_dir is not available outside a Hydra run: writing the results into %s", out)
+    return Path(str(out)) / "results_val.json"
+
+
+def evaluate_model(
+    model: nn.Module | None,
+    cfg: DictConfig,
+    *,
+    device: torch.device | str,
+    max_images: int | None = None,
+    output_json: str | os.PathLike | None = None,
+    progress: bool = True,
+    estimator: Any = None,
+) -> dict[str, float]:
+    """``bottomup.engine.evaluator.evaluate_model`` from a composed config: the estimator of ``model`` with the
+    layout of ``cfg.data`` and the ``cfg.test`` settings (:func:`estimator_from_config`), or ``estimator`` (e.g. an
+    exported model's), on :func:`val_set`; results into ``output_json`` (default
+    ``<cfg.output_dir>/results_val.json``).
+
+    Raises:
+        FileNotFoundError / ValueError: as the engine's ``evaluate_model``.
+    """
+    was_training = model is not None and model.training
+    try:
+        if estimator is None:
+            estimator = estimator_from_config(cfg, model, device=device)  # puts the network in eval mode
+        out = Path(output_json) if output_json is not None else _default_output_json(cfg)
+        return _evaluate_estimator(estimator, val_set(cfg), output_json=out, max_images=max_images, progress=progress)
+    finally:
+        if model is not None:
+            model.train(was_training)
+
+
+def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
+    """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``,
+    ``data.joint_rounding`` (:class:`~bottomup.data.settings.TargetSettings`, its defaults for keys an older saved
+    config lacks) and the grouping settings of ``test``.
+
+    Raises:
+        ValueError: a layout whose names do not match (``bottomup.core.keypoints.KeypointLayout``), or a target
+            setting out of range (the message names the ``data.*`` key).
+    """
+    targets = settings_from_config(TargetSettings, cfg.data)
+    return AssociativeEmbeddingCodec.from_layout(
+        KeypointLayout.from_config(cfg.data),
+        sigma=targets.sigma,
+        strides=list(cfg.model.strides),
+        joint_rounding=targets.joint_rounding,
+        grouping=test_settings(cfg).grouping,
+    )

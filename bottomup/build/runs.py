@@ -1,0 +1,147 @@
+"""Runs from a composed config: the :class:`~bottomup.engine.training.TrainingJob` of ``python -m bottomup.train``
+and the completed config of ``python -m bottomup.evaluate``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from bottomup.build.checkpoints import load_initial_weights, load_model, load_resume_checkpoint
+from bottomup.build.config import config_differences, config_test_group, test_settings
+from bottomup.build.datasets import build_train_dataset, build_train_loader, prepare_data_root, val_set
+from bottomup.build.networks import build_loss, build_model, build_optimizer
+from bottomup.core.keypoints import KeypointLayout
+from bottomup.engine.trainer import TrainState
+from bottomup.engine.training import RunContext, TrainingJob
+
+log = logging.getLogger("bottomup.build")
+
+
+def build_train_state(cfg: DictConfig, model: nn.Module, iters_per_epoch: int, device: torch.device) -> TrainState:
+    """A fresh :class:`~bottomup.engine.trainer.TrainState`: ``optim`` + ``schedule`` over ``model``'s parameters,
+    a ``GradScaler`` enabled for ``trainer.precision=fp16``, and ``cfg`` (resolved YAML) to save in checkpoints."""
+    optimizer, scheduler = build_optimizer(cfg.optim, cfg.schedule, model.parameters(), iters_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision == "fp16")
+    return TrainState(model, optimizer, scheduler, scaler, config=OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def training_job(cfg: DictConfig, context: RunContext) -> TrainingJob:
+    """The :class:`~bottomup.engine.training.TrainingJob` of a composed ``train`` config, once the run's processes,
+    device and precision are known (``bottomup.engine.training.run_training`` calls it after seeding): the data set
+    of ``data``, the model of ``model`` (``checkpoint=``: fine-tuning weights loaded; ``resume=``: its checkpoint
+    loaded, written into its folder), the loss, optimiser and schedule, the validation set and test settings.
+    ``trainer.precision`` is set to the precision that runs (the saved config says what ran).
+
+    Raises:
+        ValueError / FileNotFoundError: a bad data set, model or batch setting (the message names the key), or a
+            model whose K differs from the annotation file's.
+        bottomup.engine.checkpoint.CheckpointError: ``checkpoint=`` / ``resume=`` cannot be loaded.
+    """
+    with open_dict(cfg):
+        cfg.trainer.precision = context.precision
+    seed = int(cfg.seed)
+    dataset = build_train_dataset(cfg.data, cfg.model.strides, train=True, seed=seed)
+    finetune = cfg.get("checkpoint") if not cfg.resume else None
+    model = build_model(cfg.model, int(cfg.data.num_keypoints), pretrained=not finetune)
+    if finetune:
+        load_initial_weights(model, str(finetune))
+    elif cfg.get("checkpoint") and context.dist_info.is_main:
+        log.info("resume= given: checkpoint=%s is not loaded (the run continues from its last.pt)", cfg.checkpoint)
+    if getattr(model, "num_keypoints", None) not in (None, dataset.num_keypoints):
+        raise ValueError(
+            f"model predicts {model.num_keypoints} keypoints but {cfg.data.train_ann} has {dataset.num_keypoints}"
+        )
+
+    def sample() -> dict[str, Any]:
+        val_data = OmegaConf.merge(cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images})
+        return dict(build_train_dataset(val_data, cfg.model.strides, train=False).sample(0))
+
+    resume = load_resume_checkpoint(str(cfg.resume)) if cfg.resume else None
+    return TrainingJob(
+        run_dir=Path(str(cfg.resume)).resolve().parent if cfg.resume else Path(str(cfg.output_dir)),
+        dataset=dataset,
+        model=model,
+        loss=build_loss(cfg.loss),
+        make_loader=lambda data, dist_info, device: build_train_loader(data, cfg.data, dist_info, seed, device),
+        make_state=lambda net, iters_per_epoch, device: build_train_state(cfg, net, iters_per_epoch, device),
+        layout=KeypointLayout.from_config(cfg.data),
+        test=test_settings(cfg),
+        val=val_set(cfg),
+        snapshot_sample=sample,
+        resume=resume,
+        resume_path=str(cfg.resume or ""),
+        resume_changes=lambda checkpoint: config_differences(checkpoint.get("config", ""), cfg),
+    )
+
+
+def _synthetic_set_of_checkpoint(cfg: DictConfig, ran: DictConfig, given: set[str]) -> None:
+    """For a generated data set (``data=synthetic`` with no ``data.root``) and no ``data.synthetic.*`` in
+    ``given``: evaluate on the synthetic set the checkpoint was trained with (the quickstart's has at most 4 people
+    per image, the data config's default 5: another set, another AP)."""
+    saved = OmegaConf.select(ran, "data.synthetic")
+    if saved is None or any(k.startswith("data.synthetic") for k in given):
+        return
+    if OmegaConf.to_container(saved, resolve=True) != OmegaConf.to_container(cfg.data.synthetic, resolve=True):
+        log.info(
+            "data.synthetic: the checkpoint's generated set (%s), not the data config's; set data.synthetic.* to "
+            "evaluate on another", ", ".join(f"{k}={v}" for k, v in OmegaConf.to_container(saved).items()),
+        )  # fmt: skip
+        cfg.data.synthetic = saved
+
+
+def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of ``cfg.checkpoint`` and ``cfg`` completed for its evaluation (a composed ``eval`` config,
+    changed in place; the data root prepared).
+
+    The network comes from :func:`load_model` (the config saved in a project checkpoint, else ``cfg.model`` for an
+    official ``.pth``); a project checkpoint's network config replaces ``cfg.model``, its test-time input size (its
+    training scale) replaces ``test.input_size`` unless ``overrides`` sets ``test.input_size`` or
+    ``data.input_size``, and with ``data=synthetic`` the generated set it was trained on is used unless
+    ``overrides`` sets ``data.root`` or ``data.synthetic.*``.
+
+    Args:
+        cfg: the composed ``eval`` config.
+        overrides: the command line's ``key=value`` overrides (Hydra's task overrides).
+
+    Returns:
+        ``(model, info)``: the network on the CPU; ``info["summary"]``, a line describing it.
+
+    Raises:
+        ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
+        FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
+    """
+    if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
+        raise ValueError(
+            "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
+            "HigherHRNet .pth with the matching experiment=...)"
+        )
+    generated = cfg.data.get("root") is None and cfg.data.get("synthetic") is not None
+    if not generated:  # a generated set is made once the checkpoint has said which one
+        prepare_data_root(cfg.data)
+    path = str(cfg.checkpoint)
+    info: dict[str, Any] = {}
+    model, ran, kind = load_model(path, cfg=cfg, info=info)
+    log.info("loaded %s checkpoint %s: %s", kind, path, info["summary"])
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    if kind == "project":
+        with open_dict(cfg):
+            cfg.model = ran.model  # the saved config records the network that ran
+            if generated:
+                _synthetic_set_of_checkpoint(cfg, ran, given)
+            trained = config_test_group(ran).get("input_size") or OmegaConf.select(ran, "data.input_size")
+            if trained is not None and not given & {"test.input_size", "data.input_size"}:
+                if int(trained) != int(cfg.test.input_size):
+                    log.info(
+                        "test.input_size=%d, the checkpoint's (the data config says %d; set test.input_size=N to "
+                        "change it)", int(trained), int(cfg.test.input_size),
+                    )  # fmt: skip
+                cfg.test.input_size = int(trained)
+    if generated:
+        prepare_data_root(cfg.data)
+    return model, info
