@@ -15,6 +15,18 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged():
+    """A test may not leave torch's thread count changed: every later test would run on fewer cores (a bench run
+    in-process with ``--threads 1`` once halved the speed of the rest of the suite). Restored, and the test fails."""
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"the test left torch.get_num_threads() at {after} (was {before}); restore it")
+
+
 class TinyNet(nn.Module):
     """Outputs of HigherHRNet's shapes: (N, 2K, H/4, W/4) (heatmaps + tags) and (N, K, H/2, W/2)."""
 

@@ -325,8 +325,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0, or 1 when a check failed (``grouping_reference``: outputs differ from the reference).
     """
     args = _parser().parse_args(argv)
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return _main(args)
+    finally:
+        torch.set_num_threads(threads)  # called in-process (tests, notebooks): leave the caller's setting as it was
+
+
+def _main(args: argparse.Namespace) -> int:
     s, sections = _resolve(args)
     if s.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
