@@ -14,6 +14,25 @@ from bottomup.core.keypoints import KeypointLayout
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
+#: Workers of ``pytest -n`` (pytest-xdist, ``addopts``): each takes its share of the cores, so that the workers do
+#: not fight over them (one OpenMP thread per worker on 2 cores).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The learning checks first, the longest (the quickstart) at the head and the two others after it with short
+    tests between: with ``--dist loadgroup`` the first worker takes the quickstart and one short test, the others
+    take everything else, so the long runs overlap instead of queueing behind each other."""
+    learning = [item for item in items if item.get_closest_marker("learning")]
+    if not learning:
+        return
+    learning.sort(key=lambda item: "quickstart" not in item.name)
+    rest = [item for item in items if not item.get_closest_marker("learning")]
+    head = learning[:2] + rest[:2] + learning[2:]
+    items[:] = head + rest[2:]
+
 
 @pytest.fixture(autouse=True)
 def _torch_threads_unchanged():

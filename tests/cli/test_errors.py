@@ -313,6 +313,7 @@ def _environ(pid: int) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torchrun")  # one torchrun rendezvous at a time
 def test_dist_timeout_ends_a_run_with_a_frozen_rank(coco_root: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes; rank 1 is frozen with SIGSTOP once training runs: rank 0 must give up after
     trainer.dist_timeout (not the default 30 minutes), with one line saying so and what is on disk."""

@@ -178,6 +178,7 @@ def test_checkpoint_survives_kill_mid_write(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torchrun")  # one torchrun rendezvous at a time
 def test_torchrun_two_processes_gloo_cpu(coco_root: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
