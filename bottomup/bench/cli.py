@@ -24,6 +24,7 @@ from bottomup.bench.flops import bench_flops
 from bottomup.bench.forward import bench_forward
 from bottomup.bench.grouping import bench_grouping, bench_grouping_reference
 from bottomup.bench.memory import bench_memory
+from bottomup.bench.tracking import bench_tracking
 from bottomup.bench.train import bench_train
 from bottomup.bench.video import bench_video
 from bottomup.engine.distributed import resolve_device
@@ -102,12 +103,13 @@ SECTIONS: dict[str, Callable[[Run], list[Result]]] = {
     "flops": _flops,
     "memory": _memory,
     "video": lambda run: bench_video(run.s, run.model()),
+    "tracking": lambda run: bench_tracking(run.s),
     "backends": _backends,
 }
 #: Sections run without ``--only``: all but the slow reference comparison, the long video stream and the backends
 #: (exports, INT8).
 DEFAULT_SECTIONS: tuple[str, ...] = tuple(
-    sec for sec in SECTIONS if sec not in ("grouping_reference", "video", "backends")
+    sec for sec in SECTIONS if sec not in ("grouping_reference", "video", "backends", "tracking")
 )
 #: Sections that read coco-mini.
 DATA_SECTIONS = frozenset({"train", "data", "grouping", "grouping_reference", "e2e", "backends"})
@@ -136,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections out of {','.join(SECTIONS)} (grouping_reference and video only when named)",
+        help=f"comma-separated sections out of {','.join(SECTIONS)} (grouping_reference, video, backends and tracking only when named)",
     )
     p.add_argument("--size", type=int, default=None, help="square input side (default 512; 64 with --quick)")
     p.add_argument("--width", type=int, default=32, help="HRNet width (32 = W32, 48 = W48)")

@@ -290,11 +290,14 @@ class PoseEstimator:
             sequence, fps, stride, max_frames: as :func:`bottomup.data.video.open_source` (``fps``: of an image
                 sequence or array iterable, and of the tracker's clock where the source reports none).
             tracker: a ``PoseTracker`` to continue (default: a new one).
-            **tracker_settings: ``PoseTracker`` arguments for the new one (``max_age``, ``min_similarity``,
-                ``smoothing``, ``min_cutoff``, ``beta``, ...).
+            **tracker_settings: ``bottomup.engine.tracking.TrackerSettings`` keys for the new tracker
+                (``max_age``, ``min_similarity``, ``high_score``, ``low_score``, ``min_hits``, ``nms_oks``,
+                ``smoothing``, ...).
 
         Yields:
-            :class:`FrameResult` per processed frame: keypoints in frame pixels (smoothed with ``smoothing``).
+            :class:`FrameResult` per processed frame: keypoints in frame pixels (smoothed with ``smoothing``); with
+            ``tracking``, only the people that hold a track (duplicates, low-score people that continue no track and
+            tracks not yet confirmed are left out).
 
         Raises:
             bottomup.data.video.VideoReadError: the source cannot be opened or read (the message names it).
@@ -334,9 +337,11 @@ class PoseEstimator:
                 pred = pred[pred.scores >= min_score]
                 ids = None
                 if tracker is not None:
-                    ids, smoothed = tracker.update(pred.keypoints, time_s)
+                    ids, smoothed = tracker.update(pred.keypoints, time_s, scores=pred.scores)
                     if tracker.smoothing and len(pred):
                         pred = dataclasses.replace(pred, keypoints=smoothed)
+                    tracked = ids > 0  # duplicates, unmatched low-score people, unconfirmed tracks: no id
+                    pred, ids = pred[tracked], ids[tracked]
                 yield FrameResult(index=index, time_s=time_s, prediction=pred, track_ids=ids)
         finally:
             if own is not None:

@@ -5,10 +5,12 @@ trackers of bottom-up pose tools (PoseFlow's frame-to-frame pose matching, Xiao 
 Sec. 4 with OKS as the similarity): the people of a new frame are matched to the live tracks by
 :func:`scipy.optimize.linear_sum_assignment` on ``1 - similarity``, where the similarity is the object keypoint
 similarity (COCO OKS, with the data set's ``oks_sigmas``) between the person and the track's last pose moved by its
-velocity, or the IoU of their boxes when they share no confident joint (fewer than ``min_joints``). Unmatched people
-start new tracks; a track that is not matched survives ``max_age`` frames and can take its person back in that
-window (re-identification); after it, the person gets a new id. Optional One Euro smoothing (Casiez et al.,
-CHI 2012) of each track's keypoints.
+velocity, or the IoU of their boxes when they share no confident joint (fewer than ``min_joints``). Real detections
+hold junk (partial duplicates of a person, low scores), so the association is ByteTrack's (Zhang et al., ECCV 2022;
+:class:`TrackerSettings`): duplicates removed by pose NMS, high-score people matched first, low-score people only
+continuing tracks, new tracks only from high-score people. Unmatched high-score people start new tracks; a track that
+is not matched survives ``max_age`` frames and can take its person back in that window (re-identification); after
+it, the person gets a new id. Optional One Euro smoothing (Casiez et al., CHI 2012) of each track's keypoints.
 
 :func:`tracking_metrics` scores tracks against ground truth with motmetrics (CLEAR MOT: MOTA, ID switches;
 Ristani et al. 2016: IDF1), matching people by OKS.
@@ -18,6 +20,7 @@ Letters: N people of a frame, T tracks, G ground-truth people, K keypoints. Coor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["OneEuroFilter", "PoseTracker", "box_iou", "keypoint_oks", "tracking_metrics"]
+__all__ = [
+    "OneEuroFilter", "PoseTracker", "TrackerSettings", "TRACKER_KEYS", "box_iou", "keypoint_oks", "pose_nms",
+    "tracking_metrics",
+]  # fmt: skip
 
 
 def _boxes(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -160,12 +166,102 @@ class OneEuroFilter:
         return out
 
 
+@dataclass(frozen=True)
+class TrackerSettings:
+    """How :class:`PoseTracker` associates people with tracks (ByteTrack-style, Zhang et al., ECCV 2022, on poses).
+
+    People are first de-duplicated (pose NMS: a person whose OKS with a higher-scoring one is at least ``nms_oks``
+    is the same person found twice and gets no track), then split by person score: *high* (``>= high_score``)
+    people are matched to the live tracks first; *low* ones (``low_score`` <= score < ``high_score``) only continue
+    the tracks that were seen in the previous frame and are still unmatched, and never start a track; people below
+    ``low_score`` are ignored. A new track starts from an unmatched high person and is confirmed (gets its id) after
+    ``min_hits`` consecutive matched frames (the people of the first frame at once); an unconfirmed track that misses a
+    frame is dropped.
+
+    Attributes:
+        max_age: frames a confirmed track that is not matched survives (and can take its person back); 0: it ends
+            the first frame it is missed.
+        min_similarity: least similarity (OKS, or box IoU without common joints) of any match.
+        high_score: person score (mean joint score, ``Prediction.scores``) from which a person is matched first and
+            may start a track.
+        low_score: person score below which a person is not tracked at all.
+        min_hits: matched frames a new track needs to be confirmed (1: at once).
+        nms_oks: OKS at or above which a lower-scoring person is a duplicate of a higher-scoring one (1.0: off).
+        keypoint_threshold: a joint counts for the similarity when its score is above this.
+        min_joints: fewer common confident joints than this: the box IoU is the similarity instead of OKS.
+        smoothing: One Euro filter each track's keypoints (:class:`OneEuroFilter` with ``min_cutoff``, ``beta``).
+        min_cutoff: One Euro cutoff at rest, Hz.
+        beta: One Euro speed coefficient, 1 / pixel.
+
+    Raises:
+        ValueError: a value out of its range (the message names the setting).
+    """
+
+    max_age: int = 30
+    min_similarity: float = 0.1
+    high_score: float = 0.4
+    low_score: float = 0.2
+    min_hits: int = 1
+    nms_oks: float = 0.8
+    keypoint_threshold: float = 0.1
+    min_joints: int = 1
+    smoothing: bool = False
+    min_cutoff: float = 1.0
+    beta: float = 0.05
+
+    def __post_init__(self) -> None:
+        if int(self.max_age) < 0:
+            raise ValueError(f"max_age must be >= 0 frames, got {self.max_age}")
+        if not 0.0 < float(self.min_similarity) <= 1.0:
+            raise ValueError(f"min_similarity must be in (0, 1], got {self.min_similarity}")
+        if not 0.0 <= float(self.low_score) <= float(self.high_score) <= 1.0:
+            raise ValueError(
+                f"scores must satisfy 0 <= low_score <= high_score <= 1, got low_score={self.low_score}, "
+                f"high_score={self.high_score}"
+            )
+        if int(self.min_hits) < 1:
+            raise ValueError(f"min_hits must be >= 1 frame, got {self.min_hits}")
+        if not 0.0 < float(self.nms_oks) <= 1.0:
+            raise ValueError(f"nms_oks must be in (0, 1] (1: no duplicate suppression), got {self.nms_oks}")
+        if not (self.min_cutoff > 0 and self.beta >= 0):
+            raise ValueError(f"min_cutoff must be > 0 and beta >= 0, got {self.min_cutoff}, {self.beta}")
+        for name in ("max_age", "min_hits", "min_joints"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in (
+            "min_similarity",
+            "high_score",
+            "low_score",
+            "nms_oks",
+            "keypoint_threshold",
+            "min_cutoff",
+            "beta",
+        ):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "smoothing", bool(self.smoothing))
+
+    def replace(self, **changes: float | int | bool) -> TrackerSettings:
+        """A copy with ``changes``, checked again.
+
+        Raises:
+            ValueError: an unknown setting (the message lists the known ones) or a value out of range.
+        """
+        unknown = set(changes) - set(TRACKER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown tracker settings {sorted(unknown)}; allowed: {list(TRACKER_KEYS)}")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+#: The keys of :class:`TrackerSettings`.
+TRACKER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrackerSettings))
+
+
 @dataclass
 class _Track:
-    track_id: int
+    track_id: int  # 0 until confirmed
     keypoints: np.ndarray  # (K, 3) last matched pose (raw, not smoothed), with recently seen joints kept
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px / frame of the joints' mean position
     misses: int = 0  # frames since last matched
+    hits: int = 1  # frames matched (a new track has its first)
     joint_age: np.ndarray = field(
         default_factory=lambda: np.zeros(0, np.int64)
     )  # (K,) frames since each joint was seen
@@ -178,56 +274,69 @@ class _Track:
         return out
 
 
+def pose_nms(keypoints: np.ndarray, scores: np.ndarray, sigmas: Sequence[float], oks: float, threshold: float = 0.1):
+    """Which people are kept by greedy pose NMS: in order of score, a person whose OKS with a kept higher-scoring
+    one (that one's box area) is at least ``oks`` is a duplicate.
+
+    Args:
+        keypoints: ``(N, K, 3)`` x, y, score (pixels).
+        scores: ``(N,)`` person scores.
+        sigmas: ``(K,)`` OKS sigmas.
+        oks: the duplicate threshold (1.0 or more: keep all).
+        threshold: a joint is present when its score is above this.
+
+    Returns:
+        ``(N,)`` bool, True for the people kept.
+    """
+    n = len(keypoints)
+    keep = np.ones(n, bool)
+    if n < 2 or oks > 1.0:
+        return keep
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    sim, common = keypoint_oks(keypoints, keypoints, sigmas, threshold=threshold)
+    kept: list[int] = []
+    for i in order:
+        if any(common[j, i] > 0 and sim[j, i] >= oks for j in kept):
+            keep[i] = False
+        else:
+            kept.append(int(i))
+    return keep
+
+
 class PoseTracker:
-    """Identities for the people of consecutive frames (see the module docstring for the method).
+    """Identities for the people of consecutive frames (see the module docstring and :class:`TrackerSettings`).
 
     Args:
         oks_sigmas: ``(K,)`` per-keypoint OKS sigmas of the data set (``KeypointLayout.oks_sigmas``).
-        max_age: frames a track that is not matched survives (and can be re-identified); a person away for more
-            processed frames gets a new id. 0: a track ends the first frame it is missed.
-        min_similarity: least OKS (or box IoU) for a person to continue a track.
-        keypoint_threshold: a joint counts for the similarity when its score is above this.
-        min_joints: fewer common confident joints than this (default 1: none): the box IoU is the similarity
-            instead of OKS. The track's pose keeps the joints seen in the last ``max_age`` frames, so a person
-            half hidden by a passer-by still shares joints with its track.
-        smoothing: One Euro filter each track's keypoints (:class:`OneEuroFilter` with ``min_cutoff``, ``beta``).
+        settings: the association settings (default :class:`TrackerSettings`).
         fps: frame rate for the filter when ``update`` gets no ``time_s``, frames per second.
+        **changes: settings to change (``max_age=10``, ``smoothing=True``, ...), as ``settings.replace``.
 
     Raises:
-        ValueError: bad settings (the message names the argument).
+        ValueError: bad settings (the message names the setting).
     """
 
     def __init__(
         self,
         oks_sigmas: Sequence[float],
+        settings: TrackerSettings | None = None,
         *,
-        max_age: int = 30,
-        min_similarity: float = 0.3,
-        keypoint_threshold: float = 0.1,
-        min_joints: int = 1,
-        smoothing: bool = False,
-        min_cutoff: float = 1.0,
-        beta: float = 0.05,
         fps: float = 30.0,
+        **changes: float | int | bool,
     ) -> None:
-        if int(max_age) < 0:
-            raise ValueError(f"max_age must be >= 0 frames, got {max_age}")
-        if not 0.0 < float(min_similarity) <= 1.0:
-            raise ValueError(f"min_similarity must be in (0, 1], got {min_similarity}")
         if not float(fps) > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
+        self.settings = (settings or TrackerSettings()).replace(**changes)
         self.sigmas = np.asarray(oks_sigmas, np.float64)
-        self.max_age, self.min_similarity = int(max_age), float(min_similarity)
-        self.keypoint_threshold, self.min_joints = float(keypoint_threshold), int(min_joints)
-        self.smoothing, self.min_cutoff, self.beta, self.fps = (
-            bool(smoothing),
-            float(min_cutoff),
-            float(beta),
-            float(fps),
-        )
+        self.fps = float(fps)
         self.tracks: list[_Track] = []
         self.frames = 0
         self._next_id = 1
+
+    @property
+    def smoothing(self) -> bool:
+        """Whether the returned keypoints are smoothed (``settings.smoothing``)."""
+        return self.settings.smoothing
 
     def reset(self) -> None:
         """Forget all tracks; ids start at 1 again."""
@@ -236,76 +345,118 @@ class PoseTracker:
     def similarity(self, tracks: np.ndarray, people: np.ndarray) -> np.ndarray:
         """``(T, N)`` similarity of track poses ``(T, K, 3)`` and people ``(N, K, 3)``: OKS over the common
         confident joints, box IoU where fewer than ``min_joints`` are common."""
-        oks, common = keypoint_oks(tracks, people, self.sigmas, threshold=self.keypoint_threshold)
-        low = common < self.min_joints
+        thr = self.settings.keypoint_threshold
+        oks, common = keypoint_oks(tracks, people, self.sigmas, threshold=thr)
+        low = common < self.settings.min_joints
         if low.any():
-            vt = tracks[..., 2] > self.keypoint_threshold
-            vp = people[..., 2] > self.keypoint_threshold
-            iou = box_iou(_boxes(tracks, vt), _boxes(people, vp))
+            iou = box_iou(_boxes(tracks, tracks[..., 2] > thr), _boxes(people, people[..., 2] > thr))
             oks = np.where(low, iou, oks)
         return oks
 
-    def update(self, keypoints: np.ndarray, time_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _match(self, track_idx: list[int], people_idx: list[int], kpts: np.ndarray) -> list[tuple[int, int]]:
+        """Hungarian matching of tracks ``track_idx`` and people ``people_idx`` on ``1 - similarity``, pairs below
+        ``min_similarity`` left out: ``[(track index, person index)]``."""
+        if not track_idx or not people_idx:
+            return []
+        predicted = np.stack([self.tracks[t].predicted() for t in track_idx])
+        sim = self.similarity(predicted, kpts[people_idx])
+        rows, cols = linear_sum_assignment(1.0 - sim)
+        return [
+            (track_idx[r], people_idx[c])
+            for r, c in zip(rows, cols, strict=True)
+            if sim[r, c] >= self.settings.min_similarity
+        ]
+
+    def update(
+        self, keypoints: np.ndarray, time_s: float | None = None, scores: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Track the people of the next frame.
 
         Args:
             keypoints: ``(N, K, 3)`` x, y (frame pixels), score.
             time_s: the frame's time, seconds (for smoothing); default ``frames / fps``.
+            scores: ``(N,)`` person scores (``Prediction.scores``); default: every person is a high-score one
+                (exact detections).
 
         Returns:
-            ``(track_ids (N,) int64, keypoints (N, K, 3))``: each person's id (>= 1) and its keypoints (smoothed
-            when ``smoothing``, else as given).
+            ``(track_ids (N,) int64, keypoints (N, K, 3))``: each person's id (>= 1), or 0 for a person that is
+            not tracked (a duplicate, a low-score person that continues no track, a track not yet confirmed), and
+            its keypoints (smoothed when ``smoothing``, else as given).
 
         Raises:
-            ValueError: keypoints not ``(N, K, 3)`` with the sigmas' K.
+            ValueError: keypoints not ``(N, K, 3)`` with the sigmas' K, or scores not ``(N,)``.
         """
+        st = self.settings
         kpts = np.asarray(keypoints, np.float64)
         if kpts.ndim != 3 or kpts.shape[1:] != (len(self.sigmas), 3):
             if not (kpts.size == 0 and kpts.ndim >= 1 and kpts.shape[0] == 0):
                 raise ValueError(f"keypoints must be (N, {len(self.sigmas)}, 3), got {kpts.shape}")
             kpts = np.zeros((0, len(self.sigmas), 3))
+        n = len(kpts)
+        score = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
+        if len(score) != n:
+            raise ValueError(f"scores must be ({n},) for {n} people, got {np.shape(scores)}")
         t = self.frames / self.fps if time_s is None else float(time_s)
         self.frames += 1
-        n = len(kpts)
+
+        unique = pose_nms(kpts, score, self.sigmas, st.nms_oks if st.nms_oks < 1.0 else 2.0, st.keypoint_threshold)
+        high = [i for i in range(n) if unique[i] and score[i] >= st.high_score]
+        low = [i for i in range(n) if unique[i] and st.low_score <= score[i] < st.high_score]
+        matched: dict[int, int] = {}  # track index -> person index
+        first = self._match(list(range(len(self.tracks))), high, kpts)
+        matched.update(first)
+        left = [
+            t
+            for t in range(len(self.tracks))
+            if t not in matched and self.tracks[t].misses == 0 and self.tracks[t].track_id > 0
+        ]
+        matched.update(self._match(left, low, kpts))
+
         ids = np.zeros(n, np.int64)
-        matched_tracks: set[int] = set()
-        if self.tracks and n:
-            predicted = np.stack([tr.predicted() for tr in self.tracks])
-            sim = self.similarity(predicted, kpts)
-            rows, cols = linear_sum_assignment(1.0 - sim)
-            for r, c in zip(rows, cols, strict=True):
-                if sim[r, c] >= self.min_similarity:
-                    ids[c] = self._continue(self.tracks[r], kpts[c])
-                    matched_tracks.add(r)
-        for i, tr in enumerate(self.tracks):
-            if i not in matched_tracks:
+        for ti, pi in matched.items():
+            tr = self.tracks[ti]
+            self._continue(tr, kpts[pi])
+            tr.hits += 1
+            if tr.track_id == 0 and tr.hits >= st.min_hits:
+                tr.track_id, self._next_id = self._next_id, self._next_id + 1
+            ids[pi] = tr.track_id
+        survivors = []
+        for ti, tr in enumerate(self.tracks):
+            if ti not in matched:
                 tr.misses += 1
-        for c in np.flatnonzero(ids == 0):
-            tr = _Track(self._next_id, kpts[c].copy(), joint_age=np.zeros(len(self.sigmas), np.int64))
-            self._next_id += 1
-            if self.smoothing:
-                tr.smoother = OneEuroFilter(self.min_cutoff, self.beta)
-            self.tracks.append(tr)
+                if tr.track_id == 0 or tr.misses > st.max_age:
+                    continue  # an unconfirmed track ends with its first miss
+            survivors.append(tr)
+        taken = set(matched.values())
+        for c in high:
+            if c in taken:
+                continue
+            tr = _Track(0, kpts[c].copy(), joint_age=np.zeros(len(self.sigmas), np.int64))
+            if st.min_hits <= 1 or self.frames == 1:  # the first frame's people are confirmed at once (ByteTrack)
+                tr.track_id, self._next_id = self._next_id, self._next_id + 1
+            if st.smoothing:
+                tr.smoother = OneEuroFilter(st.min_cutoff, st.beta)
+            survivors.append(tr)
             ids[c] = tr.track_id
-        self.tracks = [tr for tr in self.tracks if tr.misses <= self.max_age]
+        self.tracks = survivors
         out = kpts.copy()
-        if self.smoothing:
-            by_id = {tr.track_id: tr for tr in self.tracks}
-            for i in range(n):
+        if st.smoothing:
+            by_id = {tr.track_id: tr for tr in self.tracks if tr.track_id > 0}
+            for i in np.flatnonzero(ids > 0):
                 tr = by_id[int(ids[i])]
                 assert tr.smoother is not None
-                valid = kpts[i, :, 2] > self.keypoint_threshold
+                valid = kpts[i, :, 2] > st.keypoint_threshold
                 out[i, :, :2] = tr.smoother(kpts[i, :, :2], t, valid)
         return ids, out
 
-    def _continue(self, tr: _Track, person: np.ndarray) -> int:
+    def _continue(self, tr: _Track, person: np.ndarray) -> None:
         """Match ``person`` to ``tr``: update its velocity (from the joints present in both) and pose.
 
         The track's pose keeps the joints not seen in this frame (moved along with the person, for at most
         ``max_age`` frames), so that a person seen from another part of the body next (an occluder passing)
         still overlaps its track.
         """
-        thr = self.keypoint_threshold
+        thr = self.settings.keypoint_threshold
         seen = person[:, 2] > thr
         both = (tr.keypoints[:, 2] > thr) & seen
         frames = tr.misses + 1
@@ -316,12 +467,11 @@ class PoseTracker:
         kept = tr.keypoints.copy()
         kept[:, :2] += step
         tr.joint_age += frames
-        kept[tr.joint_age > self.max_age, 2] = 0.0
+        kept[tr.joint_age > self.settings.max_age, 2] = 0.0
         kept[seen] = person[seen]
         tr.joint_age[seen] = 0
         tr.keypoints = kept
         tr.misses = 0
-        return tr.track_id
 
 
 def tracking_metrics(

@@ -1,0 +1,165 @@
+"""Section ``tracking``: how good the tracks are with a real model, and what tracking costs.
+
+* Generated videos of walking, crossing and occluding figures with ground-truth identities
+  (:class:`~bottomup.data.synthetic_video.SyntheticVideo`, seeds 0-2, 100 frames of 320 x 240, 4 people; ``--quick``:
+  seed 0, 20 frames) through ``PoseEstimator.track`` of ``--checkpoint`` (the quickstart model is what it was made
+  for), scored with motmetrics (:func:`bottomup.api.evaluate_tracking`: MOTA, IDF1, ID switches, mostly tracked /
+  lost).
+* A still-image clip: held-out images of the checkpoint's synthetic validation set, each shown for 4 frames shifted
+  by 2 px per frame (10 images; ``--quick``: 2): the share of confident people (score >= 0.3) that keep the id of
+  the same person (OKS >= 0.5 after the shift) one frame earlier. Nothing moves but the pixels, so every change of
+  id there is the association's.
+* ``PoseTracker.update`` per frame on the ground truth's visible joints of 4 and of 13 people, ms.
+
+Without ``--checkpoint`` the quality rows use the ground truth's visible joints as detections (the tracker alone).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bottomup.api import PoseEstimator, evaluate_tracking
+from bottomup.bench.common import Result, Settings
+from bottomup.data.synthetic_video import SyntheticVideo
+from bottomup.engine.tracking import PoseTracker, keypoint_oks
+
+__all__ = ["bench_tracking", "clip_continuity"]
+
+#: Person score from which a person counts as confident in the clip's continuity.
+CONFIDENT = 0.3
+
+
+def _visible(keypoints: np.ndarray) -> np.ndarray:
+    out = np.asarray(keypoints, np.float64).copy()
+    out[..., 2] = (out[..., 2] > 0).astype(np.float64)
+    return out
+
+
+def _exact_rows(video: SyntheticVideo, sigmas: np.ndarray) -> dict[str, float]:
+    from bottomup.engine.tracking import tracking_metrics
+
+    tracker = PoseTracker(sigmas, fps=video.fps)
+    rows = []
+    for frame in video:
+        det = _visible(frame.keypoints)
+        det = det[det[..., 2].sum(1) > 0]
+        ids, kpts = tracker.update(det)
+        rows.append((frame.ids, frame.keypoints, frame.areas, ids[ids > 0], kpts[ids > 0]))
+    return tracking_metrics(rows, sigmas)
+
+
+def clip_continuity(
+    estimator: PoseEstimator, images: list[np.ndarray], repeats: int = 4, shift: int = 2, **tracker_settings: Any
+) -> tuple[int, int]:
+    """Identity continuity on a still-image clip: each image (``(H, W, 3)`` uint8 RGB) shown ``repeats`` times, shifted ``shift`` px to
+    the right per frame; every confident person (score >= :data:`CONFIDENT`) of a frame after the first of its
+    image is compared with the same person (highest OKS, at least 0.5, after the shift) one frame earlier.
+
+    Returns:
+        ``(kept, compared)``: people that kept the earlier person's id (both tracked), people compared.
+    """
+    sigmas = np.asarray(estimator.layout.oks_sigmas)
+    tracker = PoseTracker(sigmas, **tracker_settings)
+    kept = compared = 0
+    for image in images:
+        previous: tuple[np.ndarray, np.ndarray] | None = None
+        for j in range(repeats):
+            frame = np.roll(image, shift * j, axis=1)
+            pred = estimator(np.ascontiguousarray(frame if estimator.color == "rgb" else frame[..., ::-1]))
+            ids, _ = tracker.update(pred.keypoints, scores=pred.scores)
+            if previous is not None:
+                before, before_ids = previous
+                moved = before.copy()
+                moved[..., 0] += shift
+                confident = np.flatnonzero(pred.scores >= CONFIDENT)
+                if len(before) and len(confident):
+                    oks, _ = keypoint_oks(moved, pred.keypoints[confident], sigmas)
+                    for col, person in enumerate(confident):
+                        row = int(np.argmax(oks[:, col]))
+                        if oks[row, col] < 0.5:
+                            continue
+                        compared += 1
+                        kept += int(ids[person] > 0 and ids[person] == before_ids[row])
+            previous = (pred.keypoints, ids)
+    return kept, compared
+
+
+def _clip_images(checkpoint: str, count: int) -> list[np.ndarray]:
+    """The first ``count`` validation images of the synthetic set the checkpoint was trained on (RGB)."""
+    import torch
+
+    from bottomup import build
+
+    config = build.saved_config(torch.load(checkpoint, map_location="cpu", weights_only=True), checkpoint)
+    if config is None or config.data.get("synthetic") is None:
+        return []
+    root = Path(build.prepare_data_root(config.data))
+    paths = sorted((root / "val2017").glob("*.jpg"))[:count]
+    return [np.ascontiguousarray(cv2.imread(str(p))[..., ::-1]) for p in paths]
+
+
+def _cost(num_people: int, frames: int, sigmas: np.ndarray) -> list[float]:
+    video = SyntheticVideo(seed=3, num_frames=frames, num_people=num_people, width=640, height=480)
+    tracker = PoseTracker(sigmas, fps=video.fps)
+    times = []
+    for frame in video:
+        det = _visible(frame.keypoints)
+        t0 = time.perf_counter()
+        tracker.update(det)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def bench_tracking(s: Settings) -> list[Result]:
+    """MOTA / IDF1 / ID switches per seed, the still-image clip's continuity, tracking ms at 4 and 13 people."""
+    seeds, frames, images = ((0,), 20, 2) if s.quick else ((0, 1, 2), 100, 10)
+    from bottomup.build import data_layout
+
+    sigmas = np.asarray(data_layout("coco").oks_sigmas)
+    estimator = None
+    what = "ground truth's visible joints (no --checkpoint)"
+    if s.checkpoint:
+        estimator = PoseEstimator.from_checkpoint(s.checkpoint, experiment=s.experiment, device=s.device, color="bgr")
+        what = estimator.summary
+    results: list[Result] = []
+    for seed in seeds:
+        video = SyntheticVideo(seed=seed, num_frames=frames, num_people=4)
+        m = evaluate_tracking(estimator, video) if estimator is not None else _exact_rows(video, sigmas)
+        info = {k: float(v) for k, v in m.items()}
+        note = (
+            f"seed {seed}, {frames} frames, 4 people: MOTA {m['mota']:.3f}, {int(m['num_switches'])} ID switches, "
+            f"{int(m['mostly_tracked'])} mostly tracked; {what}"
+        )
+        results.append(Result("tracking", f"synthetic video seed {seed} IDF1", "IDF1", [m["idf1"]], info, note=note))
+    if estimator is not None:
+        clip = _clip_images(str(s.checkpoint), images)
+        if clip:
+            kept, compared = clip_continuity(estimator, clip)
+            results.append(
+                Result(
+                    "tracking",
+                    "still-image clip: id kept one frame later",
+                    "fraction",
+                    [kept / max(compared, 1)],
+                    {"kept": kept, "compared": compared, "images": len(clip)},
+                    note=f"{kept} of {compared} confident people, {len(clip)} images x 4 frames shifted 2 px",
+                )
+            )
+    for people in (4, 13):
+        times = _cost(people, 20 if s.quick else 100, sigmas)
+        results.append(
+            Result(
+                "tracking",
+                f"PoseTracker.update, {people} people",
+                "ms",
+                times,
+                {"people": people},
+                note="ground truth's visible joints, 640 x 480",
+            )
+        )
+    return results

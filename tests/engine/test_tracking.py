@@ -1,0 +1,134 @@
+"""The tracker with real detections' junk: duplicates and low-score people never take a confident person's track and
+start none; people missed for up to ``max_age`` frames, and crossing people, keep their ids (ByteTrack-style
+association, ``bottomup.engine.tracking.TrackerSettings``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bottomup.data.synthetic_video import SyntheticVideo
+from bottomup.engine.tracking import PoseTracker, TrackerSettings, pose_nms, tracking_metrics
+
+
+def _visible_only(keypoints: np.ndarray) -> np.ndarray:
+    out = np.asarray(keypoints, np.float64).copy()
+    out[..., 2] = (out[..., 2] > 0).astype(np.float64)
+    return out
+
+
+def _junk_of(person: np.ndarray, rng: np.random.Generator, joints: int = 4) -> np.ndarray:
+    """A partial duplicate of ``person`` as grouping leaves them: a few of its joints, a few px off, low scores."""
+    junk = np.zeros_like(person)
+    seen = np.flatnonzero(person[:, 2] > 0)
+    pick = rng.choice(seen, size=min(joints, len(seen)), replace=False)
+    junk[pick, :2] = person[pick, :2] + rng.normal(0, 2.0, (len(pick), 2))
+    junk[pick, 2] = 0.2
+    return junk
+
+
+def _frames_with_junk(seed: int, num_frames: int = 80, num_people: int = 4):
+    """Per frame of a synthetic crossing video: ground truth, and detections = the visible joints of each person
+    (scores 0.4-0.9) plus one partial low-score duplicate (0.01-0.39: ignored or low) of each, shuffled."""
+    rng = np.random.default_rng(seed)
+    for frame in SyntheticVideo(seed=seed, num_frames=num_frames, num_people=num_people):
+        real = _visible_only(frame.keypoints)
+        present = real[..., 2].sum(1) > 0
+        real = real[present]
+        junk = np.stack([_junk_of(p, rng) for p in real]) if len(real) else real
+        kpts = np.concatenate([real, junk])
+        scores = np.concatenate([rng.uniform(0.4, 0.9, len(real)), rng.uniform(0.01, 0.39, len(junk))])
+        order = rng.permutation(len(kpts))
+        yield frame, kpts[order], scores[order], order < len(real)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_junk_never_takes_a_track_nor_starts_one(seed, coco_layout):
+    """With a low-score partial duplicate beside every person of a crossing video, the real people keep their ids
+    (no switch, IDF1 >= 0.99 as on exact detections) and no duplicate holds a track."""
+    tracker = PoseTracker(coco_layout.oks_sigmas, max_age=10)
+    rows, junk_ids = [], []
+    for frame, kpts, scores, real in _frames_with_junk(seed):
+        ids, out = tracker.update(kpts, scores=scores)
+        junk_ids += ids[~real].tolist()
+        rows.append((frame.ids, frame.keypoints, frame.areas, ids[ids > 0], out[ids > 0]))
+    m = tracking_metrics(rows, coco_layout.oks_sigmas)
+    assert set(junk_ids) == {0}, "a duplicate held a track"
+    assert m["num_switches"] == 0 and m["idf1"] >= 0.99, m
+    assert {t.track_id for t in tracker.tracks} <= {1, 2, 3, 4}
+    # the same detections through one assignment over everyone (the previous association: no score split, no
+    # NMS): the duplicates start tracks of their own
+    plain = PoseTracker(coco_layout.oks_sigmas, TrackerSettings(high_score=0.0, low_score=0.0, nms_oks=1.0), max_age=10)
+    held = [plain.update(kpts, scores=scores)[0][~real] for _, kpts, scores, real in _frames_with_junk(seed)]
+    assert (np.concatenate(held) > 0).mean() > 0.5
+
+
+def test_a_confident_person_keeps_its_track_against_its_duplicate(coco_layout):
+    """The case seen with the quickstart model: a person (0.48-0.52) and its partial duplicate (0.05-0.25) on the
+    person's own joints, which fits the track's pose as well as the person. The person keeps id 1 in every frame,
+    the duplicate never gets an id, and no second track starts."""
+    rng = np.random.default_rng(0)
+    tracker = PoseTracker(coco_layout.oks_sigmas)
+    for i, frame in enumerate(SyntheticVideo(seed=0, num_frames=6, num_people=1)):
+        person = _visible_only(frame.keypoints)[0]
+        duplicate = _junk_of(person, rng, joints=8)
+        duplicate[duplicate[:, 2] > 0, :2] = person[duplicate[:, 2] > 0, :2]
+        scores = np.array([0.05, 0.48]) if i % 2 else np.array([0.25, 0.52])
+        ids, _ = tracker.update(np.stack([duplicate, person]), scores=scores)
+        assert ids.tolist() == [0, 1], (i, ids)
+    assert [t.track_id for t in tracker.tracks] == [1]
+
+
+def test_low_score_people_only_continue_tracks(coco_layout):
+    """A low-score person alone starts nothing; a tracked person whose score drops continues its track."""
+    frames = list(SyntheticVideo(seed=1, num_frames=8, num_people=1))
+    person = [_visible_only(f.keypoints)[0] for f in frames]
+    tracker = PoseTracker(coco_layout.oks_sigmas)
+    low = (tracker.settings.low_score + tracker.settings.high_score) / 2
+    for p in person[:3]:
+        ids, _ = tracker.update(p[None], scores=np.array([low]))
+        assert ids.tolist() == [0]
+    assert tracker.tracks == []
+    ids, _ = tracker.update(person[3][None], scores=np.array([0.8]))
+    assert ids.tolist() == [1]
+    for p in person[4:]:
+        ids, _ = tracker.update(p[None], scores=np.array([low]))
+        assert ids.tolist() == [1]
+    below = tracker.settings.low_score / 2
+    ids, _ = tracker.update(person[-1][None], scores=np.array([below]))
+    assert ids.tolist() == [0]
+
+
+def test_new_tracks_are_confirmed_after_min_hits(coco_layout):
+    """With ``min_hits=3`` a person appearing after the first frame gets its id on its third frame; one seen for a
+    single frame (a flicker) never gets one, and ids stay consecutive."""
+    video = list(SyntheticVideo(seed=2, num_frames=8, num_people=2))
+    a = [_visible_only(f.keypoints)[0] for f in video]
+    b = [_visible_only(f.keypoints)[1] for f in video]
+    tracker = PoseTracker(coco_layout.oks_sigmas, min_hits=3)
+    assert tracker.update(a[0][None], scores=np.array([0.9]))[0].tolist() == [1]  # the first frame: at once
+    assert tracker.update(np.stack([a[1], b[1]]), scores=np.array([0.9, 0.9]))[0].tolist() == [1, 0]  # flicker
+    assert tracker.update(a[2][None], scores=np.array([0.9]))[0].tolist() == [1]
+    got = [tracker.update(np.stack([a[i], b[i]]), scores=np.array([0.9, 0.9]))[0].tolist() for i in (3, 4, 5)]
+    assert got == [[1, 0], [1, 0], [1, 2]]
+
+
+def test_pose_nms_keeps_distinct_people_and_drops_duplicates(coco_layout):
+    frame = next(iter(SyntheticVideo(seed=0, num_frames=1, num_people=3)))
+    real = _visible_only(frame.keypoints)
+    duplicate = real[0].copy()
+    duplicate[:, :2] += 1.5
+    kpts = np.concatenate([real, duplicate[None]])
+    keep = pose_nms(kpts, np.array([0.9, 0.8, 0.7, 0.1]), coco_layout.oks_sigmas, oks=0.5)
+    assert keep.tolist() == [True, True, True, False]
+    keep = pose_nms(kpts, np.array([0.9, 0.8, 0.7, 0.95]), coco_layout.oks_sigmas, oks=0.5)
+    assert keep.tolist() == [False, True, True, True]  # the higher-scoring copy is the one kept
+
+
+def test_tracker_settings_check_their_values():
+    for bad, key in [({"high_score": 0.1, "low_score": 0.2}, "low_score"), ({"min_hits": 0}, "min_hits"),
+                     ({"nms_oks": 0.0}, "nms_oks"), ({"max_age": -1}, "max_age")]:  # fmt: skip
+        with pytest.raises(ValueError, match=key):
+            TrackerSettings(**bad)
+    with pytest.raises(ValueError, match="unknown tracker settings"):
+        PoseTracker([0.1] * 17, max_agee=3)
