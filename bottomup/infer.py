@@ -35,8 +35,10 @@ also matched by globs), a camera index (``0``), a stream URL OpenCV opens (``rts
   with each track in its own colour and labelled ``#id``.
 
 Tracking (``--track``, the default for videos): people are matched to the tracks of earlier frames by OKS with the
-data set's sigmas (Hungarian method; box IoU when no joint is shared), new people start tracks, a track missed for
-up to ``--max-age`` processed frames takes its person back; ``--smooth`` applies a One Euro filter to each track's
+data set's sigmas (Hungarian method; box IoU when no joint is shared), ByteTrack-style: duplicates of a person are
+dropped, people scoring at least ``--track-high-score`` are matched first and start new tracks (given an id after
+``--min-hits`` frames), people between ``--track-low-score`` and it only continue tracks, lower ones are not tracked
+(only tracked people are written); a track missed for up to ``--max-age`` processed frames takes its person back; ``--smooth`` applies a One Euro filter to each track's
 keypoints (``bottomup.engine.tracking``). Ctrl-C stops, keeping the lines and frames written (the mp4 is
 finalised); the exit status is then 130.
 
@@ -160,6 +162,22 @@ def _parser() -> argparse.ArgumentParser:
         help="processed frames a lost track survives and can take its person back (default %(default)s)",
     )
     video.add_argument("--smooth", action="store_true", help="One Euro filter on each track's keypoints")
+    video.add_argument(
+        "--track-high-score",
+        type=float,
+        default=None,
+        help="person score from which a person is matched first and may start a track (default 0.4)",
+    )
+    video.add_argument(
+        "--track-low-score",
+        type=float,
+        default=None,
+        help="person score below which a person is not tracked; between the two it only continues a track "
+        "(default 0.2)",
+    )
+    video.add_argument(
+        "--min-hits", type=int, default=None, help="frames a new track needs before it gets its id (default 1)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -270,9 +288,12 @@ def _check_options(args: argparse.Namespace) -> None:
     for flag in ("min_side", "radius", "thickness"):
         if getattr(args, flag) is not None and not 1 <= getattr(args, flag) <= 8192:
             raise UsageError(f"--{flag.replace('_', '-')} must be in [1, 8192] pixels, got {getattr(args, flag)}")
-    for flag, least in (("stride", 1), ("max_frames", 1), ("max_age", 0)):
+    for flag, least in (("stride", 1), ("max_frames", 1), ("max_age", 0), ("min_hits", 1)):
         if getattr(args, flag) is not None and getattr(args, flag) < least:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= {least}, got {getattr(args, flag)}")
+    for flag in ("track_high_score", "track_low_score"):
+        if getattr(args, flag) is not None and not 0.0 <= getattr(args, flag) <= 1.0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be in [0, 1] (a score), got {getattr(args, flag)}")
     if not args.fps > 0:
         raise UsageError(f"--fps must be > 0 frames per second, got {args.fps}")
     out_dir = Path(args.output_dir)
@@ -392,6 +413,21 @@ def _split_inputs(inputs: Sequence[str], sequence: bool) -> tuple[list[str], lis
     return videos, images
 
 
+def _tracker_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``bottomup.engine.tracking.TrackerSettings`` keys the command line sets."""
+    out: dict[str, Any] = {"max_age": args.max_age, "smoothing": args.smooth}
+    for flag, key in (("track_high_score", "high_score"), ("track_low_score", "low_score"), ("min_hits", "min_hits")):
+        if getattr(args, flag) is not None:
+            out[key] = getattr(args, flag)
+    from bottomup.engine.tracking import TrackerSettings
+
+    try:
+        TrackerSettings().replace(**out)
+    except ValueError as e:
+        raise UsageError(f"tracking options: {e}") from e
+    return out
+
+
 def _run_videos(
     estimator: Any,
     videos: Sequence[str],
@@ -408,6 +444,7 @@ def _run_videos(
     from bottomup.data.video import VideoReadError, open_source
     from bottomup.engine.writers import VideoInterrupted, VideoOutput, deferred_interrupt
 
+    tracker_settings = _tracker_settings(args)
     frame_style = {**style, "min_side": 0}  # the rendered video has the frames' size
     with deferred_interrupt() as stop:
         for item in videos:
@@ -428,10 +465,7 @@ def _run_videos(
             bar = tqdm(total=source.total, desc=source.name, unit="frame", disable=args.no_progress, dynamic_ncols=True)
             try:
                 with source:
-                    tracked = estimator.track(
-                        source, tracking=args.track, min_score=args.min_score, max_age=args.max_age,
-                        smoothing=args.smooth,
-                    )  # fmt: skip
+                    tracked = estimator.track(source, tracking=args.track, min_score=args.min_score, **tracker_settings)
                     out.write(tracked, stop, on_frame=bar.update)
             except VideoInterrupted:
                 bar.close()
