@@ -245,3 +245,18 @@ def test_expand_inputs(coco_root, tmp_path):
     assert unmatched == [str(tmp_path / "none.jpg")]
     folder, _ = expand_inputs([str(val)])
     assert len(folder) == 79 and folder == sorted(folder)
+
+
+def test_tracking_options_are_checked_before_any_video_is_read(quickstart_checkpoint, tmp_path, capsys):
+    """``--track-low-score`` above ``--track-high-score`` (or a score outside [0, 1], ``--min-hits 0``) is a usage
+    error naming the setting, before any video is opened or any file written."""
+    out = tmp_path / "out"
+    video = str(tmp_path / "clip.mp4")  # never opened
+    base = [video, "--checkpoint", str(quickstart_checkpoint), "--output-dir", str(out), "--no-progress"]
+    assert main([*base, "--track-high-score", "0.3", "--track-low-score", "0.5"]) == 2
+    assert "low_score" in capsys.readouterr().err
+    assert main([*base, "--track-high-score", "1.5"]) == 2
+    assert "--track-high-score must be in [0, 1]" in capsys.readouterr().err
+    assert main([*base, "--min-hits", "0"]) == 2
+    assert "--min-hits must be >= 1" in capsys.readouterr().err
+    assert not list(out.glob("*"))
