@@ -51,9 +51,9 @@ def main(cfg: DictConfig) -> None:
 
         run_dir = Path(str(cfg.resume)).resolve().parent if cfg.get("resume") else Path(str(cfg.output_dir))
         log.error(
-            "another process of this run did not answer for trainer.dist_timeout=%s s (hung, stopped or killed; "
+            "another process of this run did not answer for trainer.dist_timeout=%g s (hung, stopped or killed; "
             "torch: %s). %s",
-            cfg.trainer.dist_timeout, str(e).strip().splitlines()[0], on_disk(run_dir),
+            float(cfg.trainer.dist_timeout), str(e).strip().splitlines()[0], on_disk(run_dir),
         )  # fmt: skip
         sys.exit(1)
 
