@@ -473,8 +473,8 @@ def _run_images(
     )
     if not (stop or interrupted):
         return None
-    _say(f"interrupted by {stop.name or 'SIGINT'}: stopped after {done + failed} of {len(files)} images; {results_json} holds "
-         "the results of those done")  # fmt: skip
+    stopped = f"stopped after {done + failed} of {len(files)} images"
+    _say(f"interrupted by {stop.name or 'SIGINT'}: {stopped}; {results_json} holds the results of those done")
     return stop.exit_status
 
 
@@ -555,10 +555,9 @@ def _run_videos(
             except KeyboardInterrupt:  # VideoInterrupted, or a second signal while finalising
                 bar.close()
                 kept = ", ".join(map(str, out.files())) or "no frame was written"
-                print(f"interrupted: {item}: {out.frames} frames written ({kept})")
-                _say(
-                    f"interrupted by {stop.name or 'SIGINT'}: stopped after {out.frames} frames of {item}; kept: {kept}"
-                )
+                frames = f"{out.frames} frame{'s' * (out.frames != 1)}"
+                print(f"interrupted: {item}: {frames} written ({kept})")
+                _say(f"interrupted by {stop.name or 'SIGINT'}: stopped after {frames} of {item}; kept: {kept}")
                 return stop.exit_status
             except Exception as e:  # noqa: BLE001 - a failing video must not stop the others
                 failures.append((item, f"{e} ({out.kept()})"))

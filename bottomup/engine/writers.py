@@ -436,12 +436,13 @@ class VideoOutput:
         return [p for p in (self.jsonl, self.mp4) if p is not None and self.frames and p.exists()]
 
     def kept(self) -> str:
-        """What is on disk after a stop or an error, for a message: ``"the 12 frames before it are kept in
-        out/clip.jsonl and out/clip.mp4"``, or ``"no frame was written"``."""
+        """What is on disk after an error, for a message: ``"the 12 frames before it are kept in out/clip.jsonl and
+        out/clip.mp4"``, or ``"no frame was written"``."""
         files = self.files()
         if not files:
             return "no frame was written"
-        return f"the {self.frames} frames before it are kept in {' and '.join(map(str, files))}"
+        frames = "the frame" if self.frames == 1 else f"the {self.frames} frames"
+        return f"{frames} before it {'is' if self.frames == 1 else 'are'} kept in {' and '.join(map(str, files))}"
 
     def write(self, results: Iterable[Any], stop: Any, on_frame: Callable[[], None] | None = None) -> None:
         """Write ``results`` (``FrameResult`` per frame, ``PoseEstimator.track``) frame by frame.
