@@ -91,8 +91,6 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from bottomup.vis.draw import PLOT_DEFAULTS  # cv2 only: --help stays torch-free
-
     p = argparse.ArgumentParser(
         prog="python -m bottomup.infer",
         description="Detect people and their keypoints in images; write COCO-format results and renderings.",
@@ -136,7 +134,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-score", type=float, default=0.0, help="leave people scoring below this out of results.json (default 0)"
     )
-    draw = p.add_argument_group("pictures")
+    _add_picture_options(p.add_argument_group("pictures"))
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime", "openvino"],
+        help="torch runs a checkpoint; onnxruntime / openvino run a model exported by python -m bottomup.export "
+        "(--checkpoint model.onnx / model.xml; default: by its suffix)",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="network precision (default: the config's, fp32); bf16 is ~2x faster on CPUs with AVX-512 BF16",
+    )
+    p.add_argument("--channels-last", action="store_true", help="NHWC network input (faster with oneDNN / cuDNN)")
+    p.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="fold BatchNorm into the convs and cast the weights to --precision (fastest CPU path with bf16)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (the first image compiles)")
+    p.add_argument("--no-render", action="store_true", help="write results.json / .jsonl only, no PNGs / MP4s")
+    _add_video_options(p.add_argument_group("videos, cameras and streams"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _add_picture_options(draw: argparse._ArgumentGroup) -> None:
+    """The drawing options of the PNGs and MP4s."""
+    from bottomup.vis.draw import PLOT_DEFAULTS  # cv2 only: --help stays torch-free
+
     draw.add_argument(
         "--draw-min-score",
         type=float,
@@ -158,27 +185,10 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--radius", type=int, help="joint radius, pixels of the picture (default: from its size)")
     draw.add_argument("--thickness", type=int, help="limb width, pixels of the picture (default: from its size)")
     draw.add_argument("--no-labels", action="store_true", help="do not write person scores")
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnxruntime", "openvino"],
-        help="torch runs a checkpoint; onnxruntime / openvino run a model exported by python -m bottomup.export "
-        "(--checkpoint model.onnx / model.xml; default: by its suffix)",
-    )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        help="network precision (default: the config's, fp32); bf16 is ~2x faster on CPUs with AVX-512 BF16",
-    )
-    p.add_argument("--channels-last", action="store_true", help="NHWC network input (faster with oneDNN / cuDNN)")
-    p.add_argument(
-        "--fold-bn",
-        action="store_true",
-        help="fold BatchNorm into the convs and cast the weights to --precision (fastest CPU path with bf16)",
-    )
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (the first image compiles)")
-    p.add_argument("--no-render", action="store_true", help="write results.json / .jsonl only, no PNGs / MP4s")
-    video = p.add_argument_group("videos, cameras and streams")
+
+
+def _add_video_options(video: argparse._ArgumentGroup) -> None:
+    """The options of videos, cameras, streams and --sequence folders."""
     video.add_argument("--sequence", action="store_true", help="read image folders as the frames of one video each")
     video.add_argument("--fps", type=float, default=30.0, help="frame rate of --sequence folders (default %(default)s)")
     video.add_argument("--stride", type=int, default=1, help="process every n-th frame (default %(default)s)")
@@ -196,8 +206,6 @@ def _parser() -> argparse.ArgumentParser:
         help="processed frames a lost track survives and can take its person back (default %(default)s)",
     )
     video.add_argument("--smooth", action="store_true", help="One Euro filter on each track's keypoints")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def _load_exported(args: argparse.Namespace, checkpoint: Path) -> Any:
