@@ -425,14 +425,16 @@ def _run(args: argparse.Namespace, stop: Any) -> int:
             "labels": not args.no_labels,
         }
         status = None
-        if videos:
-            status = _run_videos(
-                estimator, list(zip(videos, bases, strict=True)), args, folder.path, style, failures, stop
-            )
-        if files and status is None:
-            status = _run_images(
-                estimator, list(zip(files, pngs, strict=True)), args, folder.path, style, failures, stop
-            )
+        try:
+            if videos:
+                videos_named = list(zip(videos, bases, strict=True))
+                status = _run_videos(estimator, videos_named, args, folder.path, style, failures, stop)
+            if files and status is None:
+                files_named = list(zip(files, pngs, strict=True))
+                status = _run_images(estimator, files_named, args, folder.path, style, failures, stop)
+        except KeyboardInterrupt:  # a second signal between two inputs: the files of those done are whole
+            _say(f"interrupted by {stop.name or 'SIGINT'}: stopped at once; what was written is kept in {folder.path}/")
+            return stop.exit_status
         for path, reason in failures:
             print(f"  failed: {path}: {reason}")
         return status if status is not None else (1 if failures else 0)
@@ -574,7 +576,10 @@ def _run_videos(
             finally:
                 bar.close()
             print(f"{item}: {out.frames} frames, {out.people} people; {', '.join(map(str, out.files()))}")
-    return None
+    if not stop:
+        return None
+    _say(f"interrupted by {stop.name}: stopped between two videos; the outputs of those done are kept in {out_dir}/")
+    return stop.exit_status
 
 
 if __name__ == "__main__":
