@@ -25,8 +25,8 @@ also matched by globs), a camera index (``0``), a stream URL OpenCV opens (``rts
   and ``b/x.jpg`` for the folders ``a`` and ``b``), for a glob relative to the parent of its leading folder
   (``'more/*.png'`` -> ``more/y.png``), for a file named directly its name (``x.jpg``). ``image_id`` is known when
   the file name is a COCO / CrowdPose id (all digits, e.g. ``000000000785.jpg`` -> 785), so results on a data set's
-  images can be scored with :func:`bottomup.engine.evaluator.coco_keypoint_eval`. The file is rewritten atomically
-  after the first image, then at least every 10 s, and at the end however the run ends.
+  images can be scored with :func:`bottomup.engine.evaluator.coco_keypoint_eval`. The file is written atomically
+  after the first image, again after an image once 10 s have passed since, and at the end however the run ends.
 * ``<image stem>.png`` per input (unless ``--no-render``; ``<stem>_2.png``, ... for a second file of one stem): the
   image with each person's skeleton in its own colour and its score; people below ``--draw-min-score`` (0.1) and
   joints at or below ``--joint-threshold`` (0.1) are not drawn, and images smaller than ``--min-side`` (640 px) are
@@ -46,7 +46,8 @@ also matched by globs), a camera index (``0``), a stream URL OpenCV opens (``rts
 Nothing is overwritten: when ``--output-dir`` holds an earlier run's results (``results.json``, ``*.jsonl``, or a
 PNG / MP4 of a name this run writes) or another run is writing into it, the run writes into a new numbered folder
 beside it (``outputs/infer`` -> ``outputs/infer2``, ``outputs/infer3``, ...; each made with ``mkdir`` that fails
-when it exists, so that concurrent runs never share one) and says so in one line on stderr. ``--exist-ok`` writes
+when it exists, so that concurrent runs never share one; while a run writes, a hidden ``.bottomup-infer.lock``
+marks its folder) and says so in one line on stderr. ``--exist-ok`` writes
 into ``--output-dir`` whatever it holds (files of the same names are overwritten). A folder that cannot be made
 or written into is a usage error before any work.
 

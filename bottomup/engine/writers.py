@@ -463,10 +463,13 @@ class VideoOutput:
         from bottomup.data.video import VideoWriter
 
         writer: VideoWriter | None = None
+        made: list[Path] = []  # the files this call opened (an empty one is removed at the end)
         try:
             with self.jsonl.open("w", encoding="utf-8") as lines:
+                made.append(self.jsonl)
                 if self.mp4 is not None:
                     writer = VideoWriter(self.mp4, self.fps, self.size)
+                    made.append(self.mp4)
                 for result in results:
                     if stop:
                         raise VideoInterrupted
@@ -495,6 +498,5 @@ class VideoOutput:
                 if writer is not None:
                     writer.close()
                 if not self.frames:  # an empty jsonl and an mp4 without frames (it does not play) hold nothing
-                    for p in (self.jsonl, self.mp4):
-                        if p is not None:
-                            p.unlink(missing_ok=True)
+                    for p in made:
+                        p.unlink(missing_ok=True)
