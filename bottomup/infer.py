@@ -19,12 +19,18 @@ also matched by globs), a camera index (``0``), a stream URL OpenCV opens (``rts
 
 * ``results.json``: COCO keypoint results, one dict per detected person,
   ``{"file_name", "image_id" (when known), "category_id" (the model's data set's, ``data.category_id``), "keypoints": [x, y, score] * K, "score", "bbox"}``
-  in original-image pixels (``bbox``: ``[x, y, w, h]`` around the detected joints); ``--min-score`` drops people. ``image_id`` is known when the file name is a COCO / CrowdPose id (all digits, e.g.
-  ``000000000785.jpg`` -> 785), so results on a data set's images can be scored with
-  :func:`bottomup.engine.evaluator.coco_keypoint_eval`.
-* ``<image stem>.png`` per input (unless ``--no-render``): the image with each person's skeleton in its own
-  colour and its score; people below ``--draw-min-score`` (0.1) and joints at or below ``--joint-threshold`` (0.1)
-  are not drawn, and images smaller than ``--min-side`` (640 px) are upscaled first.
+  in original-image pixels (``bbox``: ``[x, y, w, h]`` around the detected joints); ``--min-score`` drops people.
+  ``file_name`` is the image's path relative to the input it came from (``/``-separated), so that files of one name
+  in different folders stay apart: for a folder input relative to the folder's parent (``photos/x.jpg``; ``a/x.jpg``
+  and ``b/x.jpg`` for the folders ``a`` and ``b``), for a glob relative to the parent of its leading folder
+  (``'more/*.png'`` -> ``more/y.png``), for a file named directly its name (``x.jpg``). ``image_id`` is known when
+  the file name is a COCO / CrowdPose id (all digits, e.g. ``000000000785.jpg`` -> 785), so results on a data set's
+  images can be scored with :func:`bottomup.engine.evaluator.coco_keypoint_eval`. The file is written atomically
+  after the first image, again after an image once 10 s have passed since, and at the end however the run ends.
+* ``<image stem>.png`` per input (unless ``--no-render``; ``<stem>_2.png``, ... for a second file of one stem): the
+  image with each person's skeleton in its own colour and its score; people below ``--draw-min-score`` (0.1) and
+  joints at or below ``--joint-threshold`` (0.1) are not drawn, and images smaller than ``--min-side`` (640 px) are
+  upscaled first.
 
 * per video ``<name>.jsonl`` (``<name>``: the file's stem, ``camera0``, the URL's or folder's last part): one
   line per processed frame, written as the frame is done (streaming: memory stays flat),
@@ -32,15 +38,30 @@ also matched by globs), a camera index (``0``), a stream URL OpenCV opens (``rts
   (``track_id`` null with ``--no-track``); people below ``--min-score`` are left out before tracking.
   ``--stride n`` processes every n-th frame, ``--max-frames`` stops after that many.
 * per video (unless ``--no-render``) ``<name>.mp4``: the frames at their size and rate (divided by ``--stride``)
-  with each track in its own colour and labelled ``#id``.
+  with each track in its own colour and labelled ``#id``; it holds the same frames as the jsonl. A video has one
+  frame size: a ``--sequence`` image of another size than the first fails that video (the message names both
+  files and sizes; the frames before it are kept). A video file that ends before the frame count its container
+  reports (cut short or damaged) is processed to where it breaks, with a warning naming the file and both counts.
+
+Nothing is overwritten: when ``--output-dir`` holds an earlier run's results (``results.json``, ``*.jsonl``, or a
+PNG / MP4 of a name this run writes) or another run is writing into it, the run writes into a new numbered folder
+beside it (``outputs/infer`` -> ``outputs/infer2``, ``outputs/infer3``, ...; each made with ``mkdir`` that fails
+when it exists, so that concurrent runs never share one; while a run writes, a hidden ``.bottomup-infer.lock``
+marks its folder) and says so in one line on stderr. ``--exist-ok`` writes
+into ``--output-dir`` whatever it holds (files of the same names are overwritten). A folder that cannot be made
+or written into is a usage error before any work.
+
+Stopping: SIGINT (Ctrl-C), SIGTERM and SIGHUP end the run after the image or frame at hand (a second signal ends
+it at once); everything written is kept: ``results.json`` lists the images done, a video's jsonl holds every
+finished frame and its mp4 is finalised with the same frames. One line on stderr says what was kept; the exit
+status is 128 + the signal's number.
 
 Tracking (``--track``, the default for videos): people are matched to the tracks of earlier frames by OKS with the
 data set's sigmas (Hungarian method; box IoU when no joint is shared), ByteTrack-style: duplicates of a person are
 dropped, people scoring at least ``--track-high-score`` are matched first and start new tracks (given an id after
 ``--min-hits`` frames), people between ``--track-low-score`` and it only continue tracks, lower ones are not tracked
-(only tracked people are written); a track missed for up to ``--max-age`` processed frames takes its person back; ``--smooth`` applies a One Euro filter to each track's
-keypoints (``bottomup.engine.tracking``). Ctrl-C stops, keeping the lines and frames written (the mp4 is
-finalised); the exit status is then 130.
+(only tracked people are written); a track missed for up to ``--max-age`` processed frames takes its person back;
+``--smooth`` applies a One Euro filter to each track's keypoints (``bottomup.engine.tracking``).
 
 Checkpoint: ``--checkpoint`` takes this project's ``last.pt`` / ``best.pt`` (their config is inside) or an
 official HigherHRNet ``.pth`` (then ``--experiment`` says which network it is), or a model exported by
@@ -50,12 +71,14 @@ newest run under ``./outputs/`` is used: the run folder whose ``best.pt`` / ``la
 in it ``best.pt`` (best validation AP) when it exists, else ``last.pt``.
 
 Exit status: 0 all inputs processed; 1 some input failed (unreadable image or video; reported and skipped); 2 usage
-error (no input matched, no checkpoint, bad option or checkpoint); 130 interrupted (Ctrl-C).
+error (no input matched, no checkpoint, bad option or checkpoint, an ``--output-dir`` that cannot be written);
+130 / 143 / 129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,12 +94,13 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from bottomup.vis.draw import PLOT_DEFAULTS  # cv2 only: --help stays torch-free
-
     p = argparse.ArgumentParser(
         prog="python -m bottomup.infer",
         description="Detect people and their keypoints in images; write COCO-format results and renderings.",
-        epilog="Exit status: 0 all inputs done, 1 some input failed, 2 usage error.",
+        epilog="Exit status: 0 all inputs done, 1 some input failed, 2 usage error (also an --output-dir that "
+        "cannot be written), 130 / 143 / 129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP after the image or frame "
+        "at hand, keeping everything written (results.json of the images done, the .jsonl lines and a playable "
+        ".mp4 of the frames done).",
     )
     p.add_argument(
         "inputs",
@@ -92,7 +116,18 @@ def _parser() -> argparse.ArgumentParser:
         "--experiment",
         help="conf/experiment name the network was built with (e.g. higherhrnet_w32); required for official .pth",
     )
-    p.add_argument("--output-dir", default="outputs/infer", help="where to write results.json and PNGs")
+    p.add_argument(
+        "--output-dir",
+        default="outputs/infer",
+        help="where to write results.json, PNGs, .jsonl and .mp4 (default %(default)s); when it holds an earlier "
+        "run's results (results.json, *.jsonl, or a file of a name this run writes), a new numbered folder beside "
+        "it is used instead (outputs/infer2, outputs/infer3, ...) and named on stderr",
+    )
+    p.add_argument(
+        "--exist-ok",
+        action="store_true",
+        help="write into --output-dir even when it holds results (files of the same names are overwritten)",
+    )
     p.add_argument(
         "--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: the config's)"
     )
@@ -102,7 +137,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-score", type=float, default=0.0, help="leave people scoring below this out of results.json (default 0)"
     )
-    draw = p.add_argument_group("pictures")
+    _add_picture_options(p.add_argument_group("pictures"))
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime", "openvino"],
+        help="torch runs a checkpoint; onnxruntime / openvino run a model exported by python -m bottomup.export "
+        "(--checkpoint model.onnx / model.xml; default: by its suffix)",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="network precision (default: the config's, fp32); bf16 is ~2x faster on CPUs with AVX-512 BF16",
+    )
+    p.add_argument("--channels-last", action="store_true", help="NHWC network input (faster with oneDNN / cuDNN)")
+    p.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="fold BatchNorm into the convs and cast the weights to --precision (fastest CPU path with bf16)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (the first image compiles)")
+    p.add_argument("--no-render", action="store_true", help="write results.json / .jsonl only, no PNGs / MP4s")
+    _add_video_options(p.add_argument_group("videos, cameras and streams"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _add_picture_options(draw: argparse._ArgumentGroup) -> None:
+    """The drawing options of the PNGs and MP4s."""
+    from bottomup.vis.draw import PLOT_DEFAULTS  # cv2 only: --help stays torch-free
+
     draw.add_argument(
         "--draw-min-score",
         type=float,
@@ -124,27 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--radius", type=int, help="joint radius, pixels of the picture (default: from its size)")
     draw.add_argument("--thickness", type=int, help="limb width, pixels of the picture (default: from its size)")
     draw.add_argument("--no-labels", action="store_true", help="do not write person scores")
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnxruntime", "openvino"],
-        help="torch runs a checkpoint; onnxruntime / openvino run a model exported by python -m bottomup.export "
-        "(--checkpoint model.onnx / model.xml; default: by its suffix)",
-    )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        help="network precision (default: the config's, fp32); bf16 is ~2x faster on CPUs with AVX-512 BF16",
-    )
-    p.add_argument("--channels-last", action="store_true", help="NHWC network input (faster with oneDNN / cuDNN)")
-    p.add_argument(
-        "--fold-bn",
-        action="store_true",
-        help="fold BatchNorm into the convs and cast the weights to --precision (fastest CPU path with bf16)",
-    )
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (the first image compiles)")
-    p.add_argument("--no-render", action="store_true", help="write results.json / .jsonl only, no PNGs / MP4s")
-    video = p.add_argument_group("videos, cameras and streams")
+
+
+def _add_video_options(video: argparse._ArgumentGroup) -> None:
+    """The options of videos, cameras, streams and --sequence folders."""
     video.add_argument("--sequence", action="store_true", help="read image folders as the frames of one video each")
     video.add_argument("--fps", type=float, default=30.0, help="frame rate of --sequence folders (default %(default)s)")
     video.add_argument("--stride", type=int, default=1, help="process every n-th frame (default %(default)s)")
@@ -178,8 +225,6 @@ def _parser() -> argparse.ArgumentParser:
     video.add_argument(
         "--min-hits", type=int, default=None, help="frames a new track needs before it gets its id (default 1)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def _load_exported(args: argparse.Namespace, checkpoint: Path) -> Any:
@@ -273,15 +318,29 @@ def _checkpoint_error(args: argparse.Namespace, checkpoint: Path, e: Exception) 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (see the module docstring)."""
     args = _parser().parse_args(argv)
+    from bottomup.engine.writers import StopSignals
+
+    with StopSignals() as stop:
+        try:
+            return _run(args, stop)
+        except UsageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:  # a stop signal before any input was done (loading the model, ...)
+            _say(f"interrupted by {stop.name or 'SIGINT'} before any input was done; nothing was written")
+            return stop.exit_status
+
+
+def _say(line: str) -> None:
+    """One line on stderr (a closed terminal, after SIGHUP, is not an error)."""
     try:
-        return _run(args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Ranges of the numeric options (a usage error names the option); makes ``--output-dir``."""
+    """Ranges of the numeric options (a usage error names the option)."""
     for flag in ("min_score", "draw_min_score", "joint_threshold"):
         if not 0.0 <= getattr(args, flag) <= 1.0:  # NaN fails too
             raise UsageError(f"--{flag.replace('_', '-')} must be in [0, 1] (a score), got {getattr(args, flag)}")
@@ -296,39 +355,30 @@ def _check_options(args: argparse.Namespace) -> None:
             raise UsageError(f"--{flag.replace('_', '-')} must be in [0, 1] (a score), got {getattr(args, flag)}")
     if not args.fps > 0:
         raise UsageError(f"--fps must be > 0 frames per second, got {args.fps}")
-    out_dir = Path(args.output_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(
-            f"--output-dir {out_dir}: cannot make this folder ({e.strerror or e}); give a folder path"
-        ) from e
 
 
-def _run(args: argparse.Namespace) -> int:
-    from bottomup.data.io import expand_inputs
+def _checkpoint_path(args: argparse.Namespace) -> Path:
+    """``--checkpoint``, or the newest run's under ``./outputs``."""
     from bottomup.engine.checkpoint import find_checkpoint
 
-    _check_options(args)
-    videos, image_inputs = _split_inputs(args.inputs, args.sequence)
-    files, unmatched = expand_inputs(image_inputs) if image_inputs else ([], [])
-    if not files and not videos:
-        raise UsageError(f"no input image matched {' '.join(args.inputs)} (nor is any a video, camera or stream)")
-    # a name that matched nothing is a failed input (as an unreadable file), reported at the end
-    failures: list[tuple[str, str]] = [(p, "no such file, or no image in it") for p in unmatched]
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
         if not checkpoint.is_file():
             raise UsageError(f"--checkpoint {checkpoint}: no such file")
-    else:
-        found = find_checkpoint("outputs")
-        if found is None:
-            raise UsageError(
-                f"no checkpoint given and none found under {Path('outputs').resolve()}: train a model first "
-                f"({QUICKSTART}), or pass --checkpoint PATH (a best.pt / last.pt of this project, or an official "
-                "HigherHRNet .pth with --experiment NAME)"
-            )
-        checkpoint = found
+        return checkpoint
+    found = find_checkpoint("outputs")
+    if found is None:
+        raise UsageError(
+            f"no checkpoint given and none found under {Path('outputs').resolve()}: train a model first "
+            f"({QUICKSTART}), or pass --checkpoint PATH (a best.pt / last.pt of this project, or an official "
+            "HigherHRNet .pth with --experiment NAME)"
+        )
+    return found
+
+
+def _estimator(args: argparse.Namespace) -> Any:
+    """The ``PoseEstimator`` with the command line's settings; says on stderr what the model is."""
+    checkpoint = _checkpoint_path(args)
     try:
         estimator = _load_estimator(args, checkpoint)
     except UsageError:
@@ -344,51 +394,120 @@ def _run(args: argparse.Namespace) -> int:
             "expect few or no people in real images (train on COCO, or pass an official checkpoint)",
             file=sys.stderr,
         )
+    return estimator
 
+
+def _plan(
+    videos: Sequence[str], files: Sequence[tuple[Path, str]], args: argparse.Namespace
+) -> tuple[list[str], list[str | None], set[str]]:
+    """The output names of the run, before any work: ``(video name per video, PNG name per image (None without
+    rendering), every file name it would write)``."""
+    from bottomup.data.video import source_name
+    from bottomup.engine.writers import OutputNames
+
+    names = OutputNames()
+    bases = [names.reserve(source_name(item, args.sequence), (".jsonl", ".mp4")) for item in videos]
+    pngs: list[str | None] = [None] * len(files)
+    if not args.no_render:
+        pngs = [names.reserve(path.stem, (".png",)) + ".png" for path, _ in files]
+    written = {n for n in names.names if not n.endswith(".mp4")} if args.no_render else set(names.names)
+    return bases, pngs, written
+
+
+def _run(args: argparse.Namespace, stop: Any) -> int:
+    from bottomup.data.io import expand_labelled_inputs
+    from bottomup.engine.writers import OutputDirError, claim_output_dir
+
+    _check_options(args)
+    videos, image_inputs = _split_inputs(args.inputs, args.sequence)
+    files, unmatched = expand_labelled_inputs(image_inputs) if image_inputs else ([], [])
+    if not files and not videos:
+        raise UsageError(f"no input image matched {' '.join(args.inputs)} (nor is any a video, camera or stream)")
+    # a name that matched nothing is a failed input (as an unreadable file), reported at the end
+    failures: list[tuple[str, str]] = [(p, "no such file, or no image in it") for p in unmatched]
+    bases, pngs, written = _plan(videos, files, args)
+    with contextlib.ExitStack() as held:
+        try:  # before any work: a folder that cannot be written is a usage error
+            folder = held.enter_context(claim_output_dir(args.output_dir, written, exist_ok=args.exist_ok))
+        except OutputDirError as e:
+            raise UsageError(f"--output-dir: {e}; give a folder you can write to") from e
+        if folder.reason:
+            print(
+                f"{folder.given} {folder.reason}: writing into {folder.path} instead "
+                f"(--exist-ok writes into {folder.given}, overwriting)",
+                file=sys.stderr,
+            )
+        estimator = _estimator(args)
+        style = {
+            "min_score": args.draw_min_score,
+            "joint_threshold": args.joint_threshold,
+            "min_side": args.min_side,
+            "radius": args.radius,
+            "thickness": args.thickness,
+            "labels": not args.no_labels,
+        }
+        status = None
+        try:
+            if videos:
+                videos_named = list(zip(videos, bases, strict=True))
+                status = _run_videos(estimator, videos_named, args, folder.path, style, failures, stop)
+            if files and status is None:
+                files_named = list(zip(files, pngs, strict=True))
+                status = _run_images(estimator, files_named, args, folder.path, style, failures, stop)
+        except KeyboardInterrupt:  # a second signal between two inputs: the files of those done are whole
+            _say(f"interrupted by {stop.name or 'SIGINT'}: stopped at once; what was written is kept in {folder.path}/")
+            return stop.exit_status
+        for path, reason in failures:
+            print(f"  failed: {path}: {reason}")
+        return status if status is not None else (1 if failures else 0)
+
+
+def _run_images(
+    estimator: Any,
+    files: Sequence[tuple[tuple[Path, str], str | None]],
+    args: argparse.Namespace,
+    out_dir: Path,
+    style: dict[str, Any],
+    failures: list[tuple[str, str]],
+    stop: Any,
+) -> int | None:
+    """Each image through ``estimator`` into ``results.json`` and its PNG (``bottomup.engine.writers.ImageResults``;
+    ``results.json`` is written on every way out); a failing image is added to ``failures``. Returns the exit
+    status when a stop signal ended the run (``128 + signum``), else ``None``."""
     from tqdm import tqdm
 
-    from bottomup.engine.writers import ImageResults, OutputNames
+    from bottomup.engine.writers import ImageResults
 
-    out_dir = Path(args.output_dir)
-    style = {
-        "min_score": args.draw_min_score,
-        "joint_threshold": args.joint_threshold,
-        "min_side": args.min_side,
-        "radius": args.radius,
-        "thickness": args.thickness,
-        "labels": not args.no_labels,
-    }
-    names = OutputNames(out_dir)
-    if videos:
-        status = _run_videos(estimator, videos, args, names, style, failures)
-        if status is not None or not files:
-            for path, reason in failures:
-                print(f"  failed: {path}: {reason}")
-            return status if status is not None else (1 if failures else 0)
-    images = ImageResults(names, min_score=args.min_score, style=None if args.no_render else style)
-    for path in tqdm(files, desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True):
-        try:
-            pred = estimator(path)
-        except Exception as e:  # noqa: BLE001 - one bad input must not stop the others
-            failures.append((str(path), str(e)))
-            tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
-            continue
-        try:
-            images.add(path, pred)
-        except OSError as e:
-            failures.append((str(path), str(e)))
-            tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
-
-    results_json = images.close()
-    failed = {p for p, _ in failures}
-    done = len(files) - len(failed.intersection(str(f) for f in files))
+    images = ImageResults(out_dir, min_score=args.min_score, style=None if args.no_render else style)
+    bar = tqdm(total=len(files), desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True)
+    done, interrupted = 0, False
+    try:
+        with stop.deferred():
+            for (path, label), png in files:
+                if stop:
+                    break
+                try:
+                    images.add(path, estimator(path), file_name=label, png=None if png is None else out_dir / png)
+                    done += 1
+                except Exception as e:  # noqa: BLE001 - one bad input must not stop the others
+                    failures.append((str(path), str(e)))
+                    tqdm.write(f"failed: {path}: {e}", file=sys.stderr)
+                bar.update()
+    except KeyboardInterrupt:  # a second stop signal: results.json is still written below
+        interrupted = True
+    finally:
+        bar.close()
+        results_json = images.close()
+    failed = len({p for p, _ in failures} & {str(p) for (p, _), _ in files})
     print(
-        f"{done}/{len(files)} images done, {images.people} people found, {len(failed)} failed; "
+        f"{done}/{len(files)} images done, {images.people} people found, {failed} failed; "
         f"results: {results_json}" + ("" if args.no_render else f", renderings: {out_dir}/")
     )
-    for path, reason in failures:
-        print(f"  failed: {path}: {reason}")
-    return 1 if failures else 0
+    if not (stop or interrupted):
+        return None
+    stopped = f"stopped after {done + failed} of {len(files)} images"
+    _say(f"interrupted by {stop.name or 'SIGINT'}: {stopped}; {results_json} holds the results of those done")
+    return stop.exit_status
 
 
 def _split_inputs(inputs: Sequence[str], sequence: bool) -> tuple[list[str], list[str]]:
@@ -430,24 +549,37 @@ def _tracker_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_videos(
     estimator: Any,
-    videos: Sequence[str],
+    videos: Sequence[tuple[str, str]],
     args: argparse.Namespace,
-    names: Any,
+    out_dir: Path,
     style: dict[str, Any],
     failures: list[tuple[str, str]],
+    stop: Any,
 ) -> int | None:
-    """Each video through ``estimator.track``, writing ``<name>.jsonl`` (+ ``<name>.mp4``,
-    ``bottomup.engine.writers.VideoOutput``); a source that fails is added to ``failures``. Returns 130 when
-    interrupted (Ctrl-C), else ``None``."""
+    """Each ``(video, output name)`` through ``estimator.track``, writing ``<name>.jsonl`` (+ ``<name>.mp4``,
+    ``bottomup.engine.writers.VideoOutput``); a source that fails is added to ``failures``; a file cut short warns
+    on stderr. Returns the exit status when a stop signal ended the run (``128 + signum``), else ``None``."""
+    import warnings
+
     from tqdm import tqdm
 
-    from bottomup.data.video import VideoReadError, open_source
-    from bottomup.engine.writers import VideoInterrupted, VideoOutput, deferred_interrupt
+    from bottomup.data.video import TruncatedVideoWarning, VideoReadError, open_source
+    from bottomup.engine.writers import VideoOutput
+
+    def one_line(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+        if issubclass(category, TruncatedVideoWarning):
+            tqdm.write(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **kw)
 
     tracker_settings = _tracker_settings(args)
     frame_style = {**style, "min_side": 0}  # the rendered video has the frames' size
-    with deferred_interrupt() as stop:
-        for item in videos:
+    with warnings.catch_warnings(), stop.deferred():
+        shown, warnings.showwarning = warnings.showwarning, one_line
+        warnings.simplefilter("always", TruncatedVideoWarning)
+        for item, base in videos:
+            if stop:
+                break
             try:
                 source = open_source(
                     item, sequence=args.sequence, fps=args.fps, stride=args.stride, max_frames=args.max_frames
@@ -456,30 +588,33 @@ def _run_videos(
                 failures.append((item, str(e)))
                 print(f"failed: {item}: {e}", file=sys.stderr)
                 continue
-            base = names.reserve(source.name, (".jsonl", ".mp4"))
-            jsonl, mp4 = base.with_name(base.name + ".jsonl"), base.with_name(base.name + ".mp4")
             out = VideoOutput(
-                jsonl, None if args.no_render else mp4, fps=source.fps / source.stride, size=source.size,
-                style=frame_style,
+                out_dir / f"{base}.jsonl", None if args.no_render else out_dir / f"{base}.mp4",
+                fps=source.fps / source.stride, size=source.size, style=frame_style,
             )  # fmt: skip
             bar = tqdm(total=source.total, desc=source.name, unit="frame", disable=args.no_progress, dynamic_ncols=True)
             try:
                 with source:
                     tracked = estimator.track(source, tracking=args.track, min_score=args.min_score, **tracker_settings)
                     out.write(tracked, stop, on_frame=bar.update)
-            except VideoInterrupted:
+            except KeyboardInterrupt:  # VideoInterrupted, or a second signal while finalising
                 bar.close()
-                rendered = "" if args.no_render else f", {mp4}"
-                print(f"interrupted: {item}: {out.frames} frames written to {jsonl}{rendered}")
-                return 130
+                kept = ", ".join(map(str, out.files())) or "no frame was written"
+                frames = f"{out.frames} frame{'s' * (out.frames != 1)}"
+                print(f"interrupted: {item}: {frames} written ({kept})")
+                _say(f"interrupted by {stop.name or 'SIGINT'}: stopped after {frames} of {item}; kept: {kept}")
+                return stop.exit_status
             except Exception as e:  # noqa: BLE001 - a failing video must not stop the others
-                failures.append((item, f"{e} (after {out.frames} frames; those are kept in {jsonl})"))
+                failures.append((item, f"{e} ({out.kept()})"))
                 tqdm.write(f"failed: {item}: {e}", file=sys.stderr)
+                continue
             finally:
                 bar.close()
-            rendered = "" if args.no_render else f", {mp4}"
-            print(f"{item}: {out.frames} frames, {out.people} people; {jsonl}{rendered}")
-    return None
+            print(f"{item}: {out.frames} frames, {out.people} people; {', '.join(map(str, out.files()))}")
+    if not stop:
+        return None
+    _say(f"interrupted by {stop.name}: stopped between two videos; the outputs of those done are kept in {out_dir}/")
+    return stop.exit_status
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ HigherHRNet loader (``cv2.IMREAD_IGNORE_ORIENTATION``), because COCO annotations
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from bottomup.data.transforms import check_image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "load_image", "read_image", "expand_inputs"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "load_image", "read_image", "expand_inputs", "expand_labelled_inputs"]
 
 #: File endings taken from folders and glob patterns (any named file is tried whatever its ending).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".ppm"})
@@ -118,21 +119,36 @@ def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
     Returns:
         ``(files, unmatched)``: the files, and the patterns that matched nothing.
     """
-    files: list[Path] = []
+    labelled, unmatched = expand_labelled_inputs(patterns)
+    return [path for path, _ in labelled], unmatched
+
+
+def expand_labelled_inputs(patterns: Sequence[str]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """:func:`expand_inputs` with a label per file that tells apart files of the same name in different inputs.
+
+    The label is the file's path relative to the input it came from, ``/``-separated:
+
+    * a folder: relative to the folder's parent (``photos/x.jpg`` for ``photos/``, also given as
+      ``/data/photos``; ``a/x.jpg`` and ``b/x.jpg`` for the folders ``a`` and ``b``);
+    * a glob: relative to the parent of its leading folder without wildcards (``more/*.png`` -> ``more/x.png``,
+      ``clips/**/*.jpg`` -> ``clips/day1/x.jpg``); a glob without a folder part (``*.jpg``) gives the name;
+    * a file named directly: its name (``x.jpg`` for ``some/where/x.jpg``).
+
+    Returns:
+        ``(files, unmatched)``: ``(path, label)`` per file, in order (a file matched twice keeps its first label),
+        and the patterns that matched nothing.
+    """
+    files: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     unmatched: list[str] = []
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(p)
 
     for pattern in patterns:
         path = Path(pattern)
         found: list[Path] = []
+        base: str | None = None  # labels are relative to this folder's parent; None: the file's name
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            base = pattern
         elif path.is_file():
             found = [path]
         elif glob.has_magic(pattern):
@@ -141,11 +157,24 @@ def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
                 for p in glob.glob(pattern, recursive=True)
                 if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS
             )
+            fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), path.parts[:-1]))
+            base = os.path.join(*fixed) if fixed else None
         if not found:
             unmatched.append(pattern)
         for p in found:
-            add(p)
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append((p, _label(p, base)))
     return files, unmatched
+
+
+def _label(path: Path, base: str | None) -> str:
+    """``path`` relative to the parent of the folder ``base`` (``/``-separated); its name when ``base`` is None."""
+    if base is None:
+        return path.name
+    parent = os.path.dirname(os.path.abspath(base))
+    return Path(os.path.relpath(os.path.abspath(path), parent)).as_posix()
 
 
 def read_image(image: str | os.PathLike | np.ndarray) -> np.ndarray:

@@ -9,6 +9,11 @@ What a source string means (:func:`open_source`):
 * a URL (``rtsp://``, ``rtmp://``, ``http://``, ``https://``, ``udp://``, ``tcp://``...): a stream, opened by OpenCV's FFmpeg back end;
 * a folder with ``sequence=True``: its image files sorted by name, as the frames of a video at ``fps``;
 * a file: a video (any container OpenCV's FFmpeg reads: ``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ...).
+
+Nothing ends without a word: a video file that ends before the frame count its container reports (cut short or
+damaged) is read to where it breaks, and then a :class:`TruncatedVideoWarning` names the file and both counts; an
+image of a sequence whose size differs from the first image's fails with :class:`VideoReadError` naming both files
+and sizes (a video has one frame size).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +34,14 @@ from bottomup.data.io import IMAGE_EXTENSIONS
 __all__ = [
     "VIDEO_EXTENSIONS",
     "Frame",
+    "TruncatedVideoWarning",
     "VideoReadError",
     "VideoSource",
     "VideoWriter",
     "is_stream_url",
     "is_video_source",
     "open_source",
+    "source_name",
 ]
 
 #: Suffixes treated as videos by ``python -m bottomup.infer`` (a file named explicitly is tried as a video when its
@@ -46,6 +54,10 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 class VideoReadError(OSError):
     """A video source that cannot be opened or read (the message names it and says what to check)."""
+
+
+class TruncatedVideoWarning(UserWarning):
+    """A video file ended before the number of frames its container reports (cut short, or damaged there)."""
 
 
 def is_stream_url(source: str) -> bool:
@@ -64,6 +76,19 @@ def is_video_source(source: str | os.PathLike | int, sequence: bool = False) -> 
     if sequence and path.is_dir():
         return True
     return path.suffix.lower() in VIDEO_EXTENSIONS and not path.is_dir()
+
+
+def source_name(source: str | os.PathLike | int, sequence: bool = False) -> str:
+    """A file-name stem for the outputs of a source: ``clip`` for ``clip.mp4``, ``camera0`` for ``0``, a stream
+    URL's last path part (else its host), an image folder's name (``sequence``)."""
+    text = str(source) if isinstance(source, int) else os.fspath(source)
+    if text.isdigit():
+        return f"camera{int(text)}"
+    if is_stream_url(text):
+        return _url_name(text)
+    if sequence and Path(text).is_dir():
+        return Path(text).resolve().name or "sequence"
+    return Path(text).stem
 
 
 @dataclass(frozen=True)
@@ -127,15 +152,17 @@ class VideoSource:
         self._cap: cv2.VideoCapture | None = None
         self._files: list[Path] | None = None
         self._first: np.ndarray | None = None
+        self._reported = 0  # frames the container says it holds (files; 0: unknown)
+        self._consumed = 0  # frames read or grabbed from the capture so far
         text = str(source) if isinstance(source, int) else os.fspath(source)
         self.live = text.isdigit() or is_stream_url(text)
+        self.name = source_name(text, sequence)
         if sequence and Path(text).is_dir():
             self._files = sorted(
                 p for p in Path(text).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not self._files:
                 raise VideoReadError(f"{text}: no image files in this folder (extensions {sorted(IMAGE_EXTENSIONS)})")
-            self.name = Path(text).resolve().name or "sequence"
             self.fps = float(fps)
             self._first = cv2.imread(str(self._files[0]), cv2.IMREAD_COLOR)
             if self._first is None:
@@ -144,19 +171,16 @@ class VideoSource:
         else:
             if text.isdigit():
                 self._cap = cv2.VideoCapture(int(text))
-                self.name = f"camera{int(text)}"
                 what = f"camera {text}"
                 hint = "is a camera attached at that index, and may this process use it?"
             elif is_stream_url(text):
                 self._cap = cv2.VideoCapture(text)
-                self.name = _url_name(text)
                 what = f"stream {text}"
                 hint = "is the URL reachable and the stream playing?"
             else:
                 if not Path(text).is_file():
                     raise VideoReadError(f"{text}: no such file")
                 self._cap = cv2.VideoCapture(text)
-                self.name = Path(text).stem
                 what = text
                 hint = "is it a video file OpenCV's FFmpeg can decode? (ffprobe says what it holds)"
             if not self._cap.isOpened():
@@ -166,11 +190,12 @@ class VideoSource:
             if not ok or first is None:
                 self._cap.release()
                 raise VideoReadError(f"{what}: opened, but no frame could be read ({hint})")
-            self._first = first
+            self._first, self._consumed = first, 1
             reported = self._cap.get(cv2.CAP_PROP_FPS)
             self.fps = float(reported) if np.isfinite(reported) and 0 < reported < 1000 else float(fps)
             frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             count = None if self.live or frames <= 0 else frames
+            self._reported = count or 0
         h, w = self._first.shape[:2]
         self.size = (int(w), int(h))
         self.total = None if count is None else -(-count // self.stride)
@@ -178,19 +203,38 @@ class VideoSource:
             self.total = min(self.total, self.max_frames)
 
     def __iter__(self) -> Iterator[Frame]:
+        """Yield the frames; a video file that ends before its reported frame count warns
+        (:class:`TruncatedVideoWarning`, once, naming the file and both counts) when the frames run out.
+
+        Raises:
+            VideoReadError: an image of a sequence cannot be read, or its size is not the first image's.
+        """
         done = 0
         t0 = time.monotonic()
         index = 0
         while self.max_frames is None or done < self.max_frames:
             image = self._read(index)
             if image is None:
+                self._warn_if_short()
                 return
             t = time.monotonic() - t0 if self.live else index / self.fps
             yield Frame(index, float(t), image)
             done += 1
             index += self.stride
             if not self._skip(self.stride - 1, index):
+                self._warn_if_short()
                 return
+
+    def _warn_if_short(self) -> None:
+        """Warn when a file ended before the frame count its container reports (cut short or damaged)."""
+        if self._reported and self._consumed < self._reported:
+            warnings.warn(
+                f"{self.source}: the file says it holds {self._reported} frames, but only {self._consumed} could be "
+                "read (cut short or damaged there); the frames after that are missing",
+                TruncatedVideoWarning,
+                stacklevel=3,
+            )
+            self._reported = 0  # once
 
     def _read(self, index: int) -> np.ndarray | None:
         if self._first is not None:
@@ -202,9 +246,17 @@ class VideoSource:
             image = cv2.imread(str(self._files[index]), cv2.IMREAD_COLOR)
             if image is None:
                 raise VideoReadError(f"{self._files[index]}: cannot read this image of the sequence")
+            if (image.shape[1], image.shape[0]) != self.size:
+                raise VideoReadError(
+                    f"{self._files[index]}: {image.shape[1]}x{image.shape[0]} pixels, but the sequence's first image "
+                    f"{self._files[0]} is {self.size[0]}x{self.size[1]}; the frames of a video share one size "
+                    "(resize the images to one size, or read them as separate images, not as a sequence)"
+                )
             return image
         assert self._cap is not None
         ok, image = self._cap.read()
+        if ok:
+            self._consumed += 1
         return image if ok else None
 
     def _skip(self, n: int, next_index: int) -> bool:
@@ -212,7 +264,11 @@ class VideoSource:
         if self._files is not None:
             return next_index < len(self._files)
         assert self._cap is not None
-        return all(self._cap.grab() for _ in range(n))
+        for _ in range(n):
+            if not self._cap.grab():
+                return False
+            self._consumed += 1
+        return True
 
     def close(self) -> None:
         """Release the file / device (idempotent)."""
@@ -290,7 +346,10 @@ class VideoWriter:
         if self._writer is None:
             raise RuntimeError(f"{self.path}: writer is closed")
         if (image.shape[1], image.shape[0]) != self.size:
-            raise ValueError(f"frame is {image.shape[1]}x{image.shape[0]}, the video {self.size[0]}x{self.size[1]}")
+            raise ValueError(
+                f"{self.path}: the frame is {image.shape[1]}x{image.shape[0]} pixels, the video "
+                f"{self.size[0]}x{self.size[1]} (its first frame's); the frames of a video share one size"
+            )
         self._writer.write(np.ascontiguousarray(image))
         self.frames += 1
 

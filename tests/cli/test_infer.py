@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -17,9 +20,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bottomup.build import build_model
-from bottomup.data.io import expand_inputs
+from bottomup.data.io import expand_inputs, expand_labelled_inputs
 from bottomup.engine.checkpoint import find_checkpoint, save_checkpoint
 from bottomup.engine.evaluator import coco_keypoint_eval
+from bottomup.engine.writers import LOCK_NAME, OutputFolder, claim_output_dir
 from bottomup.infer import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,10 +125,10 @@ def test_folder_with_corrupt_file(coco_root, checkpoints, tmp_path):
     by_file: dict[str, list[dict]] = {}
     for r in results:
         by_file.setdefault(r["file_name"], []).append(r)
-    assert set(by_file) == set(IMAGES[:2])
+    assert set(by_file) == {f"images/{name}" for name in IMAGES[:2]}  # relative to the folder's parent
     for name, people in by_file.items():
         assert all(r["image_id"] == int(Path(name).stem) and r["score"] >= 0.05 for r in people)
-        assert _size(out / f"{Path(name).stem}.png") == _size(folder / name)
+        assert _size(out / f"{Path(name).stem}.png") == _size(folder / Path(name).name)
     assert not (out / "broken.png").exists()
 
 
@@ -135,7 +139,7 @@ def test_min_score_drops_people(coco_root, checkpoints, tmp_path):
     scores = [r["score"] for r in json.loads((out / "results.json").read_text())]
     cut = float(np.median(scores))
     argv = [src, "--checkpoint", str(checkpoints["project"]), "--output-dir", str(out), "--no-progress"]
-    assert main([*argv, "--min-score", str(cut), "--no-render"]) == 0
+    assert main([*argv, "--min-score", str(cut), "--no-render", "--exist-ok"]) == 0  # overwrite out/results.json
     kept = [r["score"] for r in json.loads((out / "results.json").read_text())]
     assert kept and all(s >= cut for s in kept) and len(kept) == sum(s >= cut for s in scores)
 
@@ -260,3 +264,176 @@ def test_tracking_options_are_checked_before_any_video_is_read(quickstart_checkp
     assert main([*base, "--min-hits", "0"]) == 2
     assert "--min-hits must be >= 1" in capsys.readouterr().err
     assert not list(out.glob("*"))
+
+
+# ------------------------------------------------------------------------------- interruptions and output folders
+def _wait_for(proc: subprocess.Popen, ready, what: str, timeout_s: float = 300.0) -> None:
+    """Poll until ``ready()`` while ``proc`` runs (generous deadline; the test does not time anything)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready():
+            return
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60) if proc.poll() is None else proc.communicate()
+    raise AssertionError(f"{what} never appeared (exit status {proc.returncode})\n{out}\n{err}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_keeps_results_json_of_the_images_done(coco_root, checkpoints, tmp_path, signum):
+    """Issue 31: Ctrl-C / SIGTERM / SIGHUP during a folder run exited 130 with a traceback and no results.json;
+    now the run ends after the image at hand, results.json lists the images done, one line says so, and the exit
+    status is 128 + the signal's number."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "bottomup.infer", str(coco_root / "val2017"), "--checkpoint"]
+    cmd += [str(checkpoints["project"]), "--output-dir", str(out), "--no-progress", "--no-flip", "--scales", "1.0"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, lambda: any(out.glob("*.png")), "the first picture")
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    said = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert len(said) == 1 and said[0].startswith(f"interrupted by {signum.name}: stopped after "), stderr
+    assert f"{out / 'results.json'} holds the results of those done" in said[0]
+    done = {p.stem for p in out.glob("*.png")}
+    assert 1 <= len(done) < 79, "stopped after the image at hand, not at the end"
+    results = json.loads((out / "results.json").read_text())
+    assert {r["file_name"] for r in results} == {f"val2017/{stem}.jpg" for stem in done}
+    assert {r["image_id"] for r in results} == {int(stem) for stem in done}
+    assert f"{len(done)}/79 images done" in stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"{s}.png" for s in done), "results.json"])
+
+
+def test_a_second_run_writes_into_a_numbered_folder(coco_root, checkpoints, tmp_path, capsys):
+    """Issue 31: two runs into one --output-dir both exited 0 and the second replaced results.json; now the second
+    writes into ``<dir>2`` (the next into ``<dir>3``) and says so; --exist-ok writes into the folder given."""
+    src = str(coco_root / "val2017" / IMAGES[0])
+    out = tmp_path / "infer"
+    argv = [src, "--checkpoint", str(checkpoints["project"]), "--output-dir", str(out), "--no-progress", "--no-flip"]
+    assert main(argv) == 0
+    first = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--min-score", "0.9"]) == 0
+    printed = capsys.readouterr()
+    note = f"{out} holds an earlier run's results (000000000139.png, results.json): writing into {out}2 instead"
+    assert note in printed.err and f"--exist-ok writes into {out}, overwriting" in printed.err
+    assert f"results: {out}2/results.json" in printed.out
+    assert (out / "results.json").read_bytes() == first, "the first run's results are untouched"
+    second = json.loads((tmp_path / "infer2" / "results.json").read_text())
+    assert all(r["score"] >= 0.9 for r in second) and len(second) < len(json.loads(first))
+    assert main([*argv, "--no-render"]) == 0
+    assert "writing into" in capsys.readouterr().err and (tmp_path / "infer3" / "results.json").is_file()
+    assert main([*argv, "--exist-ok", "--min-score", "0.9"]) == 0
+    assert "writing into" not in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text()) == second, "--exist-ok overwrites"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["infer", "infer2", "infer3"]
+    assert not list(tmp_path.glob("*/.bottomup-infer.lock")), "the lock goes with the run"
+
+    # a folder holding other files, or nothing, is used as it is; a PNG of a name this run writes is not
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main([src, "--checkpoint", str(checkpoints["project"]), "--output-dir", str(mine), "--no-progress"]) == 0
+    assert (mine / "results.json").is_file() and (mine / "notes.txt").read_text() == "keep"
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    (drawn / "000000000139.png").write_bytes(b"someone else's picture")
+    capsys.readouterr()
+    assert main([src, "--checkpoint", str(checkpoints["project"]), "--output-dir", str(drawn), "--no-progress"]) == 0
+    assert f"{drawn} holds an earlier run's results (000000000139.png)" in capsys.readouterr().err
+    assert (drawn / "000000000139.png").read_bytes() == b"someone else's picture"
+    assert (tmp_path / "drawn2" / "000000000139.png").is_file()
+
+
+def test_concurrent_runs_never_share_an_output_folder(tmp_path):
+    """Runs started together into one folder each get their own (``mkdir(exist_ok=False)`` / an exclusive lock):
+    the first the folder given, the others ``<dir>2``, ``<dir>3``, ...; empty folders a run made go with it."""
+    given = tmp_path / "infer"
+    n = 8
+    barrier = threading.Barrier(n)
+    got: list[OutputFolder] = []
+
+    def run() -> None:
+        barrier.wait()
+        with claim_output_dir(given, {"x.png"}) as folder:
+            got.append(folder)
+            barrier.wait()  # every run holds its folder at once
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    paths = sorted(f.path.name for f in got)
+    assert paths == sorted(["infer", *(f"infer{i}" for i in range(2, n + 1))])
+    assert {f.reason for f in got if f.path != given} == {"is being written by another run"}
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["infer"]), "the numbered folders, empty, are gone"
+    assert not given.exists() or not list(given.iterdir()), "no lock is left behind"
+    shutil.rmtree(given, ignore_errors=True)
+
+    given.mkdir()
+    (given / "clip.jsonl").write_text("{}\n")
+    with claim_output_dir(given) as folder:
+        assert folder.path == tmp_path / "infer2" and folder.reason == "holds an earlier run's results (clip.jsonl)"
+        (folder.path / "results.json").write_text("[]")
+    assert (tmp_path / "infer2" / "results.json").is_file() and not (tmp_path / "infer2" / LOCK_NAME).exists()
+    with claim_output_dir(given, exist_ok=True) as folder:
+        assert folder.path == given and folder.reason is None
+
+
+def test_file_names_tell_apart_files_of_one_name_in_different_folders(coco_root, checkpoints, tmp_path):
+    """Issue 31: ``a/x.jpg`` and ``b/x.jpg`` were both ``x.jpg`` in results.json; now ``file_name`` is the path
+    relative to the input's parent (a file given directly: its name), ``image_id`` still from the stem."""
+    val = coco_root / "val2017"
+    for folder, source in (("a", IMAGES[0]), ("b", IMAGES[1])):
+        (tmp_path / folder).mkdir()
+        shutil.copy(val / source, tmp_path / folder / IMAGES[0])
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "a"), str(tmp_path / "b"), str(val / IMAGES[2]), "--checkpoint", str(checkpoints["project"])]
+    assert main([*argv, "--output-dir", str(out), "--no-progress", "--no-flip"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    names = {r["file_name"]: r["image_id"] for r in results}
+    assert names == {f"a/{IMAGES[0]}": 139, f"b/{IMAGES[0]}": 139, IMAGES[2]: 217285}
+    assert _size(out / "000000000139.png") == _size(val / IMAGES[0])
+    assert _size(out / "000000000139_2.png") == _size(val / IMAGES[1])  # b's picture: a name of its own
+
+    labelled, unmatched = expand_labelled_inputs([str(val / "00000000013*.jpg"), "nothing*.jpg", str(val)])
+    assert labelled[0] == (val / IMAGES[0], f"val2017/{IMAGES[0]}") and unmatched == ["nothing*.jpg"]
+    assert len(labelled) == 79 and all(label.startswith("val2017/") for _, label in labelled)
+
+
+def _without_write_permission_override() -> None:
+    """In the child: drop CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH from the bounding set, so that root obeys the
+    folder's permission bits as any user does (``prctl(PR_CAPBSET_DROP)``)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_unwritable_output_dir_is_a_usage_error_before_any_work(coco_root, checkpoints, tmp_path):
+    """Issue 31: a read-only --output-dir ended in a traceback, and a video's failure claimed frames "kept in
+    clip.jsonl" that were never written; now one usage line names the folder before the model is loaded."""
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    cmd = [sys.executable, "-m", "bottomup.infer", str(coco_root / "val2017" / IMAGES[0]), str(clip)]
+    cmd += ["--checkpoint", str(checkpoints["project"]), "--output-dir", str(read_only), "--no-progress"]
+    as_root = os.geteuid() == 0  # root writes anywhere unless it gives up CAP_DAC_OVERRIDE
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=_env(), timeout=300,
+        preexec_fn=_without_write_permission_override if as_root else None,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --output-dir: {read_only}: cannot write into this folder (Permission denied); "
+        "give a folder you can write to"
+    ]
+    assert proc.stdout == "" and not list(read_only.iterdir())

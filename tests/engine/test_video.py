@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -24,9 +25,10 @@ from bottomup.build import build_model
 from bottomup.codec import AssociativeEmbeddingCodec
 from bottomup.data.ideal_cases import ideal_case
 from bottomup.data.synthetic_video import SyntheticVideo, write_synthetic_video
-from bottomup.data.video import VideoReadError, open_source
+from bottomup.data.video import TruncatedVideoWarning, VideoReadError, open_source
 from bottomup.engine.inference import postprocess
 from bottomup.engine.tracking import OneEuroFilter, PoseTracker, box_iou, keypoint_oks, tracking_metrics
+from bottomup.engine.writers import VideoOutput
 from bottomup.infer import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -336,3 +338,159 @@ def test_bench_video_section_quick(tmp_path):
     assert results["stream end to end"]["values"][0] > 0
     assert len(results["tracking per frame"]["values"]) == 40
     assert any(name.startswith("W32-64 bf16") for name in results)
+
+
+# ------------------------------------------------------------------------------------------------ issue 31
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """A 300-frame 160 x 120 synthetic video: long enough that a run is stopped well before its end."""
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_synthetic_video(path, SyntheticVideo(seed=2, num_frames=300, width=160, height=120, num_people=2))
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_sigterm_and_sighup_keep_the_jsonl_and_a_playable_mp4(long_clip, tiny_checkpoint, tmp_path, signum):
+    """Issue 31: SIGTERM left a 44-byte mp4 that did not play; now SIGTERM and SIGHUP stop as Ctrl-C does: the
+    frame at hand is finished, the jsonl and the finalised mp4 hold the same frames, one line on stderr, exit
+    status 128 + the signal's number."""
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "bottomup.infer", str(long_clip), "--checkpoint", str(tiny_checkpoint)]
+    cmd += ["--output-dir", str(out), "--no-progress", "--no-flip"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    jsonl = out / "long.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if jsonl.exists() and jsonl.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    lines = _lines(jsonl)
+    assert 1 <= len(lines) < 300 and [r["frame"] for r in lines] == list(range(len(lines)))
+    n, size, fps = _frames_of(out / "long.mp4")
+    assert n == len(lines) and size == (160, 120) and fps == pytest.approx(25.0, abs=0.01)
+    said = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert said == [
+        f"interrupted by {signum.name}: stopped after {n} frame{'s' * (n != 1)} of {long_clip}; "
+        f"kept: {jsonl}, {out / 'long.mp4'}"
+    ], stderr
+
+
+def test_a_sequence_whose_frames_change_size_fails_with_both_sizes_and_agreeing_files(clip, tiny_checkpoint, tmp_path,
+                                                                                     capsys):  # fmt: skip
+    """Issue 31: a --sequence folder whose images change size left the jsonl a line ahead of the mp4; now the image
+    of another size fails the video (naming it, the first image and both sizes) and both files hold the frames
+    before it; the same without rendering."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    with open_source(clip) as src:
+        for f in src:
+            image = f.image if f.index < 3 else cv2.resize(f.image, (200, 100))
+            cv2.imwrite(str(folder / f"{f.index:04d}.png"), image)
+    ck = ["--checkpoint", str(tiny_checkpoint), "--no-progress", "--no-flip", "--sequence"]
+    for out, render in ((tmp_path / "out", []), (tmp_path / "lines", ["--no-render"])):
+        assert main([str(folder), *ck, "--output-dir", str(out), *render]) == 1
+        printed = capsys.readouterr()
+        message = (
+            f"{folder / '0003.png'}: 200x100 pixels, but the sequence's first image {folder / '0000.png'} is 160x120"
+        )
+        assert message in printed.err and message in printed.out
+        assert [r["frame"] for r in _lines(out / "frames.jsonl")] == [0, 1, 2]
+        if not render:
+            assert (
+                f"(the 3 frames before it are kept in {out / 'frames.jsonl'} and {out / 'frames.mp4'})" in printed.out
+            )
+            assert _frames_of(out / "frames.mp4")[:2] == (3, (160, 120))
+        else:
+            assert not (out / "frames.mp4").exists()
+
+
+def _moov_first(data: bytes) -> bytes:
+    """The MP4 ``data`` with its ``moov`` box before ``mdat`` (as ``ffmpeg -movflags faststart`` writes it, and as
+    a download cut short still opens): ``stco`` chunk offsets moved by the box's size."""
+    import struct
+
+    def boxes(buf, start, end):
+        i = start
+        while i < end:
+            size, kind = struct.unpack(">I4s", buf[i : i + 8])
+            yield kind, i, size
+            i += size
+
+    top = {kind: (i, size) for kind, i, size in boxes(data, 0, len(data))}
+    at, size = top[b"moov"]
+    assert at + size == len(data), "OpenCV writes moov last"
+    moov = bytearray(data[at:])
+
+    def shift(start, end):
+        for kind, i, n in boxes(moov, start, end):
+            if kind in (b"trak", b"mdia", b"minf", b"stbl"):
+                shift(i + 8, i + n)
+            elif kind == b"stco":
+                (count,) = struct.unpack(">I", moov[i + 12 : i + 16])
+                for k in range(count):
+                    o = i + 16 + 4 * k
+                    moov[o : o + 4] = struct.pack(">I", struct.unpack(">I", moov[o : o + 4])[0] + size)
+            assert kind != b"co64"
+
+    shift(8, size)
+    ftyp_end = sum(top[b"ftyp"])
+    return data[:ftyp_end] + bytes(moov) + data[ftyp_end:at]
+
+
+def test_a_video_cut_short_warns_once_with_both_counts(tiny_checkpoint, tmp_path, capsys):
+    """Issue 31: a video file cut short was read to where it breaks with no word; now a warning names the file,
+    the frame count its container reports and the frames read, once; the outputs hold the frames read."""
+    whole = tmp_path / "whole.mp4"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (160, 120))
+    rng = np.random.default_rng(0)
+    for _ in range(24):
+        writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    writer.release()
+    data = _moov_first(whole.read_bytes())
+    whole.write_bytes(data)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole file: no warning
+        with open_source(whole) as src:
+            assert sum(1 for _ in src) == 24
+    with pytest.warns(TruncatedVideoWarning) as caught, open_source(cut, stride=2) as src:
+        assert src.total == 12
+        read = [f.index for f in src]
+    assert len(caught) == 1 and f"{cut}: the file says it holds 24 frames, but only" in str(caught[0].message)
+    assert 1 <= len(read) < 12
+
+    out = tmp_path / "out"
+    argv = [str(cut), "--checkpoint", str(tiny_checkpoint), "--output-dir", str(out), "--no-progress", "--no-flip"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "warning:" in line]
+    assert len(said) == 1, err
+    frames = len(_lines(out / "cut.jsonl"))
+    assert said[0] == (
+        f"warning: {cut}: the file says it holds 24 frames, but only {frames} could be read (cut short or damaged "
+        "there); the frames after that are missing"
+    )
+    assert 1 <= frames < 24 and _frames_of(out / "cut.mp4")[0] == frames
+
+
+def test_video_output_names_only_the_files_it_wrote(tmp_path):
+    """Issue 31: a video failing before its first frame was reported as "kept in clip.jsonl" with nothing written;
+    now the empty files are removed and the message says no frame was written."""
+
+    def failing():
+        raise RuntimeError("the network failed")
+        yield
+
+    out = VideoOutput(tmp_path / "clip.jsonl", tmp_path / "clip.mp4", fps=25.0, size=(64, 48), style={})
+    with pytest.raises(RuntimeError, match="the network failed"):
+        out.write(failing(), stop=[])
+    assert out.kept() == "no frame was written" and out.files() == []
+    assert not list(tmp_path.iterdir())
