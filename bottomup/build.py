@@ -498,19 +498,23 @@ def settings_from_config(cls: type[_Settings], node: DictConfig, strict: bool = 
 
 
 def build_train_dataset(
-    data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0
+    data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0, split: str = "train"
 ) -> KeypointDataset:
     """The training ``KeypointDataset`` of ``conf/data/*.yaml``: the annotations of ``data.train_ann`` /
-    ``data.train_images`` (:class:`~bottomup.data.settings.AnnotationSettings`), the augmentation of
+    ``data.train_images`` (``split="val"``: ``data.val_ann`` / ``data.val_images``; images missing on disk left
+    out with a warning, :class:`~bottomup.data.settings.AnnotationSettings`), the augmentation of
     ``data.augmentation`` (:class:`~bottomup.data.settings.AugmentationSettings`; random when ``train``, drawn from
     ``seed``) and the targets at ``strides`` (``model.strides``) of the ``data.*`` target keys
     (:class:`~bottomup.data.settings.TargetSettings`).
 
     Raises:
-        FileNotFoundError: the annotation file or image folder does not exist.
+        FileNotFoundError: the annotation file or image folder does not exist, or none of its images is in the
+            folder (the message names ``data.<split>_images`` and the count).
         ValueError: a setting out of range or an unknown ``data.augmentation`` key (the message names it), or the
             annotation file is refused (``bottomup.data.annotations.CocoKeypointAnnotations``).
     """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     names = list(data_cfg.keypoint_names)
     flip_index = flip_index_from_pairs(names, [list(p) for p in data_cfg.flip_pairs])
     targets = settings_from_config(TargetSettings, data_cfg)
@@ -518,11 +522,12 @@ def build_train_dataset(
     encoder = TargetEncoder(targets, len(names), strides, flip_index)
     augment = Augmentation(augmentation, targets.input_size, strides, flip_index)
     source = CocoKeypointAnnotations(
-        str(data_cfg.train_ann),
-        str(data_cfg.train_images),
+        str(data_cfg[f"{split}_ann"]),
+        str(data_cfg[f"{split}_images"]),
         names,
         settings_from_config(AnnotationSettings, data_cfg),
         require_boxes=targets.scale_aware_sigma,
+        keys=(f"data.{split}_ann", f"data.{split}_images"),
     )
     return KeypointDataset(source, augment, encoder, train=train, seed=seed)
 
@@ -847,8 +852,7 @@ def training_job(cfg: DictConfig, context: RunContext) -> TrainingJob:
         )
 
     def sample() -> dict[str, Any]:
-        val_data = OmegaConf.merge(cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images})
-        return dict(build_train_dataset(val_data, cfg.model.strides, train=False).sample(0))
+        return dict(build_train_dataset(cfg.data, cfg.model.strides, train=False, split="val").sample(0))
 
     resume = load_resume_checkpoint(str(cfg.resume)) if cfg.resume else None
     return TrainingJob(

@@ -132,7 +132,9 @@ class CocoKeypointAnnotations:
     """A COCO keypoint file read and checked, and the folder of its images.
 
     Kept images (``image_ids``): those with at least one annotation of the keypoint category (official
-    ``remove_images_without_annotations``), in the file's image order, at most ``settings.max_images``. Kept
+    ``remove_images_without_annotations``) whose file exists in ``image_dir``, in the file's image order, at most
+    ``settings.max_images``. Images missing on disk are left out with one warning giving their count; none on disk
+    is an error (a wrong ``image_dir`` would otherwise train zero steps). Kept
     people of an image: non-crowd, or crowd with labeled keypoints (official filter). Ignore mask: 0 on crowd regions
     and on the segmentation (else the ``bbox``) of people with no labeled keypoint.
 
@@ -144,9 +146,12 @@ class CocoKeypointAnnotations:
         settings: which images are used.
         require_boxes: every person with labeled keypoints needs a positive ``bbox`` (``data.scale_aware_sigma``
             derives its sigma from it).
+        keys: the config keys of ``ann_file`` and ``image_dir``, for the messages (``("data.val_ann",
+            "data.val_images")`` for the validation set).
 
     Raises:
-        FileNotFoundError: ``ann_file`` or ``image_dir`` does not exist.
+        FileNotFoundError: ``ann_file`` or ``image_dir`` does not exist, or none of the kept images is in
+            ``image_dir`` (the message gives the count, the first missing file name and the key to change).
         ValueError: the json is not a COCO keypoint file or fails ``bottomup.data.validate``, its K differs from
             ``len(keypoint_names)`` (or its names are the same joints in another order), a keypoint list has the
             wrong length, no image has a person annotation, no annotation has a labeled keypoint, or, with
@@ -161,8 +166,10 @@ class CocoKeypointAnnotations:
         keypoint_names: Sequence[str],
         settings: AnnotationSettings = AnnotationSettings(),  # noqa: B008 - frozen, shared safely
         require_boxes: bool = False,
+        keys: tuple[str, str] = ("data.train_ann", "data.train_images"),
     ) -> None:
         ann_file, image_dir = os.fspath(ann_file), os.fspath(image_dir)
+        self.keys = keys
         if not os.path.isfile(ann_file):
             raise FileNotFoundError(
                 f"annotation file {ann_file} not found: set data.root (or data.train_ann / data.val_ann) to "
@@ -191,10 +198,47 @@ class CocoKeypointAnnotations:
                 f"({len(ids)} images with person annotations, {labeled} annotations with labeled keypoints); "
                 "check that data.train_ann is the keypoint file of the data set"
             )
+        ids = self._on_disk(ids)
         if settings.max_images is not None:
             ids = ids[: settings.max_images]
         #: the kept images' COCO ids, in the file's order
         self.image_ids: list[int] = ids
+
+    def _on_disk(self, ids: list[int]) -> list[int]:
+        """``ids`` whose file is in ``image_dir`` (one listing of the folder; names with a sub-folder checked one by
+        one); warns with the count of the others.
+
+        Raises:
+            FileNotFoundError: none is.
+        """
+        try:
+            listed = set(os.listdir(self.image_dir))
+        except OSError:
+            listed = set()
+
+        def exists(image_id: int) -> bool:
+            name = str(self.coco.imgs[image_id].get("file_name", ""))
+            if name in listed:
+                return True
+            return ("/" in name or os.sep in name) and os.path.isfile(os.path.join(self.image_dir, name))
+
+        present = [i for i in ids if exists(i)]
+        if len(present) == len(ids):
+            return ids
+        ann_key, dir_key = self.keys
+        kept = set(present)
+        first = next(self.coco.imgs[i].get("file_name") for i in ids if i not in kept)
+        where = f"{dir_key}={self.image_dir}: {{}} of {len(ids)} annotated images of {ann_key}={self.ann_file}"
+        if not present:
+            raise FileNotFoundError(
+                where.format(0) + f" exist on disk (first missing: {first}); point {dir_key} at the folder that "
+                "holds them"
+            )
+        logger.warning(
+            "%s are missing on disk (first missing: %s); using the other %d",
+            where.format(len(ids) - len(present)), first, len(present),
+        )  # fmt: skip
+        return present
 
     def _check_names(self, json_names: list[str]) -> None:
         k = len(self.keypoint_names)
