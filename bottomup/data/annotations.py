@@ -92,6 +92,10 @@ def _region_mask(ann: dict, height: int, width: int) -> np.ndarray:
     """``(H, W)`` uint8 0/1 mask of an annotation's segmentation (polygons, RLE or uncompressed RLE).
 
     Falls back to the ``bbox`` rectangle when there is no segmentation (CrowdPose records may lack it).
+
+    Raises:
+        ValueError: an RLE whose ``size`` is not ``[height, width]``, or a segmentation pycocotools cannot decode
+            (the caller adds the file and the ids).
     """
     seg = ann.get("segmentation")
     if not seg:
@@ -100,16 +104,35 @@ def _region_mask(ann: dict, height: int, width: int) -> np.ndarray:
             return np.zeros((height, width), np.uint8)
         x, y, w, h = (float(v) for v in bbox)
         seg = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-    if isinstance(seg, list):  # polygons
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-    elif isinstance(seg.get("counts"), list):  # uncompressed RLE
-        rle = mask_utils.frPyObjects(seg, height, width)
-    else:  # compressed RLE
-        rle = seg
-    m = mask_utils.decode(rle)
+    if isinstance(seg, dict):
+        size = _rle_size(seg)
+        if size != [height, width]:
+            raise ValueError(
+                f"its segmentation RLE has 'size' {seg.get('size')!r} ([height, width]) but the image is "
+                f"[{height}, {width}] (height {height}, width {width})"
+            )
+    try:
+        if isinstance(seg, list):  # polygons
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:  # compressed RLE
+            rle = seg
+        m = mask_utils.decode(rle)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+        raise ValueError(f"its segmentation cannot be decoded ({type(e).__name__}: {e})") from e
     if m.ndim == 3:
         m = m.max(axis=2)
     return m
+
+
+def _rle_size(seg: dict) -> list[int] | None:
+    """An RLE segmentation's ``size`` as ``[height, width]`` ints, ``None`` when it has no usable one."""
+    size = seg.get("size")
+    try:
+        return [int(v) for v in size] if size is not None and len(size) == 2 else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _num_labeled(ann: dict) -> int:
@@ -155,8 +178,9 @@ class CocoKeypointAnnotations:
         ValueError: the json is not a COCO keypoint file or fails ``bottomup.data.validate``, its K differs from
             ``len(keypoint_names)`` (or its names are the same joints in another order), a keypoint list has the
             wrong length, no image has a person annotation, no annotation has a labeled keypoint, or, with
-            ``require_boxes``, a person with labeled keypoints has no positive ``bbox`` (the message names the
-            annotation id).
+            ``require_boxes``, a person with labeled keypoints has no positive ``bbox``, or an RLE segmentation's
+            ``size`` is not its image record's ``[height, width]`` (the message names the annotation id and the
+            image id).
     """
 
     def __init__(
@@ -274,6 +298,7 @@ class CocoKeypointAnnotations:
                 )
             n_labeled = _num_labeled(ann)
             labeled += n_labeled > 0
+            self._check_rle_size(ann)
             if require_boxes and n_labeled > 0 and not _box_size(ann) > 0:
                 raise ValueError(
                     f"annotation file {self.ann_file}: annotation id {ann.get('id')} has labeled keypoints but no "
@@ -281,6 +306,21 @@ class CocoKeypointAnnotations:
                     "sigma; fix the bbox or set data.scale_aware_sigma=false"
                 )
         return labeled
+
+    def _check_rle_size(self, ann: dict) -> None:
+        """An RLE segmentation's ``size`` against its image record's ``[height, width]`` (when the record has them),
+        before any image is read."""
+        seg = ann.get("segmentation")
+        info = self.coco.imgs.get(ann.get("image_id"), {})
+        if not isinstance(seg, dict) or not info.get("height") or not info.get("width"):
+            return
+        if _rle_size(seg) != [int(info["height"]), int(info["width"])]:
+            raise ValueError(
+                f"annotation file {self.ann_file}: annotation id {ann.get('id')} (image id {ann.get('image_id')}): "
+                f"its segmentation RLE has 'size' {seg.get('size')!r} ([height, width]) but its image record says "
+                f"[{info['height']}, {info['width']}] (height {info['height']}, width {info['width']}); fix the "
+                "RLE or the image record"
+            )
 
     @property
     def num_keypoints(self) -> int:
@@ -314,7 +354,12 @@ class CocoKeypointAnnotations:
         return image
 
     def people(self, image_id: int, height: int, width: int) -> People:
-        """The kept people of an image of ``height x width`` px, their box sizes and its ignore mask."""
+        """The kept people of an image of ``height x width`` px, their box sizes and its ignore mask.
+
+        Raises:
+            ValueError: a segmentation of another size than the image, or one that cannot be decoded (the message
+                names the annotation file, the annotation id and the image id).
+        """
         k = self.num_keypoints
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, catIds=self.cat_ids, iscrowd=None))
         ignore = np.zeros((height, width), np.uint8)
@@ -323,7 +368,12 @@ class CocoKeypointAnnotations:
             crowd = bool(ann.get("iscrowd", 0))
             n_labeled = _num_labeled(ann)
             if crowd or n_labeled == 0:
-                ignore |= _region_mask(ann, height, width)
+                try:
+                    ignore |= _region_mask(ann, height, width)
+                except ValueError as e:
+                    raise ValueError(
+                        f"annotation file {self.ann_file}: annotation id {ann.get('id')} (image id {image_id}): {e}"
+                    ) from e
             if not crowd or n_labeled > 0:
                 kps = ann.get("keypoints") or [0.0] * (3 * k)
                 people.append(np.asarray(kps, dtype=np.float64).reshape(k, 3))

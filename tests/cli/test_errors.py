@@ -196,6 +196,37 @@ def test_an_image_of_another_size_than_its_record_is_skipped(coco_root, coco_tra
     assert "annotations are not in this image's frame" in caplog.text and record["file_name"] in caplog.text
 
 
+def test_a_crowd_rle_of_another_size_than_its_image_names_the_annotation(coco_root, coco_train, coco_layout, tmp_path):
+    """A crowd region's RLE ``size`` that disagrees with its image used to end in a bare NumPy broadcasting error
+    in the middle of an epoch: refused when the file is read, naming the file, both ids and both sizes; with no
+    size in the image record, when the image's mask is made."""
+    data = copy.deepcopy(coco_train)
+    crowd = next(a for a in data["annotations"] if a.get("iscrowd") and isinstance(a["segmentation"], dict))
+    record = next(img for img in data["images"] if img["id"] == crowd["image_id"])
+    height, width = record["height"], record["width"]
+    crowd["segmentation"]["size"] = [height + 1, width]
+    ann = _write(data, tmp_path / "rle.json")
+    with pytest.raises(ValueError) as e:
+        _dataset(coco_root, ann, coco_layout)
+    assert str(e.value) == (
+        f"annotation file {ann}: annotation id {crowd['id']} (image id {crowd['image_id']}): its segmentation RLE "
+        f"has 'size' [{height + 1}, {width}] ([height, width]) but its image record says [{height}, {width}] "
+        f"(height {height}, width {width}); fix the RLE or the image record"
+    )
+    del record["height"], record["width"]  # the size comes from the image file then
+    ds = _dataset(coco_root, _write(data, tmp_path / "rle_no_size.json"), coco_layout)
+    with pytest.raises(ValueError) as e:
+        ds.source.people(crowd["image_id"], height, width)
+    assert str(e.value) == (
+        f"annotation file {tmp_path / 'rle_no_size.json'}: annotation id {crowd['id']} (image id "
+        f"{crowd['image_id']}): its segmentation RLE has 'size' [{height + 1}, {width}] ([height, width]) but the "
+        f"image is [{height}, {width}] (height {height}, width {width})"
+    )
+    index = ds.image_ids.index(crowd["image_id"])
+    with pytest.raises(ValueError, match=rf"annotation id {crowd['id']} \(image id {crowd['image_id']}\)"):
+        ds[index]  # the training sample: the same message
+
+
 # ------------------------------------------------------------------ 5. options out of range
 @pytest.mark.parametrize(
     ("option", "message"),
