@@ -19,7 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from bottomup.data.io import ImageReadError, load_image
+from bottomup.data.io import ImageReadError, load_annotated_image, load_image
 from bottomup.data.settings import AnnotationSettings
 from bottomup.data.validate import check_keypoint_annotations
 
@@ -335,16 +335,17 @@ class CocoKeypointAnnotations:
         return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
 
     def read_image(self, image_id: int) -> np.ndarray:
-        """The image ``(H, W, 3)`` uint8 RGB (``bottomup.data.io.load_image``).
+        """The image ``(H, W, 3)`` uint8 RGB in its annotations' frame (``bottomup.data.io.load_annotated_image``:
+        the stored pixels as COCO reads them, EXIF-upright only when that alone fits the record's size).
 
         Raises:
             ImageReadError: the file cannot be read, or its size differs from the record's ``width`` / ``height``
                 (the annotations are then not in its frame).
         """
         path = self.image_path(image_id)
-        image = load_image(path)
-        height, width = image.shape[:2]
         info = self.coco.imgs[image_id]
+        image = load_annotated_image(path, info.get("height"), info.get("width"))
+        height, width = image.shape[:2]
         if info.get("height") and info.get("width") and (int(info["height"]), int(info["width"])) != (height, width):
             raise ImageReadError(
                 path,
