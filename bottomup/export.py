@@ -85,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
     checkpoint = Path(args.checkpoint)
+    if checkpoint.is_dir():
+        from bottomup.engine.checkpoint import folder_given_message
+
+        print(f"error: {folder_given_message(checkpoint)}", file=sys.stderr)
+        return 2
     if not checkpoint.is_file():
         print(f"error: checkpoint {checkpoint}: no such file", file=sys.stderr)
         return 2

@@ -286,7 +286,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from bottomup.data.io import expand_inputs
-    from bottomup.engine.checkpoint import find_checkpoint
+    from bottomup.engine.checkpoint import find_checkpoint, folder_given_message
 
     _check_options(args)
     videos, image_inputs = _split_inputs(args.inputs, args.sequence)
@@ -297,6 +297,8 @@ def _run(args: argparse.Namespace) -> int:
     failures: list[tuple[str, str]] = [(p, "no such file, or no image in it") for p in unmatched]
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
+        if checkpoint.is_dir():
+            raise UsageError(folder_given_message(checkpoint, f"--checkpoint {checkpoint}"))
         if not checkpoint.is_file():
             raise UsageError(f"--checkpoint {checkpoint}: no such file")
     else:

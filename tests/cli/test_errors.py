@@ -324,6 +324,39 @@ def test_unloadable_checkpoints_say_why_without_unsafe_advice(tmp_path: Path) ->
         PoseEstimator.from_checkpoint(evil)
 
 
+def test_a_run_folder_given_as_a_checkpoint_names_the_files_in_it(coco_root: Path, tmp_path: Path, capsys) -> None:
+    """``resume=`` / ``checkpoint=`` / ``--checkpoint`` given a run's folder said "checkpoint not found" although the
+    folder exists: the message says it is a folder and names the last.pt / best.pt in it."""
+    from bottomup.export import main as export_main
+    from bottomup.infer import main as infer_main
+
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt"):
+        save_checkpoint({"model": {"w": torch.ones(1)}}, run / name)
+    inside = (
+        f"is a folder, not a checkpoint file: pass the checkpoint in it, {run / 'last.pt'} (the latest epoch, what "
+        f"resume= continues) or {run / 'best.pt'} (the best validation AP)"
+    )
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError) as e:
+        train(_cfg(coco_root, out, "trainer.epochs=1", f"resume={run}"))
+    assert str(e.value) == f"resume={run} {inside}"
+    with pytest.raises(CheckpointError) as e:
+        train(_cfg(coco_root, out, "trainer.epochs=1", f"checkpoint={run}"))
+    assert str(e.value) == f"checkpoint={run} {inside}"
+    assert not list(out.glob("*.pt"))
+    image = sorted((coco_root / "val2017").glob("*.jpg"))[0]
+    assert infer_main([str(image), "--checkpoint", str(run), "--output-dir", str(out), "--no-progress"]) == 2
+    assert f"--checkpoint {run} {inside}" in capsys.readouterr().err
+    assert export_main([str(run)]) == 2
+    assert f"error: checkpoint {run} {inside}" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match=r"empty is a folder, not a checkpoint file, and holds no last\.pt"):
+        load_checkpoint(empty)
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt"]
+
+
 def test_a_model_of_another_k_points_to_the_data_config(coco_root: Path, tmp_path: Path) -> None:
     from bottomup.build import build_model, evaluate_model
 
