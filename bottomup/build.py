@@ -280,6 +280,9 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
 
     Raises:
         ValueError: as :func:`complete_data_layout`.
+
+    A keypoint with a side (``left_*`` / ``right_*``) in no flip pair gets one warning naming it
+    (``bottomup.core.keypoints.unpaired_sided_names``): a flip would keep its label on the mirrored side.
     """
     names = list(data_cfg.keypoint_names)
     k = int(data_cfg.num_keypoints)
@@ -293,6 +296,7 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
         layout = KeypointLayout.from_config(data_cfg)
     except ValueError as e:
         raise ValueError(f"data config {data_cfg.get('name')!r}: {e} (fix the data.* list it names)") from e
+    _warn_unpaired(layout)
     val_ann = Path(str(data_cfg.val_ann))
     if val_ann.is_file():
         from bottomup.data.annotations import keypoint_categories
@@ -304,6 +308,25 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
                 "config of this data set (data=custom reads it from the file)"
             )
     return layout
+
+
+def _warn_unpaired(layout: KeypointLayout) -> None:
+    """One warning naming the keypoints with a side in no flip pair (``unpaired_sided_names``)."""
+    from bottomup.core.keypoints import unpaired_sided_names
+
+    unpaired = unpaired_sided_names(layout.keypoint_names, layout.flip_pairs)
+    if not unpaired:
+        return
+    names = set(layout.keypoint_names)
+    absent = [f"{n} (no {m})" for n, m in unpaired.items() if m not in names]
+    unlisted = [f"{n} ({m} is a keypoint, not paired with it)" for n, m in unpaired.items() if m in names]
+    log.warning(
+        "data.keypoint_names: %s %s a side but no flip partner in data.flip_pairs: %s. A horizontal flip "
+        "(data.augmentation.flip_prob, test.flip_test) mirrors the image but keeps these labels, which then mark the "
+        "other side; add the partner keypoints, pair them in data.flip_pairs, or set data.augmentation.flip_prob=0 "
+        "and test.flip_test=false",
+        ", ".join(unpaired), "has" if len(unpaired) == 1 else "have", "; ".join(absent + unlisted),
+    )  # fmt: skip
 
 
 def _read_json(path: Path) -> Any:

@@ -56,6 +56,37 @@ def test_custom_names_without_coco_sigmas_get_the_stated_default(five, tmp_path:
     assert "data.oks_sigmas not set" in caplog.text and "'snout'" in caplog.text
 
 
+def test_sided_keypoints_without_a_flip_partner_are_named(five, tmp_path: Path, caplog) -> None:
+    """``left_*`` without ``right_*`` (or a pair left out of data.flip_pairs) passed silently, and a flip then kept
+    its label on the mirrored side: one warning names them; COCO's and the five-keypoint layout get none."""
+    src = json.loads(five["train_ann"].read_text())
+    src["categories"][0]["keypoints"] = ["nose", "left_shoulder", "front_paw", "left_hip", "right_hip"]
+    ann = tmp_path / "one_sided.json"
+    ann.write_text(json.dumps(src))
+    cfg = custom_cfg(five, tmp_path, f"data.train_ann={ann}", f"data.val_ann={ann}")
+    with caplog.at_level(logging.WARNING, logger="bottomup"):
+        prepare_data_root(cfg.data)
+    warnings = [r.getMessage() for r in caplog.records if "flip partner" in r.getMessage()]
+    assert warnings == [
+        "data.keypoint_names: left_shoulder has a side but no flip partner in data.flip_pairs: left_shoulder (no "
+        "right_shoulder). A horizontal flip (data.augmentation.flip_prob, test.flip_test) mirrors the image but keeps "
+        "these labels, which then mark the other side; add the partner keypoints, pair them in data.flip_pairs, or "
+        "set data.augmentation.flip_prob=0 and test.flip_test=false"
+    ]
+    caplog.clear()
+    cfg = custom_cfg(five, tmp_path, "data.flip_pairs=[[left_hip,right_hip]]")  # the shoulders left out
+    with caplog.at_level(logging.WARNING, logger="bottomup"):
+        prepare_data_root(cfg.data)
+    assert "left_shoulder, right_shoulder have a side but no flip partner" in caplog.text
+    assert "left_shoulder (right_shoulder is a keypoint, not paired with it)" in caplog.text
+    caplog.clear()
+    for overrides in ([], ["data=coco"], ["data=crowdpose"]):
+        with caplog.at_level(logging.WARNING, logger="bottomup"):
+            prepare_data_root(custom_cfg(five, tmp_path, *overrides).data if not overrides else
+                              compose_train_config([*overrides, f"data.root={tmp_path}"]).data)  # fmt: skip
+    assert "flip partner" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
