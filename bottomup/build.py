@@ -39,7 +39,7 @@ from bottomup.engine.distributed import DistInfo
 from bottomup.engine.estimator import PoseEstimator
 from bottomup.engine.evaluator import ValSet
 from bottomup.engine.evaluator import evaluate_model as _evaluate_estimator
-from bottomup.engine.settings import TestSettings, TrainerSettings
+from bottomup.engine.settings import TEST_KEYS, TestSettings, TrainerSettings
 from bottomup.engine.trainer import EpochSampler, TrainState
 from bottomup.engine.training import RunContext, TrainingJob
 from bottomup.models.weights import (
@@ -69,6 +69,8 @@ __all__ = [
     "build_codec",
     "config_test_group",
     "test_settings",
+    "check_run_config",
+    "data_keys",
     "estimator_from_config",
     "val_set",
     "evaluate_model",
@@ -395,21 +397,73 @@ def config_test_group(cfg: Any) -> Any:
     return cfg.get("test") or cfg.get("grouping") or {}
 
 
-def test_settings(cfg: Any) -> TestSettings:
+def test_settings(cfg: Any, *, strict: bool = False) -> TestSettings:
     """The :class:`TestSettings` of a project config's test-time group (:func:`config_test_group`);
     ``input_size`` falls back to ``data.input_size``, ``max_people`` to ``data.max_people``.
 
+    Args:
+        cfg: a config: the composed one of a run, or one saved in a checkpoint.
+        strict: every key of the group must be a setting. For a config composed for this run (Hydra's
+            ``+test.x=1`` adds a key past the schema); not for a saved one, where an older version's extra keys are
+            ignored.
+
     Raises:
-        ValueError: a value out of its range (the message names the ``test.*`` key).
+        ValueError: a value out of its range, or with ``strict`` a key that is no setting (the message names the
+            ``test.*`` key).
     """
     group = config_test_group(cfg)
     values = OmegaConf.to_container(group, resolve=True) if isinstance(group, DictConfig) else dict(group)
+    if strict:
+        unknown = sorted(str(k) for k in values if k not in TEST_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'test.{k}' for k in unknown)}: test holds {', '.join(TEST_KEYS)}"
+            )
     data = cfg.get("data") or {}
     if "input_size" not in values and data.get("input_size") is not None:
         values["input_size"] = int(data.input_size)
     if "max_people" not in values and data.get("max_people") is not None:
         values["max_people"] = int(data.max_people)
     return TestSettings.from_flat(values)
+
+
+#: ``data.*`` keys besides the settings classes' fields and :data:`LAYOUT_KEYS`: files, loader and groups.
+DATA_OTHER_KEYS: tuple[str, ...] = (
+    "name", "root", "train_ann", "train_images", "val_ann", "val_images", "eval_type", "batch_size", "num_workers",
+    "augmentation", "synthetic",
+)  # fmt: skip
+
+
+def data_keys() -> tuple[str, ...]:
+    """Every key the ``data`` group may hold: :class:`~bottomup.data.settings.AnnotationSettings` and
+    :class:`~bottomup.data.settings.TargetSettings` fields, :data:`LAYOUT_KEYS` and :data:`DATA_OTHER_KEYS`."""
+    fields = [f.name for cls in (AnnotationSettings, TargetSettings) for f in dataclasses.fields(cls)]
+    return tuple(dict.fromkeys([*fields, *LAYOUT_KEYS, *DATA_OTHER_KEYS]))
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Refuse keys that no setting reads in a config composed for this run (``train`` / ``eval``): Hydra's ``+``
+    (``+data.foo=1``, ``+test.foo=1``) adds keys past the config files and the structured schemas, which would
+    otherwise be ignored without a word. Checked: ``data`` (:func:`data_keys`), ``data.augmentation``
+    (:class:`~bottomup.data.settings.AugmentationSettings`) and ``test`` (:func:`test_settings` with ``strict``);
+    ``trainer`` is checked by :func:`trainer_settings`. Configs saved in checkpoints are not checked (an older
+    version's keys are ignored there).
+
+    Raises:
+        ValueError: the unknown keys, named ``group.key``, and the keys the group holds.
+    """
+    data = cfg.get("data")
+    if data is not None:
+        known = data_keys()
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'data.{k}' for k in unknown)}: data holds {', '.join(sorted(known))}"
+            )
+        if data.get("augmentation") is not None:
+            settings_from_config(AugmentationSettings, data.augmentation, strict=True)
+    if "test" in cfg:
+        test_settings(cfg, strict=True)
 
 
 def estimator_from_config(cfg: Any, model: nn.Module, *, cls: type = PoseEstimator, **overrides: Any) -> Any:
@@ -886,7 +940,7 @@ def training_job(cfg: DictConfig, context: RunContext) -> TrainingJob:
         make_loader=lambda data, dist_info, device: build_train_loader(data, cfg.data, dist_info, seed, device),
         make_state=lambda net, iters_per_epoch, device: build_train_state(cfg, net, iters_per_epoch, device),
         layout=KeypointLayout.from_config(cfg.data),
-        test=test_settings(cfg),
+        test=test_settings(cfg, strict=True),
         val=val_set(cfg),
         snapshot_sample=sample,
         resume=resume,
@@ -928,9 +982,11 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[n
         ``(model, info)``: the network on the CPU; ``info["summary"]``, a line describing it.
 
     Raises:
-        ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
+        ValueError: ``checkpoint`` or ``data.root`` not set, an unknown ``data.*`` / ``test.*`` key
+            (:func:`check_run_config`), or a model whose K differs from the data's.
         FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
+    check_run_config(cfg)
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
         raise ValueError(
             "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
