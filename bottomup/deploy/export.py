@@ -85,6 +85,9 @@ def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: A
     ``std`` of RGB in [0, 1], ``pixel_scale`` 1/255); ``strides`` of the network outputs; test-time settings
     (``flip_test``, ``scales`` = ``[1.0]``, ``grouping``: NMS kernel and M in the graph, the rest on the host);
     the graph's ``input_name`` / ``output_names``; ``precision`` (fp32 / int8); ``extra`` (summary, exporter, ...).
+    When written, ``model_file`` (the model file's name) and ``model_sha256`` (``{file name: SHA-256}`` of the
+    ``.onnx``, or of the ``.xml`` and ``.bin``) are added, which the runtime checks
+    (``bottomup.deploy.runtime.verify_model_files``).
     """
     codec = predictor.codec
     layout = predictor.layout

@@ -312,6 +312,29 @@ def test_each_model_file_has_its_own_json_bound_to_it_by_checksum(quickstart_exp
         DeployedPoseEstimator(xml)
 
 
+def test_a_failed_export_leaves_the_earlier_files(quickstart_export, tmp_path: Path, monkeypatch) -> None:
+    """The export is staged in a temporary folder: a failure half-way (here the ONNX writer stops after half a file)
+    replaces nothing and leaves no temporary files."""
+    import bottomup.deploy.export as export
+
+    estimator, files = quickstart_export
+    onnx = tmp_path / "model.onnx"
+    shutil.copy(files["onnxruntime"], onnx)
+    shutil.copy(metadata_path(files["onnxruntime"]), metadata_path(onnx))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def stops_half_way(graph, path, input_size, exporter):
+        path.write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 2])
+        raise RuntimeError("the exporter was killed")
+
+    monkeypatch.setattr(export, "_export_onnx", stops_half_way)
+    for target in (onnx, tmp_path / "model.xml"):
+        with pytest.raises(RuntimeError, match="killed"):
+            export_model(estimator, target)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert DeployedPoseEstimator(onnx).input_size == estimator.input_size
+
+
 def test_an_older_exports_shared_json_is_read_only_for_the_model_file_it_names(quickstart_export, tmp_path) -> None:
     _, files = quickstart_export
     onnx = tmp_path / "model.onnx"
