@@ -361,12 +361,14 @@ class ExportedBackend:
         name: the runtime, ``"onnxruntime"`` or ``"openvino"``.
         settings: the exported test settings (input size, flip test, grouping); only the host's grouping keys
             (:data:`HOST_GROUPING_KEYS`) can change (:meth:`with_settings`).
-        metadata: the export's JSON. precision: ``"fp32"`` or ``"int8"`` (the graph's).
+        metadata: the export's JSON; metadata_file: where it was read (:func:`find_metadata`). precision:
+            ``"fp32"`` or ``"int8"`` (the graph's).
         layout: the keypoint layout from the JSON (exports without ``oks_sigmas`` get COCO's by keypoint name).
 
     Raises:
-        ModelFileError: missing / unreadable model file or JSON, files of different exports, or a JSON whose
-            keypoints do not match the model's output channels (the message names the file).
+        ModelFileError: missing / unreadable model file or JSON, files of different exports (a JSON naming another
+            model file, or checksums that differ: :func:`verify_model_files`), or a JSON whose keypoints do not
+            match the model's output channels (the message names the file).
         ImportError: the runtime's package is missing (the message names the ``deploy`` extra).
         ValueError: unknown backend.
     """
