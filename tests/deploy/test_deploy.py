@@ -468,7 +468,7 @@ def test_export_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_int8_export_quantises_the_network_and_still_finds_people(
-    quickstart_export, coco_root: Path, tmp_path: Path
+    quickstart_export, coco_root: Path, tmp_path: Path, caplog
 ) -> None:
     """``--int8``: NNCF (OpenVINO IR) and ONNX Runtime static quantisation on real calibration images give models
     whose convolutions are quantised, the decode left in float, and that find people where fp32 does."""
@@ -479,7 +479,9 @@ def test_int8_export_quantises_the_network_and_still_finds_people(
 
     estimator, files = quickstart_export
     calib = sorted((coco_root / "train2017").glob("*.jpg"))[:3]
-    xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
+    with caplog.at_level("WARNING", logger="bottomup.deploy.export"):
+        xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
+    assert "INT8 calibration on 3 images only (at least 32 recommended" in caplog.text
     q_onnx = quantize_onnx(files["onnxruntime"], tmp_path / "int8.onnx", calibration=calib)["model"]
     q_all = quantize_onnx(files["onnxruntime"], tmp_path / "int8_all.onnx", calibration=calib, ops="all")["model"]
     ov_ops = ov.Core().read_model(str(xml)).get_ops()
