@@ -240,10 +240,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ``{"run_dir", "start_step", "step", "best_ap", "last", "ap"?, <last epoch's mean losses>}``.
 
     Raises:
-        ValueError / FileNotFoundError: bad data root, batch size, precision or device (the message names the key).
+        ValueError / FileNotFoundError: bad data root, batch size, precision or device, or a ``data.*`` /
+            ``test.*`` / ``trainer.*`` key that is no setting (the message names the key).
         bottomup.engine.trainer.NonFiniteLossError: the loss became NaN / inf (the last good checkpoint is kept).
     """
     settings = build.trainer_settings(cfg)
+    build.check_run_config(cfg)
     build.prepare_data_root(cfg.data)
     return run_training(settings, int(cfg.seed), lambda context: build.training_job(cfg, context))
 

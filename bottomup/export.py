@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m bottomup.export outputs/quickstart/.../best.pt                        # -> best.onnx + best.json
+    python -m bottomup.export outputs/quickstart/.../best.pt                        # -> best.onnx + best.onnx.json
     python -m bottomup.export pose_higher_hrnet_w32_512.pth w32.xml --experiment higherhrnet_w32   # OpenVINO IR
     python -m bottomup.export best.pt best_int8.onnx --int8 --calib coco/val2017    # INT8 for ONNX Runtime (QDQ)
     python -m bottomup.export best.pt fast_int8.onnx --int8 --int8-ops all --calib coco/val2017   # faster, less exact
@@ -10,21 +10,28 @@ Examples::
 
 Writes the model file -- ONNX (``.onnx``) or OpenVINO IR (``.xml`` + ``.bin``) -- holding the network and the
 test-time graph (flip test, stage / flip averaging, projection, heatmap NMS, top-k candidates with their tags;
-``bottomup.deploy.graph``), and a JSON beside it (same stem) with the keypoint layout, the input size rule,
-normalisation, strides and test settings. ``python -m bottomup.infer IMAGES --checkpoint best.onnx`` or
+``bottomup.deploy.graph``), and its JSON beside it (the model file's name + ``.json``: ``best.onnx.json``,
+``w32.xml.json``) with the keypoint layout, the input size rule, normalisation, strides and test settings, the
+model file's name and SHA-256 checksums, which the runtime checks. The files are written into a temporary folder
+beside the output and moved into place at the end: a failed export leaves the files that were there. ``python -m bottomup.infer IMAGES --checkpoint best.onnx`` or
 ``bottomup.deploy.runtime.DeployedPoseEstimator`` run it (ONNX Runtime / OpenVINO, no torch needed).
 
 Checkpoint: this project's ``last.pt`` / ``best.pt`` (config inside) or an official HigherHRNet ``.pth``
 (``--experiment`` names the network). Test settings come from the checkpoint's config; ``--input-size``,
 ``--no-flip`` and the grouping flags replace them. The exported graph runs one scale.
 
-Exit status: 0 written; 2 usage error (bad checkpoint, option or calibration folder; nothing is written).
+INT8 calibration on fewer than 32 images (``bottomup.deploy.export.MIN_CALIBRATION_IMAGES``) gets a warning.
+
+Exit status: 0 written; 2 usage error (bad checkpoint, option or calibration folder, an output folder that cannot
+be written; nothing is written).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
     checkpoint = Path(args.checkpoint)
+    if checkpoint.is_dir():
+        from bottomup.engine.checkpoint import folder_given_message
+
+        print(f"error: {folder_given_message(checkpoint)}", file=sys.stderr)
+        return 2
     if not checkpoint.is_file():
         print(f"error: checkpoint {checkpoint}: no such file", file=sys.stderr)
         return 2
@@ -90,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             fmt = "onnx"
     if output is None:
         output = checkpoint.with_suffix(".xml" if fmt == "openvino" else ".onnx")
+    problem = _unwritable(output.parent)
+    if problem:
+        print(f"error: cannot write {output.name} into {output.parent}: {problem}; choose another OUTPUT path",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.int8_ops and not (args.int8 and fmt == "onnx"):
         print("error: --int8-ops chooses what ONNX Runtime INT8 quantises: give it with --int8 and a .onnx output",
               file=sys.stderr)  # fmt: skip
@@ -129,11 +146,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             trained_on=estimator.trained_on,
             source=str(checkpoint),
         )
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
-        print(f"error: {checkpoint}: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, ImportError) as e:
+        if _in_folder(e, output.parent):  # read-only, full disk, ...: the files there were not replaced
+            print(f"error: cannot write {output.name} into {output.parent}: {e.strerror or e}; the files there are "
+                  "unchanged", file=sys.stderr)  # fmt: skip
+        else:
+            print(f"error: {checkpoint}: {e}", file=sys.stderr)
         return 2
     print(" ".join(str(p) for p in written.values()))
     return 0
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or, when it does not exist yet, in its nearest existing parent,
+    where it will be made), or ``None``: a probe file is created and removed there, so that a read-only folder
+    fails before the checkpoint is loaded and the graph exported."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _in_folder(error: BaseException, folder: Path) -> bool:
+    """An ``OSError`` (not a file-format ``ValueError``) about a path in ``folder``: the output could not be
+    written."""
+    name = getattr(error, "filename", None)
+    if not isinstance(error, OSError) or isinstance(error, ValueError) or name is None:
+        return False
+    return Path(os.fspath(name)).resolve().is_relative_to(folder.resolve())
 
 
 if __name__ == "__main__":

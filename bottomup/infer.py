@@ -359,10 +359,12 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _checkpoint_path(args: argparse.Namespace) -> Path:
     """``--checkpoint``, or the newest run's under ``./outputs``."""
-    from bottomup.engine.checkpoint import find_checkpoint
+    from bottomup.engine.checkpoint import find_checkpoint, folder_given_message
 
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
+        if checkpoint.is_dir():
+            raise UsageError(folder_given_message(checkpoint, f"--checkpoint {checkpoint}"))
         if not checkpoint.is_file():
             raise UsageError(f"--checkpoint {checkpoint}: no such file")
         return checkpoint

@@ -89,6 +89,26 @@ def test_bad_inputs(tmp_path, coco_layout):
         PoseEstimator(TinyNet(), layout=coco_layout, tag_treshold=1.0)
 
 
+def test_a_float_image_gets_advice_that_keeps_its_brightness(image_path, coco_layout):
+    """A 0-1 float64 image used to get the advice ``.astype(np.uint8)``, which turns it black: the message gives the
+    range and the conversion for 0-1 and for 0-255 images, and following it gives back the uint8 image."""
+    est = PoseEstimator(TinyNet(), layout=coco_layout, device="cpu")
+    image = load_image(image_path)
+    unit = image / 255.0  # float64, 0-1 (what skimage / matplotlib give)
+    with pytest.raises(ValueError) as e:
+        est(unit)
+    assert str(e.value) == (
+        f"image must be uint8 RGB (0-255), got dtype float64 (values {unit.min():g} to {unit.max():g}); a 0-1 float "
+        "image (this one looks 0-1) converts with (img * 255).round().astype(np.uint8), a 0-255 one with "
+        "img.clip(0, 255).round().astype(np.uint8) (.astype(np.uint8) alone turns a 0-1 image black)"
+    )
+    np.testing.assert_array_equal((unit * 255).round().astype(np.uint8), image)  # the advice, followed
+    with pytest.raises(ValueError, match=r"\(this one looks 0-255\)"):
+        est(image.astype(np.float32))
+    with pytest.raises(ValueError, match=r"16-bit image converts with \(img / 257\)\.round\(\)\.astype"):
+        est(image.astype(np.uint16) * 257)
+
+
 def test_from_checkpoint_project(tmp_path, image_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

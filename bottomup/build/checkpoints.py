@@ -166,7 +166,7 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
             gives the file's width and K against the model's).
     """
     name = os.fspath(path)
-    state = checkpoint_state_dict(load_checkpoint(name), name)
+    state = checkpoint_state_dict(load_checkpoint(name, key=key), name)
     own = model.state_dict()
     split = match_for_finetuning(state, own, HEAD_PREFIXES)
     loaded, reinit, ignored, bad = split["loaded"], split["reinitialised"], split["ignored"], split["unfit"]
@@ -195,10 +195,11 @@ def load_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A training checkpoint of this project to continue (``resume=``): weights, optimiser, schedule, counters.
 
     Raises:
-        FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: unreadable, or not a ``last.pt`` /
-            ``best.pt`` of this project (e.g. an official ``.pth``, which has weights only).
+        FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: unreadable, a folder (the message names the
+            ``last.pt`` / ``best.pt`` in it), or not a ``last.pt`` / ``best.pt`` of this project (e.g. an official
+            ``.pth``, which has weights only).
     """
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, key="resume")
     needed = ("model", "optimizer", "scheduler", "epoch", "step", "rng")
     lacking = [k for k in needed if not isinstance(checkpoint, dict) or k not in checkpoint]
     if lacking:

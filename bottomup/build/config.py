@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bottomup.codec import GroupingSettings
 from bottomup.core.keypoints import KeypointLayout
-from bottomup.engine.settings import TestSettings, TrainerSettings
+from bottomup.engine.settings import TEST_KEYS, TestSettings, TrainerSettings
 from bottomup.models.weights import (
     is_project_checkpoint,
 )
@@ -125,15 +125,28 @@ def config_test_group(cfg: Any) -> Any:
     return cfg.get("test") or cfg.get("grouping") or {}
 
 
-def test_settings(cfg: Any) -> TestSettings:
+def test_settings(cfg: Any, *, strict: bool = False) -> TestSettings:
     """The :class:`TestSettings` of a project config's test-time group (:func:`config_test_group`);
     ``input_size`` falls back to ``data.input_size``, ``max_people`` to ``data.max_people``.
 
+    Args:
+        cfg: a config: the composed one of a run, or one saved in a checkpoint.
+        strict: every key of the group must be a setting. For a config composed for this run (Hydra's
+            ``+test.x=1`` adds a key past the schema); not for a saved one, where an older version's extra keys are
+            ignored.
+
     Raises:
-        ValueError: a value out of its range (the message names the ``test.*`` key).
+        ValueError: a value out of its range, or with ``strict`` a key that is no setting (the message names the
+            ``test.*`` key).
     """
     group = config_test_group(cfg)
     values = OmegaConf.to_container(group, resolve=True) if isinstance(group, DictConfig) else dict(group)
+    if strict:
+        unknown = sorted(str(k) for k in values if k not in TEST_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'test.{k}' for k in unknown)}: test holds {', '.join(TEST_KEYS)}"
+            )
     data = cfg.get("data") or {}
     if "input_size" not in values and data.get("input_size") is not None:
         values["input_size"] = int(data.input_size)

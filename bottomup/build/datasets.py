@@ -3,6 +3,7 @@ training set and loader, the validation set."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
-from bottomup.build.config import settings_from_config
+from bottomup.build.config import settings_from_config, test_settings
 from bottomup.core.keypoints import KeypointLayout, flip_index_from_pairs
 from bottomup.data.annotations import CocoKeypointAnnotations
 from bottomup.data.augmentation import Augmentation
@@ -120,6 +121,9 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
 
     Raises:
         ValueError: as :func:`complete_data_layout`.
+
+    A keypoint with a side (``left_*`` / ``right_*``) in no flip pair gets one warning naming it
+    (``bottomup.core.keypoints.unpaired_sided_names``): a flip would keep its label on the mirrored side.
     """
     names = list(data_cfg.keypoint_names)
     k = int(data_cfg.num_keypoints)
@@ -133,6 +137,7 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
         layout = KeypointLayout.from_config(data_cfg)
     except ValueError as e:
         raise ValueError(f"data config {data_cfg.get('name')!r}: {e} (fix the data.* list it names)") from e
+    _warn_unpaired(layout)
     val_ann = Path(str(data_cfg.val_ann))
     if val_ann.is_file():
         from bottomup.data.annotations import keypoint_categories
@@ -144,6 +149,64 @@ def check_data_layout(data_cfg: DictConfig) -> KeypointLayout:
                 "config of this data set (data=custom reads it from the file)"
             )
     return layout
+
+
+def _warn_unpaired(layout: KeypointLayout) -> None:
+    """One warning naming the keypoints with a side in no flip pair (``unpaired_sided_names``)."""
+    from bottomup.core.keypoints import unpaired_sided_names
+
+    unpaired = unpaired_sided_names(layout.keypoint_names, layout.flip_pairs)
+    if not unpaired:
+        return
+    names = set(layout.keypoint_names)
+    absent = [f"{n} (no {m})" for n, m in unpaired.items() if m not in names]
+    unlisted = [f"{n} ({m} is a keypoint, not paired with it)" for n, m in unpaired.items() if m in names]
+    log.warning(
+        "data.keypoint_names: %s %s a side but no flip partner in data.flip_pairs: %s. A horizontal flip "
+        "(data.augmentation.flip_prob, test.flip_test) mirrors the image but keeps these labels, which then mark the "
+        "other side; add the partner keypoints, pair them in data.flip_pairs, or set data.augmentation.flip_prob=0 "
+        "and test.flip_test=false",
+        ", ".join(unpaired), "has" if len(unpaired) == 1 else "have", "; ".join(absent + unlisted),
+    )  # fmt: skip
+
+
+#: ``data.*`` keys besides the settings classes' fields and :data:`LAYOUT_KEYS`: files, loader and groups.
+DATA_OTHER_KEYS: tuple[str, ...] = (
+    "name", "root", "train_ann", "train_images", "val_ann", "val_images", "eval_type", "batch_size", "num_workers",
+    "augmentation", "synthetic",
+)  # fmt: skip
+
+
+def data_keys() -> tuple[str, ...]:
+    """Every key the ``data`` group may hold: :class:`~bottomup.data.settings.AnnotationSettings` and
+    :class:`~bottomup.data.settings.TargetSettings` fields, :data:`LAYOUT_KEYS` and :data:`DATA_OTHER_KEYS`."""
+    fields = [f.name for cls in (AnnotationSettings, TargetSettings) for f in dataclasses.fields(cls)]
+    return tuple(dict.fromkeys([*fields, *LAYOUT_KEYS, *DATA_OTHER_KEYS]))
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Refuse keys that no setting reads in a config composed for this run (``train`` / ``eval``): Hydra's ``+``
+    (``+data.foo=1``, ``+test.foo=1``) adds keys past the config files and the structured schemas, which would
+    otherwise be ignored without a word. Checked: ``data`` (:func:`data_keys`), ``data.augmentation``
+    (:class:`~bottomup.data.settings.AugmentationSettings`) and ``test`` (:func:`test_settings` with ``strict``);
+    ``trainer`` is checked by :func:`~bottomup.build.config.trainer_settings`. Configs saved in checkpoints are not
+    checked (an older version's keys are ignored there).
+
+    Raises:
+        ValueError: the unknown keys, named ``group.key``, and the keys the group holds.
+    """
+    data = cfg.get("data")
+    if data is not None:
+        known = data_keys()
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'data.{k}' for k in unknown)}: data holds {', '.join(sorted(known))}"
+            )
+        if data.get("augmentation") is not None:
+            settings_from_config(AugmentationSettings, data.augmentation, strict=True)
+    if "test" in cfg:
+        test_settings(cfg, strict=True)
 
 
 def _read_json(path: Path) -> Any:
@@ -168,19 +231,23 @@ def val_set(cfg: Any) -> ValSet:
 
 
 def build_train_dataset(
-    data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0
+    data_cfg: DictConfig, strides: Sequence[int], train: bool = True, seed: int = 0, split: str = "train"
 ) -> KeypointDataset:
     """The training ``KeypointDataset`` of ``conf/data/*.yaml``: the annotations of ``data.train_ann`` /
-    ``data.train_images`` (:class:`~bottomup.data.settings.AnnotationSettings`), the augmentation of
+    ``data.train_images`` (``split="val"``: ``data.val_ann`` / ``data.val_images``; images missing on disk left
+    out with a warning, :class:`~bottomup.data.settings.AnnotationSettings`), the augmentation of
     ``data.augmentation`` (:class:`~bottomup.data.settings.AugmentationSettings`; random when ``train``, drawn from
     ``seed``) and the targets at ``strides`` (``model.strides``) of the ``data.*`` target keys
     (:class:`~bottomup.data.settings.TargetSettings`).
 
     Raises:
-        FileNotFoundError: the annotation file or image folder does not exist.
+        FileNotFoundError: the annotation file or image folder does not exist, or none of its images is in the
+            folder (the message names ``data.<split>_images`` and the count).
         ValueError: a setting out of range or an unknown ``data.augmentation`` key (the message names it), or the
             annotation file is refused (``bottomup.data.annotations.CocoKeypointAnnotations``).
     """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     names = list(data_cfg.keypoint_names)
     flip_index = flip_index_from_pairs(names, [list(p) for p in data_cfg.flip_pairs])
     targets = settings_from_config(TargetSettings, data_cfg)
@@ -188,11 +255,12 @@ def build_train_dataset(
     encoder = TargetEncoder(targets, len(names), strides, flip_index)
     augment = Augmentation(augmentation, targets.input_size, strides, flip_index)
     source = CocoKeypointAnnotations(
-        str(data_cfg.train_ann),
-        str(data_cfg.train_images),
+        str(data_cfg[f"{split}_ann"]),
+        str(data_cfg[f"{split}_images"]),
         names,
         settings_from_config(AnnotationSettings, data_cfg),
         require_boxes=targets.scale_aware_sigma,
+        keys=(f"data.{split}_ann", f"data.{split}_images"),
     )
     return KeypointDataset(source, augment, encoder, train=train, seed=seed)
 

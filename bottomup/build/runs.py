@@ -14,7 +14,13 @@ from torch import nn
 
 from bottomup.build.checkpoints import load_initial_weights, load_model, load_resume_checkpoint
 from bottomup.build.config import config_differences, config_test_group, test_settings
-from bottomup.build.datasets import build_train_dataset, build_train_loader, prepare_data_root, val_set
+from bottomup.build.datasets import (
+    build_train_dataset,
+    build_train_loader,
+    check_run_config,
+    prepare_data_root,
+    val_set,
+)
 from bottomup.build.networks import build_loss, build_model, build_optimizer
 from bottomup.core.keypoints import KeypointLayout
 from bottomup.engine.trainer import TrainState
@@ -59,8 +65,7 @@ def training_job(cfg: DictConfig, context: RunContext) -> TrainingJob:
         )
 
     def sample() -> dict[str, Any]:
-        val_data = OmegaConf.merge(cfg.data, {"train_ann": cfg.data.val_ann, "train_images": cfg.data.val_images})
-        return dict(build_train_dataset(val_data, cfg.model.strides, train=False).sample(0))
+        return dict(build_train_dataset(cfg.data, cfg.model.strides, train=False, split="val").sample(0))
 
     resume = load_resume_checkpoint(str(cfg.resume)) if cfg.resume else None
     return TrainingJob(
@@ -71,7 +76,7 @@ def training_job(cfg: DictConfig, context: RunContext) -> TrainingJob:
         make_loader=lambda data, dist_info, device: build_train_loader(data, cfg.data, dist_info, seed, device),
         make_state=lambda net, iters_per_epoch, device: build_train_state(cfg, net, iters_per_epoch, device),
         layout=KeypointLayout.from_config(cfg.data),
-        test=test_settings(cfg),
+        test=test_settings(cfg, strict=True),
         val=val_set(cfg),
         snapshot_sample=sample,
         resume=resume,
@@ -113,9 +118,11 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[n
         ``(model, info)``: the network on the CPU; ``info["summary"]``, a line describing it.
 
     Raises:
-        ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
+        ValueError: ``checkpoint`` or ``data.root`` not set, an unknown ``data.*`` / ``test.*`` key
+            (:func:`~bottomup.build.datasets.check_run_config`), or a model whose K differs from the data's.
         FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
+    check_run_config(cfg)
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
         raise ValueError(
             "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "

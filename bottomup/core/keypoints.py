@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = [
     "COCO_OKS_SIGMAS", "DEFAULT_OKS_SIGMA", "KeypointLayout", "flip_index_from_pairs", "flip_pairs_from_names",
-    "indices_of", "layout_from_category", "mirror_name",
+    "indices_of", "layout_from_category", "mirror_name", "unpaired_sided_names",
 ]  # fmt: skip
 
 
@@ -175,6 +175,23 @@ def flip_pairs_from_names(names: Sequence[str]) -> list[list[str]]:
             pairs.append([n, m])
             seen.update((n, m))
     return pairs
+
+
+def unpaired_sided_names(names: Sequence[str], flip_pairs: Sequence[Sequence[str]]) -> dict[str, str]:
+    """Keypoints with a side (``left_*`` / ``right_*``, ``l_*`` / ``r_*``: :func:`mirror_name`) that are in no flip
+    pair: a horizontal flip (training augmentation, flip test) mirrors the image but keeps their label, so each ends
+    up on the wrong side.
+
+    Returns:
+        ``{name: its mirror name}`` in ``names`` order (the mirror may or may not be one of ``names``).
+    """
+    paired = {str(n) for pair in flip_pairs for n in pair}
+    out = {}
+    for n in names:
+        mirror = mirror_name(n)
+        if mirror is not None and mirror != n and n not in paired:
+            out[n] = mirror
+    return out
 
 
 def layout_from_category(category: dict, source: str = "<annotations>") -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from bottomup.data.io import ImageReadError, load_image
+from bottomup.data.io import ImageReadError, load_annotated_image, load_image
 from bottomup.data.settings import AnnotationSettings
 from bottomup.data.validate import check_keypoint_annotations
 
@@ -92,6 +92,10 @@ def _region_mask(ann: dict, height: int, width: int) -> np.ndarray:
     """``(H, W)`` uint8 0/1 mask of an annotation's segmentation (polygons, RLE or uncompressed RLE).
 
     Falls back to the ``bbox`` rectangle when there is no segmentation (CrowdPose records may lack it).
+
+    Raises:
+        ValueError: an RLE whose ``size`` is not ``[height, width]``, or a segmentation pycocotools cannot decode
+            (the caller adds the file and the ids).
     """
     seg = ann.get("segmentation")
     if not seg:
@@ -100,16 +104,35 @@ def _region_mask(ann: dict, height: int, width: int) -> np.ndarray:
             return np.zeros((height, width), np.uint8)
         x, y, w, h = (float(v) for v in bbox)
         seg = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-    if isinstance(seg, list):  # polygons
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-    elif isinstance(seg.get("counts"), list):  # uncompressed RLE
-        rle = mask_utils.frPyObjects(seg, height, width)
-    else:  # compressed RLE
-        rle = seg
-    m = mask_utils.decode(rle)
+    if isinstance(seg, dict):
+        size = _rle_size(seg)
+        if size != [height, width]:
+            raise ValueError(
+                f"its segmentation RLE has 'size' {seg.get('size')!r} ([height, width]) but the image is "
+                f"[{height}, {width}] (height {height}, width {width})"
+            )
+    try:
+        if isinstance(seg, list):  # polygons
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:  # compressed RLE
+            rle = seg
+        m = mask_utils.decode(rle)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+        raise ValueError(f"its segmentation cannot be decoded ({type(e).__name__}: {e})") from e
     if m.ndim == 3:
         m = m.max(axis=2)
     return m
+
+
+def _rle_size(seg: dict) -> list[int] | None:
+    """An RLE segmentation's ``size`` as ``[height, width]`` ints, ``None`` when it has no usable one."""
+    size = seg.get("size")
+    try:
+        return [int(v) for v in size] if size is not None and len(size) == 2 else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _num_labeled(ann: dict) -> int:
@@ -132,7 +155,9 @@ class CocoKeypointAnnotations:
     """A COCO keypoint file read and checked, and the folder of its images.
 
     Kept images (``image_ids``): those with at least one annotation of the keypoint category (official
-    ``remove_images_without_annotations``), in the file's image order, at most ``settings.max_images``. Kept
+    ``remove_images_without_annotations``) whose file exists in ``image_dir``, in the file's image order, at most
+    ``settings.max_images``. Images missing on disk are left out with one warning giving their count; none on disk
+    is an error (a wrong ``image_dir`` would otherwise train zero steps). Kept
     people of an image: non-crowd, or crowd with labeled keypoints (official filter). Ignore mask: 0 on crowd regions
     and on the segmentation (else the ``bbox``) of people with no labeled keypoint.
 
@@ -144,14 +169,18 @@ class CocoKeypointAnnotations:
         settings: which images are used.
         require_boxes: every person with labeled keypoints needs a positive ``bbox`` (``data.scale_aware_sigma``
             derives its sigma from it).
+        keys: the config keys of ``ann_file`` and ``image_dir``, for the messages (``("data.val_ann",
+            "data.val_images")`` for the validation set).
 
     Raises:
-        FileNotFoundError: ``ann_file`` or ``image_dir`` does not exist.
+        FileNotFoundError: ``ann_file`` or ``image_dir`` does not exist, or none of the kept images is in
+            ``image_dir`` (the message gives the count, the first missing file name and the key to change).
         ValueError: the json is not a COCO keypoint file or fails ``bottomup.data.validate``, its K differs from
             ``len(keypoint_names)`` (or its names are the same joints in another order), a keypoint list has the
             wrong length, no image has a person annotation, no annotation has a labeled keypoint, or, with
-            ``require_boxes``, a person with labeled keypoints has no positive ``bbox`` (the message names the
-            annotation id).
+            ``require_boxes``, a person with labeled keypoints has no positive ``bbox``, or an RLE segmentation's
+            ``size`` is not its image record's ``[height, width]`` (the message names the annotation id and the
+            image id).
     """
 
     def __init__(
@@ -161,8 +190,10 @@ class CocoKeypointAnnotations:
         keypoint_names: Sequence[str],
         settings: AnnotationSettings = AnnotationSettings(),  # noqa: B008 - frozen, shared safely
         require_boxes: bool = False,
+        keys: tuple[str, str] = ("data.train_ann", "data.train_images"),
     ) -> None:
         ann_file, image_dir = os.fspath(ann_file), os.fspath(image_dir)
+        self.keys = keys
         if not os.path.isfile(ann_file):
             raise FileNotFoundError(
                 f"annotation file {ann_file} not found: set data.root (or data.train_ann / data.val_ann) to "
@@ -191,10 +222,47 @@ class CocoKeypointAnnotations:
                 f"({len(ids)} images with person annotations, {labeled} annotations with labeled keypoints); "
                 "check that data.train_ann is the keypoint file of the data set"
             )
+        ids = self._on_disk(ids)
         if settings.max_images is not None:
             ids = ids[: settings.max_images]
         #: the kept images' COCO ids, in the file's order
         self.image_ids: list[int] = ids
+
+    def _on_disk(self, ids: list[int]) -> list[int]:
+        """``ids`` whose file is in ``image_dir`` (one listing of the folder; names with a sub-folder checked one by
+        one); warns with the count of the others.
+
+        Raises:
+            FileNotFoundError: none is.
+        """
+        try:
+            listed = set(os.listdir(self.image_dir))
+        except OSError:
+            listed = set()
+
+        def exists(image_id: int) -> bool:
+            name = str(self.coco.imgs[image_id].get("file_name", ""))
+            if name in listed:
+                return True
+            return ("/" in name or os.sep in name) and os.path.isfile(os.path.join(self.image_dir, name))
+
+        present = [i for i in ids if exists(i)]
+        if len(present) == len(ids):
+            return ids
+        ann_key, dir_key = self.keys
+        kept = set(present)
+        first = next(self.coco.imgs[i].get("file_name") for i in ids if i not in kept)
+        where = f"{dir_key}={self.image_dir}: {{}} of {len(ids)} annotated images of {ann_key}={self.ann_file}"
+        if not present:
+            raise FileNotFoundError(
+                where.format(0) + f" exist on disk (first missing: {first}); point {dir_key} at the folder that "
+                "holds them"
+            )
+        logger.warning(
+            "%s are missing on disk (first missing: %s); using the other %d",
+            where.format(len(ids) - len(present)), first, len(present),
+        )  # fmt: skip
+        return present
 
     def _check_names(self, json_names: list[str]) -> None:
         k = len(self.keypoint_names)
@@ -230,6 +298,7 @@ class CocoKeypointAnnotations:
                 )
             n_labeled = _num_labeled(ann)
             labeled += n_labeled > 0
+            self._check_rle_size(ann)
             if require_boxes and n_labeled > 0 and not _box_size(ann) > 0:
                 raise ValueError(
                     f"annotation file {self.ann_file}: annotation id {ann.get('id')} has labeled keypoints but no "
@@ -237,6 +306,21 @@ class CocoKeypointAnnotations:
                     "sigma; fix the bbox or set data.scale_aware_sigma=false"
                 )
         return labeled
+
+    def _check_rle_size(self, ann: dict) -> None:
+        """An RLE segmentation's ``size`` against its image record's ``[height, width]`` (when the record has them),
+        before any image is read."""
+        seg = ann.get("segmentation")
+        info = self.coco.imgs.get(ann.get("image_id"), {})
+        if not isinstance(seg, dict) or not info.get("height") or not info.get("width"):
+            return
+        if _rle_size(seg) != [int(info["height"]), int(info["width"])]:
+            raise ValueError(
+                f"annotation file {self.ann_file}: annotation id {ann.get('id')} (image id {ann.get('image_id')}): "
+                f"its segmentation RLE has 'size' {seg.get('size')!r} ([height, width]) but its image record says "
+                f"[{info['height']}, {info['width']}] (height {info['height']}, width {info['width']}); fix the "
+                "RLE or the image record"
+            )
 
     @property
     def num_keypoints(self) -> int:
@@ -251,16 +335,17 @@ class CocoKeypointAnnotations:
         return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
 
     def read_image(self, image_id: int) -> np.ndarray:
-        """The image ``(H, W, 3)`` uint8 RGB (``bottomup.data.io.load_image``).
+        """The image ``(H, W, 3)`` uint8 RGB in its annotations' frame (``bottomup.data.io.load_annotated_image``:
+        the stored pixels as COCO reads them, EXIF-upright only when that alone fits the record's size).
 
         Raises:
             ImageReadError: the file cannot be read, or its size differs from the record's ``width`` / ``height``
                 (the annotations are then not in its frame).
         """
         path = self.image_path(image_id)
-        image = load_image(path)
-        height, width = image.shape[:2]
         info = self.coco.imgs[image_id]
+        image = load_annotated_image(path, info.get("height"), info.get("width"))
+        height, width = image.shape[:2]
         if info.get("height") and info.get("width") and (int(info["height"]), int(info["width"])) != (height, width):
             raise ImageReadError(
                 path,
@@ -270,7 +355,12 @@ class CocoKeypointAnnotations:
         return image
 
     def people(self, image_id: int, height: int, width: int) -> People:
-        """The kept people of an image of ``height x width`` px, their box sizes and its ignore mask."""
+        """The kept people of an image of ``height x width`` px, their box sizes and its ignore mask.
+
+        Raises:
+            ValueError: a segmentation of another size than the image, or one that cannot be decoded (the message
+                names the annotation file, the annotation id and the image id).
+        """
         k = self.num_keypoints
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, catIds=self.cat_ids, iscrowd=None))
         ignore = np.zeros((height, width), np.uint8)
@@ -279,7 +369,12 @@ class CocoKeypointAnnotations:
             crowd = bool(ann.get("iscrowd", 0))
             n_labeled = _num_labeled(ann)
             if crowd or n_labeled == 0:
-                ignore |= _region_mask(ann, height, width)
+                try:
+                    ignore |= _region_mask(ann, height, width)
+                except ValueError as e:
+                    raise ValueError(
+                        f"annotation file {self.ann_file}: annotation id {ann.get('id')} (image id {image_id}): {e}"
+                    ) from e
             if not crowd or n_labeled > 0:
                 kps = ann.get("keypoints") or [0.0] * (3 * k)
                 people.append(np.asarray(kps, dtype=np.float64).reshape(k, 3))

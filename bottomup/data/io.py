@@ -1,7 +1,21 @@
 """Image loading: any common image file -> ``(H, W, 3)`` uint8 RGB, with clear errors.
 
-Pixels are returned in the stored (raw) orientation; EXIF orientation tags are ignored, as in the official
-HigherHRNet loader (``cv2.IMREAD_IGNORE_ORIENTATION``), because COCO annotations are in that raw frame.
+EXIF orientation (a phone photo stored sideways with a tag saying how to turn it) depends on who reads the file:
+
+* Images to find people in -- ``python -m bottomup.infer``, the Python API (``PoseEstimator(path)``, :func:`read_image`)
+  and INT8 calibration -- are turned upright by their EXIF orientation tag (:func:`load_image` with
+  ``apply_exif=True``), as photo viewers, browsers and OpenCV's ``cv2.imread`` show them (video frames and image
+  sequences, read with ``cv2.imread``, are turned the same way). Keypoints are then in that upright frame.
+* Annotated images (training, evaluation: :func:`load_annotated_image`) stay in their stored (raw) pixel frame, the
+  frame of COCO's annotations: the COCO tools decode images without applying the tag (PIL's ``Image.open``
+  without ``ImageOps.exif_transpose``; pycocotools reads no pixels) and the official HigherHRNet loader passes
+  ``cv2.IMREAD_IGNORE_ORIENTATION``. Only where the image record's ``width`` / ``height`` fit the upright image
+  and not the stored one (an annotation tool that showed the photo upright, 90-degree tags 5-8) is the tag
+  applied, so that the annotations stay on their joints.
+
+Orientation tags are read from JPEG (APP1 Exif), PNG (eXIf) and WebP (EXIF) files (:func:`exif_orientation`).
+TIFF files are left to OpenCV's decoder, which applies their Orientation tag itself whatever the flags (libtiff's
+RGBA reading): a TIFF comes upright in both cases.
 """
 
 from __future__ import annotations
@@ -9,6 +23,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +32,17 @@ import numpy as np
 
 from bottomup.data.transforms import check_image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "load_image", "read_image", "expand_inputs", "expand_labelled_inputs"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "apply_orientation",
+    "exif_orientation",
+    "expand_inputs",
+    "expand_labelled_inputs",
+    "load_annotated_image",
+    "load_image",
+    "read_image",
+]
 
 #: File endings taken from folders and glob patterns (any named file is tried whatever its ending).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".ppm"})
@@ -58,23 +83,110 @@ def _to_uint8(image: np.ndarray, path: str) -> np.ndarray:
     raise ImageReadError(path, f"unsupported pixel type {image.dtype}; convert it to 8- or 16-bit")
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB.
+def _tiff_orientation(tiff: bytes) -> int:
+    """The Orientation tag (0x0112) of IFD0 of a TIFF structure (an EXIF block or a TIFF file); 1 without one."""
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return 1
+    order = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack_from(order + "H", tiff, ifd)
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            break
+        tag, kind = struct.unpack_from(order + "HH", tiff, entry)
+        if tag == 0x0112 and kind == 3:  # SHORT
+            (value,) = struct.unpack_from(order + "H", tiff, entry + 8)
+            return int(value) if 1 <= value <= 8 else 1
+    return 1
 
-    Grayscale is replicated to 3 channels, an alpha channel is dropped (not blended), and 16-bit images are
-    scaled to 8 bits over the full range (``round(v * 255 / 65535)``), not truncated.
 
-    Args:
-        path: image file (any format OpenCV decodes: JPEG, PNG, TIFF, BMP, WebP, ...).
+def _exif_block(data: bytes) -> bytes | None:
+    """The TIFF structure of the EXIF data of a JPEG, PNG or WebP file's bytes, or ``None`` (also for a TIFF
+    file, whose orientation OpenCV applies when decoding it)."""
+    if data[:2] == b"\xff\xd8":  # JPEG: markers up to the scan, APP1 "Exif\0\0"
+        pos = 2
+        while pos + 4 <= len(data) and data[pos] == 0xFF:
+            marker = data[pos + 1]
+            if marker in (0xD9, 0xDA):  # end of image / start of scan
+                return None
+            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+                pos += 2
+                continue
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            body = data[pos + 4 : pos + 2 + length]
+            if marker == 0xE1 and body[:6] == b"Exif\x00\x00":
+                return body[6:]
+            pos += 2 + length
+        return None
+    if data[:8] == b"\x89PNG\r\n\x1a\n":  # PNG: the eXIf chunk
+        pos = 8
+        while pos + 8 <= len(data):
+            length, kind = struct.unpack_from(">I4s", data, pos)
+            if kind == b"eXIf":
+                return data[pos + 8 : pos + 8 + length]
+            if kind == b"IDAT" or kind == b"IEND":
+                return None
+            pos += 12 + length
+        return None
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # WebP: the EXIF chunk
+        pos = 12
+        while pos + 8 <= len(data):
+            kind, length = struct.unpack_from("<4sI", data, pos)
+            if kind == b"EXIF":
+                body = data[pos + 8 : pos + 8 + length]
+                return body[6:] if body[:6] == b"Exif\x00\x00" else body
+            pos += 8 + length + (length & 1)
+        return None
+    return None
 
-    Returns:
-        ``(H, W, 3)`` uint8 RGB array in the file's raw pixel frame (EXIF orientation ignored).
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation of an image file's bytes: 1 (upright, also when there is no tag) to 8, as the EXIF
+    standard numbers them (6: the stored pixels must turn 90 degrees clockwise to be upright).
+
+    JPEG (APP1 Exif), PNG (eXIf) and WebP (EXIF) files; other formats (TIFF: OpenCV applies its tag when decoding)
+    and damaged EXIF data give 1.
+    """
+    try:
+        block = _exif_block(data)
+        return _tiff_orientation(block) if block else 1
+    except struct.error:
+        return 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` ``(H, W, ...)`` turned upright by an EXIF ``orientation`` (1-8), as ``PIL.ImageOps.exif_transpose``
+    turns it: 2 mirror left-right, 3 rotate 180, 4 mirror top-bottom, 5 transpose, 6 rotate 90 clockwise,
+    7 transverse, 8 rotate 90 counter-clockwise (5-8 swap height and width). A contiguous copy unless 1.
 
     Raises:
-        ImageReadError: (an ``OSError`` and a ``ValueError``) the file is missing, unreadable, empty, a video
-            (:data:`VIDEO_SUFFIXES`), or OpenCV cannot decode it; the message names the file.
+        ValueError: an orientation outside 1-8.
     """
-    path = os.fspath(path)
+    if orientation == 1:
+        return image
+    if orientation == 2:
+        out = image[:, ::-1]
+    elif orientation == 3:
+        out = image[::-1, ::-1]
+    elif orientation == 4:
+        out = image[::-1]
+    elif orientation == 5:
+        out = np.swapaxes(image, 0, 1)
+    elif orientation == 6:
+        out = np.rot90(image, -1)
+    elif orientation == 7:
+        out = np.swapaxes(image, 0, 1)[::-1, ::-1]
+    elif orientation == 8:
+        out = np.rot90(image, 1)
+    else:
+        raise ValueError(f"EXIF orientation must be 1 to 8, got {orientation}")
+    return np.ascontiguousarray(out)
+
+
+def _read_file(path: str) -> bytes:
     if not os.path.isfile(path):
         raise ImageReadError(path, "file does not exist")
     suffix = os.path.splitext(path)[1].lower()
@@ -92,7 +204,12 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, f"could not open it ({e.strerror or e})") from e
     if not data:
         raise ImageReadError(path, "file is empty")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return data
+
+
+def _decode(data: bytes, path: str) -> np.ndarray:
+    """Stored pixels as ``(H, W, 3)`` uint8 RGB (EXIF orientation not applied)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # never applies EXIF orientation
     if image is None or image.size == 0:
         raise ImageReadError(path, "OpenCV could not decode it (corrupt or unsupported format)")
     image = _to_uint8(image, path)
@@ -108,6 +225,55 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if channels == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     raise ImageReadError(path, f"unsupported number of channels {channels}; expected 1, 3 or 4")
+
+
+def load_image(path: str | os.PathLike, *, apply_exif: bool = False) -> np.ndarray:
+    """Read an image file as RGB.
+
+    Grayscale is replicated to 3 channels, an alpha channel is dropped (not blended), and 16-bit images are
+    scaled to 8 bits over the full range (``round(v * 255 / 65535)``), not truncated.
+
+    Args:
+        path: image file (any format OpenCV decodes: JPEG, PNG, TIFF, BMP, WebP, ...).
+        apply_exif: turn the pixels upright by the file's EXIF orientation tag (:func:`exif_orientation`,
+            :func:`apply_orientation`), as :func:`read_image` (inference) does; ``False`` (default): the stored
+            pixel frame, the frame of COCO's annotations (see the module docstring).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB array (``(W, H, 3)`` for a 90-degree tag with ``apply_exif``).
+
+    Raises:
+        ImageReadError: (an ``OSError`` and a ``ValueError``) the file is missing, unreadable, empty, a video
+            (:data:`VIDEO_SUFFIXES`), or OpenCV cannot decode it; the message names the file.
+    """
+    path = os.fspath(path)
+    data = _read_file(path)
+    image = _decode(data, path)
+    return apply_orientation(image, exif_orientation(data)) if apply_exif else image
+
+
+def load_annotated_image(path: str | os.PathLike, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """An annotated image in the frame of its annotations (training, evaluation): the stored pixels, as COCO and
+    the official loader read them, unless only the EXIF-upright image has the record's ``height`` x ``width``
+    (an annotation tool showed it upright: 90-degree tags), in which case that one.
+
+    Args:
+        path: the image file. height, width: the image record's size (``None``: the stored pixels).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB; its size may still differ from the record's (the caller says so).
+
+    Raises:
+        ImageReadError: as :func:`load_image`.
+    """
+    path = os.fspath(path)
+    data = _read_file(path)
+    image = _decode(data, path)
+    if height and width and image.shape[:2] != (int(height), int(width)):
+        orientation = exif_orientation(data)
+        if orientation >= 5 and image.shape[:2] == (int(width), int(height)):
+            return apply_orientation(image, orientation)
+    return image
 
 
 def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
@@ -178,14 +344,15 @@ def _label(path: Path, base: str | None) -> str:
 
 
 def read_image(image: str | os.PathLike | np.ndarray) -> np.ndarray:
-    """An image path (read with ``bottomup.data.io.load_image``) or an ``(H, W, 3)`` uint8 RGB array (checked).
+    """An image path (read with :func:`load_image`, turned upright by its EXIF orientation) or an ``(H, W, 3)``
+    uint8 RGB array (checked, used as it is).
 
     Raises:
         bottomup.data.io.ImageReadError: missing / unreadable file.
         TypeError / ValueError: anything else, or an array of the wrong shape or dtype.
     """
     if isinstance(image, (str, os.PathLike)):
-        return load_image(image)
+        return load_image(image, apply_exif=True)
     if isinstance(image, np.ndarray):
         return check_image(image)
     raise TypeError(f"image must be a path or an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__}")

@@ -256,15 +256,34 @@ def check_image(image: np.ndarray) -> np.ndarray:
     """``image`` if it is an ``(H, W, 3)`` uint8 RGB numpy array.
 
     Raises:
-        TypeError: not a numpy array. ValueError: another shape or dtype (the message says how to convert).
+        TypeError: not a numpy array. ValueError: another shape or dtype (the message gives the value range and how
+            to convert: a 0-1 float image is scaled by 255 first, which ``.astype(np.uint8)`` alone would not do).
     """
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image must have shape (H, W, 3) (RGB), got {image.shape}")
     if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}; convert with .astype(np.uint8)")
+        raise ValueError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}{_conversion_advice(image)}")
     return image
+
+
+def _conversion_advice(image: np.ndarray) -> str:
+    """The value range of a non-uint8 image and how to convert it to uint8 0-255."""
+    if image.dtype == np.bool_ or not np.issubdtype(image.dtype, np.number):
+        return "; convert it to uint8 RGB 0-255"
+    low, high = float(np.nanmin(image)), float(np.nanmax(image))
+    seen = f" (values {low:g} to {high:g})"
+    if np.issubdtype(image.dtype, np.floating):
+        looks = "0-1" if high <= 1.0 else "0-255"
+        return (
+            f"{seen}; a 0-1 float image (this one looks {looks}) converts with (img * 255).round().astype(np.uint8), "
+            "a 0-255 one with img.clip(0, 255).round().astype(np.uint8) (.astype(np.uint8) alone turns a 0-1 image "
+            "black)"
+        )
+    if image.dtype == np.uint16 and high > 255:
+        return f"{seen}; a 16-bit image converts with (img / 257).round().astype(np.uint8)"
+    return f"{seen}; values 0-255 convert with img.clip(0, 255).astype(np.uint8)"
 
 
 def preprocess(

@@ -1,7 +1,11 @@
 """Export a ``Predictor`` (network + test settings) to ONNX or OpenVINO IR with its test-time graph, optionally INT8.
 
-Writes the model file and a JSON beside it (:func:`export_metadata`), which
-:class:`bottomup.deploy.runtime.DeployedPoseEstimator` reads. The graph is :class:`bottomup.deploy.graph.DecodeGraph`:
+Writes the model file and its JSON beside it (:func:`export_metadata`; ``model.onnx`` -> ``model.onnx.json``,
+``bottomup.deploy.runtime.metadata_path``), which :class:`bottomup.deploy.runtime.DeployedPoseEstimator` reads; the
+JSON records the model file's name and SHA-256 checksums (of the ``.onnx``, or of the ``.xml`` and its ``.bin``),
+and the runtime refuses a model file that does not match them. Everything is written into a temporary folder beside
+the target and moved into place at the end (weights, model file, JSON last): a failed export leaves the files that
+were there before. The graph is :class:`bottomup.deploy.graph.DecodeGraph`:
 network, flip test, stage / flip averaging, projection, NMS and top-k; grouping stays on the host.
 
 * ONNX: ``torch.onnx.export`` with the dynamo exporter (``torch.export``; opset 18, the opset it targets in torch
@@ -34,7 +38,15 @@ from bottomup.core.io import write_json
 from bottomup.data.io import read_image
 from bottomup.data.transforms import IMAGENET_MEAN, IMAGENET_STD, INPUT_MULTIPLE, preprocess_array, resize_transform
 from bottomup.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DecodeGraph
-from bottomup.deploy.runtime import EXPORT_FORMAT, EXPORT_VERSION, INSTALL_HINT, metadata_path
+from bottomup.deploy.runtime import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    INSTALL_HINT,
+    metadata_path,
+    model_checksums,
+    model_files,
+    read_metadata,
+)
 from bottomup.engine.estimator import PoseEstimator as Predictor
 
 __all__ = [
@@ -48,6 +60,7 @@ __all__ = [
     "network_node_names",
     "decode_node_names",
     "INT8_OPS",
+    "MIN_CALIBRATION_IMAGES",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +69,11 @@ log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 #: ``torch.onnx.export`` front ends and their opset.
 EXPORTERS = {"dynamo": 18, "torchscript": 17}
+#: Fewer INT8 calibration images than this get a warning. Static quantisation fixes each quantised layer's range
+#: from the activations of the calibration images (MinMax for ONNX Runtime; NNCF's statistics); a handful of images
+#: gives ranges of a handful of scenes, which clip or waste the 256 levels on others. 32 is a floor, not a target
+#: (the CLI takes up to ``--calib-count`` 100; a few hundred real images of the deployment's kind are better).
+MIN_CALIBRATION_IMAGES = 32
 
 
 def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: Any) -> dict[str, Any]:
@@ -67,6 +85,9 @@ def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: A
     ``std`` of RGB in [0, 1], ``pixel_scale`` 1/255); ``strides`` of the network outputs; test-time settings
     (``flip_test``, ``scales`` = ``[1.0]``, ``grouping``: NMS kernel and M in the graph, the rest on the host);
     the graph's ``input_name`` / ``output_names``; ``precision`` (fp32 / int8); ``extra`` (summary, exporter, ...).
+    When written, ``model_file`` (the model file's name) and ``model_sha256`` (``{file name: SHA-256}`` of the
+    ``.onnx``, or of the ``.xml`` and ``.bin``) are added, which the runtime checks
+    (``bottomup.deploy.runtime.verify_model_files``).
     """
     codec = predictor.codec
     layout = predictor.layout
@@ -146,6 +167,9 @@ def _export_torchscript(graph: DecodeGraph, x: torch.Tensor, path: Path, opset: 
 def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> list[np.ndarray]:
     """Network inputs for INT8 calibration: each image resized and normalised like at test time.
 
+    Fewer than :data:`MIN_CALIBRATION_IMAGES` images are used with a warning (the ranges then come from a few
+    scenes).
+
     Args:
         images: image files (``bottomup.data.io.expand_inputs`` expands folders / globs).
         input_size: the test-time short side.
@@ -158,7 +182,36 @@ def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> 
     """
     if not images:
         raise ValueError("INT8 calibration needs images (--calib FOLDER with a few hundred real images; 20+ work)")
+    if len(images) < MIN_CALIBRATION_IMAGES:
+        log.warning(
+            "INT8 calibration on %d image%s only (at least %d recommended, a few hundred is better): the quantisation "
+            "ranges come from those scenes and may clip others; give --calib a folder of more real images",
+            len(images), "" if len(images) == 1 else "s", MIN_CALIBRATION_IMAGES,
+        )  # fmt: skip
     return [preprocess_array(read_image(p), input_size)[0] for p in images]
+
+
+def _publish(staged: Path, path: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    """Move a model staged in a temporary folder (``staged``, named ``path.name``; with its ``.bin`` for an IR) to
+    ``path``'s folder with its JSON: the JSON (``meta`` + ``model_file`` + ``model_sha256`` of the staged files) is
+    written beside ``staged`` first, then the weights, the model file and the JSON last replace their namesakes
+    (``os.replace``, same file system). A failure before the moves leaves the files that were there; between them,
+    the checksums make the runtime refuse the mix.
+
+    Returns:
+        ``{"model", "metadata"}`` (+ ``"weights"`` for an IR) at their final paths.
+    """
+    if staged.name != path.name:
+        raise ValueError(f"staged model {staged.name} must have the final name {path.name}")
+    meta = {**meta, "model_file": path.name, "model_sha256": model_checksums(staged)}
+    write_json(metadata_path(staged), meta)
+    files = model_files(staged)
+    for src in [*files[1:], files[0], metadata_path(staged)]:
+        os.replace(src, path.parent / src.name)
+    written = {"model": path, "metadata": metadata_path(path)}
+    if len(files) > 1:
+        written["weights"] = path.with_suffix(".bin")
+    return written
 
 
 def _quantize_openvino(model: Any, inputs: list[np.ndarray], decode_nodes: Collection[str]) -> Any:
@@ -197,7 +250,7 @@ def _quantize_openvino(model: Any, inputs: list[np.ndarray], decode_nodes: Colle
 
 def _write_openvino(onnx_path: Path, path: Path, calibration: list[np.ndarray] | None) -> None:
     """ONNX file -> OpenVINO IR at ``path`` (``.xml`` + ``.bin``, fp32 weights), INT8 with ``calibration`` inputs;
-    written next to ``path`` first and moved into place (a failure leaves any older IR whole)."""
+    ``path`` is in the caller's temporary folder (:func:`_publish` moves it into place)."""
     try:
         import openvino as ov
     except ImportError as e:
@@ -205,11 +258,7 @@ def _write_openvino(onnx_path: Path, path: Path, calibration: list[np.ndarray] |
     model = ov.convert_model(str(onnx_path))
     if calibration is not None:
         model = _quantize_openvino(model, calibration, decode_node_names(onnx_path))
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-ir-") as tmp:
-        tmp_xml = Path(tmp) / path.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(tmp_xml, path)
+    ov.save_model(model, str(path), compress_to_fp16=False)
 
 
 #: ONNX op types that ``quantize_onnx`` quantises inside the network, per ``ops`` choice: ``"conv"`` the
@@ -262,18 +311,13 @@ def quantize_onnx(
     projection, max-pool, top-k) stay in float.
 
     Returns:
-        ``{"model", "metadata"}`` paths.
+        ``{"model", "metadata"}`` paths (written together: nothing is replaced when quantisation fails).
 
     Raises:
-        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON. ValueError: a path not ending in .onnx,
-        no images, ``ops`` not in ``INT8_OPS``. ImportError: onnxruntime missing.
+        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON, or ``onnx_path`` not the file it
+        describes. ValueError: a path not ending in .onnx, no images, ``ops`` not in ``INT8_OPS``. ImportError:
+        onnxruntime missing. OSError: the folder of ``path`` cannot be written.
     """
-    from bottomup.deploy.runtime import read_metadata
-
-    try:
-        from onnxruntime import quantization as ortq
-    except ImportError as e:
-        raise ImportError(f"ONNX Runtime INT8 needs the package 'onnxruntime': {INSTALL_HINT}") from e
     onnx_path, path = Path(onnx_path), Path(path)
     if ops not in INT8_OPS:
         raise ValueError(f"INT8 ops must be one of {list(INT8_OPS)} (--int8-ops), got {ops!r}")
@@ -281,6 +325,21 @@ def quantize_onnx(
         raise ValueError(f"{path}: an ONNX file name must end in .onnx")
     meta = read_metadata(onnx_path)
     inputs = calibration_inputs(calibration, int(meta["input_size"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-q-") as tmp:
+        staged = Path(tmp) / path.name
+        _quantize_onnx_file(onnx_path, staged, inputs, ops, meta["input_name"])
+        meta = {**meta, "precision": "int8", "calibration_images": len(inputs), "int8_ops": ops}
+        return _publish(staged, path, meta)
+
+
+def _quantize_onnx_file(onnx_path: Path, out: Path, inputs: list[np.ndarray], ops: str, input_name: str) -> None:
+    """``quantize_static`` of ``onnx_path`` (an exported ``DecodeGraph``) into ``out`` on the network inputs
+    ``inputs`` (:func:`calibration_inputs`), its intermediate file beside ``out``."""
+    try:
+        from onnxruntime import quantization as ortq
+    except ImportError as e:
+        raise ImportError(f"ONNX Runtime INT8 needs the package 'onnxruntime': {INSTALL_HINT}") from e
 
     class _Reader(ortq.CalibrationDataReader):
         def __init__(self) -> None:
@@ -288,13 +347,11 @@ def quantize_onnx(
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self.items, None)
-            return None if x is None else {meta["input_name"]: x}
+            return None if x is None else {input_name: x}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-q-") as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".pre-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         ortq.quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-        out = Path(tmp) / path.name
         ortq.quantize_static(
             str(pre),
             str(out),
@@ -307,10 +364,6 @@ def quantize_onnx(
             weight_type=ortq.QuantType.QInt8,
             calibrate_method=ortq.CalibrationMethod.MinMax,
         )
-        os.replace(out, path)
-    meta = {**meta, "precision": "int8", "model_file": path.name, "calibration_images": len(inputs), "int8_ops": ops}
-    write_json(metadata_path(path), meta)
-    return {"model": path, "metadata": metadata_path(path)}
 
 
 def convert_to_openvino(
@@ -328,29 +381,28 @@ def convert_to_openvino(
         int8: quantise with NNCF on ``calibration`` images (resized like at test time).
 
     Returns:
-        ``{"model", "weights", "metadata"}`` paths.
+        ``{"model", "weights", "metadata"}`` paths (written together: nothing is replaced when conversion fails).
 
     Raises:
-        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON. ValueError: a path not ending in .xml,
-        INT8 without images. ImportError: openvino / nncf missing.
+        bottomup.deploy.runtime.ModelFileError: a missing / foreign JSON, or ``onnx_path`` not the file it
+        describes. ValueError: a path not ending in .xml, INT8 without images. ImportError: openvino / nncf
+        missing. OSError: the folder of ``path`` cannot be written.
     """
-    from bottomup.deploy.runtime import read_metadata
-
     onnx_path, path = Path(onnx_path), Path(path)
     if path.suffix != ".xml":
         raise ValueError(f"{path}: an OpenVINO IR file name must end in .xml")
     meta = read_metadata(onnx_path)
     inputs = calibration_inputs(calibration, int(meta["input_size"])) if int8 else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_openvino(onnx_path, path, inputs)
     meta = {
         **meta,
         "precision": "int8" if int8 else meta.get("precision", "fp32"),
-        "model_file": path.name,
         "calibration_images": len(inputs or []),
     }
-    write_json(metadata_path(path), meta)
-    return {"model": path, "weights": path.with_suffix(".bin"), "metadata": metadata_path(path)}
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-ir-") as tmp:
+        staged = Path(tmp) / path.name
+        _write_openvino(onnx_path, staged, inputs)
+        return _publish(staged, path, meta)
 
 
 def export_model(
@@ -418,31 +470,25 @@ def export_model(
     ).eval()
     inputs = calibration_inputs(calibration, predictor.input_size) if int8 else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = {"model": path, "metadata": metadata_path(path)}
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-") as tmp:
-        onnx_path = Path(tmp) / "model.onnx" if format == "openvino" else Path(tmp) / path.name
-        with torch.inference_mode(False), torch.no_grad():
-            _export_onnx(graph, onnx_path, predictor.input_size, exporter)
-        if format == "onnx" and int8:
-            fp32 = Path(tmp) / "fp32.onnx"
-            os.replace(onnx_path, fp32)
-            write_json(metadata_path(fp32), export_metadata(predictor))
-            quantize_onnx(fp32, path, calibration=calibration, ops=int8_ops or "conv")
-        elif format == "onnx":
-            os.replace(onnx_path, path)
-        else:
-            _write_openvino(onnx_path, path, inputs if int8 else None)
-            written["weights"] = path.with_suffix(".bin")
     meta = export_metadata(
         predictor,
         precision="int8" if int8 else "fp32",
         exporter=exporter,
         opset=EXPORTERS[exporter],
-        model_file=path.name,
         calibration_images=len(inputs),
         **({"int8_ops": int8_ops or "conv"} if int8 and format == "onnx" else {}),
         **extra,
     )
-    write_json(written["metadata"], meta)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-") as tmp:
+        staged = Path(tmp) / path.name
+        onnx_path = staged if format == "onnx" and not int8 else Path(tmp) / "graph" / "fp32.onnx"
+        onnx_path.parent.mkdir(exist_ok=True)
+        with torch.inference_mode(False), torch.no_grad():
+            _export_onnx(graph, onnx_path, predictor.input_size, exporter)
+        if format == "onnx" and int8:
+            _quantize_onnx_file(onnx_path, staged, inputs, int8_ops or "conv", INPUT_NAME)
+        elif format == "openvino":
+            _write_openvino(onnx_path, staged, inputs if int8 else None)
+        written = _publish(staged, path, meta)
     log.info("exported %s (%s, %s) and %s", path, format, meta["precision"], written["metadata"])
     return written

@@ -1,10 +1,14 @@
 """Torch-free runtime of an exported model: image in, people out, on ONNX Runtime or OpenVINO.
 
 An export (``python -m bottomup.export``, :mod:`bottomup.deploy.export`) is a model file -- ``.onnx`` or OpenVINO IR
-``.xml`` (+ ``.bin``) -- holding :class:`bottomup.deploy.graph.DecodeGraph`, and a JSON file beside it (same stem,
-``.json``) with everything else the test-time pipeline needs: keypoint names, flip index, joint order, skeleton,
-the input size rule, normalisation, strides and the grouping settings. :class:`DeployedPoseEstimator` reads both,
-then per image:
+``.xml`` (+ ``.bin``) -- holding :class:`bottomup.deploy.graph.DecodeGraph`, and a JSON file beside it with everything
+else the test-time pipeline needs: keypoint names, flip index, joint order, skeleton, the input size rule,
+normalisation, strides and the grouping settings. One JSON per model file, named after it (``model.onnx`` ->
+``model.onnx.json``, ``model.xml`` -> ``model.xml.json``: :func:`metadata_path`), recording the model file's name and
+SHA-256 checksums of its files (``model_file``, ``model_sha256``), which :func:`read_metadata` checks, so that a JSON
+never describes another model file or an older version of it. Exports made before this naming have one
+``<stem>.json``; it is still read when the model file's own JSON is missing, if it names this model file.
+:class:`DeployedPoseEstimator` reads both, then per image:
 
 1. ``bottomup.data.transforms.preprocess_array``: the official resize (short side ``input_size`` rounded up to a
    multiple of 64, long side by aspect) and ImageNet normalisation, in numpy;
@@ -22,6 +26,7 @@ Letters: N people, K keypoints, M candidates per joint, L tag dimensions, H x W 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -46,8 +51,13 @@ __all__ = [
     "ExportedBackend",
     "ModelFileError",
     "backend_for",
+    "find_metadata",
+    "legacy_metadata_path",
     "metadata_path",
+    "model_checksums",
+    "model_files",
     "read_metadata",
+    "verify_model_files",
 ]
 
 #: ``"format"`` value of an export's JSON, and its layout version.
@@ -85,8 +95,87 @@ class ModelFileError(ValueError):
 
 
 def metadata_path(model_path: str | os.PathLike) -> Path:
-    """The JSON beside a model file: same folder and stem, suffix ``.json``."""
+    """The JSON of a model file: same folder, the model file's name + ``.json`` (``model.onnx`` ->
+    ``model.onnx.json``, ``model.xml`` -> ``model.xml.json``), so that a ``.onnx`` and an ``.xml`` of one stem
+    each keep their own."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+def legacy_metadata_path(model_path: str | os.PathLike) -> Path:
+    """Where exports before one JSON per model file put it: same stem, suffix ``.json`` (shared by a ``.onnx`` and
+    an ``.xml`` of that stem). :func:`read_metadata` reads it only when :func:`metadata_path` is missing and only if
+    its ``model_file`` names this model file."""
     return Path(model_path).with_suffix(".json")
+
+
+def find_metadata(model_path: str | os.PathLike) -> Path:
+    """The JSON :func:`read_metadata` reads for ``model_path``: :func:`metadata_path`, or the
+    :func:`legacy_metadata_path` of an older export when only that exists (:func:`metadata_path` when neither)."""
+    own, legacy = metadata_path(model_path), legacy_metadata_path(model_path)
+    return legacy if not own.is_file() and legacy.is_file() else own
+
+
+def model_files(model_path: str | os.PathLike) -> list[Path]:
+    """The files a model consists of: the ``.onnx`` alone; an OpenVINO ``.xml`` and its ``.bin`` (weights)."""
+    path = Path(model_path)
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_checksums(model_path: str | os.PathLike) -> dict[str, str]:
+    """``{file name: SHA-256 hex digest}`` of each of :func:`model_files` (what an export's JSON records as
+    ``model_sha256``).
+
+    Raises:
+        OSError: a file cannot be read (e.g. an ``.xml`` whose ``.bin`` is missing).
+    """
+    return {p.name: _sha256(p) for p in model_files(model_path)}
+
+
+def verify_model_files(model_path: str | os.PathLike, meta: dict[str, Any], json_path: str | os.PathLike) -> None:
+    """Check that ``meta`` (read from ``json_path``) describes ``model_path``: its ``model_file`` names it and, when
+    the JSON records ``model_sha256`` (exports since one JSON per model file; required in a
+    :func:`metadata_path` JSON), every file of the model has the recorded checksum.
+
+    Raises:
+        ModelFileError: another model file named, a file missing, or a checksum that differs (the message names the
+            model file and the JSON, and says to export again).
+    """
+    path, json_path = Path(model_path), Path(json_path)
+    again = f"export again (python -m bottomup.export CHECKPOINT {path.name}) so that the two are written together"
+    named = meta.get("model_file")
+    if named is not None and named != path.name:
+        raise ModelFileError(
+            f"{json_path} describes the model file {named!r}, not {path}: the JSON belongs to another export; {again}"
+        )
+    recorded = meta.get("model_sha256")
+    if recorded is None:
+        if json_path == metadata_path(path):
+            raise ModelFileError(f"{json_path}: no 'model_sha256' checksum of {path.name}; {again}")
+        return  # an export before checksums (its <stem>.json names this model file)
+    if not isinstance(recorded, dict):
+        raise ModelFileError(f"{json_path}: 'model_sha256' must map file names to checksums; {again}")
+    for file in model_files(path):
+        if not file.is_file():
+            raise ModelFileError(f"{file}: missing; {path.name} needs it beside it (copy it along, or {again})")
+        want = recorded.get(file.name)
+        if want is None:
+            raise ModelFileError(f"{json_path} records no checksum of {file.name}; {again}")
+        got = _sha256(file)
+        if got != want:
+            raise ModelFileError(
+                f"{file} does not match {json_path}: SHA-256 {got[:12]}... but the JSON was written for "
+                f"{want[:12]}... (the model file was replaced or changed after the export, or the JSON belongs to "
+                f"another export); {again}"
+            )
 
 
 def backend_for(model_path: str | os.PathLike, backend: str | None = None) -> str:
@@ -118,17 +207,25 @@ def backend_for(model_path: str | os.PathLike, backend: str | None = None) -> st
     return backend
 
 
-def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check the JSON beside ``model_path``.
+def read_metadata(model_path: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
+    """Read and check the JSON of ``model_path``: :func:`metadata_path`, else (an older export) the
+    :func:`legacy_metadata_path` if it names this model file.
+
+    Args:
+        model_path: the ``.onnx`` / ``.xml``.
+        verify: also check that the JSON describes this model file (:func:`verify_model_files`: name and SHA-256
+            checksums).
 
     Returns:
         the JSON object (see :func:`bottomup.deploy.export.export_metadata` for its keys).
 
     Raises:
-        ModelFileError: the JSON is missing, not JSON, not an export's, of another version, or misses keys /
-            holds inconsistent ones (the message names the JSON file and the key).
+        ModelFileError: the JSON is missing, not JSON, not an export's, of another version, misses keys / holds
+            inconsistent ones, or describes another model file or other contents (the message names the JSON
+            file and the key, or both files).
     """
-    path = metadata_path(model_path)
+    path = find_metadata(model_path)
+    legacy = legacy_metadata_path(model_path)
     if not path.is_file():
         raise ModelFileError(
             f"{path}: missing; an exported model needs the JSON that python -m bottomup.export writes beside "
@@ -143,6 +240,12 @@ def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
     if meta.get("version") != EXPORT_VERSION:
         raise ModelFileError(
             f"{path}: export version {meta.get('version')!r}, this runtime reads version {EXPORT_VERSION}; export again"
+        )
+    if path == legacy and meta.get("model_file") != Path(model_path).name:
+        raise ModelFileError(
+            f"{path} describes the model file {meta.get('model_file')!r}, not {Path(model_path).name}, and "
+            f"{metadata_path(model_path).name} is missing: export {Path(model_path).name} again (python -m "
+            "bottomup.export), which writes its own JSON"
         )
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
@@ -159,6 +262,8 @@ def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
     unknown = set(meta["grouping"]) - set(GRAPH_GROUPING_KEYS + HOST_GROUPING_KEYS)
     if unknown:
         raise ModelFileError(f"{path}: unknown grouping keys {sorted(unknown)}")
+    if verify:
+        verify_model_files(model_path, meta, path)
     return meta
 
 
@@ -169,7 +274,7 @@ def _missing_extra(package: str, error: ImportError) -> ImportError:
 class _OnnxRuntime:
     """ONNX Runtime session on the CPU: ``run(x)`` -> the graph's outputs in ``output_names`` order."""
 
-    def __init__(self, path: Path, meta: dict[str, Any], threads: int | None) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], threads: int | None, json_name: str) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -188,7 +293,7 @@ class _OnnxRuntime:
         if inputs != [meta["input_name"]] or not set(self.output_names) <= set(outputs):
             raise ModelFileError(
                 f"{path}: inputs {inputs} / outputs {sorted(outputs)} do not match its JSON ({meta['input_name']!r} -> "
-                f"{self.output_names}); the model file and {metadata_path(path).name} come from different exports"
+                f"{self.output_names}); the model file and {json_name} come from different exports"
             )
         self.input_name = inputs[0]
         self.heatmap_channels = outputs[self.output_names[0]].shape[0]
@@ -200,7 +305,7 @@ class _OnnxRuntime:
 class _OpenVINO:
     """OpenVINO compiled model on the CPU (IR ``.xml`` or ``.onnx``), fp32 inference precision."""
 
-    def __init__(self, path: Path, meta: dict[str, Any], threads: int | None) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], threads: int | None, json_name: str) -> None:
         try:
             import openvino as ov
         except ImportError as e:
@@ -218,7 +323,7 @@ class _OpenVINO:
             if not hits:
                 raise ModelFileError(
                     f"{path}: no output named {name!r} (its outputs: {names}); the model file and "
-                    f"{metadata_path(path).name} come from different exports"
+                    f"{json_name} come from different exports"
                 )
             index[name] = hits[0]
         self.order = [index[n] for n in self.output_names]
@@ -256,12 +361,14 @@ class ExportedBackend:
         name: the runtime, ``"onnxruntime"`` or ``"openvino"``.
         settings: the exported test settings (input size, flip test, grouping); only the host's grouping keys
             (:data:`HOST_GROUPING_KEYS`) can change (:meth:`with_settings`).
-        metadata: the export's JSON. precision: ``"fp32"`` or ``"int8"`` (the graph's).
+        metadata: the export's JSON; metadata_file: where it was read (:func:`find_metadata`). precision:
+            ``"fp32"`` or ``"int8"`` (the graph's).
         layout: the keypoint layout from the JSON (exports without ``oks_sigmas`` get COCO's by keypoint name).
 
     Raises:
-        ModelFileError: missing / unreadable model file or JSON, files of different exports, or a JSON whose
-            keypoints do not match the model's output channels (the message names the file).
+        ModelFileError: missing / unreadable model file or JSON, files of different exports (a JSON naming another
+            model file, or checksums that differ: :func:`verify_model_files`), or a JSON whose keypoints do not
+            match the model's output channels (the message names the file).
         ImportError: the runtime's package is missing (the message names the ``deploy`` extra).
         ValueError: unknown backend.
     """
@@ -272,6 +379,8 @@ class ExportedBackend:
         if not self.path.is_file():
             raise ModelFileError(f"{self.path}: no such model file")
         meta = read_metadata(self.path)
+        #: the JSON read (:func:`find_metadata`)
+        self.metadata_file = find_metadata(self.path)
         self.metadata = meta
         try:
             self.settings = TestSettings(
@@ -280,7 +389,7 @@ class ExportedBackend:
                 grouping=GroupingSettings.from_mapping(meta["grouping"]),
             )
         except (TypeError, ValueError) as e:
-            raise ModelFileError(f"{metadata_path(self.path)}: bad test settings ({e}); export again") from e
+            raise ModelFileError(f"{self.metadata_file}: bad test settings ({e}); export again") from e
         self.precision = str(meta.get("precision", "fp32"))
         self.strides = tuple(int(s) for s in meta.get("strides", (4, 2)))
         #: what the weights are, as the export described them (checkpoint summary)
@@ -288,11 +397,11 @@ class ExportedBackend:
         self.trained_on = str(meta.get("trained_on", ""))
         names = tuple(str(n) for n in meta["keypoint_names"])
         runner = _OnnxRuntime if self.name == "onnxruntime" else _OpenVINO
-        self._net = runner(self.path, meta, threads)
+        self._net = runner(self.path, meta, threads, self.metadata_file.name)
         channels = self._net.heatmap_channels
         if isinstance(channels, int) and channels != len(names):
             raise ModelFileError(
-                f"{metadata_path(self.path)}: {len(names)} keypoint names, but {self.path.name} outputs "
+                f"{self.metadata_file}: {len(names)} keypoint names, but {self.path.name} outputs "
                 f"{channels} heatmap channels; the JSON belongs to another export"
             )
         try:
@@ -306,7 +415,7 @@ class ExportedBackend:
                 category_id=int(meta.get("category_id", 1)),
             )
         except (IndexError, TypeError, ValueError) as e:
-            raise ModelFileError(f"{metadata_path(self.path)}: inconsistent keypoint layout ({e}); export again") from e
+            raise ModelFileError(f"{self.metadata_file}: inconsistent keypoint layout ({e}); export again") from e
 
     def with_settings(self, settings: TestSettings) -> ExportedBackend:
         """The same model with other host grouping settings.

@@ -40,6 +40,7 @@ __all__ = [
     "CheckpointWriteError",
     "remove_stale_temporaries",
     "find_checkpoint",
+    "folder_given_message",
 ]
 
 FORMAT_VERSION = 1
@@ -122,14 +123,43 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def folder_given_message(path: str | os.PathLike, given: str | None = None) -> str:
+    """The message for a folder given where a checkpoint file belongs: it names the ``last.pt`` / ``best.pt`` in it
+    to pass instead (or says there is none).
+
+    Args:
+        path: the folder. given: how it was given, e.g. ``"resume=runs/a"`` or ``"--checkpoint runs/a"`` (default
+            ``"checkpoint <path>"``).
+    """
+    path = Path(path)
+    given = given or f"checkpoint {path}"
+    what = {"last.pt": "the latest epoch, what resume= continues", "best.pt": "the best validation AP"}
+    inside = [f"{path / name} ({why})" for name, why in what.items() if (path / name).is_file()]
+    if inside:
+        return f"{given} is a folder, not a checkpoint file: pass the checkpoint in it, {' or '.join(inside)}"
+    return (
+        f"{given} is a folder, not a checkpoint file, and holds no last.pt / best.pt: pass a checkpoint file (a run's "
+        "last.pt / best.pt, or an official .pth)"
+    )
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", *, key: str | None = None
+) -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)`` (never executes code from the file).
+
+    Args:
+        path: the file. map_location: where tensors go.
+        key: the config key that gave ``path`` (``"resume"``, ``"checkpoint"``), for the messages.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        CheckpointError: the file is truncated, corrupt, or holds objects other than tensors and plain values.
+        CheckpointError: ``path`` is a folder (the message names the ``last.pt`` / ``best.pt`` in it), or the file
+            is truncated, corrupt, or holds objects other than tensors and plain values.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(folder_given_message(path, f"{key}={path}" if key else None))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from bottomup.core.io import write_json
 from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.annotations import keypoint_categories
-from bottomup.data.io import ImageReadError, load_image
+from bottomup.data.io import ImageReadError, load_annotated_image
 from bottomup.data.validate import check_keypoint_annotations
 from bottomup.engine.people import people_to_results
 
@@ -307,7 +307,7 @@ def evaluate_model(
         for img in tqdm(images, desc="evaluate", disable=not progress, dynamic_ncols=True, leave=False):
             path = image_dir / str(img["file_name"])
             try:
-                image = load_image(path)
+                image = load_annotated_image(path, img.get("height"), img.get("width"))  # the annotations' frame
                 if img.get("height") and img.get("width") and image.shape[:2] != (img["height"], img["width"]):
                     raise ImageReadError(
                         path,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from bottomup.build import build_model, build_train_dataset
 
@@ -219,3 +219,60 @@ def test_data_settings_from_the_config_are_checked_and_name_the_key(coco_root: P
         cfg = compose_train([f"data.root={coco_root}", override])
         with pytest.raises(ValueError, match=message):
             build_train_dataset(cfg.data, cfg.model.strides)
+
+
+def test_keys_added_with_plus_that_no_setting_reads_are_refused(coco_root: Path, tmp_path: Path) -> None:
+    """``+data.foo=1`` / ``+test.foo=1`` pass Hydra's schema (``+`` adds keys) and were ignored without a word:
+    training and evaluation refuse them before anything is read or written, naming the key; every key of the
+    published data configs is known; a checkpoint's saved config with an extra key still loads."""
+    import os
+    import subprocess
+    import sys
+
+    from bottomup.api import evaluate, train
+    from bottomup.build import check_run_config, data_keys
+
+    for data in ("coco", "crowdpose", "custom", "synthetic"):
+        for root in ("train", "eval"):
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                check_run_config(compose(config_name=root, overrides=[f"data={data}"]))
+    out = tmp_path / "out"
+    base = [f"data.root={coco_root}", f"output_dir={out}", "model.width=8", "data.input_size=128"]
+    cases = [
+        ("+data.foo=1", f"unknown key(s) data.foo: data holds {', '.join(sorted(data_keys()))}"),
+        ("+test.foo=1", "unknown key(s) test.foo: test holds input_size, scales, flip_test"),
+        ("+data.augmentation.flip=0", "unknown key(s) data.augmentation.flip: data.augmentation holds max_rotation"),
+    ]
+    for override, message in cases:
+        with pytest.raises(ValueError) as e:
+            train(compose_train([*base, override]))
+        assert str(e.value).startswith(message), str(e.value)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[*base, "checkpoint=/nowhere/best.pt", "+test.foo=1"])
+    with pytest.raises(ValueError, match=r"^unknown key\(s\) test\.foo: test holds input_size"):
+        evaluate(cfg)
+    assert not out.exists()
+    repo = CONF.parent
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bottomup.train", *base[:1], "+data.foo=1", f"hydra.run.dir={run}"],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    assert proc.returncode == 2 and "unknown key(s) data.foo: data holds" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr and not list(run.glob("*.pt"))
+
+
+def test_a_saved_config_with_keys_of_another_version_still_loads(quickstart_checkpoint: Path, tmp_path: Path) -> None:
+    from bottomup.api import PoseEstimator
+    from bottomup.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = load_checkpoint(quickstart_checkpoint)
+    saved = OmegaConf.create(checkpoint["config"])
+    with open_dict(saved):
+        saved.test.retired_setting = 3
+        saved.data.retired_key = "x"
+    checkpoint["config"] = OmegaConf.to_yaml(saved)
+    path = save_checkpoint(checkpoint, tmp_path / "older.pt")
+    estimator = PoseEstimator.from_checkpoint(path, device="cpu")
+    assert estimator.input_size == int(saved.test.input_size)

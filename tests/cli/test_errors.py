@@ -196,6 +196,37 @@ def test_an_image_of_another_size_than_its_record_is_skipped(coco_root, coco_tra
     assert "annotations are not in this image's frame" in caplog.text and record["file_name"] in caplog.text
 
 
+def test_a_crowd_rle_of_another_size_than_its_image_names_the_annotation(coco_root, coco_train, coco_layout, tmp_path):
+    """A crowd region's RLE ``size`` that disagrees with its image used to end in a bare NumPy broadcasting error
+    in the middle of an epoch: refused when the file is read, naming the file, both ids and both sizes; with no
+    size in the image record, when the image's mask is made."""
+    data = copy.deepcopy(coco_train)
+    crowd = next(a for a in data["annotations"] if a.get("iscrowd") and isinstance(a["segmentation"], dict))
+    record = next(img for img in data["images"] if img["id"] == crowd["image_id"])
+    height, width = record["height"], record["width"]
+    crowd["segmentation"]["size"] = [height + 1, width]
+    ann = _write(data, tmp_path / "rle.json")
+    with pytest.raises(ValueError) as e:
+        _dataset(coco_root, ann, coco_layout)
+    assert str(e.value) == (
+        f"annotation file {ann}: annotation id {crowd['id']} (image id {crowd['image_id']}): its segmentation RLE "
+        f"has 'size' [{height + 1}, {width}] ([height, width]) but its image record says [{height}, {width}] "
+        f"(height {height}, width {width}); fix the RLE or the image record"
+    )
+    del record["height"], record["width"]  # the size comes from the image file then
+    ds = _dataset(coco_root, _write(data, tmp_path / "rle_no_size.json"), coco_layout)
+    with pytest.raises(ValueError) as e:
+        ds.source.people(crowd["image_id"], height, width)
+    assert str(e.value) == (
+        f"annotation file {tmp_path / 'rle_no_size.json'}: annotation id {crowd['id']} (image id "
+        f"{crowd['image_id']}): its segmentation RLE has 'size' [{height + 1}, {width}] ([height, width]) but the "
+        f"image is [{height}, {width}] (height {height}, width {width})"
+    )
+    index = ds.image_ids.index(crowd["image_id"])
+    with pytest.raises(ValueError, match=rf"annotation id {crowd['id']} \(image id {crowd['image_id']}\)"):
+        ds[index]  # the training sample: the same message
+
+
 # ------------------------------------------------------------------ 5. options out of range
 @pytest.mark.parametrize(
     ("option", "message"),
@@ -291,6 +322,39 @@ def test_unloadable_checkpoints_say_why_without_unsafe_advice(tmp_path: Path) ->
 
     with pytest.raises(CheckpointError, match="evil.pt"):
         PoseEstimator.from_checkpoint(evil)
+
+
+def test_a_run_folder_given_as_a_checkpoint_names_the_files_in_it(coco_root: Path, tmp_path: Path, capsys) -> None:
+    """``resume=`` / ``checkpoint=`` / ``--checkpoint`` given a run's folder said "checkpoint not found" although the
+    folder exists: the message says it is a folder and names the last.pt / best.pt in it."""
+    from bottomup.export import main as export_main
+    from bottomup.infer import main as infer_main
+
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt"):
+        save_checkpoint({"model": {"w": torch.ones(1)}}, run / name)
+    inside = (
+        f"is a folder, not a checkpoint file: pass the checkpoint in it, {run / 'last.pt'} (the latest epoch, what "
+        f"resume= continues) or {run / 'best.pt'} (the best validation AP)"
+    )
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError) as e:
+        train(_cfg(coco_root, out, "trainer.epochs=1", f"resume={run}"))
+    assert str(e.value) == f"resume={run} {inside}"
+    with pytest.raises(CheckpointError) as e:
+        train(_cfg(coco_root, out, "trainer.epochs=1", f"checkpoint={run}"))
+    assert str(e.value) == f"checkpoint={run} {inside}"
+    assert not list(out.glob("*.pt"))
+    image = sorted((coco_root / "val2017").glob("*.jpg"))[0]
+    assert infer_main([str(image), "--checkpoint", str(run), "--output-dir", str(out), "--no-progress"]) == 2
+    assert f"--checkpoint {run} {inside}" in capsys.readouterr().err
+    assert export_main([str(run)]) == 2
+    assert f"error: checkpoint {run} {inside}" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match=r"empty is a folder, not a checkpoint file, and holds no last\.pt"):
+        load_checkpoint(empty)
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt"]
 
 
 def test_a_model_of_another_k_points_to_the_data_config(coco_root: Path, tmp_path: Path) -> None:

@@ -437,3 +437,34 @@ def test_an_unwritable_output_dir_is_a_usage_error_before_any_work(coco_root, ch
         "give a folder you can write to"
     ]
     assert proc.stdout == "" and not list(read_only.iterdir())
+
+
+def test_a_sideways_phone_photo_is_read_upright_by_infer_and_the_api(coco_root, checkpoints, tmp_path):
+    """A photo stored sideways with an EXIF orientation tag (6: turn 90 degrees clockwise), as phones write them,
+    gives the people of the upright image, in the upright frame (it used to run on the sideways pixels)."""
+    from PIL import Image
+
+    from bottomup.api import PoseEstimator
+    from bottomup.data.io import load_image
+
+    upright = load_image(coco_root / "val2017" / IMAGES[0])
+    im = Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1)))  # stored turned 90 degrees counter-clockwise
+    exif = im.getexif()
+    exif[0x0112] = 6
+    phone = tmp_path / "phone.png"  # lossless: the same pixels once turned
+    im.save(phone, exif=exif)
+    estimator = PoseEstimator.from_checkpoint(checkpoints["project"], device="cpu")
+    expected = estimator(upright)
+    assert len(expected) > 0
+    got = estimator(phone)
+    assert got.image.shape == upright.shape
+    np.testing.assert_array_equal(got.keypoints, expected.keypoints)
+    out = tmp_path / "out"
+    assert (
+        main([str(phone), "--checkpoint", str(checkpoints["project"]), "--output-dir", str(out), "--no-progress"]) == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == len(expected)
+    np.testing.assert_allclose(
+        np.reshape([r["keypoints"] for r in results], (-1, 17, 3)), expected.keypoints, atol=1e-3
+    )

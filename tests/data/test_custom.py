@@ -56,6 +56,37 @@ def test_custom_names_without_coco_sigmas_get_the_stated_default(five, tmp_path:
     assert "data.oks_sigmas not set" in caplog.text and "'snout'" in caplog.text
 
 
+def test_sided_keypoints_without_a_flip_partner_are_named(five, tmp_path: Path, caplog) -> None:
+    """``left_*`` without ``right_*`` (or a pair left out of data.flip_pairs) passed silently, and a flip then kept
+    its label on the mirrored side: one warning names them; COCO's and the five-keypoint layout get none."""
+    src = json.loads(five["train_ann"].read_text())
+    src["categories"][0]["keypoints"] = ["nose", "left_shoulder", "front_paw", "left_hip", "right_hip"]
+    ann = tmp_path / "one_sided.json"
+    ann.write_text(json.dumps(src))
+    cfg = custom_cfg(five, tmp_path, f"data.train_ann={ann}", f"data.val_ann={ann}")
+    with caplog.at_level(logging.WARNING, logger="bottomup"):
+        prepare_data_root(cfg.data)
+    warnings = [r.getMessage() for r in caplog.records if "flip partner" in r.getMessage()]
+    assert warnings == [
+        "data.keypoint_names: left_shoulder has a side but no flip partner in data.flip_pairs: left_shoulder (no "
+        "right_shoulder). A horizontal flip (data.augmentation.flip_prob, test.flip_test) mirrors the image but keeps "
+        "these labels, which then mark the other side; add the partner keypoints, pair them in data.flip_pairs, or "
+        "set data.augmentation.flip_prob=0 and test.flip_test=false"
+    ]
+    caplog.clear()
+    cfg = custom_cfg(five, tmp_path, "data.flip_pairs=[[left_hip,right_hip]]")  # the shoulders left out
+    with caplog.at_level(logging.WARNING, logger="bottomup"):
+        prepare_data_root(cfg.data)
+    assert "left_shoulder, right_shoulder have a side but no flip partner" in caplog.text
+    assert "left_shoulder (right_shoulder is a keypoint, not paired with it)" in caplog.text
+    caplog.clear()
+    for overrides in ([], ["data=coco"], ["data=crowdpose"]):
+        with caplog.at_level(logging.WARNING, logger="bottomup"):
+            prepare_data_root(custom_cfg(five, tmp_path, *overrides).data if not overrides else
+                              compose_train_config([*overrides, f"data.root={tmp_path}"]).data)  # fmt: skip
+    assert "flip partner" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -114,6 +145,62 @@ def test_five_keypoints_train_evaluate_and_infer(five, tmp_path: Path, coco_root
     # inference results carry the data set's category id too (infer's results.json, Prediction.to_coco)
     assert estimator.layout.category_id == 7 and pred.category_id == 7
     assert {r["category_id"] for r in pred.to_coco(image_id=1)} == {7} and pred[:1].category_id == 7
+
+
+def test_training_refuses_a_set_whose_images_are_all_missing(five, tmp_path: Path) -> None:
+    """data.train_images pointing at a folder without the images used to train "0 steps" (loss nan), exit 0, and
+    write best.pt / last.pt of an untrained network: exit 2 with one line, nothing written, what was there kept."""
+    import os
+    import subprocess
+    import sys
+
+    empty = tmp_path / "no_images"
+    empty.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"an earlier run's checkpoint")
+    data = json.loads(five["train_ann"].read_text())
+    with_people = {a["image_id"] for a in data["annotations"]}
+    used = [im["file_name"] for im in data["images"] if im["id"] in with_people]  # the images training would use
+    paths = [f"data.{k}={v}" for k, v in five.items() if k != "train_images"]
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bottomup.train", "data=custom", f"data.root={tmp_path}", *paths,
+         f"data.train_images={empty}", *SMALL, "trainer.epochs=1", f"hydra.run.dir={run}"],
+        cwd=repo, env={**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(repo)}, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert (
+        f"data.train_images={empty}: 0 of {len(used)} annotated images of data.train_ann={five['train_ann']} exist on disk "
+        f"(first missing: {used[0]}); point data.train_images at the folder that holds them"
+    ) in out, out[-3000:]
+    assert "Traceback" not in out and len(used) > 30
+    assert sorted(p.name for p in run.iterdir() if p.suffix == ".pt") == ["last.pt"]
+    assert (run / "last.pt").read_bytes() == b"an earlier run's checkpoint"
+
+
+def test_training_leaves_out_missing_images_with_one_warning(five, tmp_path: Path, caplog) -> None:
+    from bottomup.build import build_train_dataset
+
+    cfg = custom_cfg(five, tmp_path)
+    prepare_data_root(cfg.data)
+    full = build_train_dataset(cfg.data, cfg.model.strides)
+    some = tmp_path / "some"
+    some.mkdir()
+    names = [full.coco.imgs[i]["file_name"] for i in full.image_ids]
+    for name in names[:3]:
+        (some / name).symlink_to(five["train_images"] / name)
+    cfg.data.train_images = str(some)
+    with caplog.at_level(logging.WARNING, logger="bottomup.data"):
+        ds = build_train_dataset(cfg.data, cfg.model.strides)
+    assert ds.image_ids == full.image_ids[:3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"data.train_images={some}: {len(names) - 3} of {len(names)} annotated images of data.train_ann={five['train_ann']} are "
+        f"missing on disk (first missing: {names[3]}); using the other 3"
+    ]
 
 
 # ------------------------------------------------------------------------------------------------- fine-tuning

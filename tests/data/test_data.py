@@ -338,6 +338,80 @@ def test_load_ignores_exif_orientation(tmp_path):
     assert load_image(tmp_path / "exif.jpg").shape == (20, 40, 3)
 
 
+def _save_with_orientation(pixels: np.ndarray, path: Path, orientation: int, **options) -> Path:
+    """``pixels`` (RGB) stored as they are, with an EXIF orientation tag (Pillow writes the EXIF block)."""
+    from PIL import Image
+
+    im = Image.fromarray(pixels)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, exif=exif, **options)
+    return path
+
+
+@pytest.mark.parametrize(("suffix", "options"), [(".png", {}), (".webp", {"lossless": True})])
+def test_exif_orientation_is_applied_like_pil_exif_transpose(tmp_path, suffix, options):
+    """Every EXIF orientation (1-8), in PNG / WebP files: ``read_image`` (inference) turns the pixels like
+    ``PIL.ImageOps.exif_transpose``; ``load_image`` keeps the stored pixels (COCO's frame)."""
+    from PIL import Image, ImageOps
+
+    from bottomup.data.io import exif_orientation, read_image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)  # not symmetric in any way
+    for orientation in range(1, 9):
+        path = _save_with_orientation(pixels, tmp_path / f"o{orientation}{suffix}", orientation, **options)
+        assert exif_orientation(path.read_bytes()) == orientation
+        with Image.open(path) as im:
+            expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        got = read_image(path)
+        assert got.shape == ((10, 6, 3) if orientation >= 5 else (6, 10, 3)), orientation
+        np.testing.assert_array_equal(got, expected, err_msg=f"orientation {orientation}")
+        np.testing.assert_array_equal(load_image(path), pixels)
+
+
+def test_exif_orientation_of_a_jpeg_written_by_hand(tmp_path):
+    """A JPEG from OpenCV with an APP1 Exif segment spliced in by hand (big-endian TIFF, tag 6 = rotate 90 CW):
+    read upright by ``read_image``, as ``cv2.imread`` shows it; stored pixels by ``load_image``."""
+    import struct
+
+    from bottomup.data.io import read_image
+
+    bgr = np.zeros((40, 80, 3), np.uint8)
+    bgr[:, :20] = (0, 0, 255)  # a red band on the left of the stored pixels
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1)
+    tiff += struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">I", 0)
+    body = b"Exif\x00\x00" + tiff
+    data = jpeg.tobytes()
+    path = tmp_path / "sideways.jpg"
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + data[2:])
+    upright = read_image(path)
+    assert upright.shape == (80, 40, 3)
+    assert upright[:20, :, 0].mean() > 200 and upright[-20:, :, 0].mean() < 50  # the band now on top
+    np.testing.assert_array_equal(upright[..., ::-1], cv2.imread(str(path)))  # OpenCV's own reading
+    assert load_image(path).shape == (40, 80, 3)
+
+
+def test_annotated_images_stay_in_their_annotations_frame(coco_root, coco_layout, tmp_path):
+    """Training / evaluation read the stored pixels (COCO's annotations are in that frame, and the official loader
+    ignores the tag), unless only the upright image fits the image record's size: then the upright one."""
+    ann, images = _train_files(coco_root)
+    image_id = _make(coco_root, coco_layout).image_ids[0]
+    folder = tmp_path / "img"
+    folder.mkdir()
+    data = _subset_json(ann, tmp_path / "one.json", [image_id])
+    record = data["images"][0]
+    original = load_image(images / record["file_name"])
+    # a phone photo stored sideways: raw pixels turned 90 degrees counter-clockwise, tag 6 turns them back
+    _save_with_orientation(np.rot90(original, 1), folder / record["file_name"], 6, format="PNG")
+    ds = keypoint_dataset(tmp_path / "one.json", folder, coco_layout.keypoint_names, coco_layout.flip_pairs)
+    np.testing.assert_array_equal(ds.source.read_image(image_id), original)  # the record is the upright size
+    # tag 3 (rotate 180) keeps the size: the stored frame, as COCO and the official loader read it
+    _save_with_orientation(original, folder / record["file_name"], 3, format="PNG")
+    np.testing.assert_array_equal(ds.source.read_image(image_id), original)
+
+
 def test_corrupt_or_missing_image_raises(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())

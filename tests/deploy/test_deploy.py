@@ -23,7 +23,14 @@ import torch
 from bottomup.api import PoseEstimator
 from bottomup.data.io import read_image
 from bottomup.deploy.export import convert_to_openvino, export_model
-from bottomup.deploy.runtime import EXPORT_VERSION, DeployedPoseEstimator, ModelFileError, read_metadata
+from bottomup.deploy.runtime import (
+    EXPORT_VERSION,
+    DeployedPoseEstimator,
+    ModelFileError,
+    legacy_metadata_path,
+    metadata_path,
+    read_metadata,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 #: coco-mini val images: 640 x 480 (4:3 landscape) and one cropped to a square; people are found in both by both models
@@ -100,7 +107,7 @@ def test_exported_models_find_the_same_people_as_torch(which: str, request, coco
 
 def test_export_json_holds_the_test_time_settings(quickstart_export) -> None:
     estimator, files = quickstart_export
-    meta = json.loads(files["onnxruntime"].with_suffix(".json").read_text())
+    meta = json.loads(metadata_path(files["onnxruntime"]).read_text())
     assert meta["keypoint_names"] == list(estimator.layout.keypoint_names)
     assert meta["flip_index"] == estimator.flip_index and meta["joint_order"] == estimator.joint_order
     assert meta["input_size"] == estimator.input_size and meta["flip_test"] is True
@@ -199,13 +206,23 @@ def test_input_multiple_agrees_with_the_network() -> None:
     assert INPUT_MULTIPLE == NETWORK_MULTIPLE
 
 
+def _legacy_json(source: Path, model: Path, **changes) -> Path:
+    """``model``'s JSON as exports before one JSON per model file wrote it: ``<stem>.json``, no checksums, naming
+    ``model`` (``changes`` replace keys)."""
+    meta = json.loads(metadata_path(source).read_text())
+    meta.pop("model_sha256")
+    path = legacy_metadata_path(model)
+    path.write_text(json.dumps({**meta, "model_file": model.name, **changes}))
+    return path
+
+
 def test_bad_model_files_get_clear_errors(quickstart_export, tmp_path: Path) -> None:
     _, files = quickstart_export
     onnx = files["onnxruntime"]
     # missing JSON
     lonely = tmp_path / "lonely.onnx"
     shutil.copy(onnx, lonely)
-    with pytest.raises(ModelFileError, match=r"lonely\.json: missing"):
+    with pytest.raises(ModelFileError, match=r"lonely\.onnx\.json: missing"):
         DeployedPoseEstimator(lonely)
     # a JSON that is not an export's
     (tmp_path / "lonely.json").write_text(json.dumps({"hello": 1}))
@@ -219,16 +236,16 @@ def test_bad_model_files_get_clear_errors(quickstart_export, tmp_path: Path) -> 
     (tmp_path / "lonely.json").write_text("{not json")
     with pytest.raises(ModelFileError, match=r"lonely\.json: not a readable JSON"):
         DeployedPoseEstimator(lonely)
-    # a file that is not ONNX, with a good JSON
+    # a file that is not ONNX, with a good JSON (an older export's, without checksums, naming it)
     fake = tmp_path / "fake.onnx"
     fake.write_bytes(b"this is not a model")
-    shutil.copy(onnx.with_suffix(".json"), fake.with_suffix(".json"))
+    _legacy_json(onnx, fake)
     with pytest.raises(ModelFileError, match=r"fake\.onnx: ONNX Runtime cannot load"):
         DeployedPoseEstimator(fake)
     with pytest.raises(ModelFileError, match=r"fake\.onnx: OpenVINO cannot read"):
         DeployedPoseEstimator(fake, backend="openvino")
     # JSON keypoints that do not match the model's heatmap channels
-    meta = json.loads(onnx.with_suffix(".json").read_text())
+    meta = json.loads(metadata_path(onnx).read_text())
     k = len(meta["keypoint_names"]) - 1
     meta.update(keypoint_names=meta["keypoint_names"][:k], flip_index=list(range(k)), joint_order=list(range(k)))
     for path in files.values():
@@ -236,7 +253,8 @@ def test_bad_model_files_get_clear_errors(quickstart_export, tmp_path: Path) -> 
         shutil.copy(path, other)
         if path.suffix == ".xml":
             shutil.copy(path.with_suffix(".bin"), other.with_suffix(".bin"))
-        other.with_suffix(".json").write_text(json.dumps(meta))
+        meta.pop("model_sha256", None)  # an older export's JSON, which names its model file
+        other.with_suffix(".json").write_text(json.dumps({**meta, "model_file": other.name}))
         with pytest.raises(ModelFileError, match=rf"other\.json: {k} keypoint names, but other\{path.suffix} outputs"):
             DeployedPoseEstimator(other)
     # a checkpoint given to a deployed backend, an unknown suffix, a missing file
@@ -249,6 +267,135 @@ def test_bad_model_files_get_clear_errors(quickstart_export, tmp_path: Path) -> 
     # settings baked into the graph cannot be overridden at run time
     with pytest.raises(ValueError, match="max_people"):
         DeployedPoseEstimator(onnx, max_people=5)
+
+
+def test_each_model_file_has_its_own_json_bound_to_it_by_checksum(quickstart_export, tmp_path: Path) -> None:
+    """A ``.onnx`` and an ``.xml`` exported under one stem with other graph settings keep their own JSON each (a
+    shared ``<stem>.json`` used to be rewritten by the second export, and the first model then ran with its
+    settings); a JSON of another model of the same K, or a model file replaced after the export, is refused."""
+    import hashlib
+
+    estimator, files = quickstart_export
+    onnx = tmp_path / "model.onnx"
+    shutil.copy(files["onnxruntime"], onnx)
+    shutil.copy(metadata_path(files["onnxruntime"]), metadata_path(onnx))
+    other = estimator.with_settings(max_people=7)  # a graph setting (top-k)
+    other_onnx = export_model(other, tmp_path / "other" / "model.onnx", exporter="torchscript")["model"]
+    xml = convert_to_openvino(other_onnx, tmp_path / "model.xml")["model"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "model.bin", "model.onnx", "model.onnx.json", "model.xml", "model.xml.json"
+    ]  # fmt: skip
+    assert DeployedPoseEstimator(onnx).grouping["max_people"] == estimator.grouping["max_people"] != 7
+    assert DeployedPoseEstimator(xml).grouping["max_people"] == 7
+    meta = json.loads(metadata_path(xml).read_text())
+    assert meta["model_file"] == "model.xml"
+    assert meta["model_sha256"] == {
+        name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in ("model.xml", "model.bin")
+    }
+    good = metadata_path(onnx).read_text()
+    # the JSON of another model with the same K (the .xml's) beside the .onnx
+    shutil.copy(metadata_path(xml), metadata_path(onnx))
+    with pytest.raises(ModelFileError) as e:
+        DeployedPoseEstimator(onnx)
+    assert f"{metadata_path(onnx)} describes the model file 'model.xml', not {onnx}" in str(e.value)
+    assert "export again" in str(e.value)
+    # the model file replaced by another export's (same name, same K) after its JSON was written
+    metadata_path(onnx).write_text(good)
+    shutil.copy(other_onnx, onnx)
+    with pytest.raises(ModelFileError) as e:
+        DeployedPoseEstimator(onnx)
+    assert f"{onnx} does not match {metadata_path(onnx)}: SHA-256" in str(e.value) and "export again" in str(e.value)
+    # the weights of an IR changed after its export
+    with open(tmp_path / "model.bin", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelFileError, match=rf"model\.bin does not match {metadata_path(xml)}: SHA-256"):
+        DeployedPoseEstimator(xml)
+
+
+def test_a_failed_export_leaves_the_earlier_files(quickstart_export, tmp_path: Path, monkeypatch) -> None:
+    """The export is staged in a temporary folder: a failure half-way (here the ONNX writer stops after half a file)
+    replaces nothing and leaves no temporary files."""
+    import bottomup.deploy.export as export
+
+    estimator, files = quickstart_export
+    onnx = tmp_path / "model.onnx"
+    shutil.copy(files["onnxruntime"], onnx)
+    shutil.copy(metadata_path(files["onnxruntime"]), metadata_path(onnx))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def stops_half_way(graph, path, input_size, exporter):
+        path.write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 2])
+        raise RuntimeError("the exporter was killed")
+
+    monkeypatch.setattr(export, "_export_onnx", stops_half_way)
+    for target in (onnx, tmp_path / "model.xml"):
+        with pytest.raises(RuntimeError, match="killed"):
+            export_model(estimator, target)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert DeployedPoseEstimator(onnx).input_size == estimator.input_size
+
+
+def test_an_older_exports_shared_json_is_read_only_for_the_model_file_it_names(quickstart_export, tmp_path) -> None:
+    _, files = quickstart_export
+    onnx = tmp_path / "model.onnx"
+    shutil.copy(files["onnxruntime"], onnx)
+    _legacy_json(files["onnxruntime"], onnx)
+    assert not metadata_path(onnx).exists()
+    assert DeployedPoseEstimator(onnx).input_size == read_metadata(files["onnxruntime"])["input_size"]
+    _legacy_json(files["onnxruntime"], onnx, model_file="model.xml")  # the stem's .xml was exported last
+    with pytest.raises(ModelFileError) as e:
+        DeployedPoseEstimator(onnx)
+    assert f"{tmp_path / 'model.json'} describes the model file 'model.xml', not model.onnx" in str(e.value)
+    assert "model.onnx.json is missing: export model.onnx again" in str(e.value)
+
+
+def test_export_into_a_read_only_folder_is_a_one_line_error(
+    quickstart_checkpoint: Path, quickstart_export, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Exit 2 and one line naming the folder, before the checkpoint is loaded; what the folder held is kept."""
+    import errno
+
+    from bottomup.export import main
+
+    _, files = quickstart_export
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    for path in (files["onnxruntime"], metadata_path(files["onnxruntime"])):
+        shutil.copy(path, folder / path.name)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root writes into any folder: refuse like the kernel does for everyone else
+        real_open = os.open
+
+        def refuse(path, *args, **kwargs):
+            if folder in (Path(os.fspath(path)), Path(os.fspath(path)).parent):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refuse)
+    try:
+        status = main([str(quickstart_checkpoint), str(folder / "model.onnx"), "--exporter", "torchscript"])
+    finally:
+        monkeypatch.undo()
+        folder.chmod(0o755)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"error: cannot write model.onnx into {folder}: Permission denied" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_int8_calibration_on_few_images_warns(coco_root: Path, caplog) -> None:
+    from bottomup.deploy.export import MIN_CALIBRATION_IMAGES, calibration_inputs
+
+    images = sorted((coco_root / "train2017").glob("*.jpg"))
+    with caplog.at_level("WARNING", logger="bottomup.deploy.export"):
+        assert len(calibration_inputs(images[:1], 64)) == 1
+    assert f"INT8 calibration on 1 image only (at least {MIN_CALIBRATION_IMAGES} recommended" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bottomup.deploy.export"):
+        assert len(calibration_inputs(images[:MIN_CALIBRATION_IMAGES], 64)) == MIN_CALIBRATION_IMAGES == 32
+    assert "INT8 calibration" not in caplog.text
 
 
 def test_missing_backend_names_the_extra(quickstart_export, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,7 +432,7 @@ def test_exported_model_tracks_a_video_like_torch(quickstart_export, tmp_path: P
     estimator, files = quickstart_export
     clip = tmp_path / "walk.mp4"
     write_synthetic_video(clip, SyntheticVideo(seed=1, num_frames=5, width=192, height=160, num_people=2))
-    meta = json.loads(files["onnxruntime"].with_suffix(".json").read_text())
+    meta = json.loads(metadata_path(files["onnxruntime"]).read_text())
     assert meta["oks_sigmas"] == list(estimator.layout.oks_sigmas)
     status = main([str(clip), "--checkpoint", str(files["onnxruntime"]), "--backend", "onnxruntime",
                    "--output-dir", str(tmp_path / "out"), "--no-progress", "--no-render",
@@ -323,7 +470,7 @@ def test_export_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_int8_export_quantises_the_network_and_still_finds_people(
-    quickstart_export, coco_root: Path, tmp_path: Path
+    quickstart_export, coco_root: Path, tmp_path: Path, caplog
 ) -> None:
     """``--int8``: NNCF (OpenVINO IR) and ONNX Runtime static quantisation on real calibration images give models
     whose convolutions are quantised, the decode left in float, and that find people where fp32 does."""
@@ -334,7 +481,9 @@ def test_int8_export_quantises_the_network_and_still_finds_people(
 
     estimator, files = quickstart_export
     calib = sorted((coco_root / "train2017").glob("*.jpg"))[:3]
-    xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
+    with caplog.at_level("WARNING", logger="bottomup.deploy.export"):
+        xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
+    assert "INT8 calibration on 3 images only (at least 32 recommended" in caplog.text
     q_onnx = quantize_onnx(files["onnxruntime"], tmp_path / "int8.onnx", calibration=calib)["model"]
     q_all = quantize_onnx(files["onnxruntime"], tmp_path / "int8_all.onnx", calibration=calib, ops="all")["model"]
     ov_ops = ov.Core().read_model(str(xml)).get_ops()
