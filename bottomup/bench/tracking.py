@@ -53,39 +53,52 @@ def _exact_rows(video: SyntheticVideo, sigmas: np.ndarray) -> dict[str, float]:
     return tracking_metrics(rows, sigmas)
 
 
+def _union_oks(before: np.ndarray, after: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """``(M, N)`` OKS averaged over the joints present (score > 0.1) in either pose: a joint present in one pose only
+    counts 0, so a partial duplicate of a person is not similar to the whole person."""
+    oks, common = keypoint_oks(before, after, sigmas, threshold=0.1)
+    present_before = (before[..., 2] > 0.1).sum(1)[:, None]
+    present_after = (after[..., 2] > 0.1).sum(1)[None, :]
+    union = np.maximum(present_before + present_after - common, 1)
+    return oks * common / union
+
+
 def clip_continuity(
     estimator: PoseEstimator, images: list[np.ndarray], repeats: int = 4, shift: int = 2, **tracker_settings: Any
 ) -> tuple[int, int]:
-    """Identity continuity on a still-image clip: each image (``(H, W, 3)`` uint8 RGB) shown ``repeats`` times, shifted ``shift`` px to
-    the right per frame; every confident person (score >= :data:`CONFIDENT`) of a frame after the first of its
-    image is compared with the same person (highest OKS, at least 0.5, after the shift) one frame earlier.
+    """Identity continuity on a still-image clip: each image (``(H, W, 3)`` uint8 RGB) shown ``repeats`` times,
+    shifted ``shift`` px to the right per frame. The people of a frame after the first of its image are paired one to
+    one with those of the frame before (moved by the shift; Hungarian assignment on OKS over the joints present in
+    either pose minus the difference of the two person scores, so that neither a partial duplicate nor a low-score
+    duplicate at the same place is taken for the person); every confident person (score >= :data:`CONFIDENT`) paired
+    at OKS >= 0.5 is compared with its pair.
 
     Returns:
         ``(kept, compared)``: people that kept the earlier person's id (both tracked), people compared.
     """
+    from scipy.optimize import linear_sum_assignment
+
     sigmas = np.asarray(estimator.layout.oks_sigmas)
     tracker = PoseTracker(sigmas, **tracker_settings)
     kept = compared = 0
     for image in images:
-        previous: tuple[np.ndarray, np.ndarray] | None = None
+        previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         for j in range(repeats):
             frame = np.roll(image, shift * j, axis=1)
             pred = estimator(np.ascontiguousarray(frame if estimator.color == "rgb" else frame[..., ::-1]))
             ids, _ = tracker.update(pred.keypoints, scores=pred.scores)
-            if previous is not None:
-                before, before_ids = previous
+            if previous is not None and len(previous[0]) and len(pred.keypoints):
+                before, before_scores, before_ids = previous
                 moved = before.copy()
                 moved[..., 0] += shift
-                confident = np.flatnonzero(pred.scores >= CONFIDENT)
-                if len(before) and len(confident):
-                    oks, _ = keypoint_oks(moved, pred.keypoints[confident], sigmas)
-                    for col, person in enumerate(confident):
-                        row = int(np.argmax(oks[:, col]))
-                        if oks[row, col] < 0.5:
-                            continue
-                        compared += 1
-                        kept += int(ids[person] > 0 and ids[person] == before_ids[row])
-            previous = (pred.keypoints, ids)
+                oks = _union_oks(moved, pred.keypoints, sigmas)
+                cost = np.abs(before_scores[:, None] - pred.scores[None, :]) - oks
+                for row, person in zip(*linear_sum_assignment(cost), strict=True):
+                    if oks[row, person] < 0.5 or pred.scores[person] < CONFIDENT:
+                        continue
+                    compared += 1
+                    kept += int(ids[person] > 0 and ids[person] == before_ids[row])
+            previous = (pred.keypoints, pred.scores, ids)
     return kept, compared
 
 

@@ -132,3 +132,44 @@ def test_tracker_settings_check_their_values():
             TrackerSettings(**bad)
     with pytest.raises(ValueError, match="unknown tracker settings"):
         PoseTracker([0.1] * 17, max_agee=3)
+
+
+class _StillImageDetector:
+    """Stands in for the estimator on a still-image clip: the people of a synthetic frame, moved with the shift
+    ``clip_continuity`` applies (read from the first image column's roll), each with a whole-body duplicate of low
+    score at the same place (what grouping leaves beside a person)."""
+
+    color = "rgb"
+
+    def __init__(self, layout, people: np.ndarray, scores: list[float]) -> None:
+        self.layout, self.people, self.person_scores = layout, people, scores
+
+    def __call__(self, image: np.ndarray):
+        from types import SimpleNamespace
+
+        shift = int(np.flatnonzero(image[0, :, 0] == 255)[0])  # the marker column, rolled right by the shift
+        moved = self.people.copy()
+        moved[..., 0] += shift
+        duplicate = moved.copy()
+        duplicate[..., 2] *= 0.3
+        keypoints = np.concatenate([duplicate, moved])
+        scores = np.array([0.04] * len(moved) + list(self.person_scores))
+        return SimpleNamespace(keypoints=keypoints, scores=scores)
+
+
+def test_the_clip_metric_compares_each_person_with_itself_not_its_duplicate(coco_layout):
+    """``bench --only tracking``'s still-image clip: each confident person is compared with the same person one
+    frame earlier, not with a low-score duplicate at the same place (which the tracker rightly leaves without an id):
+    with the default tracker all are kept; a tracker that tracks nobody (``high_score`` above every score) keeps none."""
+    from bottomup.bench.tracking import clip_continuity
+
+    frame = next(iter(SyntheticVideo(seed=0, num_frames=1, num_people=3)))
+    people = _visible_only(frame.keypoints)
+    people = people[people[..., 2].sum(1) > 0]
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[0, 0, 0] = 255
+    detector = _StillImageDetector(coco_layout, people, [0.45, 0.7, 0.9][: len(people)])
+    kept, compared = clip_continuity(detector, [image, image], repeats=4)
+    assert compared == 2 * 3 * len(people) and kept == compared
+    kept, compared = clip_continuity(detector, [image], repeats=4, high_score=0.95, low_score=0.95)
+    assert compared == 3 * len(people) and kept == 0
