@@ -121,18 +121,25 @@ def numpy_safe_globals() -> list[Any]:
 @contextlib.contextmanager
 def allow_numpy_values() -> Iterator[None]:
     """A scope in which ``torch.load(weights_only=True)`` also rebuilds the NumPy numbers and arrays of
-    :func:`numpy_safe_globals` (``torch.serialization.safe_globals``; the allow-list is restored on exit). With
-    PyTorch 2.4, which has no scoped allow-list, nothing is added: such files stay refused there.
+    :func:`numpy_safe_globals` (``torch.serialization.safe_globals``; PyTorch 2.4, which lacks it: the allow-list
+    is extended and put back as it was on exit).
 
-    The allow-list is process-wide while the scope lasts (PyTorch keeps one list): do not load untrusted files from
-    other threads meanwhile expecting NumPy values to be refused.
+    The allow-list is process-wide while the scope lasts (PyTorch keeps one list): a load in another thread
+    meanwhile accepts the same NumPy values.
     """
-    scope = getattr(torch.serialization, "safe_globals", None)
-    if scope is None:  # pragma: no cover - PyTorch 2.4
-        yield
+    serialization = torch.serialization
+    scope = getattr(serialization, "safe_globals", None)
+    if scope is not None:
+        with scope(numpy_safe_globals()):
+            yield
         return
-    with scope(numpy_safe_globals()):
+    before = serialization.get_safe_globals()  # pragma: no cover - PyTorch 2.4
+    serialization.add_safe_globals(numpy_safe_globals())  # pragma: no cover
+    try:  # pragma: no cover
         yield
+    finally:  # pragma: no cover
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(before)
 
 
 def load_weights_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
