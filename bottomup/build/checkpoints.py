@@ -163,7 +163,7 @@ def load_model(
             ) from e
         return model, config, "project"
     try:
-        load_official_checkpoint(model, checkpoint)  # raises RuntimeError with a diagnosis on mismatch
+        load_official_checkpoint(model, checkpoint, name=name)  # raises RuntimeError with a diagnosis on mismatch
     except RuntimeError as e:
         arch = read_architecture(unwrap_state_dict(checkpoint))
         suggestion = _suggestion(experiments_for(arch), arch)

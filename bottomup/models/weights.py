@@ -490,7 +490,7 @@ def mismatch_summary(error: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------- loaders
 def load_official_checkpoint(
-    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object]
+    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object], name: str | None = None
 ) -> HigherHRNet:
     """Load an official HigherHRNet / SWAHR or an MMPose 0.x checkpoint into ``model`` strictly.
 
@@ -505,6 +505,7 @@ def load_official_checkpoint(
             for MMPose's HRNet-W32 associative-embedding model.
         checkpoint: Local ``.pth`` path (loaded by :func:`load_weights_file`: ``weights_only=True``, on CPU) or an
             already loaded mapping.
+        name: what the messages call the checkpoint (default: the path, ``"<state_dict>"`` for a mapping).
 
     Returns:
         ``model``, with the checkpoint's weights.
@@ -521,9 +522,9 @@ def load_official_checkpoint(
         if not os.path.isfile(path):
             raise FileNotFoundError(f"HigherHRNet checkpoint not found: {path!r}")
         obj: object = load_weights_file(path)
-        name = path
+        name = name or path
     else:
-        obj, name = checkpoint, "<state_dict>"
+        obj, name = checkpoint, name or "<state_dict>"
     layout = weights_layout(obj)
     state = unwrap_state_dict(obj)
     match = match_state_dict(state, model.state_dict())
