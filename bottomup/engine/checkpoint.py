@@ -178,10 +178,15 @@ def load_checkpoint(
 def _load_reason(e: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely."""
     text = str(e)
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+) whose module", text)
+    found = re.search(
+        r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+) whose module"
+        r"|Can only build .*? but got <class '([\w.]+)'>",  # a type set up from the file (NumPy object arrays, ...)
+        text,
+    )
     if found:
+        what = next(g for g in found.groups() if g)
         return (
-            f"it holds Python objects other than tensors and plain values ({found.group(1) or found.group(2)}), which could run code "
+            f"it holds Python objects other than tensors and plain values ({what}), which could run code "
             "when loaded, so it is refused. Use a checkpoint of this project or a plain state_dict (.pth) of weights."
         )
     if "Weights only load failed" in text:

@@ -253,10 +253,14 @@ def test_meta_with_numpy_values_loads_weights_only_and_nothing_more(tmp_path):
     assert loaded["meta"]["step"] == 300 and loaded["meta"]["config"] == META["config"]
     assert load_checkpoint(path)["meta"]["time"] == META["time"]  # the engine's reader too
 
-    for other in (np.array([{"a": 1}], dtype=object), np.array(["x"]), io.BytesIO(b"code")):
+    refused = {"ObjectDType": np.array([{"a": 1}], dtype=object), "StrDType": np.array(["x"])}
+    refused |= {"DateTime64DType": np.datetime64("2022-09-01"), "_io.BytesIO": io.BytesIO(b"code")}
+    for what, other in refused.items():
         bad = tmp_path / "bad.pth"
         torch.save({"meta": {"x": other}, "state_dict": state}, bad)
-        with pytest.raises(CheckpointError, match=r"cannot load checkpoint .*bad\.pth"):
+        with pytest.raises(
+            CheckpointError, match=rf"cannot load checkpoint .*bad\.pth: it holds Python objects .*{what}"
+        ):
             load_checkpoint(bad)
 
 
