@@ -58,7 +58,10 @@ def experiments_for(arch: Architecture | None) -> list[str]:
     for name in experiments():
         if name in _NOT_SUGGESTED:
             continue
-        model = compose("train", experiment=name).model
+        try:
+            model = compose("train", experiment=name).model
+        except Exception:  # noqa: BLE001 - a broken experiment is not suggested; the caller's error stays the news
+            continue
         if all(_same(model.get(k), v) for k, v in wanted.items()):
             found.append(name)
     return found
