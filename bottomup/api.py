@@ -109,8 +109,9 @@ class PoseEstimator(_estimator.PoseEstimator):
 
         * Project checkpoint (``last.pt`` / ``best.pt``): the network, layout and test settings come from the
           config saved in it; ``experiment`` is used only if it has none.
-        * Official checkpoint (raw state_dict, e.g. ``pose_higher_hrnet_w32_512.pth``): needs ``experiment``
-          (e.g. ``"higherhrnet_w32"``) to build the matching model and settings.
+        * Official checkpoint (raw state_dict, e.g. ``pose_higher_hrnet_w32_512.pth``) or MMPose 0.x one (mmcv
+          ``{"meta", "state_dict"}``, names converted): needs ``experiment`` (e.g. ``"higherhrnet_w32"``,
+          ``"hrnet_w48_ae"``) to build the matching model and settings.
 
         Args:
             path: local file (loaded with ``torch.load(weights_only=True)`` on CPU).

@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint",
-        help="this project's last.pt / best.pt, or an official HigherHRNet .pth (needs --experiment); "
+        help="this project's last.pt / best.pt, or an official HigherHRNet / MMPose 0.x .pth (needs --experiment); "
         "default: the newest run under ./outputs (best.pt, else last.pt)",
     )
     p.add_argument(

@@ -104,11 +104,10 @@ def clip_continuity(
 
 def _clip_images(checkpoint: str, count: int) -> list[np.ndarray]:
     """The first ``count`` validation images of the synthetic set the checkpoint was trained on (RGB)."""
-    import torch
-
     from bottomup import build
+    from bottomup.engine.checkpoint import load_checkpoint
 
-    config = build.saved_config(torch.load(checkpoint, map_location="cpu", weights_only=True), checkpoint)
+    config = build.saved_config(load_checkpoint(checkpoint), checkpoint)  # weights-only
     if config is None or config.data.get("synthetic") is None:
         return []
     root = Path(build.prepare_data_root(config.data))

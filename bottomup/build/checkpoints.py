@@ -11,26 +11,76 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from bottomup.build.config import compose, saved_config
+from bottomup.build.config import compose, experiments, saved_config
 from bottomup.build.networks import build_model
 from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.models.weights import (
     HEAD_PREFIXES,
+    OFFICIAL_LAYOUT,
+    Architecture,
     describe_weights,
     holds_weights,
     is_project_checkpoint,
     load_official_checkpoint,
     match_for_finetuning,
     mismatch_summary,
+    read_architecture,
     unwrap_state_dict,
+    weights_layout,
 )
 
 log = logging.getLogger("bottomup.build")
 
 
 class ExperimentRequiredError(ValueError):
-    """A weights file that does not say which network it is (an official ``.pth``, or a project checkpoint with no
-    config): :func:`load_model` needs ``experiment`` (a name in ``conf/experiment``) or a config."""
+    """A weights file that does not say which network it is (an official or MMPose 0.x ``.pth``, or a project
+    checkpoint with no config): :func:`load_model` needs ``experiment`` (a name in ``conf/experiment``) or a
+    config."""
+
+
+#: Experiments that are not a published network (never suggested for a weights file).
+_NOT_SUGGESTED = ("quickstart", "smoke")
+
+
+def experiments_for(arch: Architecture | None) -> list[str]:
+    """The experiments in ``conf/experiment`` whose network is ``arch`` (the architecture a weights file's tensors
+    describe, :func:`bottomup.models.weights.read_architecture`): every field the tensors tell but the number of
+    keypoints (the data set's: ``data=...`` sets it) equals the experiment's ``model``; ``quickstart`` / ``smoke``
+    are left out. Composes each experiment: for messages, not for a loop.
+
+    Returns:
+        the names, sorted; empty for ``None`` or when none fits.
+    """
+    if arch is None:
+        return []
+    wanted = {k: v for k, v in arch.model_kwargs().items() if k != "num_keypoints"}
+    found = []
+    for name in experiments():
+        if name in _NOT_SUGGESTED:
+            continue
+        try:
+            model = compose("train", experiment=name).model
+        except Exception:  # noqa: BLE001 - a broken experiment is not suggested; the caller's error stays the news
+            continue
+        if all(_same(model.get(k), v) for k, v in wanted.items()):
+            found.append(name)
+    return found
+
+
+def _same(configured: Any, wanted: Any) -> bool:
+    if isinstance(wanted, list):
+        return configured is not None and list(configured) == wanted
+    return configured == wanted
+
+
+def _suggestion(names: list[str], arch: Architecture | None) -> str:
+    """``"the experiments of its network: a, b"`` (+ the data set's keypoints when they are not COCO's 17)."""
+    if not names:
+        return ""
+    text = f"the experiment{'s' if len(names) > 1 else ''} of its network: {', '.join(names)}"
+    if arch is not None and arch.num_keypoints not in (None, 17):
+        text += f", with a data config of {arch.num_keypoints} keypoints (e.g. data=crowdpose for 14)"
+    return text
 
 
 def load_model(
@@ -45,8 +95,9 @@ def load_model(
     Precedence (one rule): **the config saved in a project checkpoint builds the network** (the weights were
     trained with it); ``cfg`` (e.g. the evaluation's command line), else the experiment ``experiment`` composed
     from ``conf/``, is used only for a file without one -- an official HigherHRNet / SWAHR ``.pth`` (a raw or
-    ``{"state_dict": ...}`` state dict), or a project checkpoint whose config is missing. ``model.pretrained``
-    is never loaded (the checkpoint's weights replace it).
+    ``{"state_dict": ...}`` state dict), an MMPose 0.x checkpoint (``{"meta", "state_dict"}`` with ``backbone.`` /
+    ``keypoint_head.`` names, converted by ``bottomup.models.weights.convert_mmpose_state_dict``), or a project
+    checkpoint whose config is missing. ``model.pretrained`` is never loaded (the checkpoint's weights replace it).
 
     Args:
         path: the file; read with ``torch.load(weights_only=True)``, which never runs code from the file.
@@ -57,13 +108,15 @@ def load_model(
 
     Returns:
         ``(model, config, kind)``: the model on CPU with the weights loaded (train mode as built), the config it was
-        built from (the saved one, else ``cfg`` / the composed experiment), and ``"project"`` or ``"official"``.
+        built from (the saved one, else ``cfg`` / the composed experiment), and ``"project"`` or ``"official"``
+        (any file without a config: official HigherHRNet / SWAHR or MMPose 0.x; ``info["summary"]`` names which).
 
     Raises:
         FileNotFoundError: no such file.
         bottomup.engine.checkpoint.CheckpointError: the file is not a loadable weights-only checkpoint.
         ExperimentRequiredError: (a ``ValueError``) a file without a config and neither ``cfg`` nor ``experiment``.
-        RuntimeError: weights that do not fit the network (the message lists the mismatches).
+        RuntimeError: weights that do not fit the network (the message lists the mismatches and names the
+            experiments of the file's network).
     """
     name = os.fspath(path)
     checkpoint = load_checkpoint(name)
@@ -72,26 +125,35 @@ def load_model(
             f"checkpoint {name} holds a {type(checkpoint).__name__}, not a state_dict or a checkpoint of this project"
         )
     config = saved_config(checkpoint, name)
+    layout = weights_layout(checkpoint)
     if config is None:
         if cfg is not None:
             config = cfg
         elif experiment is not None:
             config = compose("train", experiment=experiment)
         else:
-            what = (
-                "has no 'config'"
-                if is_project_checkpoint(checkpoint)
-                else "looks like an official HigherHRNet state_dict (no 'model'/'config' keys)"
-            )
+            state = unwrap_state_dict(checkpoint) if holds_weights(checkpoint) else {}
+            if is_project_checkpoint(checkpoint):
+                what = "has no 'config'"
+            elif layout != OFFICIAL_LAYOUT:
+                what = f"is an {layout} checkpoint ({describe_weights(state, layout)}) without a config of this project"
+            else:
+                what = "looks like an official HigherHRNet state_dict (no 'model'/'config' keys)"
+            arch = read_architecture(state)
+            fits = experiments_for(arch)
+            example = f"experiment='{fits[0]}' ({_suggestion(fits, arch)})" if fits else "experiment='higherhrnet_w32'"
             raise ExperimentRequiredError(
-                f"checkpoint {name} {what}; pass experiment=<name in conf/experiment>, e.g. experiment='higherhrnet_w32'"
+                f"checkpoint {name} {what}; pass experiment=<name in conf/experiment>, e.g. {example}"
             )
     model = build_model(config.model, pretrained=False)
     if info is not None:
         info["metrics"] = dict(checkpoint.get("metrics") or {}) if is_project_checkpoint(checkpoint) else {}
         info["step"] = checkpoint.get("step") if is_project_checkpoint(checkpoint) else None
         info["summary"] = describe_model(
-            config, info["metrics"], kind="project" if is_project_checkpoint(checkpoint) else "official"
+            config,
+            info["metrics"],
+            kind="project" if is_project_checkpoint(checkpoint) else "official",
+            layout=layout,
         )
     if is_project_checkpoint(checkpoint):
         state = unwrap_state_dict(checkpoint)  # its "model", wrapper prefixes stripped
@@ -103,13 +165,25 @@ def load_model(
                 "Pass the experiment the checkpoint was trained with (experiment=...)."
             ) from e
         return model, config, "project"
-    load_official_checkpoint(model, checkpoint)  # raises RuntimeError with a diagnosis on mismatch
+    try:
+        load_official_checkpoint(model, checkpoint, name=name)  # raises RuntimeError with a diagnosis on mismatch
+    except RuntimeError as e:
+        arch = read_architecture(unwrap_state_dict(checkpoint))
+        suggestion = _suggestion(experiments_for(arch), arch)
+        if not suggestion:
+            raise
+        first, _, rest = str(e).partition("\n")
+        raise RuntimeError(f"{first} Pass {suggestion}.\n{rest}".rstrip()) from e
     return model, config, "official"
 
 
-def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, kind: str = "project") -> str:
+def describe_model(
+    config: DictConfig, metrics: dict[str, Any] | None = None, kind: str = "project", layout: str | None = None
+) -> str:
     """One line on what a checkpoint is: its data set, network and best validation AP, e.g.
-    ``"synthetic data (17 keypoints), HigherHRNet W16, input 160, best val AP 0.612"``."""
+    ``"synthetic data (17 keypoints), HigherHRNet W16, input 160, best val AP 0.612"``; for ``kind="official"``
+    (a file without a config) the weights' ``layout`` (``bottomup.models.weights.weights_layout``) is named,
+    e.g. ``"MMPose 0.x weights (no metrics stored)"``."""
     data = config.get("data") or {}
     model = config.get("model") or {}
     target = str(model.get("_target_", "")).rsplit(".", 1)[-1] or "network"
@@ -118,7 +192,8 @@ def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, ki
     parts.append(f"{target}{swahr} W{model.get('width', '?')}, input {data.get('input_size', '?')}")
     ap = (metrics or {}).get("best_ap")
     if kind == "official":
-        parts.append("official weights (no metrics stored)")
+        source = layout if layout and layout != OFFICIAL_LAYOUT else "official"
+        parts.append(f"{source} weights (no metrics stored)")
     elif ap is not None and float(ap) >= 0:
         parts.append(f"best val AP {float(ap):.3f}")
     else:
@@ -128,16 +203,17 @@ def describe_model(config: DictConfig, metrics: dict[str, Any] | None = None, ki
 
 def checkpoint_state_dict(checkpoint: Any, name: str = "<checkpoint>") -> dict[str, torch.Tensor]:
     """The weights of a loaded checkpoint as a plain ``state_dict``: a project checkpoint's ``model``, an official
-    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``), ``module.`` (DDP) / ``_orig_mod.`` prefixes
-    stripped (``bottomup.models.weights.holds_weights`` / ``unwrap_state_dict``).
+    HigherHRNet / SWAHR ``.pth`` (raw, ``{"state_dict": ...}``) or an MMPose 0.x checkpoint (names converted),
+    ``module.`` (DDP) / ``_orig_mod.`` prefixes stripped (``bottomup.models.weights.holds_weights`` /
+    ``unwrap_state_dict``).
 
     Raises:
         CheckpointError: neither (the message names ``name``).
     """
     if not holds_weights(checkpoint):
         raise CheckpointError(
-            f"checkpoint {name} holds no weights (not a last.pt / best.pt of this project nor an official "
-            "HigherHRNet state_dict)"
+            f"checkpoint {name} holds no weights (not a last.pt / best.pt of this project, an official "
+            "HigherHRNet state_dict nor an MMPose 0.x checkpoint)"
         )
     return unwrap_state_dict(checkpoint)
 
@@ -153,8 +229,8 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
 
     Args:
         model: the freshly built network (CPU or device); changed in place.
-        path: a ``last.pt`` / ``best.pt`` of this project or an official HigherHRNet / SWAHR ``.pth``, read
-            weights-only (no code from the file runs).
+        path: a ``last.pt`` / ``best.pt`` of this project, an official HigherHRNet / SWAHR ``.pth`` or an MMPose
+            0.x checkpoint, read weights-only (no code from the file runs).
         key: the config key ``path`` came from, for the messages.
 
     Returns:
@@ -166,12 +242,14 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
             gives the file's width and K against the model's).
     """
     name = os.fspath(path)
-    state = checkpoint_state_dict(load_checkpoint(name, key=key), name)
+    checkpoint = load_checkpoint(name, key=key)
+    state = checkpoint_state_dict(checkpoint, name)
+    layout = weights_layout(checkpoint)
     own = model.state_dict()
     split = match_for_finetuning(state, own, HEAD_PREFIXES)
     loaded, reinit, ignored, bad = split["loaded"], split["reinitialised"], split["ignored"], split["unfit"]
     if bad or not loaded:
-        described = describe_weights(state)
+        described = describe_weights(state, layout)
         ours = describe_weights(own)
         raise CheckpointError(
             f"{key}={name} does not fit the model: {len(bad)} backbone tensors missing, extra or of another shape "
@@ -184,7 +262,7 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
         log.warning(
             "%s=%s: %d head tensors re-initialised because the file's head predicts other outputs (%s; the "
             "config: %s), e.g. %s",
-            key, name, len(reinit), describe_weights(state), describe_weights(own), reinit[0],
+            key, name, len(reinit), describe_weights(state, layout), describe_weights(own), reinit[0],
         )  # fmt: skip
     if ignored:
         log.info("%s=%s: %d tensors of the file are not in this model (e.g. %s)", key, name, len(ignored), ignored[0])

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from bottomup.core.io import write_json
+from bottomup.models.weights import load_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,9 @@ def folder_given_message(path: str | os.PathLike, given: str | None = None) -> s
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", *, key: str | None = None
 ) -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` (never executes code from the file).
+    """Load a checkpoint with ``torch.load(weights_only=True)`` (never executes code from the file;
+    ``bottomup.models.weights.load_weights_file``: NumPy numbers and arrays, as an MMPose 0.x ``meta`` holds, are
+    accepted too).
 
     Args:
         path: the file. map_location: where tensors go.
@@ -167,7 +170,7 @@ def load_checkpoint(
             f"cannot load checkpoint {path}: the file is empty (0 bytes); it was not written to the end"
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return load_weights_file(path, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise CheckpointError(f"cannot load checkpoint {path}: {_load_reason(e)}") from e
 
@@ -175,10 +178,15 @@ def load_checkpoint(
 def _load_reason(e: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely."""
     text = str(e)
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+) whose module", text)
+    found = re.search(
+        r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+) whose module"
+        r"|Can only build .*? but got <class '([\w.]+)'>",  # a type set up from the file (NumPy object arrays, ...)
+        text,
+    )
     if found:
+        what = next(g for g in found.groups() if g)
         return (
-            f"it holds Python objects other than tensors and plain values ({found.group(1) or found.group(2)}), which could run code "
+            f"it holds Python objects other than tensors and plain values ({what}), which could run code "
             "when loaded, so it is refused. Use a checkpoint of this project or a plain state_dict (.pth) of weights."
         )
     if "Weights only load failed" in text:

@@ -9,22 +9,28 @@ Layouts understood (keys and shapes are the official HigherHRNet / SWAHR release
 
 * an official HigherHRNet / SWAHR ``.pth``: a raw ``state_dict`` or ``{"state_dict": ..., "epoch": ...}``;
 * a checkpoint of this project (``last.pt`` / ``best.pt``): ``{"model": state_dict, "config": ..., ...}``;
+* an MMPose 0.x associative-embedding checkpoint (HigherHRNet-W32 / W48 with ``AEHigherResolutionHead``, HRNet-W32 /
+  W48 with ``AESimpleHead``): an mmcv ``{"meta": {...}, "state_dict": ...}`` whose keys start with ``backbone.`` /
+  ``keypoint_head.`` (:func:`convert_mmpose_state_dict` renames them; :data:`MMPOSE_LAYOUT`);
 * an ImageNet HRNet classification checkpoint (its backbone part, :func:`load_pretrained_backbone`);
 
 each with keys possibly prefixed by ``module.`` (DataParallel / DDP) and / or ``_orig_mod.`` (``torch.compile``).
 A later layout (e.g. another toolbox's checkpoints) is one more branch of :func:`unwrap_state_dict` plus a key
-mapping.
+mapping. Files are read by :func:`load_weights_file`: ``torch.load(weights_only=True)`` that also accepts the NumPy
+numbers and arrays an mmcv ``meta`` may hold, and nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,9 +40,18 @@ if TYPE_CHECKING:
 __all__ = [
     "WRAPPER_PREFIXES",
     "HEAD_PREFIXES",
+    "MMPOSE_LAYOUT",
+    "OFFICIAL_LAYOUT",
     "Architecture",
     "StateMatch",
+    "numpy_safe_globals",
+    "allow_numpy_values",
+    "load_weights_file",
     "is_project_checkpoint",
+    "is_mmpose_state_dict",
+    "is_mmpose_checkpoint",
+    "convert_mmpose_state_dict",
+    "weights_layout",
     "holds_weights",
     "strip_wrapper_prefixes",
     "unwrap_state_dict",
@@ -64,6 +79,145 @@ HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.", "conv_scale
 
 _SCALE_PREFIX = "conv_scale_layers."
 _WIDTH_KEY = "transition1.0.0.weight"  # 3x3 conv from the 256-channel stem to branch 0: (width, 256, 3, 3)
+
+#: Layout names (:func:`weights_layout`, :attr:`Architecture.layout`, messages): the official HigherHRNet / SWAHR
+#: key names, which this project's checkpoints share, and MMPose 0.x's (``backbone.`` / ``keypoint_head.``).
+OFFICIAL_LAYOUT = "HigherHRNet"
+MMPOSE_LAYOUT = "MMPose 0.x"
+_MMPOSE_BACKBONE, _MMPOSE_HEAD = "backbone.", "keypoint_head."
+
+#: NumPy dtypes whose scalars and arrays :func:`load_weights_file` accepts (numbers and booleans only).
+_NUMPY_TYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+_NUMPY_TYPES += (np.float16, np.float32, np.float64)
+
+
+# --------------------------------------------------------------------------------------- reading files
+def numpy_safe_globals() -> list[Any]:
+    """The NumPy globals :func:`load_weights_file` lets ``torch.load(weights_only=True)`` rebuild, and only those:
+    NumPy scalars (``numpy.float64(0.71)``, e.g. a best score an mmcv hook kept in ``meta``) and arrays of booleans,
+    integers and floats (``numpy._core.multiarray.scalar`` / ``_reconstruct``, ``numpy.ndarray``, ``numpy.dtype``
+    and the dtype classes of :data:`_NUMPY_TYPES`), also under the ``numpy.core.multiarray`` names that files
+    pickled with NumPy 1 (every MMPose 0.x release) use. Object, string and structured dtypes stay refused (their
+    dtype classes are not listed), and so does every other global.
+
+    Returns:
+        entries for ``torch.serialization.safe_globals``: objects, and ``(object, name)`` pairs for the other
+        NumPy's names where PyTorch accepts them (2.6 and later).
+    """
+    try:
+        from numpy._core import multiarray  # NumPy >= 1.26
+    except ImportError:  # pragma: no cover - older NumPy
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    functions = [multiarray.scalar, multiarray._reconstruct]
+    out: list[Any] = [*functions, np.ndarray, np.dtype, *(type(np.dtype(t)) for t in _NUMPY_TYPES)]
+    if torch.torch_version.TorchVersion(torch.__version__) >= "2.6":  # (object, "module.name") pairs
+        for fn in functions:
+            for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+                if fn.__module__ != module:
+                    out.append((fn, f"{module}.{fn.__name__}"))
+    return out
+
+
+@contextlib.contextmanager
+def allow_numpy_values() -> Iterator[None]:
+    """A scope in which ``torch.load(weights_only=True)`` also rebuilds the NumPy numbers and arrays of
+    :func:`numpy_safe_globals` (``torch.serialization.safe_globals``; PyTorch 2.4, which lacks it: the allow-list
+    is extended and put back as it was on exit).
+
+    The allow-list is process-wide while the scope lasts (PyTorch keeps one list): a load in another thread
+    meanwhile accepts the same NumPy values.
+    """
+    serialization = torch.serialization
+    scope = getattr(serialization, "safe_globals", None)
+    if scope is not None:
+        with scope(numpy_safe_globals()):
+            yield
+        return
+    before = serialization.get_safe_globals()  # pragma: no cover - PyTorch 2.4
+    serialization.add_safe_globals(numpy_safe_globals())  # pragma: no cover
+    try:  # pragma: no cover
+        yield
+    finally:  # pragma: no cover
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(before)
+
+
+def load_weights_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
+    """Read a checkpoint file with ``torch.load(weights_only=True)`` (never runs code from the file), NumPy numbers
+    and arrays allowed (:func:`allow_numpy_values`): an mmcv checkpoint's ``meta`` (MMPose 0.x) may hold them.
+
+    Raises:
+        whatever ``torch.load`` raises: ``FileNotFoundError``, ``pickle.UnpicklingError`` for files holding other
+        objects (the callers put the file name into the message), ``RuntimeError`` for corrupt files.
+    """
+    with allow_numpy_values():
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+# --------------------------------------------------------------------------------------- MMPose 0.x
+def is_mmpose_state_dict(state: Mapping[str, Any]) -> bool:
+    """Whether a ``state_dict`` (wrapper prefixes stripped) has MMPose 0.x names: every key starts with
+    ``backbone.`` or ``keypoint_head.``, and some with ``backbone.`` (``AssociativeEmbedding`` in
+    mmpose/models/detectors/associative_embedding.py holds its ``backbone`` and ``keypoint_head`` modules)."""
+    return (
+        bool(state)
+        and all(k.startswith((_MMPOSE_BACKBONE, _MMPOSE_HEAD)) for k in state)
+        and any(k.startswith(_MMPOSE_BACKBONE) for k in state)
+    )
+
+
+def is_mmpose_checkpoint(obj: Any) -> bool:
+    """Whether a loaded file is an MMPose 0.x checkpoint as mmcv 1.x ``save_checkpoint`` writes it: a mapping with
+    a ``state_dict`` in MMPose names (:func:`is_mmpose_state_dict`, after the wrapper prefixes); ``meta`` (mmcv /
+    MMPose versions, time, the config text, ...) and ``optimizer`` may be there and are not read."""
+    return (
+        isinstance(obj, Mapping)
+        and isinstance(obj.get("state_dict"), Mapping)
+        and is_mmpose_state_dict(strip_wrapper_prefixes(obj["state_dict"]))
+    )
+
+
+def convert_mmpose_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """MMPose 0.x key names -> this project's (the official HigherHRNet's); a rename only: the values are the
+    same objects, in the same order.
+
+    * ``backbone.<key>`` -> ``<key>``: MMPose's ``HRNet`` (mmpose/models/backbones/hrnet.py) names its modules as
+      the official HigherHRNet (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``layer1``, ``transition1``, ``stage2``, ...).
+    * ``AEHigherResolutionHead`` (mmpose/models/heads/ae_higher_resolution_head.py; HigherHRNet):
+      ``keypoint_head.final_layers.<i>.*`` / ``keypoint_head.deconv_layers.<i>.*`` -> ``final_layers.<i>.*`` /
+      ``deconv_layers.<i>.*`` (the official head's module lists, BasicBlocks in one-element Sequentials as there).
+    * ``AESimpleHead`` (mmpose/models/heads/ae_simple_head.py, a ``DeconvHead`` of deconv_head.py; the bottom-up HRNet
+      with ``num_deconv_layers=0``: one 1x1 conv): ``keypoint_head.final_layer.weight`` / ``.bias`` ->
+      ``final_layers.0.weight`` / ``.bias``.
+    * Any other ``keypoint_head.`` key (an ``AESimpleHead`` with deconvolutions or extra convs, another head) keeps
+      its name, so that loading reports it as an unexpected key. Keys without either prefix are kept.
+    """
+    head = [k[len(_MMPOSE_HEAD) :] for k in state if k.startswith(_MMPOSE_HEAD)]
+    higher = any(k.startswith("final_layers.") for k in head)
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        name = key
+        if key.startswith(_MMPOSE_BACKBONE):
+            name = key[len(_MMPOSE_BACKBONE) :]
+        elif key.startswith(_MMPOSE_HEAD):
+            rest = key[len(_MMPOSE_HEAD) :]
+            if higher and rest.startswith(("final_layers.", "deconv_layers.")):
+                name = rest
+            elif not higher and rest in ("final_layer.weight", "final_layer.bias"):
+                name = "final_layers.0." + rest.rsplit(".", 1)[1]
+        out[name] = value
+    return out
+
+
+def weights_layout(obj: Any) -> str:
+    """The key names of a loaded file or ``state_dict``: :data:`MMPOSE_LAYOUT` for an MMPose 0.x checkpoint or
+    state_dict, else :data:`OFFICIAL_LAYOUT` (official HigherHRNet / SWAHR names, which this project's checkpoints
+    share)."""
+    if isinstance(obj, Mapping) and not is_project_checkpoint(obj):
+        state = obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj
+        if is_mmpose_state_dict(strip_wrapper_prefixes(state)):
+            return MMPOSE_LAYOUT
+    return OFFICIAL_LAYOUT
 
 
 # --------------------------------------------------------------------------------------- unwrapping
@@ -100,8 +254,10 @@ def strip_wrapper_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def unwrap_state_dict(obj: object) -> dict[str, Tensor]:
     """The ``state_dict`` inside a loaded checkpoint: a project checkpoint's ``model``
-    (:func:`is_project_checkpoint`), else the ``state_dict`` mapping of an official training checkpoint, else the
-    mapping itself; :func:`strip_wrapper_prefixes` applied. Always a new dict (the checkpoint is not changed).
+    (:func:`is_project_checkpoint`), else the ``state_dict`` mapping of an official or MMPose training checkpoint,
+    else the mapping itself; :func:`strip_wrapper_prefixes` applied, then MMPose 0.x names converted
+    (:func:`convert_mmpose_state_dict`, when :func:`is_mmpose_state_dict`). Always a new dict (the checkpoint is
+    not changed).
 
     Values are not checked: see :func:`holds_weights` to refuse files without tensors.
 
@@ -114,7 +270,8 @@ def unwrap_state_dict(obj: object) -> dict[str, Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise ValueError(f"Expected a state_dict (mapping of name -> tensor), got {type(obj).__name__}")
-    return strip_wrapper_prefixes(obj)
+    state = strip_wrapper_prefixes(obj)
+    return convert_mmpose_state_dict(state) if is_mmpose_state_dict(state) else state
 
 
 # --------------------------------------------------------------------------------------- architecture
@@ -136,6 +293,9 @@ class Architecture:
         blocks_per_branch: BasicBlocks per branch (of ``stage2.0``; ``None`` if absent).
         stem_blocks: Bottlenecks in ``layer1`` (``None`` if absent).
         swahr: whether there are SWAHR scale heads (``conv_scale_layers``).
+        layout: the key names the tensors came with: :data:`OFFICIAL_LAYOUT` (``"HigherHRNet"``: the official
+            HigherHRNet / SWAHR names, this project's too) or :data:`MMPOSE_LAYOUT` (``"MMPose 0.x"``, converted by
+            :func:`convert_mmpose_state_dict`); not a ``HigherHRNet`` argument.
     """
 
     width: int
@@ -148,6 +308,7 @@ class Architecture:
     blocks_per_branch: int | None
     stem_blocks: int | None
     swahr: bool
+    layout: str = OFFICIAL_LAYOUT
 
     def model_kwargs(self) -> dict[str, Any]:
         """The known fields as ``HigherHRNet`` keyword arguments (``stage_modules`` / ``strides`` as lists, as in
@@ -177,12 +338,16 @@ def has_scale_heads(state: Mapping[str, Any]) -> bool:
 
 def read_architecture(state: Mapping[str, Any]) -> Architecture | None:
     """The HigherHRNet that ``state`` (an unwrapped ``state_dict``: names -> tensors) is the weights of, read
-    from its key names and the shapes of a few tensors (values need a ``.shape``).
+    from its key names and the shapes of a few tensors (values need a ``.shape``). MMPose 0.x names
+    (:func:`is_mmpose_state_dict`) are read through :func:`convert_mmpose_state_dict` (``layout`` says so).
 
     Returns:
         the :class:`Architecture`, or ``None`` when ``state`` is not a HigherHRNet's: no
         ``transition1.0.0.weight`` (the width) or no ``final_layers.0.weight`` (the outputs).
     """
+    layout = OFFICIAL_LAYOUT
+    if is_mmpose_state_dict(state):
+        state, layout = convert_mmpose_state_dict(state), MMPOSE_LAYOUT
     if _WIDTH_KEY not in state or "final_layers.0.weight" not in state:
         return None
     out = tuple(_channels(state, f"final_layers.{i}.weight") for i in range(_count(state, "final_layers.{}.weight")))
@@ -208,19 +373,30 @@ def read_architecture(state: Mapping[str, Any]) -> Architecture | None:
         blocks_per_branch=blocks or None,
         stem_blocks=stem or None,
         swahr=swahr,
+        layout=layout,
     )
 
 
-def describe_weights(state: Mapping[str, Any]) -> str:
+def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str:
     """``"W32, K=17"``-style summary of a HigherHRNet state_dict (:func:`read_architecture`: width, K from the
-    last output; ``"W32, 34 output channels"`` with one output; ``", SWAHR"`` with scale heads), or
-    ``"not a HigherHRNet"``; for messages about weights that do not fit a model."""
+    last output; ``"W32, 34 output channels"`` with one output; ``", SWAHR"`` with scale heads;
+    ``", MMPose 0.x layout"`` for MMPose names), or ``"not a HigherHRNet"``; for messages about weights that do
+    not fit a model.
+
+    Args:
+        state: the ``state_dict`` (official, project or MMPose 0.x names).
+        layout: the file's layout when ``state`` was already converted (:func:`weights_layout` of the loaded
+            file); by default the one ``state``'s names show.
+    """
     arch = read_architecture(state)
     if arch is None:
-        return "not a HigherHRNet"
+        return "not a HigherHRNet" + (f" ({layout} layout)" if layout and layout != OFFICIAL_LAYOUT else "")
     last = arch.out_channels[-1]
     swahr = ", SWAHR" if arch.swahr else ""
-    return f"W{arch.width}, " + (f"K={last}" if len(arch.out_channels) > 1 else f"{last} output channels") + swahr
+    layout = layout or arch.layout
+    named = f", {layout} layout" if layout != OFFICIAL_LAYOUT else ""
+    outputs = f"K={last}" if len(arch.out_channels) > 1 else f"{last} output channels"
+    return f"W{arch.width}, {outputs}{swahr}{named}"
 
 
 # --------------------------------------------------------------------------------------- state dict vs model
@@ -314,18 +490,22 @@ def mismatch_summary(error: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------- loaders
 def load_official_checkpoint(
-    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object]
+    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object], name: str | None = None
 ) -> HigherHRNet:
-    """Load an official HigherHRNet checkpoint into ``model`` strictly (no key conversion).
+    """Load an official HigherHRNet / SWAHR or an MMPose 0.x checkpoint into ``model`` strictly.
 
     Accepts a raw ``state_dict``, a ``{'state_dict': ...}`` training checkpoint and/or keys with
-    a ``module.`` (DataParallel) / ``_orig_mod.`` prefix (:func:`unwrap_state_dict`).
+    a ``module.`` (DataParallel) / ``_orig_mod.`` prefix (:func:`unwrap_state_dict`); the official names load as
+    they are, MMPose 0.x names (an mmcv ``{"meta", "state_dict"}`` of MMPose's ``AssociativeEmbedding`` with an
+    ``AEHigherResolutionHead`` or ``AESimpleHead``) are renamed first (:func:`convert_mmpose_state_dict`).
 
     Args:
         model: Model built with the checkpoint's configuration, e.g.
-            ``HigherHRNet(width=32)`` for ``pose_higher_hrnet_w32_512.pth``.
-        checkpoint: Local ``.pth`` path (loaded with ``weights_only=True`` on CPU) or an
+            ``HigherHRNet(width=32)`` for ``pose_higher_hrnet_w32_512.pth``, ``HigherHRNet(width=32, strides=(4,))``
+            for MMPose's HRNet-W32 associative-embedding model.
+        checkpoint: Local ``.pth`` path (loaded by :func:`load_weights_file`: ``weights_only=True``, on CPU) or an
             already loaded mapping.
+        name: what the messages call the checkpoint (default: the path, ``"<state_dict>"`` for a mapping).
 
     Returns:
         ``model``, with the checkpoint's weights.
@@ -333,28 +513,40 @@ def load_official_checkpoint(
     Raises:
         FileNotFoundError: If ``checkpoint`` is a path that does not exist.
         ValueError: If it is not a state_dict.
-        RuntimeError: If keys or shapes differ from ``model`` (message lists missing,
-            unexpected and mismatched keys, and the width / number of keypoints the checkpoint
-            appears to have).
+        RuntimeError: If keys or shapes differ from ``model`` (message names the file, lists missing,
+            unexpected and mismatched keys, and gives the width / number of keypoints / strides / layout the
+            checkpoint appears to have and the model settings that would fit it).
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         path = os.fspath(checkpoint)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"HigherHRNet checkpoint not found: {path!r}")
-        obj: object = torch.load(path, map_location="cpu", weights_only=True)
-        name = path
+        obj: object = load_weights_file(path)
+        name = name or path
     else:
-        obj, name = checkpoint, "<state_dict>"
+        obj, name = checkpoint, name or "<state_dict>"
+    layout = weights_layout(obj)
     state = unwrap_state_dict(obj)
     match = match_state_dict(state, model.state_dict())
     if not match.exact:
-        hint = ""
+        hint = (
+            f" It is an {layout} checkpoint (its backbone. / keypoint_head. names converted)."
+            if layout != OFFICIAL_LAYOUT
+            else ""
+        )
         arch = read_architecture(state)
         if arch is not None:
-            hint = f" The checkpoint has width={arch.width}"
-            if len(arch.out_channels) > 1:
-                hint += f", num_keypoints={arch.out_channels[1]}"
-            hint += f", {arch.out_channels[0]} stride-4 output channels."
+            hint += f" The checkpoint has width={arch.width}"
+            if arch.num_keypoints is not None:
+                hint += f", num_keypoints={arch.num_keypoints}"
+            hint += f", {arch.out_channels[0]} stride-4 output channels, strides={list(arch.strides)}."
+            fixes = [f"model.width={arch.width}"] if arch.width != model.width else []
+            if arch.strides != model.strides:
+                fixes.append(f"model.strides={list(arch.strides)}")
+            if arch.num_keypoints is not None and arch.num_keypoints != model.num_keypoints:
+                fixes.append(f"num_keypoints={arch.num_keypoints} (the data set's)")
+            if fixes:
+                hint += f" Build the model as the file's network: {', '.join(fixes)} (the experiment of that network)."
         has_scale = has_scale_heads(state)
         if has_scale and not model.swahr:
             hint += (
@@ -388,7 +580,7 @@ def _read_pretrained(path: str) -> object:
         ValueError: the file cannot be read as weights (the message names ``model.pretrained`` and why).
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_file(path)
     except Exception as e:  # noqa: BLE001 - re-raised with the file and the key
         # torch's own text starts with advice to load the file unsafely: keep only why it was refused
         kept = [

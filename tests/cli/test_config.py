@@ -19,8 +19,10 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 EXPECTED = {  # experiment -> (width, strides, input size, K)
     "higherhrnet_w32": (32, [4, 2], 512, 17),
     "higherhrnet_w32_640": (32, [4, 2], 640, 17),
+    "higherhrnet_w48": (48, [4, 2], 512, 17),  # MMPose 0.x higherhrnet_w48_coco_512x512
     "higherhrnet_w48_640": (48, [4, 2], 640, 17),
     "hrnet_w32_ae": (32, [4], 512, 17),
+    "hrnet_w48_ae": (48, [4], 512, 17),  # MMPose 0.x hrnet_w48_coco_512x512
 }
 
 

@@ -468,3 +468,36 @@ def test_a_sideways_phone_photo_is_read_upright_by_infer_and_the_api(coco_root, 
     np.testing.assert_allclose(
         np.reshape([r["keypoints"] for r in results], (-1, 17, 3)), expected.keypoints, atol=1e-3
     )
+
+
+def test_mmpose_checkpoint_with_its_experiment(coco_root, tmp_path, capsys):
+    """``--checkpoint`` an MMPose 0.x file (mmcv ``{"meta", "state_dict"}``, NumPy values in meta, MMPose's names:
+    ``AESimpleHead``'s ``final_layer``) with ``--experiment hrnet_w32_ae`` finds the people that the same weights
+    saved as an official state dict find."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=hrnet_w32_ae", f"data.root={coco_root}", "output_dir=unused"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 17)
+    with torch.no_grad():  # random net whose heatmaps pass the detection threshold, so people are found
+        torch.nn.init.normal_(model.final_layers[0].weight, std=0.05)
+        model.final_layers[0].bias[:17] = 0.3
+    state = model.state_dict()
+    mmpose = {
+        ("keypoint_head.final_layer." + k.rsplit(".", 1)[1] if k.startswith("final_layers.") else "backbone." + k): v
+        for k, v in state.items()
+    }
+    meta = {"mmcv_version": "1.7.0", "config": "model = dict(type='AssociativeEmbedding')", "best": np.float64(0.6)}
+    files = {"mmpose": tmp_path / "hrnet_w32_coco_512x512.pth", "official": tmp_path / "official.pth"}
+    torch.save({"meta": meta, "state_dict": mmpose}, files["mmpose"])
+    torch.save({"state_dict": state}, files["official"])
+    src = str(coco_root / "val2017" / IMAGES[0])
+    found = {}
+    for kind, path in files.items():
+        out = tmp_path / kind
+        argv = [src, "--checkpoint", str(path), "--experiment", "hrnet_w32_ae", "--output-dir", str(out)]
+        assert main([*argv, "--no-flip", "--no-render", "--no-progress", "--device", "cpu"]) == 0
+        found[kind] = json.loads((out / "results.json").read_text())
+        err = capsys.readouterr().err
+        assert ("MMPose 0.x weights (no metrics stored)" in err) is (kind == "mmpose"), err
+    assert found["mmpose"], "the biased random net finds people"
+    assert found["mmpose"] == found["official"]
