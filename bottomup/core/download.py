@@ -136,7 +136,7 @@ def _transfer(url: str, tmp: Path, progress: bool, timeout: float) -> None:
         return
     import pooch  # here, not at import: nothing touches the network unless a file is asked for
 
-    pooch.HTTPDownloader(progressbar=progress, timeout=timeout)(url, str(tmp), None)
+    pooch.HTTPDownloader(progressbar=progress, chunk_size=1 << 16, timeout=timeout)(url, str(tmp), None)
 
 
 def _reason(e: BaseException) -> str:
@@ -223,6 +223,8 @@ def fetch(
                 url=url,
                 path=dest,
             )
+        with open(tmp, "rb+") as f:  # on disk before it takes the final name
+            os.fsync(f.fileno())
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
