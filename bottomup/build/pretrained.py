@@ -69,8 +69,11 @@ def resolve_weights(value: str | os.PathLike[str], *, key: str, kind: str = "pos
     if Path(text).exists():
         return text
     if is_zoo_name(text):
-        path = fetch_weights(get_entry(text, kind))
+        entry = get_entry(text, kind)
+        path = fetch_weights(entry)
         log.info("%s=%s: %s", key, text, path)
+        if entry.udp:
+            log.info("%s was trained and tested with UDP (data.udp / test.udp where this version has them)", text)
         return str(path)
     if _looks_like_name(text):
         try:

@@ -16,7 +16,9 @@ The figures are the publishers', not reproduced here. Three groups:
 * Official HigherHRNet and SWAHR checkpoints (layout ``"official"``), published on Google Drive / OneDrive /
   BaiduYun only: no direct download. The entry says where to get the file and which cache path to put it in; from
   there it loads by name. No checksum is published for them.
-* ImageNet HRNet backbones for ``model.pretrained=NAME`` (layout ``"imagenet"``), via MMPose's mirror.
+* ImageNet HRNet backbones for ``model.pretrained=NAME`` (layout ``"imagenet"``), via MMPose's mirror (URL as in
+  MMPose's configs). The 8 hex digits of their names are taken as the start of the SHA-256 too (torch.hub's naming
+  convention, which these names follow); not checked against the real files here (no network).
 
 Nothing here downloads at import or without a name having been asked for.
 """

@@ -99,9 +99,10 @@ def test_infer_with_a_name_finds_the_people_of_the_file(served, tmp_path, capsys
                        str(tmp_path / "b")]) == 0  # fmt: skip
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in "ab")
     assert a and [p["keypoints"] for p in a] == [p["keypoints"] for p in b]
-    assert infer_main([*common, "--weights", entry.name, "--checkpoint", str(local)]) == 2
+    wrong = [*common, "--output-dir", str(tmp_path / "c")]
+    assert infer_main([*wrong, "--weights", entry.name, "--checkpoint", str(local)]) == 2
     assert "--checkpoint not with it" in capsys.readouterr().err
-    assert infer_main([*common, "--weights", "higherhrnet_w32_coco51"]) == 2
+    assert infer_main([*wrong, "--weights", "higherhrnet_w32_coco51"]) == 2
     assert "did you mean higherhrnet_w32_coco_512" in capsys.readouterr().err
 
 
