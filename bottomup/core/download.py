@@ -18,10 +18,12 @@ Nothing here touches the network at import: pooch (and requests) are imported wh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -121,7 +123,7 @@ def _local_source(url: str) -> Path | None:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return Path(url2pathname(parsed.path))
-    if parsed.scheme in ("",) or (len(parsed.scheme) == 1 and os.name == "nt"):  # C:\... on Windows
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):  # C:\... on Windows
         return Path(url)
     return None
 
@@ -137,6 +139,16 @@ def _transfer(url: str, tmp: Path, progress: bool, timeout: float) -> None:
     import pooch  # here, not at import: nothing touches the network unless a file is asked for
 
     pooch.HTTPDownloader(progressbar=progress, chunk_size=1 << 16, timeout=timeout)(url, str(tmp), None)
+
+
+def _remove_stale_parts(dest: Path, age_s: float = 86400.0) -> None:
+    """Delete the temporary files a killed download of ``dest`` left (``.<name>.*.part``, unchanged for a day: a
+    download under way elsewhere writes into its own and keeps it fresh)."""
+    now = time.time()
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        with contextlib.suppress(OSError):
+            if now - part.stat().st_mtime > age_s:
+                part.unlink()
 
 
 def _reason(e: BaseException) -> str:
@@ -203,6 +215,7 @@ def fetch(
         )
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(dest)
         fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         os.close(fd)
     except OSError as e:

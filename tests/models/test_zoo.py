@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -257,8 +258,14 @@ def test_a_mirror_folder_on_disk_works_like_a_server(network, tmp_path, monkeypa
     src.parent.mkdir(parents=True)
     _write_official(network[0], src)
     dest = tmp_path / "cache" / "x.pth"
+    dest.parent.mkdir()
+    stale, fresh = dest.parent / ".x.pth.killed.part", dest.parent / ".x.pth.running.part"
+    for part in (stale, fresh):
+        part.write_bytes(b"half")
+    os.utime(stale, (1e9, 1e9))  # a killed download's, long ago; the fresh one may be another process's under way
     assert fetch(str(src), dest, sha256=file_sha256(src), progress=False) == dest
     assert file_sha256(dest) == file_sha256(src)
+    assert sorted(p.name for p in dest.parent.iterdir()) == [fresh.name, "x.pth"]
 
 
 # ------------------------------------------------------------------------------------------ names in configs
