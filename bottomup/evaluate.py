@@ -47,8 +47,8 @@ def _with_zoo_overrides(argv: list[str]) -> list[str]:
     from bottomup.build import zoo_command_overrides
 
     extra = zoo_command_overrides(argv, "weights") or zoo_command_overrides(argv, "checkpoint")
-    if extra:
-        log.info("pretrained model: %s added", " ".join(extra))
+    if extra:  # before Hydra sets up logging: said on stderr
+        print(f"pretrained model: {' '.join(extra)} added to the command line", file=sys.stderr)
     return argv + extra
 
 
