@@ -134,6 +134,7 @@ def test_evaluate_with_a_name_offline_says_where_the_file_goes(coco_root, tmp_pa
     assert str(path) in out and "starting with 60fedcbc" in out
     runs = [p.name for p in (tmp_path / "outputs" / "eval").iterdir()]
     assert runs == ["coco_higherhrnet_w48"]  # the name brought its experiment (model group) along
+    assert "experiment=higherhrnet_w48 added to the command line" in proc.stderr
 
 
 def test_train_with_a_name_gets_its_experiment():
