@@ -90,7 +90,7 @@ def test_infer_with_a_name_finds_the_people_of_the_file(served, tmp_path, capsys
 
     entry, local = served
     image = tmp_path / "people.jpg"
-    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (200, 280, 3), dtype=np.uint8))
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8))
     common = [str(image), "--no-render", "--no-progress", "--exist-ok"]
     assert infer_main([*common, "--weights", entry.name, "--output-dir", str(tmp_path / "a")]) == 0
     assert f"weights {entry.name}: pretrained {entry.name}" in capsys.readouterr().err
