@@ -137,6 +137,26 @@ def test_evaluate_with_a_name_offline_says_where_the_file_goes(coco_root, tmp_pa
     assert "experiment=higherhrnet_w48 added to the command line" in proc.stderr
 
 
+def test_train_fine_tunes_from_a_name(served, coco_root, tmp_path):
+    """``python -m bottomup.train checkpoint=NAME``: the run starts from the downloaded weights (lr 0 keeps them)."""
+    from bottomup.api import train
+    from bottomup.engine.checkpoint import load_checkpoint
+
+    entry, local = served
+    cfg = build.compose("train", [
+        f"checkpoint={entry.name}", f"data.root={coco_root}", "data=coco", f"output_dir={tmp_path / 'run'}",
+        "data.batch_size=2", "data.input_size=128", "data.num_workers=0", "trainer.epochs=1",
+        "trainer.steps_per_epoch=1",
+        "trainer.eval_every=0", "trainer.progress=false", "optim.lr=0", "schedule.warmup_iters=0",
+    ], experiment="quickstart")  # fmt: skip
+    summary = train(cfg)
+    trained = load_checkpoint(summary["last"])["model"]
+    given = torch.load(local, weights_only=True)
+    params = [k for k in given if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert params and all(torch.equal(trained[k], given[k]) for k in params)
+    assert entry.cache_path().is_file()
+
+
 def test_train_with_a_name_gets_its_experiment():
     from bottomup.train import _with_zoo_overrides
 
