@@ -118,6 +118,18 @@ def test_table_rows_are_the_published_ones() -> None:
             assert entry.get, f"{name}: no URL and no word on where to get it"
 
 
+def test_readme_table_lists_every_model_with_its_published_ap() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Pretrained models", 1)[1].split("\n## ", 1)[0]
+    for name, entry in ZOO.items():
+        row = next((line for line in section.splitlines() if f"`{name}`" in line), None)
+        assert row is not None, f"{name} is not in the README's table"
+        if entry.ap is not None:
+            assert f"| {entry.ap:.3f}" in row and f"| {entry.input_size} |" in row, row
+            if entry.ap_multiscale is not None:
+                assert f"({entry.ap_multiscale:.3f})" in row, row
+
+
 @pytest.mark.parametrize("name", sorted(n for n, e in ZOO.items() if e.kind == "pose"))
 def test_each_model_has_an_experiment_that_builds_its_network(name: str) -> None:
     entry = ZOO[name]
