@@ -88,7 +88,7 @@ def _given(args: Sequence[str], key: str) -> str | None:
     for arg in args:
         name, sep, value = arg.partition("=")
         if sep and name.lstrip("+") == key:
-            return value
+            return value.strip("'\"")  # Hydra's quoting: weights='name'
     return None
 
 

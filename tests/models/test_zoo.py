@@ -157,6 +157,7 @@ def test_command_lines_with_a_name_get_its_experiment() -> None:
         "experiment=higherhrnet_w48"
     ]
     assert build.zoo_command_overrides(["weights=higherhrnet_w48_coco_512", "experiment=x"], "weights") == []
+    assert build.zoo_command_overrides(["+weights='hrnet_w48_ae_coco_512'"], "weights") == ["experiment=hrnet_w48_ae"]
     assert build.zoo_command_overrides(["checkpoint=runs/best.pt"], "checkpoint") == []
     udp = build.zoo_command_overrides(["weights=higherhrnet_w32_coco_512_udp"], "weights")
     has_udp = "udp" in {f.name for f in dataclasses.fields(TestSettings)}  # a setting once UDP is in
