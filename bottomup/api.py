@@ -5,6 +5,8 @@ Example::
     from bottomup import PoseEstimator
 
     estimator = PoseEstimator.from_checkpoint("outputs/.../best.pt")
+    # or a published model by name (python -m bottomup.zoo), downloaded into the cache once:
+    # estimator = PoseEstimator.from_pretrained("higherhrnet_w32_coco_512")
     pred = estimator("photo.jpg")
     pred.keypoints  # (N, K, 3): x, y in original-image pixels, keypoint score
     pred.scores     # (N,) person scores
@@ -69,7 +71,8 @@ class PoseEstimator(_estimator.PoseEstimator):
     :class:`bottomup.engine.estimator.PoseEstimator` (read, ``__call__``, ``run``, ``track``, ``with_settings``;
     a torch network or a ``Backend`` given to the constructor, with ``layout``, ``settings`` and test / grouping
     keys) with the constructors that read configs and files: :meth:`from_config`, :meth:`from_checkpoint` (a
-    checkpoint, or an exported model) and :meth:`from_exported` all return this class. Calling it on an image
+    checkpoint, or an exported model), :meth:`from_pretrained` (a published model by name) and
+    :meth:`from_exported` all return this class. Calling it on an image
     (path, or ``(H, W, 3)`` uint8 array: RGB, or BGR with ``color="bgr"``) returns a :class:`Prediction` in
     original-image pixels; ``run`` also returns the maps (``bottomup.engine.explain`` shows them).
 
@@ -147,6 +150,46 @@ class PoseEstimator(_estimator.PoseEstimator):
             trained_on=str(cfg.data.get("name", "")),
         )
         return estimator.with_settings(**overrides) if overrides else estimator
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str,
+        *,
+        device: str | torch.device | None = None,
+        mirror: str | None = None,
+        offline: bool | None = None,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> PoseEstimator:
+        """A published model by name (``python -m bottomup.zoo`` lists them; ``bottomup.models.zoo.ZOO``), e.g.
+        ``PoseEstimator.from_pretrained("higherhrnet_w32_coco_512")``: its file from the cache
+        (``$BOTTOMUP_CACHE/weights``, default ``~/.cache/bottomup/weights``), downloaded and verified first when it
+        is not there, built by the entry's experiment with its published test settings; then as
+        :meth:`from_checkpoint`.
+
+        Args:
+            name: a name in the zoo (a whole network, not an ImageNet backbone).
+            device: where to run.
+            mirror: base URL (or folder) replacing https://download.openmmlab.com/mmpose/; default
+                ``$BOTTOMUP_WEIGHTS_MIRROR``.
+            offline: never download (a cached file is still used); default ``$BOTTOMUP_OFFLINE``.
+            progress: a progress bar while downloading.
+            **overrides: test / grouping keys and ``color``, as :meth:`from_checkpoint`.
+
+        Raises:
+            bottomup.models.zoo.UnknownWeightsError: (a ``ValueError``) no such name (the closest are named).
+            ValueError: a backbone's name; an override out of range.
+            bottomup.core.download.DownloadError: not in the cache and not downloadable now: offline, no direct
+                download (the official HigherHRNet / SWAHR files), network failure or checksum mismatch; the
+                message names the URL, the expected checksum and the path to put the file in by hand.
+            RuntimeError / CheckpointError: as :meth:`from_checkpoint`.
+        """
+        path, entry = build.pretrained_weights(name, mirror=mirror, offline=offline, progress=progress)
+        settings = {**build.zoo_test_overrides(entry), **overrides}
+        estimator = cls.from_checkpoint(path, experiment=entry.experiment, device=device, **settings)
+        estimator.summary = f"{entry.summary()}; {estimator.summary}"
+        return estimator
 
     @classmethod
     def from_exported(cls, path: str | os.PathLike, *, backend: str | None = None, **settings: Any) -> PoseEstimator:
@@ -275,6 +318,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     model.to(device)
     record = {
         "checkpoint": str(cfg.checkpoint),
+        "weights": cfg.get("weights"),
         "model": info["summary"],
         "data": str(cfg.data.get("name")),
         "val_ann": str(cfg.data.val_ann),

@@ -1,4 +1,6 @@
-"""Evaluation entry point: ``python -m bottomup.evaluate experiment=higherhrnet_w32 checkpoint=PATH data.root=DIR``.
+"""Evaluation entry point: ``python -m bottomup.evaluate experiment=higherhrnet_w32 checkpoint=PATH data.root=DIR``,
+or ``python -m bottomup.evaluate weights=NAME data.root=DIR`` for a published model (``python -m bottomup.zoo``: its
+file is downloaded once into the cache and verified; the name brings its experiment and test settings unless given).
 
 Hydra composes ``conf/eval.yaml``; :func:`bottomup.api.evaluate` builds the network from the checkpoint (the
 config saved in a ``last.pt`` / ``best.pt`` of this project, or ``experiment``'s model for an official
@@ -8,7 +10,8 @@ Hydra run dir and prints the AP table. Test settings: ``test.*``
 (``test.flip_test=false``, ``test.scales=[2,1,0.5]``, ...), ``device=cpu|cuda``, ``max_images=N`` (first N
 images only), ``data=crowdpose`` for CrowdPose.
 
-Exit status: 0 done; 2 the checkpoint, data root or model do not fit (the reason is logged).
+Exit status: 0 done; 2 the checkpoint, data root or model do not fit, or a published model's file cannot be had (the
+reason is logged; for a download, the URL, checksum and the path to put the file in by hand).
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def _with_zoo_overrides(argv: list[str]) -> list[str]:
+    """``weights=NAME`` (or ``checkpoint=NAME``) of a published model: its experiment and test settings added to
+    the command line unless given (``bottomup.build.zoo_command_overrides``)."""
+    from bottomup.build import zoo_command_overrides
+
+    extra = zoo_command_overrides(argv, "weights") or zoo_command_overrides(argv, "checkpoint")
+    if extra:  # before Hydra sets up logging: said on stderr
+        print(f"pretrained model: {' '.join(extra)} added to the command line", file=sys.stderr)
+    return argv + extra
+
+
 if __name__ == "__main__":
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    sys.argv[1:] = _with_zoo_overrides(sys.argv[1:])
     main()

@@ -4,6 +4,7 @@ Examples::
 
     python -m bottomup.export outputs/quickstart/.../best.pt                        # -> best.onnx + best.onnx.json
     python -m bottomup.export pose_higher_hrnet_w32_512.pth w32.xml --experiment higherhrnet_w32   # OpenVINO IR
+    python -m bottomup.export --weights higherhrnet_w32_coco_512 w32.onnx     # a published model (bottomup.zoo)
     python -m bottomup.export best.pt best_int8.onnx --int8 --calib coco/val2017    # INT8 for ONNX Runtime (QDQ)
     python -m bottomup.export best.pt fast_int8.onnx --int8 --int8-ops all --calib coco/val2017   # faster, less exact
     python -m bottomup.export best.pt best_int8.xml --int8 --calib coco/val2017     # INT8 (NNCF), OpenVINO IR
@@ -17,7 +18,8 @@ beside the output and moved into place at the end: a failed export leaves the fi
 ``bottomup.deploy.runtime.DeployedPoseEstimator`` run it (ONNX Runtime / OpenVINO, no torch needed).
 
 Checkpoint: this project's ``last.pt`` / ``best.pt`` (config inside) or an official HigherHRNet ``.pth``
-(``--experiment`` names the network). Test settings come from the checkpoint's config; ``--input-size``,
+(``--experiment`` names the network); or ``--weights NAME``, a published model (``python -m bottomup.zoo``), its
+file downloaded once into the cache and verified. Test settings come from the checkpoint's config; ``--input-size``,
 ``--no-flip`` and the grouping flags replace them. The exported graph runs one scale.
 
 INT8 calibration on fewer than 32 images (``bottomup.deploy.export.MIN_CALIBRATION_IMAGES``) gets a warning.
@@ -44,14 +46,24 @@ def _parser() -> argparse.ArgumentParser:
         description="Export a checkpoint with its test-time graph to ONNX or OpenVINO IR (optionally INT8).",
         epilog="Exit status: 0 written, 2 usage error.",
     )
-    p.add_argument("checkpoint", help="this project's last.pt / best.pt, or an official HigherHRNet .pth")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="this project's last.pt / best.pt, or an official HigherHRNet .pth (left out with --weights)",
+    )
     p.add_argument(
         "output",
         nargs="?",
         help="model file to write: *.onnx or *.xml (OpenVINO IR); default: the checkpoint's name with the "
-        "format's suffix, beside it",
+        "format's suffix, beside it (with --weights: NAME.onnx here)",
     )
     p.add_argument("--experiment", help="conf/experiment name of the network (required for an official .pth)")
+    p.add_argument(
+        "--weights",
+        metavar="NAME",
+        help="export a published model by name instead of CHECKPOINT (python -m bottomup.zoo lists them); "
+        "downloaded once into $BOTTOMUP_CACHE/weights and verified",
+    )
     p.add_argument("--format", choices=["onnx", "openvino"], help="default: from the output suffix, else onnx")
     p.add_argument(
         "--exporter",
@@ -84,15 +96,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
-    checkpoint = Path(args.checkpoint)
-    if checkpoint.is_dir():
-        from bottomup.engine.checkpoint import folder_given_message
-
-        print(f"error: {folder_given_message(checkpoint)}", file=sys.stderr)
+    problem = _source_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    if not checkpoint.is_file():
-        print(f"error: checkpoint {checkpoint}: no such file", file=sys.stderr)
-        return 2
+    checkpoint = Path(args.checkpoint or f"{args.weights}.pt")  # with --weights: the default output's stem
     fmt = args.format
     output = Path(args.output) if args.output else None
     if fmt is None:
@@ -133,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flip is not None:
         overrides["flip_test"] = bool(args.flip)
     try:
-        estimator = PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device="cpu", **overrides)
+        if args.weights:
+            estimator = PoseEstimator.from_pretrained(args.weights, device="cpu", **overrides)
+        else:
+            estimator = PoseEstimator.from_checkpoint(checkpoint, experiment=args.experiment, device="cpu", **overrides)
         written = export_model(
             estimator,
             output,
@@ -144,17 +155,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             int8_ops=args.int8_ops,
             summary=estimator.summary,
             trained_on=estimator.trained_on,
-            source=str(checkpoint),
+            source=args.weights or str(checkpoint),
         )
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         if _in_folder(e, output.parent):  # read-only, full disk, ...: the files there were not replaced
             print(f"error: cannot write {output.name} into {output.parent}: {e.strerror or e}; the files there are "
                   "unchanged", file=sys.stderr)  # fmt: skip
         else:
-            print(f"error: {checkpoint}: {e}", file=sys.stderr)
+            print(f"error: {args.weights or checkpoint}: {e}", file=sys.stderr)
         return 2
     print(" ".join(str(p) for p in written.values()))
     return 0
+
+
+def _source_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with CHECKPOINT / ``--weights`` (one of them, an existing file), or ``None``. With
+    ``--weights`` a single positional argument is the OUTPUT (``--weights NAME w32.onnx``)."""
+    if args.weights:
+        if args.checkpoint is not None and args.output is not None:
+            return f"--weights {args.weights} takes the place of CHECKPOINT: give OUTPUT only"
+        if args.experiment:
+            return f"--weights {args.weights}: --experiment not with it (the name says which network)"
+        args.output, args.checkpoint = args.output or args.checkpoint, None
+        return None
+    if args.checkpoint is None:
+        return "give CHECKPOINT (a file) or --weights NAME (a published model: python -m bottomup.zoo lists them)"
+    checkpoint = Path(args.checkpoint)
+    if checkpoint.is_dir():
+        from bottomup.engine.checkpoint import folder_given_message
+
+        return folder_given_message(checkpoint)
+    if not checkpoint.is_file():
+        return f"checkpoint {checkpoint}: no such file"
+    return None
 
 
 def _unwritable(folder: Path) -> str | None:

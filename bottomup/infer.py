@@ -5,6 +5,7 @@ Examples::
     python -m bottomup.infer photo.jpg                          # newest checkpoint under outputs/
     python -m bottomup.infer photos/ 'more/*.png' --checkpoint outputs/coco_higherhrnet_w32/2025-01-01_00-00-00/best.pt
     python -m bottomup.infer img.jpg --checkpoint pose_higher_hrnet_w32_512.pth --experiment higherhrnet_w32
+    python -m bottomup.infer img.jpg --weights higherhrnet_w32_coco_512   # a published model (python -m bottomup.zoo)
     python -m bottomup.infer coco/val2017 --no-render --scales 2 1 0.5 --min-score 0.1
     python -m bottomup.infer clip.mp4 --max-age 30 --smooth       # video: tracked people, clip.jsonl + clip.mp4
     python -m bottomup.infer 0 --max-frames 300                   # camera 0 (Ctrl-C stops, keeping the outputs)
@@ -68,7 +69,10 @@ official HigherHRNet ``.pth`` (then ``--experiment`` says which network it is), 
 ``python -m bottomup.export`` (``.onnx`` / OpenVINO ``.xml``, its JSON beside it), which ``--backend onnxruntime`` /
 ``openvino`` runs (default by the suffix; the test settings are the exported ones). Without ``--checkpoint`` the
 newest run under ``./outputs/`` is used: the run folder whose ``best.pt`` / ``last.pt`` was written last, and
-in it ``best.pt`` (best validation AP) when it exists, else ``last.pt``.
+in it ``best.pt`` (best validation AP) when it exists, else ``last.pt``. ``--weights NAME`` takes a published
+model instead (``python -m bottomup.zoo`` lists them): its file is downloaded once into the cache
+(``$BOTTOMUP_CACHE/weights``, default ``~/.cache/bottomup/weights``) and verified; ``BOTTOMUP_OFFLINE=1`` never
+downloads, and when the file cannot be had the message names its URL, checksum and the path to put it in.
 
 Exit status: 0 all inputs processed; 1 some input failed (unreadable image or video; reported and skipped); 2 usage
 error (no input matched, no checkpoint, bad option or checkpoint, an ``--output-dir`` that cannot be written);
@@ -115,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--experiment",
         help="conf/experiment name the network was built with (e.g. higherhrnet_w32); required for official .pth",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="NAME",
+        help="a published model by name instead of --checkpoint (python -m bottomup.zoo lists them, e.g. "
+        "higherhrnet_w32_coco_512); downloaded once into $BOTTOMUP_CACHE/weights (default ~/.cache/bottomup), "
+        "checksum verified; BOTTOMUP_OFFLINE=1 never downloads, BOTTOMUP_WEIGHTS_MIRROR replaces the base URL",
     )
     p.add_argument(
         "--output-dir",
@@ -378,8 +389,28 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
     return found
 
 
+def _pretrained(args: argparse.Namespace) -> Any:
+    """``PoseEstimator.from_pretrained(--weights)``: a published model by name (downloaded into the cache once)."""
+    clash = [flag for flag, given in (("--checkpoint", args.checkpoint), ("--experiment", args.experiment)) if given]
+    if clash or args.backend not in (None, "torch"):
+        what = ", ".join(clash) or f"--backend {args.backend}"
+        raise UsageError(f"--weights {args.weights}: {what} not with it (the name says which file and network)")
+    from bottomup.api import PoseEstimator
+    from bottomup.engine.distributed import resolve_device
+
+    try:
+        device = resolve_device(args.device, key="--device")
+        return PoseEstimator.from_pretrained(args.weights, device=device, progress=not args.no_progress)
+    except Exception as e:  # noqa: BLE001 - unknown name, no download, weights that do not load: usage errors
+        raise UsageError(f"--weights {args.weights}: {e}") from e
+
+
 def _estimator(args: argparse.Namespace) -> Any:
     """The ``PoseEstimator`` with the command line's settings; says on stderr what the model is."""
+    if args.weights:
+        estimator = _with_options(args, _pretrained(args))
+        print(f"weights {args.weights}: {estimator.summary}", file=sys.stderr)
+        return estimator
     checkpoint = _checkpoint_path(args)
     try:
         estimator = _load_estimator(args, checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 from pathlib import Path
 
@@ -32,6 +33,70 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     rest = [item for item in items if not item.get_closest_marker("learning")]
     head = learning[:2] + rest[:2] + learning[2:]
     items[:] = head + rest[2:]
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is downloaded in the test suite: a pretrained model's name that is not in the cache fails with the
+    offline message (``BOTTOMUP_OFFLINE=1``). Tests of downloads unset it and serve files from 127.0.0.1
+    (:func:`weights_server`)."""
+    monkeypatch.setenv("BOTTOMUP_OFFLINE", "1")
+    monkeypatch.delenv("BOTTOMUP_WEIGHTS_MIRROR", raising=False)
+
+
+class _WeightsHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the server's folder; records each request; a path in ``server.cut`` is sent half, then the connection
+    is closed (an interrupted transfer: the full ``Content-Length`` announced, half the bytes sent)."""
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.server.requests.append(self.path)
+        if self.path in self.server.cut:
+            data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def weights_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An HTTP server on 127.0.0.1 (a thread) serving ``server.root`` at ``server.url``, for download tests:
+    ``server.requests`` lists the paths asked for, ``server.cut`` the paths to interrupt, ``server.stop()`` stops
+    it. The cache is ``tmp_path / "cache"`` (``BOTTOMUP_CACHE``), offline mode off, no proxy for 127.0.0.1."""
+    import functools
+    import threading
+
+    root = tmp_path / "mirror"
+    root.mkdir()
+    monkeypatch.setenv("BOTTOMUP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BOTTOMUP_OFFLINE", raising=False)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_WeightsHandler, directory=str(root)))
+    server.daemon_threads = True
+    server.requests, server.cut, server.root = [], set(), root
+    server.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    stopped = []
+
+    def stop() -> None:
+        if not stopped:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+            stopped.append(True)
+
+    server.stop = stop
+    yield server
+    stop()
 
 
 @pytest.fixture(autouse=True)

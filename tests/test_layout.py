@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "bottomup"
 ROLE_FOLDERS = ("core", "models", "data", "codec", "engine", "vis", "deploy", "bench")
-ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py", "export.py")
+ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py", "export.py", "zoo.py")
 
 
 def _lint_imports() -> list[str]:

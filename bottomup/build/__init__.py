@@ -11,7 +11,8 @@ checkpoint into a model.
 
 The package by role: :mod:`~bottomup.build.config` (composing, schemas, settings of a config),
 :mod:`~bottomup.build.datasets`, :mod:`~bottomup.build.networks`, :mod:`~bottomup.build.checkpoints` and
-:mod:`~bottomup.build.runs` (the jobs of ``train`` / ``evaluate``); everything is importable from here.
+:mod:`~bottomup.build.runs` (the jobs of ``train`` / ``evaluate``), :mod:`~bottomup.build.pretrained` (pretrained models
+by name: ``bottomup.models.zoo``); everything is importable from here.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from bottomup.build.networks import (
     estimator_from_config,
     evaluate_model,
 )
+from bottomup.build.pretrained import pretrained_weights, resolve_weights, zoo_command_overrides, zoo_test_overrides
 from bottomup.build.runs import build_train_state, evaluation_config, training_job
 from bottomup.models.weights import describe_weights, is_project_checkpoint, mismatch_summary
 
@@ -97,13 +99,17 @@ __all__ = [
     "load_resume_checkpoint",
     "mismatch_summary",
     "prepare_data_root",
+    "pretrained_weights",
     "register_schemas",
+    "resolve_weights",
     "saved_config",
     "settings_from_config",
     "test_settings",
     "trainer_settings",
     "training_job",
     "val_set",
+    "zoo_command_overrides",
+    "zoo_test_overrides",
 ]
 
 register_schemas()

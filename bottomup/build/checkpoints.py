@@ -13,6 +13,7 @@ from torch import nn
 
 from bottomup.build.config import compose, experiments, saved_config
 from bottomup.build.networks import build_model
+from bottomup.build.pretrained import pretrained_weights, resolve_weights
 from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.models.weights import (
     HEAD_PREFIXES,
@@ -28,6 +29,7 @@ from bottomup.models.weights import (
     unwrap_state_dict,
     weights_layout,
 )
+from bottomup.models.zoo import is_zoo_name
 
 log = logging.getLogger("bottomup.build")
 
@@ -100,7 +102,10 @@ def load_model(
     checkpoint whose config is missing. ``model.pretrained`` is never loaded (the checkpoint's weights replace it).
 
     Args:
-        path: the file; read with ``torch.load(weights_only=True)``, which never runs code from the file.
+        path: the file; read with ``torch.load(weights_only=True)``, which never runs code from the file. A
+            pretrained model's name (``bottomup.models.zoo``, e.g. ``higherhrnet_w32_coco_512``) stands for its
+            verified file in the cache (downloaded first when needed), and its experiment is the fallback when
+            neither ``cfg`` nor ``experiment`` is given.
         cfg: a composed config to fall back on.
         experiment: a name in ``conf/experiment`` to fall back on when ``cfg`` is not given.
         info: a dict to receive ``"metrics"`` (a project checkpoint's, e.g. ``best_ap``; else empty) and
@@ -113,12 +118,17 @@ def load_model(
 
     Raises:
         FileNotFoundError: no such file.
+        bottomup.core.download.DownloadError: a pretrained model's name whose file is not in the cache and cannot
+            be downloaded now (the message names the URL, checksum and the path to put the file in).
         bottomup.engine.checkpoint.CheckpointError: the file is not a loadable weights-only checkpoint.
         ExperimentRequiredError: (a ``ValueError``) a file without a config and neither ``cfg`` nor ``experiment``.
         RuntimeError: weights that do not fit the network (the message lists the mismatches and names the
             experiments of the file's network).
     """
     name = os.fspath(path)
+    if is_zoo_name(name) and not os.path.exists(name):
+        file, entry = pretrained_weights(name)
+        name, experiment = str(file), experiment or entry.experiment
     checkpoint = load_checkpoint(name)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
@@ -230,7 +240,8 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     Args:
         model: the freshly built network (CPU or device); changed in place.
         path: a ``last.pt`` / ``best.pt`` of this project, an official HigherHRNet / SWAHR ``.pth`` or an MMPose
-            0.x checkpoint, read weights-only (no code from the file runs).
+            0.x checkpoint, read weights-only (no code from the file runs); or a pretrained model's name
+            (``bottomup.models.zoo``), its verified file in the cache (downloaded first when needed).
         key: the config key ``path`` came from, for the messages.
 
     Returns:
@@ -240,8 +251,11 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
     Raises:
         FileNotFoundError / CheckpointError: unreadable file, or backbone weights that do not fit (the message
             gives the file's width and K against the model's).
+        ValueError: a name-like value that is neither a file nor a pretrained model's name.
+        bottomup.core.download.DownloadError: a pretrained model that is not in the cache and cannot be
+            downloaded now (the message names the URL, checksum and path).
     """
-    name = os.fspath(path)
+    name = resolve_weights(path, key=key)
     checkpoint = load_checkpoint(name, key=key)
     state = checkpoint_state_dict(checkpoint, name)
     layout = weights_layout(checkpoint)

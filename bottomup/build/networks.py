@@ -15,6 +15,7 @@ from torch import nn
 
 from bottomup.build.config import _map_legacy_targets, settings_from_config, test_settings
 from bottomup.build.datasets import val_set
+from bottomup.build.pretrained import resolve_weights
 from bottomup.codec import AssociativeEmbeddingCodec
 from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.settings import TargetSettings
@@ -30,18 +31,24 @@ def build_model(model_cfg: DictConfig, num_keypoints: int | None = None, *, pret
     Args:
         model_cfg: the ``model`` group.
         num_keypoints: the data's K (``data.num_keypoints``); ``None`` skips the check.
-        pretrained: load ``model.pretrained`` (an ImageNet backbone) when set; ``False`` when checkpoint weights
-            replace everything anyway.
+        pretrained: load ``model.pretrained`` (an ImageNet backbone: a local file, or a backbone's name in
+            ``bottomup.models.zoo`` such as ``hrnet_w32_imagenet``, downloaded into the cache when needed) when set;
+            ``False`` when checkpoint weights replace everything anyway.
 
     Raises:
         ValueError: ``model.num_keypoints`` differs from ``num_keypoints``, or the model refused its arguments
             (e.g. an unreadable ``model.pretrained``).
         FileNotFoundError: ``model.pretrained`` does not exist.
+        bottomup.core.download.DownloadError: a backbone name whose file is not in the cache and cannot be
+            downloaded now (the message names the URL, checksum and the path to put the file in).
     """
     model_cfg = _map_legacy_targets(model_cfg)
     try:
         if not pretrained and "pretrained" in model_cfg:
             model = hydra.utils.instantiate(model_cfg, pretrained=None)
+        elif model_cfg.get("pretrained"):  # a path, or a backbone's name in the zoo (its file in the cache)
+            path = resolve_weights(str(model_cfg.pretrained), key="model.pretrained", kind="backbone")
+            model = hydra.utils.instantiate(model_cfg, pretrained=path)
         else:
             model = hydra.utils.instantiate(model_cfg)
     except hydra.errors.InstantiationException as e:

@@ -22,6 +22,7 @@ from bottomup.build.datasets import (
     val_set,
 )
 from bottomup.build.networks import build_loss, build_model, build_optimizer
+from bottomup.build.pretrained import pretrained_weights, zoo_test_overrides
 from bottomup.core.keypoints import KeypointLayout
 from bottomup.engine.trainer import TrainState
 from bottomup.engine.training import RunContext, TrainingJob
@@ -100,6 +101,28 @@ def _synthetic_set_of_checkpoint(cfg: DictConfig, ran: DictConfig, given: set[st
         cfg.data.synthetic = saved
 
 
+def _use_pretrained(cfg: DictConfig, given: set[str]) -> None:
+    """``weights=NAME``: ``cfg.checkpoint`` set to the pretrained model's verified file in the cache (downloaded
+    first when needed) and its published test settings (``test.udp``) set unless ``given`` sets them.
+
+    Raises:
+        ValueError: an unknown name, or a config whose ``model.width`` is not the weights' (names the experiment).
+        bottomup.core.download.DownloadError: not in the cache and not downloadable now.
+    """
+    path, entry = pretrained_weights(str(cfg.weights))
+    with open_dict(cfg):
+        cfg.checkpoint = str(path)
+        for key, value in zoo_test_overrides(entry).items():
+            if f"test.{key}" not in given:
+                cfg.test[key] = value
+    width = OmegaConf.select(cfg, "model.width", default=None)
+    if width is not None and int(width) != entry.width:
+        raise ValueError(
+            f"weights={entry.name} is a W{entry.width} network (experiment={entry.experiment}) but the config builds "
+            f"model.width={width}: pass experiment={entry.experiment}"
+        )
+
+
 def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[nn.Module, dict[str, Any]]:
     """The network of ``cfg.checkpoint`` and ``cfg`` completed for its evaluation (a composed ``eval`` config,
     changed in place; the data root prepared).
@@ -117,25 +140,39 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[n
     Returns:
         ``(model, info)``: the network on the CPU; ``info["summary"]``, a line describing it.
 
+    ``weights=NAME`` (a pretrained model, ``bottomup.models.zoo``) stands for ``checkpoint=<its file in the
+    cache>`` (downloaded first when needed) with its published test settings.
+
     Raises:
-        ValueError: ``checkpoint`` or ``data.root`` not set, an unknown ``data.*`` / ``test.*`` key
+        bottomup.core.download.DownloadError: ``weights=NAME`` not in the cache and not downloadable now.
+        ValueError: ``checkpoint`` (or ``weights``) or ``data.root`` not set, both given, an unknown name, an
+            unknown ``data.*`` / ``test.*`` key
             (:func:`~bottomup.build.datasets.check_run_config`), or a model whose K differs from the data's.
         FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
     check_run_config(cfg)
-    if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.get("checkpoint"):
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    has_checkpoint = not OmegaConf.is_missing(cfg, "checkpoint") and bool(cfg.get("checkpoint"))
+    if cfg.get("weights"):
+        if has_checkpoint:
+            raise ValueError(
+                f"checkpoint={cfg.checkpoint} and weights={cfg.weights}: give one (a file, or a pretrained name)"
+            )
+    elif not has_checkpoint:
         raise ValueError(
             "checkpoint is not set: pass checkpoint=PATH (a last.pt / best.pt of this project, or an official "
-            "HigherHRNet .pth with the matching experiment=...)"
+            "HigherHRNet .pth with the matching experiment=...) or weights=NAME (a pretrained model: python -m "
+            "bottomup.zoo lists them)"
         )
     generated = cfg.data.get("root") is None and cfg.data.get("synthetic") is not None
     if not generated:  # a generated set is made once the checkpoint has said which one
         prepare_data_root(cfg.data)
+    if cfg.get("weights"):  # after the data root's check: a wrong root fails before a download
+        _use_pretrained(cfg, given)
     path = str(cfg.checkpoint)
     info: dict[str, Any] = {}
     model, ran, kind = load_model(path, cfg=cfg, info=info)
     log.info("loaded %s checkpoint %s: %s", kind, path, info["summary"])
-    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     if kind == "project":
         with open_dict(cfg):
             cfg.model = ran.model  # the saved config records the network that ran
