@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.dataset import KeypointDataset
 from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
-from bottomup.engine.distributed import DistInfo, init_distributed
+from bottomup.engine.distributed import DistInfo, evaluation_shard, init_distributed
 from bottomup.engine.estimator import PoseEstimator
 from bottomup.engine.evaluator import ValSet, evaluate_model
 from bottomup.engine.settings import TestSettings, TrainerSettings
@@ -180,12 +180,19 @@ def run_training(settings: TrainerSettings, seed: int, setup: Callable[[RunConte
             len(dataset), iters_per_epoch, run_dir,
         )  # fmt: skip
 
+    shard = evaluation_shard(dist_info)  # each rank evaluates its share of the images
+
     def evaluate_now() -> dict[str, float]:
         was_training = model.training
         try:
             estimator = in_training.estimator()  # puts the network in eval mode
             return evaluate_model(
-                estimator, job.val, output_json=run_dir / "results_val.json", max_images=settings.eval_max_images
+                estimator,
+                job.val,
+                output_json=run_dir / "results_val.json",
+                max_images=settings.eval_max_images,
+                progress=settings.progress,
+                shard=shard,
             )
         finally:
             model.train(was_training)

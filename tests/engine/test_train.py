@@ -185,13 +185,17 @@ def test_torchrun_two_processes_gloo_cpu(coco_root: Path, tmp_path: Path) -> Non
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "bottomup.train", "experiment=higherhrnet_w32", f"data.root={coco_root}", *SMALL,
         "trainer.epochs=1", "trainer.steps_per_epoch=2", "trainer.device=cpu", "trainer.sync_bn=true",
-        f"hydra.run.dir={tmp_path}",
+        "trainer.eval_every=1", "trainer.eval_max_images=6", f"hydra.run.dir={tmp_path}",
     ]  # fmt: skip
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["step"] == 2 and ckpt["epoch"] == 1
     assert not any(k.startswith("module.") for k in ckpt["model"])
+    # in-training evaluation over both ranks (issue 29): rank 0 wrote the people of all 6 images and the AP
+    log = res.stderr + res.stdout
+    assert "epoch 0: val AP" in log and " people in 6 images -> " in log, log[-3000:]
+    assert (tmp_path / "results_val.json").is_file() and (tmp_path / "best.pt").is_file()
 
 
 def test_tensorboard_gets_scalars_and_pictures(coco_root: Path, tmp_path: Path) -> None:
