@@ -247,7 +247,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     settings = build.trainer_settings(cfg)
     build.check_run_config(cfg)
     build.prepare_data_root(cfg.data)
-    return run_training(settings, int(cfg.seed), lambda context: build.training_job(cfg, context))
+    probe = lambda: build.build_model(cfg.model, int(cfg.data.num_keypoints), pretrained=False)  # noqa: E731
+    return run_training(settings, int(cfg.seed), lambda context: build.training_job(cfg, context), probe)
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
