@@ -44,7 +44,7 @@ from bottomup.core.keypoints import KeypointLayout
 from bottomup.deploy.runtime import SUFFIX_BACKEND, ExportedBackend
 from bottomup.engine import estimator as _estimator
 from bottomup.engine.checkpoint import CheckpointError
-from bottomup.engine.distributed import resolve_device
+from bottomup.engine.distributed import evaluation_shard, process_group
 from bottomup.engine.estimator import FrameResult
 from bottomup.engine.evaluator import evaluate_into
 from bottomup.engine.people import Prediction
@@ -291,7 +291,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     settings = build.trainer_settings(cfg)
     build.check_run_config(cfg)
     build.prepare_data_root(cfg.data)
-    return run_training(settings, int(cfg.seed), lambda context: build.training_job(cfg, context))
+    probe = lambda: build.build_model(cfg.model, int(cfg.data.num_keypoints), pretrained=False)  # noqa: E731
+    return run_training(settings, int(cfg.seed), lambda context: build.training_job(cfg, context), probe)
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -313,24 +314,25 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         ValueError: ``checkpoint`` or ``data.root`` not set, or a model whose K differs from the data's.
         FileNotFoundError / bottomup.engine.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
-    device = resolve_device(str(cfg.get("device", "auto")), key="device")
-    model, info = build.evaluation_config(cfg, overrides)
-    model.to(device)
-    record = {
-        "checkpoint": str(cfg.checkpoint),
-        "weights": cfg.get("weights"),
-        "model": info["summary"],
-        "data": str(cfg.data.get("name")),
-        "val_ann": str(cfg.data.val_ann),
-        "max_images": cfg.get("max_images"),
-        "test": OmegaConf.to_container(cfg.test, resolve=True),
-    }
-    return evaluate_into(
-        build.estimator_from_config(cfg, model, cls=PoseEstimator, device=device),
-        build.val_set(cfg),
-        Path(str(cfg.output_dir)),
-        record=record,
-        config_text=OmegaConf.to_yaml(cfg),
-        max_images=cfg.get("max_images"),
-        progress=bool(cfg.get("progress", True)),
-    )
+    with process_group(str(cfg.get("device", "auto")), key="device") as (dist_info, device):
+        model, info = build.evaluation_config(cfg, overrides)
+        model.to(device)
+        record = {
+            "checkpoint": str(cfg.checkpoint),
+            "weights": cfg.get("weights"),
+            "model": info["summary"],
+            "data": str(cfg.data.get("name")),
+            "val_ann": str(cfg.data.val_ann),
+            "max_images": cfg.get("max_images"),
+            "test": OmegaConf.to_container(cfg.test, resolve=True),
+        }
+        return evaluate_into(
+            build.estimator_from_config(cfg, model, cls=PoseEstimator, device=device),
+            build.val_set(cfg),
+            Path(str(cfg.output_dir)),
+            record=record,
+            config_text=OmegaConf.to_yaml(cfg),
+            max_images=cfg.get("max_images"),
+            progress=bool(cfg.get("progress", True)),
+            shard=evaluation_shard(dist_info),
+        )

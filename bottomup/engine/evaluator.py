@@ -42,6 +42,7 @@ __all__ = [
     "CROWDPOSE_STAT_NAMES",
     "coco_keypoint_eval",
     "people_to_results",
+    "EvalShard",
     "evaluate_model",
     "evaluate_into",
 ]
@@ -248,6 +249,34 @@ class ValSet:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class EvalShard:
+    """This process's share of a sharded evaluation (``torchrun``): rank ``rank`` of ``world_size`` runs the images
+    ``rank, rank + world_size, ...`` of the annotation file; the people found are gathered on rank 0, which writes
+    the results and scores them; the scores are sent back to every rank. The collectives come as callables, so
+    that this module stays torch-free (:func:`bottomup.engine.distributed.evaluation_shard` makes them from
+    ``torch.distributed``).
+
+    Attributes:
+        rank, world_size: this process's rank and the number of processes.
+        gather: ``obj -> [obj of rank 0, obj of rank 1, ...]`` on rank 0, ``None`` on the others.
+        broadcast: ``obj -> rank 0's obj`` on every rank.
+    """
+
+    rank: int
+    world_size: int
+    gather: Callable[[Any], list[Any] | None]
+    broadcast: Callable[[Any], Any]
+
+    def __post_init__(self) -> None:
+        if not 0 <= int(self.rank) < int(self.world_size):
+            raise ValueError(f"EvalShard: rank {self.rank} is not in [0, world_size={self.world_size})")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
 def evaluate_model(
     estimator: Callable[[np.ndarray], Any],
     val: ValSet,
@@ -255,11 +284,12 @@ def evaluate_model(
     output_json: str | os.PathLike,
     max_images: int | None = None,
     progress: bool = True,
+    shard: EvalShard | None = None,
 ) -> dict[str, float]:
     """Run the test-time pipeline on the validation set, write the results JSON and score it.
 
     Every image of ``val.ann_file`` is processed (with or without annotated people, as the official evaluation)
-    by ``estimator`` (``bottomup.engine.estimator.PoseEstimator`` on any backend, the pipeline of the Python API
+    once, by this process or, with ``shard``, by one of the ranks, by ``estimator`` (``bottomup.engine.estimator.PoseEstimator`` on any backend, the pipeline of the Python API
     and the CLI). An image that cannot be read, or whose size differs from its record, is skipped with a warning.
     A torch network's train / eval mode is restored afterwards.
 
@@ -269,11 +299,14 @@ def evaluate_model(
         output_json: where to write the results.
         max_images: evaluate the first N images of the annotation file only (AP over those images); ``None`` =
             all.
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (rank 0's, with ``shard``).
+        shard: this rank's share (:class:`EvalShard`); every rank of the group must call this function. The
+            results are put in the order of the images in the annotation file, so that the results file and the
+            scores equal those of one process.
 
     Returns:
         the :func:`coco_keypoint_eval` scores (``AP``, ``AP50``, ..., see :data:`COCO_STAT_NAMES` /
-        :data:`CROWDPOSE_STAT_NAMES`).
+        :data:`CROWDPOSE_STAT_NAMES`), on every rank.
 
     Raises:
         FileNotFoundError: the annotation file or image folder does not exist.
@@ -300,11 +333,14 @@ def evaluate_model(
         )
     output_json = Path(output_json)
 
-    results: list[dict] = []
+    rank, world = (shard.rank, shard.world_size) if shard is not None else (0, 1)
+    by_image: dict[int, list[dict]] = {}  # index in ``images`` -> people found
     failed: list[str] = []
     was_training = bool(getattr(net, "training", False))
     try:
-        for img in tqdm(images, desc="evaluate", disable=not progress, dynamic_ncols=True, leave=False):
+        mine = range(rank, len(images), world)
+        for index in tqdm(mine, desc="evaluate", disable=not progress or rank != 0, dynamic_ncols=True, leave=False):
+            img = images[index]
             path = image_dir / str(img["file_name"])
             try:
                 image = load_annotated_image(path, img.get("height"), img.get("width"))  # the annotations' frame
@@ -318,10 +354,32 @@ def evaluate_model(
                 failed.append(str(path))
                 continue
             pred = estimator(image)
-            results.extend(people_to_results(int(img["id"]), pred.keypoints, pred.scores, category_id=category_id))
+            by_image[index] = people_to_results(int(img["id"]), pred.keypoints, pred.scores, category_id=category_id)
     finally:
         if net is not None:
             net.train(was_training)
+    if shard is not None and world > 1:
+        parts = shard.gather((by_image, failed))
+        if not shard.is_main:
+            return shard.broadcast(None)
+        by_image, failed = {}, []
+        for part_images, part_failed in parts or []:
+            by_image.update(part_images)
+            failed.extend(part_failed)
+    results = [person for index in sorted(by_image) for person in by_image[index]]
+    stats = _write_and_score(results, failed, images, output_json, val, max_images)
+    return shard.broadcast(stats) if shard is not None and world > 1 else stats
+
+
+def _write_and_score(
+    results: list[dict],
+    failed: list[str],
+    images: list[dict],
+    output_json: Path,
+    val: ValSet,
+    max_images: int | None,
+) -> dict[str, float]:
+    """Rank 0's end of :func:`evaluate_model`: the results file and :func:`coco_keypoint_eval`."""
     if failed:
         log.warning("%d of %d validation images could not be read (see above)", len(failed), len(images))
 
@@ -329,7 +387,7 @@ def evaluate_model(
     log.info("%d people in %d images -> %s", len(results), len(images), output_json)
     return coco_keypoint_eval(
         results,
-        ann_file,
+        Path(val.ann_file),
         oks_sigmas=val.layout.oks_sigmas,
         eval_type=val.eval_type,
         image_ids=[int(img["id"]) for img in images] if max_images is not None else None,
@@ -345,6 +403,7 @@ def evaluate_into(
     config_text: str = "",
     max_images: int | None = None,
     progress: bool = True,
+    shard: EvalShard | None = None,
 ) -> dict[str, float]:
     """:func:`evaluate_model` with the run's record written into ``out_dir`` (the body of
     ``python -m bottomup.evaluate``): ``results_val.json`` (COCO results), ``metrics.json`` (``record`` and the
@@ -352,7 +411,8 @@ def evaluate_into(
     existing ``.hydra/config.yaml`` is replaced by it too). Prints the AP table and the paths.
 
     Args:
-        estimator, val, max_images, progress: as :func:`evaluate_model`.
+        estimator, val, max_images, progress, shard: as :func:`evaluate_model` (with ``shard`` rank 0 writes the
+            files and prints).
         out_dir: the output folder.
         record: what ``metrics.json`` says about the run (checkpoint, model, data, test settings, ...).
         config_text: the YAML of the config that ran.
@@ -365,7 +425,11 @@ def evaluate_into(
     """
     out = Path(out_dir)
     output_json = out / "results_val.json"
-    stats = evaluate_model(estimator, val, output_json=output_json, max_images=max_images, progress=progress)
+    stats = evaluate_model(
+        estimator, val, output_json=output_json, max_images=max_images, progress=progress, shard=shard
+    )
+    if shard is not None and not shard.is_main:
+        return stats
     if config_text:
         (out / "config.yaml").write_text(config_text)
         if (out / ".hydra" / "config.yaml").is_file():

@@ -406,8 +406,9 @@ def fit(
 ) -> dict[str, Any]:
     """Train from ``state.epoch`` to ``epochs`` (or ``max_steps`` optimiser steps in all).
 
-    After every epoch rank 0 writes ``<run_dir>/last.pt``; every ``eval_every`` epochs it calls ``evaluate()``
-    (the validation AP table), logs it and keeps ``best.pt`` by AP. An epoch cut short by ``max_steps`` is not
+    After every epoch rank 0 writes ``<run_dir>/last.pt``; every ``eval_every`` epochs every rank calls
+    ``evaluate()`` (the validation AP table; each rank evaluates its share of the images, see
+    ``bottomup.engine.evaluator.EvalShard``), and rank 0 logs it and keeps ``best.pt`` by AP. An epoch cut short by ``max_steps`` is not
     counted as completed: its trained batches are saved (``state.batch``), and a resume continues inside it with
     the next batch, the sampler leaving out the ``state.batch x loader.batch_size`` indices already trained, so
     that the run trains the samples (and augmentations) of an uninterrupted one.
@@ -418,8 +419,9 @@ def fit(
             indices of ``sampler``. sampler: its epoch (and start, on a resume inside an epoch) is set each epoch.
         run_dir: where the checkpoints go. epochs: total epochs (``trainer.epochs``).
         iters_per_epoch: batches per epoch. max_steps: total step cap (``trainer.max_steps``).
-        evaluate: ``() -> {"AP": ..., ...}`` or ``None``. eval_every: epochs between evaluations (0 = off).
-        is_main: rank 0 (logs, evaluates, saves). logger: TensorBoard and the bar.
+        evaluate: ``() -> {"AP": ..., ...}`` or ``None``, called on every rank (all ranks get the same table).
+            eval_every: epochs between evaluations (0 = off).
+        is_main: rank 0 (logs, saves). logger: TensorBoard and the bar.
         **step_settings: ``precision``, ``grad_clip``, ``channels_last`` of :func:`train_one_epoch`.
 
     Returns:
@@ -465,17 +467,19 @@ def fit(
                 means.get("pull", float("nan")), means.get("push", float("nan")), means["images_per_s"],
             )  # fmt: skip
         _check_finite(state, run_dir, epoch)
-        if evaluate is not None and eval_every and (epoch + 1) % eval_every == 0 and is_main:
+        if evaluate is not None and eval_every and (epoch + 1) % eval_every == 0:
             stats = evaluate()
             ap = float(stats["AP"])
             metrics.update({f"val/{k}": float(v) for k, v in stats.items()})
-            if logger is not None:
-                logger.scalars("val", stats, state.step)
-            log.info("epoch %d: val AP %.4f", epoch, ap)
             summary["ap"] = ap
             if ap > state.best_ap:
                 state.best_ap = ap
-                save_checkpoint(state.state_dict(metrics), run_dir / "best.pt")
+                if is_main:
+                    save_checkpoint(state.state_dict(metrics), run_dir / "best.pt")
+            if is_main:
+                if logger is not None:
+                    logger.scalars("val", stats, state.step)
+                log.info("epoch %d: val AP %.4f", epoch, ap)
         if is_main:
             save_checkpoint(state.state_dict(metrics), run_dir / "last.pt")
             if logger is not None:

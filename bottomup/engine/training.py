@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader
 from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.dataset import KeypointDataset
 from bottomup.engine.checkpoint import CheckpointError, remove_stale_temporaries
-from bottomup.engine.distributed import DistInfo, init_distributed
+from bottomup.engine.distributed import DistInfo, evaluation_shard, init_distributed
 from bottomup.engine.estimator import PoseEstimator
 from bottomup.engine.evaluator import ValSet, evaluate_model
 from bottomup.engine.settings import TestSettings, TrainerSettings
 from bottomup.engine.trainer import EpochSampler, TrainLogger, TrainState, fit
-from bottomup.models.precision import AUTO, resolve_precision
+from bottomup.models.precision import AUTO, measured_precision, resolve_precision
 from bottomup.models.weights import describe_weights, mismatch_summary
 
 log = logging.getLogger("bottomup.train")
@@ -127,7 +127,12 @@ class InTraining:
         return snapshot
 
 
-def run_training(settings: TrainerSettings, seed: int, setup: Callable[[RunContext], TrainingJob]) -> dict[str, Any]:
+def run_training(
+    settings: TrainerSettings,
+    seed: int,
+    setup: Callable[[RunContext], TrainingJob],
+    probe_model: Callable[[], nn.Module] | None = None,
+) -> dict[str, Any]:
     """Run one training: start the processes (``torchrun``) and pick the device, resolve ``precision=auto``, seed
     (``seed + rank``), build the job with ``setup``, resume it, then :func:`~bottomup.engine.trainer.fit` with
     evaluation every ``settings.eval_every`` epochs and TensorBoard in ``<run dir>/tb``.
@@ -138,6 +143,10 @@ def run_training(settings: TrainerSettings, seed: int, setup: Callable[[RunConte
             ``(seed, epoch, index)``.
         setup: builds the job once the :class:`RunContext` is known (the model is built after seeding, so that
             its initial weights follow ``seed``).
+        probe_model: ``() -> network`` like the job's (built before seeding, used only by
+            ``trainer.precision=auto``): rank 0 times a training step of it in fp32 and bf16 and every rank runs the
+            faster one that computes correctly (``bottomup.models.precision.measured_precision``, cached per machine,
+            torch version and network). Without it ``auto`` follows the device's bf16 flag.
 
     Returns:
         ``{"run_dir", "start_step", "step", "best_ap", "last", "ap"?, <last epoch's mean losses>}``.
@@ -149,7 +158,9 @@ def run_training(settings: TrainerSettings, seed: int, setup: Callable[[RunConte
     """
     dist_info, device = init_distributed(settings.device, timeout_s=settings.dist_timeout)
     precision = resolve_precision(settings.precision, device, "trainer.precision")
-    if settings.precision == AUTO and dist_info.is_main:
+    if settings.precision == AUTO and probe_model is not None:
+        precision = _measured_precision(probe_model, device, dist_info)
+    elif settings.precision == AUTO and dist_info.is_main:
         log.info("trainer.precision=auto: %s on %s", precision, device)
     torch.manual_seed(seed + dist_info.rank)
     np.random.seed(seed + dist_info.rank)  # the global generator is saved in checkpoints
@@ -180,12 +191,19 @@ def run_training(settings: TrainerSettings, seed: int, setup: Callable[[RunConte
             len(dataset), iters_per_epoch, run_dir,
         )  # fmt: skip
 
+    shard = evaluation_shard(dist_info)  # each rank evaluates its share of the images
+
     def evaluate_now() -> dict[str, float]:
         was_training = model.training
         try:
             estimator = in_training.estimator()  # puts the network in eval mode
             return evaluate_model(
-                estimator, job.val, output_json=run_dir / "results_val.json", max_images=settings.eval_max_images
+                estimator,
+                job.val,
+                output_json=run_dir / "results_val.json",
+                max_images=settings.eval_max_images,
+                progress=settings.progress,
+                shard=shard,
             )
         finally:
             model.train(was_training)
@@ -220,6 +238,25 @@ def run_training(settings: TrainerSettings, seed: int, setup: Callable[[RunConte
     if dist_info.is_main:
         log.info("done: %d steps, last checkpoint %s", state.step, summary["last"])
     return summary
+
+
+def _measured_precision(probe_model: Callable[[], nn.Module], device: torch.device, dist_info: DistInfo) -> str:
+    """``trainer.precision=auto`` by measurement on rank 0 (:func:`~bottomup.models.precision.measured_precision`),
+    the choice sent to every rank."""
+    choice = None
+    if dist_info.is_main:
+        choice, record = measured_precision(probe_model().to(device), device)
+        timings = ", ".join(f"{k} {v:.1f} ms" for k, v in record["timings_ms"].items())
+        log.info(
+            "trainer.precision=auto: %s on %s (%s%s)", choice, device,
+            f"training step at 128 px: {timings}" if timings else "no native bf16: fp32 without a probe",
+            ", the choice cached earlier for this machine" if record["cached"] else "",
+        )  # fmt: skip
+    if dist_info.enabled and torch.distributed.is_initialized():
+        box = [choice]
+        torch.distributed.broadcast_object_list(box, src=0)
+        choice = box[0]
+    return str(choice)
 
 
 def _resume(state: TrainState, job: TrainingJob, is_main: bool, rank: int = 0) -> None:

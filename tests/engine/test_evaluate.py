@@ -301,3 +301,128 @@ def test_evaluate_uses_the_synthetic_set_the_checkpoint_was_trained_on(quickstar
     assert OmegaConf.load(tmp_path / "own" / "config.yaml").data.synthetic.max_people == 4
     evaluate(given, overrides=[*base, *other])
     assert json.loads((tmp_path / "other" / "metrics.json").read_text())["val_ann"] != ran["val_ann"]
+
+
+# ------------------------------------------------------------------------------------ evaluation over ranks
+class _Oracle:
+    """Stands in for the network: each coco-mini val image's annotated people, 1-3 px off, scores from their ids;
+    counts the images it is shown."""
+
+    def __init__(self, ann_file: Path, image_dir: Path) -> None:
+        from bottomup.data.io import load_annotated_image
+
+        gt = json.loads(ann_file.read_text())
+        rng = np.random.default_rng(0)
+        self.people: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        for img in gt["images"]:
+            anns = [a for a in gt["annotations"] if a["image_id"] == img["id"] and a.get("num_keypoints", 0) > 0]
+            kpts = np.array([a["keypoints"] for a in anns], np.float64).reshape(-1, 17, 3)
+            kpts[..., :2] += rng.uniform(-3, 3, kpts[..., :2].shape)
+            kpts[..., 2] = (kpts[..., 2] > 0) * 0.9
+            scores = np.array([0.5 + (a["id"] % 97) / 200 for a in anns])
+            image = load_annotated_image(image_dir / img["file_name"], img.get("height"), img.get("width"))
+            self.people[image.tobytes()[::4099]] = (kpts, scores)
+        self.seen = 0
+
+    def __call__(self, image: np.ndarray):
+        from types import SimpleNamespace
+
+        self.seen += 1
+        kpts, scores = self.people[image.tobytes()[::4099]]
+        return SimpleNamespace(keypoints=kpts, scores=scores)
+
+
+def _thread_shards(world: int) -> list:
+    """``world`` :class:`EvalShard` objects whose gather / broadcast meet across threads (as ranks meet across
+    processes in ``torch.distributed``)."""
+    import threading
+
+    from bottomup.engine.evaluator import EvalShard
+
+    barrier = threading.Barrier(world)
+    slots: list = [None] * world
+    box: list = [None]
+
+    def make(rank: int) -> EvalShard:
+        def gather(obj):
+            slots[rank] = obj
+            barrier.wait()
+            out = list(slots) if rank == 0 else None
+            barrier.wait()
+            return out
+
+        def broadcast(obj):
+            if rank == 0:
+                box[0] = obj
+            barrier.wait()
+            out = box[0]
+            barrier.wait()
+            return out
+
+        return EvalShard(rank, world, gather, broadcast)
+
+    return [make(r) for r in range(world)]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_sharded_evaluation_equals_one_process(coco_root, coco_layout, tmp_path, world):
+    """Issue 29: each rank evaluates its share of the 79 val images (every image exactly once), rank 0 writes the
+    people of all in the annotation file's order and scores them: the results file and every AP equal those of one
+    process; every rank returns the scores."""
+    import threading
+
+    from bottomup.engine.evaluator import ValSet
+    from bottomup.engine.evaluator import evaluate_model as evaluate_estimator
+
+    val = ValSet(coco_root / "annotations" / "person_keypoints_val2017.json", coco_root / "val2017", coco_layout)
+    one = _Oracle(val.ann_file, val.image_dir)
+    single = evaluate_estimator(one, val, output_json=tmp_path / "one.json", progress=False)
+    assert single["AP"] > 0.5 and one.seen == 79
+
+    oracles = [_Oracle(val.ann_file, val.image_dir) for _ in range(world)]
+    stats: list = [None] * world
+
+    def rank(r: int, shard) -> None:
+        stats[r] = evaluate_estimator(oracles[r], val, output_json=tmp_path / f"shard{r}.json", progress=False,
+                                      shard=shard)  # fmt: skip
+
+    threads = [threading.Thread(target=rank, args=(r, s)) for r, s in enumerate(_thread_shards(world))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert [o.seen for o in oracles] == [len(range(r, 79, world)) for r in range(world)]
+    assert all(s == single for s in stats), (stats, single)
+    assert (tmp_path / "shard0.json").read_text() == (tmp_path / "one.json").read_text()
+    assert not any((tmp_path / f"shard{r}.json").exists() for r in range(1, world)), "only rank 0 writes"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("torchrun")  # one torchrun rendezvous at a time
+def test_evaluate_under_torchrun_equals_one_process(coco_root, tmp_path):
+    """``torchrun --nproc_per_node 2 -m bottomup.evaluate``: two gloo processes write the same results and AP table
+    as one (a biased random width-8 net that finds people on coco-mini val, 12 images)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=[f"data.root={coco_root}", "model.width=8", "data.input_size=128", "output_dir=unused"]
+        )
+    ckpt = save_checkpoint(
+        {"model": _tiny_model(cfg.model).state_dict(), "config": OmegaConf.to_yaml(cfg, resolve=True), "epoch": 1,
+         "step": 1},
+        tmp_path / "run" / "last.pt",
+    )  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["-m", "bottomup.evaluate", f"checkpoint={ckpt}", f"data.root={coco_root}", "device=cpu", "max_images=12",
+            "progress=false"]  # fmt: skip
+    runs = {
+        "one": [sys.executable, *args],
+        "two": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args],
+    }
+    for name, cmd in runs.items():
+        res = subprocess.run([*cmd, f"hydra.run.dir={tmp_path / name}"], env=env, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+        assert res.returncode == 0, res.stderr[-3000:]
+    one, two = (json.loads((tmp_path / n / "results_val.json").read_text()) for n in runs)
+    assert one and two == one
+    metrics = [json.loads((tmp_path / n / "metrics.json").read_text())["metrics"] for n in runs]
+    assert metrics[0] == metrics[1]

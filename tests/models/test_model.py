@@ -218,6 +218,56 @@ def test_precision_auto_picks_native_bf16_only():
         resolve_precision("int8", "cpu", "trainer.precision")
 
 
+@pytest.mark.parametrize(
+    ("timings", "correct", "expected"),
+    [
+        ({"fp32": 100.0, "bf16": 60.0}, None, "bf16"),  # native bf16 (AMD EPYC, AMX): faster
+        ({"fp32": 100.0, "bf16": 160.0}, None, "fp32"),  # AVX512-BF16 without AMX (issue 29's Xeon): slower
+        ({"fp32": 100.0, "bf16": 95.0}, None, "fp32"),  # within the probe's noise: the exact arithmetic
+        ({"fp32": 100.0, "bf16": 60.0}, {"bf16": False}, "fp32"),  # faster but wrong
+    ],
+)
+def test_auto_precision_follows_the_probe(tmp_path, timings, correct, expected):
+    """Issue 29: ``trainer.precision=auto`` runs the precision the probe measured fastest (and correct), whatever the
+    CPU flags say; the choice is cached per machine, torch version and network, so a second run does not probe."""
+    from bottomup.models.precision import measured_precision, pick_precision
+
+    assert pick_precision(timings, correct) == expected
+    model = HigherHRNet(width=8, num_keypoints=17)
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return timings, {"fp32": True, **(correct or {})}
+
+    cache = tmp_path / "precision.json"
+    choice, record = measured_precision(model, "cpu", cache_file=cache, probe=probe)
+    assert choice == expected and not record["cached"] and record["timings_ms"] == timings and calls == [1]
+    assert f"torch {torch.__version__}" in record["key"] and "HigherHRNet" in record["key"]
+    choice, record = measured_precision(model, "cpu", cache_file=cache, probe=lambda: pytest.fail("probed again"))
+    assert choice == expected and record["cached"]
+    other = HigherHRNet(width=16, num_keypoints=17)  # another network: measured on its own
+    measured_precision(other, "cpu", cache_file=cache, probe=probe)
+    assert calls == [1, 1] and len(json.loads(cache.read_text())) == 2
+    with pytest.raises(ValueError, match="fp32 timing"):
+        pick_precision({"bf16": 1.0})
+
+
+def test_the_precision_probe_times_a_real_training_step_and_leaves_the_weights(tmp_path):
+    """The probe runs forward + backward of the network in fp32 and bf16 (emulated where the CPU has no bf16:
+    slower, still correct), compares the outputs, and leaves weights, gradients and train / eval mode as they were."""
+    from bottomup.models.precision import probe_training_precisions
+
+    torch.manual_seed(0)
+    model = HigherHRNet(width=8, num_keypoints=17).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    timings, correct = probe_training_precisions(model, "cpu", size=64, repeats=1)
+    assert set(timings) == {"fp32", "bf16"} and all(ms > 0 for ms in timings.values())
+    assert correct == {"fp32": True, "bf16": True}
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
