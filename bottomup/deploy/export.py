@@ -83,7 +83,8 @@ def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: A
     ``oks_sigmas`` (tracking's OKS), ``category_id``); the input size rule (``input_size``: short side at scale 1, rounded up to a multiple of 64
     with the long side by aspect, then to ``input_multiple``; ``resize``: its name); normalisation (``mean`` /
     ``std`` of RGB in [0, 1], ``pixel_scale`` 1/255); ``strides`` of the network outputs; test-time settings
-    (``flip_test``, ``scales`` = ``[1.0]``, ``grouping``: NMS kernel and M in the graph, the rest on the host);
+    (``flip_test``, ``scales`` = ``[1.0]``, ``udp``: the UDP resize, aggregation, decode and mapping back of
+    ``test.udp``, in the graph and on the host; ``grouping``: NMS kernel and M in the graph, the rest on the host);
     the graph's ``input_name`` / ``output_names``; ``precision`` (fp32 / int8); ``extra`` (summary, exporter, ...).
     When written, ``model_file`` (the model file's name) and ``model_sha256`` (``{file name: SHA-256}`` of the
     ``.onnx``, or of the ``.xml`` and ``.bin``) are added, which the runtime checks
@@ -102,13 +103,18 @@ def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: A
         "category_id": int(layout.category_id),
         "input_size": int(predictor.input_size),
         "input_multiple": INPUT_MULTIPLE,
-        "resize": "official get_multi_scale_size: short side ceil64(input_size), long side ceil64 by aspect, centred",
+        "resize": (
+            "MMPose 0.x UDP: sizes of get_multi_scale_size, scaled by (size - 1) / (side - 1) about pixel (0, 0)"
+            if predictor.settings.udp
+            else "official get_multi_scale_size: short side ceil64(input_size), long side ceil64 by aspect, centred"
+        ),
         "color": "RGB",
         "pixel_scale": 1.0 / 255.0,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "strides": list(codec.strides),
         "flip_test": bool(predictor.flip_test),
+        "udp": bool(predictor.settings.udp),
         "scales": [1.0],
         "grouping": dict(codec.grouping),
         "input_name": INPUT_NAME,
@@ -467,6 +473,7 @@ def export_model(
         num_keypoints=codec.num_keypoints,
         flip_index=codec.flip_index if predictor.flip_test else None,
         grouping=codec.grouping_settings,
+        udp=predictor.settings.udp,
     ).eval()
     inputs = calibration_inputs(calibration, predictor.input_size) if int8 else []
     path.parent.mkdir(parents=True, exist_ok=True)
