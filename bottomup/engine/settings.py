@@ -74,6 +74,7 @@ class TestSettings:
             input size; the decode adjusts by the DARK step and refines without +0.5
             (``bottomup.codec.grouping``); keypoints map back by ``box / (map side - 1)``
             (``bottomup.data.transforms.to_original``). ``false`` (default): the official HigherHRNet pipeline.
+            ``conf/test`` sets it to ``data.udp`` (how the network was trained) unless given.
         grouping: the decode settings (:class:`GroupingSettings`).
 
     Raises:
