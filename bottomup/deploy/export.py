@@ -170,8 +170,9 @@ def _export_torchscript(graph: DecodeGraph, x: torch.Tensor, path: Path, opset: 
     )
 
 
-def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> list[np.ndarray]:
-    """Network inputs for INT8 calibration: each image resized and normalised like at test time.
+def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int, *, udp: bool = False) -> list[np.ndarray]:
+    """Network inputs for INT8 calibration: each image resized (the UDP resize with ``udp``) and normalised like at
+    test time.
 
     Fewer than :data:`MIN_CALIBRATION_IMAGES` images are used with a warning (the ranges then come from a few
     scenes).
@@ -194,7 +195,7 @@ def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> 
             "ranges come from those scenes and may clip others; give --calib a folder of more real images",
             len(images), "" if len(images) == 1 else "s", MIN_CALIBRATION_IMAGES,
         )  # fmt: skip
-    return [preprocess_array(read_image(p), input_size)[0] for p in images]
+    return [preprocess_array(read_image(p), input_size, udp=udp)[0] for p in images]
 
 
 def _publish(staged: Path, path: Path, meta: dict[str, Any]) -> dict[str, Path]:
@@ -330,7 +331,7 @@ def quantize_onnx(
     if path.suffix != ".onnx":
         raise ValueError(f"{path}: an ONNX file name must end in .onnx")
     meta = read_metadata(onnx_path)
-    inputs = calibration_inputs(calibration, int(meta["input_size"]))
+    inputs = calibration_inputs(calibration, int(meta["input_size"]), udp=bool(meta.get("udp", False)))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-q-") as tmp:
         staged = Path(tmp) / path.name
@@ -398,7 +399,9 @@ def convert_to_openvino(
     if path.suffix != ".xml":
         raise ValueError(f"{path}: an OpenVINO IR file name must end in .xml")
     meta = read_metadata(onnx_path)
-    inputs = calibration_inputs(calibration, int(meta["input_size"])) if int8 else None
+    inputs = (
+        calibration_inputs(calibration, int(meta["input_size"]), udp=bool(meta.get("udp", False))) if int8 else None
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         **meta,
@@ -475,7 +478,7 @@ def export_model(
         grouping=codec.grouping_settings,
         udp=predictor.settings.udp,
     ).eval()
-    inputs = calibration_inputs(calibration, predictor.input_size) if int8 else []
+    inputs = calibration_inputs(calibration, predictor.input_size, udp=predictor.settings.udp) if int8 else []
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(
         predictor,

@@ -238,7 +238,8 @@ def test_udp_resize_is_mmpose_resize_align(hw, scales) -> None:
         np.testing.assert_allclose(tf.scale, scale, rtol=1e-15)
         np.testing.assert_allclose(tf.center, center, rtol=1e-15)
         np.testing.assert_allclose(tf.matrix, resize_align_udp_matrix(h, w, 512, s, min_scale), rtol=1e-14)
-        np.testing.assert_allclose(tf.matrix @ np.append(tf.inverse[:, 2], 1), 0, atol=1e-12)
+        h3 = lambda m: np.vstack([m, [0.0, 0.0, 1.0]])  # noqa: E731
+        np.testing.assert_allclose(h3(tf.inverse) @ h3(tf.matrix), np.eye(3), atol=1e-12)
     base = resize_transform(h, w, 512, 1.0, min_scale, udp=True)
     # the decode frame: the last output (stride 2) of the largest scale
     largest = resize_transform(h, w, 512, max(scales), min_scale, udp=True)
