@@ -414,15 +414,14 @@ def dark_udp_adjust(keypoints: np.ndarray, heatmaps, kernel: int = DARK_KERNEL) 
     p, k = np.nonzero(out[..., 2] > 0)
     if p.size == 0:
         return out
-    joints = np.unique(k)
-    logs = {}
-    for j in joints:
+    joints, v = np.unique(k, return_inverse=True)
+    logs = []
+    for j in joints:  # only the joints detected somewhere: (J, H + 2, W + 2), J <= K
         blurred = cv2.GaussianBlur(np.ascontiguousarray(det[j], dtype=np.float32), (kernel, kernel), 0)
-        logs[int(j)] = np.pad(np.log(np.clip(blurred, 0.001, 50)), 1, mode="edge")
+        logs.append(np.pad(np.log(np.clip(blurred, 0.001, 50)), 1, mode="edge"))
+    pad = np.stack(logs)
     x = out[p, k, 0].astype(np.int64) + 1  # padded frame
     y = out[p, k, 1].astype(np.int64) + 1
-    pad = np.stack([logs[int(j)] for j in k])  # (V, H + 2, W + 2)
-    v = np.arange(p.size)
     i_ = pad[v, y, x]
     ix1, ix1_ = pad[v, y, x + 1], pad[v, y, x - 1]
     iy1, iy1_ = pad[v, y + 1, x], pad[v, y - 1, x]

@@ -362,7 +362,7 @@ class ExportedBackend:
 
     Attributes:
         name: the runtime, ``"onnxruntime"`` or ``"openvino"``.
-        settings: the exported test settings (input size, flip test, grouping); only the host's grouping keys
+        settings: the exported test settings (input size, flip test, UDP, grouping); only the host's grouping keys
             (:data:`HOST_GROUPING_KEYS`) can change (:meth:`with_settings`).
         metadata: the export's JSON; metadata_file: where it was read (:func:`find_metadata`). precision:
             ``"fp32"`` or ``"int8"`` (the graph's).

@@ -75,8 +75,11 @@ def _split(
     outputs: Sequence[torch.Tensor], num_keypoints: int, align_corners: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Official ``get_multi_stage_outputs`` for one pass: heatmaps averaged over outputs, 1/4 tags, at the
-    last output's size (bilinear, ``align_corners`` as given: ``True`` under UDP). Returns ``(N, K, h, w)`` heatmaps
-    and ``(N, K * D, h, w)`` tags."""
+    last output's size. Returns ``(N, K, h, w)`` heatmaps and ``(N, K * D, h, w)`` tags.
+
+    With ``align_corners`` (UDP; MMPose 0.x ``aggregate_stage_flip`` with ``align_corners=True``) the heatmaps are
+    resized with ``align_corners=True`` and the tags stay at the first output's size (MMPose resizes them once, to
+    the final maps, after the scales are combined)."""
     if not outputs:
         raise ValueError("model returned no outputs")
     size = outputs[-1].shape[-2:]
@@ -94,7 +97,7 @@ def _split(
             out = F.interpolate(out, size=size, mode="bilinear", align_corners=align_corners)
         heatmaps = heatmaps + out[:, :num_keypoints]
         if i == 0:
-            tags = out[:, num_keypoints:]
+            tags = (outputs[0] if align_corners else out)[:, num_keypoints:]
     return heatmaps / len(outputs), tags
 
 
@@ -128,15 +131,17 @@ def aggregate_outputs(
 
     Returns:
         heatmaps ``(N, K, H, W)`` (plain and flipped averaged) and tags ``(N, K, H, W, L)`` (or
-        ``(N, K, L, H, W)``, see ``tags_last``) with ``L = D`` (no flip) or ``2 D`` (plain tags first).
+        ``(N, K, L, H, W)``, see ``tags_last``) with ``L = D`` (no flip) or ``2 D`` (plain tags first); with
+        ``align_corners`` (UDP) and no ``project_size`` the tags stay at the first output's size.
 
     Raises:
         ValueError: inconsistent channel counts, or flip outputs without ``flip_index``.
     """
     heatmaps, tags = _split(outputs, num_keypoints, align_corners)
     n, _, h, w = heatmaps.shape
+    th, tw = tags.shape[-2:]  # (h, w), or the first output's size under UDP
     hms = [heatmaps]
-    tms = [tags.reshape(n, num_keypoints, -1, h, w)]  # (N, K, D, h, w)
+    tms = [tags.reshape(n, num_keypoints, -1, th, tw)]  # (N, K, D, th, tw)
     if flip_outputs is not None:
         if flip_index is None:
             raise ValueError("flip_outputs given without flip_index")
@@ -145,7 +150,7 @@ def aggregate_outputs(
             raise ValueError(f"flip_index must be a permutation of range({num_keypoints}), got {index}")
         fh, ft = _split([torch.flip(o, [3]) for o in flip_outputs], num_keypoints, align_corners)
         hms.append(fh[:, index])
-        tms.append(ft.reshape(n, num_keypoints, -1, h, w)[:, index])
+        tms.append(ft.reshape(n, num_keypoints, -1, th, tw)[:, index])
     # Plain and flipped heatmaps are averaged before the projection: bilinear interpolation is linear, so this is
     # the official average of the projected maps (to rounding) at a quarter of the cost. All maps then go in one
     # (N, C, h, w) tensor, tags joint-major (channel k * L + l, plain tags first), so that the projection is one
@@ -153,7 +158,14 @@ def aggregate_outputs(
     heat = hms[0] if len(hms) == 1 else (hms[0] + hms[1]) / 2.0
     tag = torch.cat(tms, dim=2)
     tag_dim = tag.shape[2]
-    if project_size is not None:  # without a projection the joint tensor would only be split again
+    if project_size is not None and (th, tw) != (h, w):  # UDP: heatmaps and tags from their own sizes
+        size = (project_size[1], project_size[0])
+        if (h, w) != size:
+            heat = F.interpolate(heat, size=size, mode="bilinear", align_corners=align_corners)
+        tag = F.interpolate(
+            tag.reshape(n, num_keypoints * tag_dim, th, tw), size=size, mode="bilinear", align_corners=align_corners
+        ).reshape(n, num_keypoints, tag_dim, *size)
+    elif project_size is not None:  # without a projection the joint tensor would only be split again
         maps = torch.cat([heat, tag.reshape(n, num_keypoints * tag_dim, h, w)], dim=1).contiguous()
         maps = F.interpolate(
             maps, size=(project_size[1], project_size[0]), mode="bilinear", align_corners=align_corners
