@@ -164,3 +164,48 @@ def test_to_original_udp_needs_the_map_frame() -> None:
     kp = np.array([[[351.0, 255.0, 1.0]]])  # the last pixel of the 704 x 512 input's stride-2 maps
     np.testing.assert_allclose(to_original(kp, tf, map_size=(352, 256))[0, 0, :2], box)
     np.testing.assert_allclose(to_original(kp * 2, tf)[0, 0, :2], (702 * 479 / 511, 510 * 479 / 511))
+
+
+def test_explain_gives_input_pixels_with_udp(coco_root, coco_layout) -> None:
+    """``bottomup.engine.explain`` on the UDP pipeline: the maps stay at the stride-2 resolution, and
+    ``keypoints_input`` are input pixels (the original-image keypoints through the UDP resize)."""
+    import json
+
+    from bottomup.engine.estimator import PoseEstimator
+    from bottomup.engine.explain import explain
+
+    ann = json.loads((coco_root / "annotations" / "person_keypoints_val2017.json").read_text())
+    info = next(i for i in sorted(ann["images"], key=lambda i: i["id"]) if any(
+        a["image_id"] == i["id"] and a["num_keypoints"] > 5 for a in ann["annotations"]))  # fmt: skip
+    people = [a["keypoints"] for a in ann["annotations"] if a["image_id"] == info["id"] and a["num_keypoints"] > 5]
+    people = np.asarray(people, np.float64).reshape(-1, 17, 3)
+    image = read_image(coco_root / "val2017" / info["file_name"])
+    net = IdealNetwork(image, people, coco_layout.flip_index, udp_targets=True)
+    est = PoseEstimator(net, layout=coco_layout, settings=TestSettings(input_size=128, udp=True), device="cpu")
+    ex = explain(est, image)
+    tf = ex.transform
+    assert tf.udp and ex.heatmaps.shape[1:] == (tf.size[1] // 2, tf.size[0] // 2)
+    assert ex.input_image.shape[:2] == (tf.size[1], tf.size[0])
+    found = ex.keypoints[..., 2] > 0
+    expect = ex.keypoints[..., :2] @ tf.matrix[:, :2].T + tf.matrix[:, 2]
+    np.testing.assert_allclose(ex.keypoints_input[..., :2][found], expect[found], atol=1e-3)
+
+
+def test_a_checkpoints_udp_travels_into_evaluation() -> None:
+    """``bottomup.build.runs``: a project checkpoint trained with ``data.udp`` is evaluated with ``test.udp`` unless
+    the command line sets ``data.udp`` / ``test.udp``."""
+    from omegaconf import open_dict
+
+    from bottomup.build.runs import _udp_of_checkpoint
+
+    ran = compose_train_config(["data.udp=true"])
+    for given, expect in ((set(), True), ({"test.udp"}, False), ({"data.udp"}, False)):
+        cfg = compose_train_config([])
+        with open_dict(cfg):
+            _udp_of_checkpoint(cfg, ran, given)
+        assert cfg.test.udp is expect and cfg.data.udp is expect
+    cfg = compose_train_config([])
+    old = compose_train_config([])
+    with open_dict(cfg):
+        _udp_of_checkpoint(cfg, old, set())  # a checkpoint without UDP (or saved before the key): off
+    assert cfg.test.udp is False
