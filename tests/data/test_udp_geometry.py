@@ -271,3 +271,16 @@ def test_udp_resize_numbers_and_image(coco_root) -> None:
     mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     expect = ((resized.astype(np.float32) / np.float32(255.0) - mean) / std).transpose(2, 0, 1)
     np.testing.assert_allclose(x[0], expect, rtol=0, atol=1e-6)
+
+
+def test_udp_keys_are_checked_and_off_by_default() -> None:
+    from bottomup.data.settings import TargetSettings
+    from bottomup.engine.settings import TestSettings
+
+    assert TargetSettings().udp is False and TestSettings().udp is False
+    assert TargetSettings(udp=True).udp and TestSettings(udp=True).udp
+    assert TestSettings.from_flat(TestSettings(udp=True).flat()).udp
+    with pytest.raises(ValueError, match=r"data\.udp must be true or false"):
+        TargetSettings(udp="false")
+    with pytest.raises(ValueError, match="UDP"):
+        resize_transform(1, 5, 512, udp=True)
