@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input-size", type=int, help="short side of the network input (default: the config's)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test in the graph")
+    p.add_argument(
+        "--udp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="UDP test time (test.udp: resize, aggregation, decode, mapping back; default: the config's)",
+    )
     p.add_argument("--detection-threshold", type=float, help="minimum heatmap peak to start a joint")
     p.add_argument("--tag-threshold", type=float, help="maximum tag distance to join a person")
     p.add_argument("--max-people", type=int, help="candidates per joint kept by the graph's top-k")
@@ -140,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides[key] = getattr(args, key)
     if args.flip is not None:
         overrides["flip_test"] = bool(args.flip)
+    if args.udp is not None:
+        overrides["udp"] = bool(args.udp)
     try:
         if args.weights:
             estimator = PoseEstimator.from_pretrained(args.weights, device="cpu", **overrides)

@@ -142,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: the config's)"
     )
+    p.add_argument(
+        "--udp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="UDP test time (test.udp, for models trained with data.udp; default: the config's)",
+    )
     p.add_argument("--scales", type=float, nargs="+", help="test scales, e.g. 2 1 0.5 (default: the config's)")
     p.add_argument("--detection-threshold", type=float, help="minimum heatmap peak to start a joint")
     p.add_argument("--tag-threshold", type=float, help="maximum tag distance to join a person")
@@ -246,6 +252,7 @@ def _load_exported(args: argparse.Namespace, checkpoint: Path) -> Any:
         flag
         for flag, given in (
             ("--flip / --no-flip", args.flip is not None),
+            ("--udp / --no-udp", args.udp is not None),
             ("--scales", bool(args.scales)),
             ("--precision", args.precision is not None),
             ("--channels-last", args.channels_last),
@@ -295,6 +302,8 @@ def _with_options(args: argparse.Namespace, estimator: Any) -> Any:
     changes: dict[str, Any] = {}
     if args.flip is not None:
         changes["flip_test"] = bool(args.flip)
+    if args.udp is not None:
+        changes["udp"] = bool(args.udp)
     if args.scales:
         changes["scales"] = [float(s) for s in args.scales]
     if args.detection_threshold is not None:

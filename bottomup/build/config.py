@@ -46,7 +46,7 @@ def _flat_test_schema() -> type:
     grouping = list(dataclasses.fields(GroupingSettings))
     defaults = {**{f.name: getattr(TestSettings(), f.name) for f in own}, **GroupingSettings().as_dict()}
     types = {"input_size": int, "scales": list[float], "flip_test": bool, "precision": str, "channels_last": bool,
-             "fold_bn": bool, "compile": bool, "nms_kernel": int, "max_people": int, "detection_threshold": float,
+             "fold_bn": bool, "compile": bool, "udp": bool, "nms_kernel": int, "max_people": int, "detection_threshold": float,
              "tag_threshold": float, "use_detection_val": bool, "ignore_too_much": bool, "adjust": bool,
              "refine": bool, "assignment": str}  # fmt: skip
     names = [f.name for f in own + grouping]

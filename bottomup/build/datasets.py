@@ -253,7 +253,7 @@ def build_train_dataset(
     targets = settings_from_config(TargetSettings, data_cfg)
     augmentation = settings_from_config(AugmentationSettings, data_cfg.augmentation, strict=True)
     encoder = TargetEncoder(targets, len(names), strides, flip_index)
-    augment = Augmentation(augmentation, targets.input_size, strides, flip_index)
+    augment = Augmentation(augmentation, targets.input_size, strides, flip_index, udp=targets.udp)
     source = CocoKeypointAnnotations(
         str(data_cfg[f"{split}_ann"]),
         str(data_cfg[f"{split}_images"]),

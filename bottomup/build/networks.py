@@ -86,10 +86,23 @@ def estimator_from_config(cfg: Any, model: nn.Module, *, cls: type = PoseEstimat
     """``cls`` (a ``PoseEstimator``) on ``model`` with the layout of ``cfg.data`` and :func:`test_settings`;
     ``overrides``: constructor arguments (``device``, ``color``) or test / grouping keys.
 
+    Logs a warning when the network was trained with UDP targets (``data.udp``) and is tested without (``test.udp``),
+    or the other way round: its keypoints then sit off by up to a heatmap pixel (README, "UDP").
+
     Raises:
         ValueError: as the estimator (unknown keys, values out of range, an inconsistent layout).
     """
-    return cls(model, layout=KeypointLayout.from_config(cfg.data), settings=test_settings(cfg), **overrides)
+    settings = test_settings(cfg)
+    trained_udp = settings_from_config(TargetSettings, cfg.data).udp if cfg.get("data") is not None else False
+    tested_udp = bool(overrides.get("udp", settings.udp))
+    if trained_udp != tested_udp:
+        log.warning(
+            "data.udp=%s but test.udp=%s: a network trained %s UDP targets is decoded %s UDP; pass test.udp=%s "
+            "unless this mismatch is what you want",
+            str(trained_udp).lower(), str(tested_udp).lower(), "with" if trained_udp else "without",
+            "with" if tested_udp else "without", str(trained_udp).lower(),
+        )  # fmt: skip
+    return cls(model, layout=KeypointLayout.from_config(cfg.data), settings=settings, **overrides)
 
 
 def _default_output_json(cfg: DictConfig) -> Path:
@@ -134,8 +147,8 @@ def evaluate_model(
 
 def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
     """The codec of a composed config: layout of ``data``, ``data.sigma``, ``model.strides``, ``data.max_people``,
-    ``data.joint_rounding`` (:class:`~bottomup.data.settings.TargetSettings`, its defaults for keys an older saved
-    config lacks) and the grouping settings of ``test``.
+    ``data.joint_rounding``, ``data.udp`` (:class:`~bottomup.data.settings.TargetSettings`, its defaults for keys an
+    older saved config lacks; the test pipeline decodes with ``test.udp``) and the grouping settings of ``test``.
 
     Raises:
         ValueError: a layout whose names do not match (``bottomup.core.keypoints.KeypointLayout``), or a target
@@ -148,4 +161,5 @@ def build_codec(cfg: DictConfig) -> AssociativeEmbeddingCodec:
         strides=list(cfg.model.strides),
         joint_rounding=targets.joint_rounding,
         grouping=test_settings(cfg).grouping,
+        udp=targets.udp,
     )

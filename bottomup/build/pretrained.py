@@ -96,8 +96,9 @@ def zoo_command_overrides(args: Sequence[str], key: str) -> list[str]:
     """Hydra overrides to add for a zoo name given on the command line as ``key=NAME`` (``weights`` for
     ``python -m bottomup.evaluate``, ``checkpoint`` for ``python -m bottomup.train``): ``experiment=<the entry's>``
     when no experiment is given (the network and data set of the weights; another experiment given is kept) and
-    ``test.udp=true`` for a UDP model where ``test.udp`` is a setting and not given. Nothing for a path or an
-    unknown name (the run then reports it)."""
+    ``test.udp=true`` for a UDP model where ``test.udp`` is a setting and not given (and, for fine-tuning,
+    ``data.udp=true``: the UDP targets the network was trained on). Nothing for a path or an unknown name (the run
+    then reports it)."""
     value = _given(args, key)
     if value is None or not is_zoo_name(value) or Path(value).exists():
         return []
@@ -107,4 +108,6 @@ def zoo_command_overrides(args: Sequence[str], key: str) -> list[str]:
         extra.append(f"experiment={entry.experiment}")
     if zoo_test_overrides(entry).get("udp") and _given(args, "test.udp") is None:
         extra.append("test.udp=true")
+        if key == "checkpoint" and _given(args, "data.udp") is None:
+            extra.append("data.udp=true")  # fine-tuning: the UDP targets the network was trained on
     return extra

@@ -123,6 +123,23 @@ def _use_pretrained(cfg: DictConfig, given: set[str]) -> None:
         )
 
 
+def _udp_of_checkpoint(cfg: DictConfig, ran: DictConfig, given: set[str]) -> None:
+    """A project checkpoint's UDP (``data.udp``: how its network was trained, ``test.udp``: how it was tested)
+    replaces the composed config's, unless the command line sets ``data.udp`` or ``test.udp``: a UDP-trained
+    network is evaluated with the UDP test time without a flag (README, "UDP")."""
+    if given & {"data.udp", "test.udp"}:
+        return
+    trained = OmegaConf.select(ran, "data.udp", default=None)
+    tested = config_test_group(ran).get("udp")
+    if trained is not None:
+        cfg.data.udp = bool(trained)
+    udp = tested if tested is not None else trained
+    if udp is not None and bool(udp) != bool(cfg.test.udp):
+        log.info("test.udp=%s, the checkpoint's (set test.udp=... to change it)", str(bool(udp)).lower())
+    if udp is not None:
+        cfg.test.udp = bool(udp)
+
+
 def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[nn.Module, dict[str, Any]]:
     """The network of ``cfg.checkpoint`` and ``cfg`` completed for its evaluation (a composed ``eval`` config,
     changed in place; the data root prepared).
@@ -130,7 +147,8 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[n
     The network comes from :func:`load_model` (the config saved in a project checkpoint, else ``cfg.model`` for an
     official ``.pth``); a project checkpoint's network config replaces ``cfg.model``, its test-time input size (its
     training scale) replaces ``test.input_size`` unless ``overrides`` sets ``test.input_size`` or
-    ``data.input_size``, and with ``data=synthetic`` the generated set it was trained on is used unless
+    ``data.input_size``, its ``data.udp`` / ``test.udp`` replace the composed ones unless ``overrides`` sets either,
+    and with ``data=synthetic`` the generated set it was trained on is used unless
     ``overrides`` sets ``data.root`` or ``data.synthetic.*``.
 
     Args:
@@ -186,6 +204,7 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[n
                         "change it)", int(trained), int(cfg.test.input_size),
                     )  # fmt: skip
                 cfg.test.input_size = int(trained)
+            _udp_of_checkpoint(cfg, ran, given)
     if generated:
         prepare_data_root(cfg.data)
     return model, info

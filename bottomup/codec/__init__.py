@@ -9,7 +9,10 @@ decode -> the same people can be tested (``tests/test_roundtrip.py``). :mod:`bot
 straightforward loop implementation of the decode that the fast one is checked against.
 
 Frames: ``encode`` / ``ideal_outputs`` take keypoints in *input* pixels; an output of stride ``s`` sees them at
-``x / s`` (heatmap pixels). ``decode`` returns keypoints in pixels of the maps it is given.
+``x / s`` (heatmap pixels), or with ``udp`` (unbiased data processing, Huang et al. CVPR 2020; MMPose 0.x
+``use_udp``) at ``x * (w_out - 1) / (w_in - 1)``, Gaussians centred on the continuous position
+(:mod:`bottomup.codec.targets`). ``decode`` returns keypoints in pixels of the maps it is given (pixel centres at
+``+0.5``; with ``udp`` at the integers, :func:`bottomup.codec.grouping.group_keypoints`).
 
 Letters: N people, K keypoints, M = ``max_people``, L tag dimensions, H x W map.
 """
@@ -74,6 +77,8 @@ class AssociativeEmbeddingCodec:
         strides: output strides, highest first (``model.strides``).
         grouping: the decode settings (:class:`GroupingSettings`); ``max_people`` is also M, the tag rows per
             training image (``data.max_people``). Default ``GroupingSettings()``.
+        udp: UDP targets (``data.udp``): ``encode`` and ``ideal_outputs`` use the UDP frames and Gaussians, and
+            ``decode`` its UDP adjust / refine unless told otherwise (the test pipeline passes ``test.udp``).
         **changes: grouping keys replacing those of ``grouping`` (``detection_threshold=0.2``, ...).
 
     Raises:
@@ -91,9 +96,11 @@ class AssociativeEmbeddingCodec:
         strides: Sequence[int] = (4, 2),
         joint_rounding: str = "trunc",
         grouping: GroupingSettings | None = None,
+        udp: bool = False,
         **changes: Any,
     ) -> None:
         k = int(num_keypoints)
+        self.udp = bool(udp)
         self.num_keypoints = k
         self.joint_order = _permutation("joint_order", joint_order, k) or list(range(k))
         self.flip_index = _permutation("flip_index", flip_index, k)
@@ -126,7 +133,11 @@ class AssociativeEmbeddingCodec:
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.grouping.items())
-        return f"{type(self).__name__}(num_keypoints={self.num_keypoints}, sigma={self.sigma}, strides={self.strides}, {settings})"
+        udp = ", udp=True" if self.udp else ""
+        return (
+            f"{type(self).__name__}(num_keypoints={self.num_keypoints}, sigma={self.sigma}, strides={self.strides}"
+            f"{udp}, {settings})"
+        )
 
     def encode(
         self, keypoints: np.ndarray, input_size: int | Sequence[int], sigmas: np.ndarray | None = None
@@ -136,7 +147,9 @@ class AssociativeEmbeddingCodec:
         Coordinates are divided by each stride in float64 (exact for power-of-two strides: the same as warping with
         the heatmap-frame affine), then rendered (``render_heatmaps``, Gaussians of ``sigma``) and indexed
         (``tag_indices`` at the first stride, the ``max_people`` most complete people), both with
-        ``joint_rounding``.
+        ``joint_rounding``. With ``udp`` they are multiplied by ``(w_out - 1) / (w_in - 1)`` (and ``h`` alike) and
+        the Gaussians centred on them (MMPose 0.x ``BottomUpRandomAffine`` + ``HeatmapGenerator`` with
+        ``use_udp=True``: each output's own ``size - 1`` matrix).
 
         Args:
             keypoints: ``(N, K, 3)`` ``(x, y, visibility)`` in input pixels.
@@ -158,34 +171,60 @@ class AssociativeEmbeddingCodec:
         sigma = self.sigma if sigmas is None else np.asarray(sigmas, dtype=np.float64)
         heatmaps, tags = [], None
         for s in self.strides:
-            kp = keypoints.copy()
-            kp[..., :2] /= s
-            heatmaps.append(render_heatmaps(kp, h_in // s, w_in // s, sigma, self.joint_rounding))
+            kp = self.to_output(keypoints, (h_in, w_in), s)
+            heatmaps.append(render_heatmaps(kp, h_in // s, w_in // s, sigma, self.joint_rounding, udp=self.udp))
             if tags is None:
                 tags = tag_indices(kp, h_in // s, w_in // s, self.max_people, self.joint_rounding)
         return {"heatmaps": heatmaps, "tag_indices": tags}
 
+    def to_output(self, keypoints: np.ndarray, input_hw: tuple[int, int], stride: int) -> np.ndarray:
+        """``(N, K, C)`` float64 copy of input-pixel keypoints in pixels of the output of ``stride``: ``x / stride``,
+        or with ``udp`` ``x * (w_out - 1) / (w_in - 1)``, ``y`` likewise (other columns unchanged).
+
+        Raises:
+            ValueError: with ``udp``, a side < 2 (``bottomup.data`` frames have none).
+        """
+        h_in, w_in = input_hw
+        kp = np.array(keypoints, dtype=np.float64, copy=True)
+        if self.udp:
+            h_out, w_out = h_in // stride, w_in // stride
+            if min(h_in, w_in, h_out, w_out) < 2:
+                raise ValueError(f"UDP frames need sides >= 2, got input {input_hw} at stride {stride}")
+            kp[..., 0] *= (w_out - 1.0) / (w_in - 1.0)
+            kp[..., 1] *= (h_out - 1.0) / (h_in - 1.0)
+        else:
+            kp[..., :2] /= stride
+        return kp
+
     def decode(
-        self, heatmaps: np.ndarray | torch.Tensor, tags: np.ndarray | torch.Tensor
+        self, heatmaps: np.ndarray | torch.Tensor, tags: np.ndarray | torch.Tensor, *, udp: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Group one image's maps (``bottomup.codec.grouping.group_keypoints`` with this codec's settings).
 
         Args:
             heatmaps: ``(K, H, W)`` numpy array or tensor (CPU or GPU).
             tags: ``(K, H, W, L)``.
+            udp: the UDP adjust / refine (MMPose 0.x ``HeatmapParser`` with ``use_udp``); ``None``: the codec's
+                ``udp``.
 
         Returns:
             ``keypoints (N, K, 3 + L)`` float32 in pixels of the given maps (x, y, score, tag), ``scores (N,)``.
         """
-        return group_keypoints(heatmaps, tags, joint_order=self.joint_order, settings=self.grouping_settings)
+        return group_keypoints(
+            heatmaps,
+            tags,
+            joint_order=self.joint_order,
+            settings=self.grouping_settings,
+            udp=self.udp if udp is None else bool(udp),
+        )
 
     def ideal_outputs(
         self, keypoints: np.ndarray, input_hw: tuple[int, int], tags_per_person: Sequence[float] | None = None
     ) -> list[torch.Tensor]:
-        """``ideal_outputs`` with this codec's strides and sigma."""
+        """``ideal_outputs`` with this codec's strides, sigma and ``udp``."""
         from bottomup.codec.ideal import ideal_outputs
 
-        return ideal_outputs(keypoints, input_hw, self.strides, tags_per_person, self.sigma)
+        return ideal_outputs(keypoints, input_hw, self.strides, tags_per_person, self.sigma, udp=self.udp)
 
     def flip_ideal(self, outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``flip_outputs`` with this codec's ``flip_index``.

@@ -38,6 +38,12 @@ Ties (README "Where grouping can differ from the official code")
       matching problem. Real network outputs rarely hold equal peak values; ideal maps (all peaks 1.0) and
       heavily quantised maps do.
 
+UDP (``udp=True``; Huang et al. CVPR 2020; MMPose 0.x ``HeatmapParser`` with ``use_udp``)
+    Pixel centres are the integer coordinates (the maps of a UDP network, ``bottomup.codec.targets``): the adjust
+    step is MMPose's ``post_dark_udp`` (:func:`dark_udp_adjust`: a Newton step on the log of the 3 x 3
+    Gaussian-blurred heatmap, Zhang et al. CVPR 2020 "DARK", in UDP's frame) instead of the +0.5 and quarter-pixel
+    shift, and refinement places a filled joint at its pixel +- 0.25 without the +0.5.
+
 Letters: K joints, H x W map, L tag dimensions (1, or 2 with flip test), M = max_people, N people.
 """
 
@@ -47,6 +53,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+import cv2
 import numpy as np
 
 from bottomup.codec.assignment import solve_assignment
@@ -60,6 +67,7 @@ __all__ = [
     "nms_topk",
     "match_by_tag",
     "adjust_keypoints",
+    "dark_udp_adjust",
     "refine_keypoints",
     "person_scores",
     "group_keypoints",
@@ -376,6 +384,61 @@ def adjust_keypoints(keypoints: np.ndarray, heatmaps) -> np.ndarray:
     return out
 
 
+#: Side of the Gaussian blur before the UDP / DARK Newton step (MMPose 0.x ``post_dark_udp``'s ``kernel=3``).
+DARK_KERNEL = 3
+
+
+def dark_udp_adjust(keypoints: np.ndarray, heatmaps, kernel: int = DARK_KERNEL) -> np.ndarray:
+    """Sub-pixel positions of the detected joints by UDP's DARK step (MMPose 0.x ``post_dark_udp``, the bottom-up
+    ``HeatmapParser.parse`` adjust with ``use_udp``; Huang et al. CVPR 2020 + Zhang et al. CVPR 2020 "DARK").
+
+    Each heatmap is blurred (``cv2.GaussianBlur``, ``kernel x kernel``, sigma from the kernel), clipped to
+    ``[0.001, 50]`` and its log taken, all float32; with the map edge-padded by one pixel, the gradient ``d`` and
+    Hessian ``h`` at the joint's integer pixel are central differences, and the joint moves by
+    ``-(h + eps I)^-1 d`` (``eps`` float32's, the inverse in float64 as MMPose's mixed dtypes give it). The maps
+    are not changed (MMPose changes a CPU tensor's maps in place, so that its refinement then reads the log maps;
+    on a GPU, as here, it reads the heatmaps).
+
+    Args:
+        keypoints: ``(N, K, 3 + L)`` from :func:`match_by_tag`: integer pixel positions, map px (pixel centres at
+            the integers).
+        heatmaps: ``(K, H, W)`` the same maps.
+        kernel: blur side (odd).
+
+    Returns:
+        a new float32 array; joints with value 0 (missing) are left as they are (MMPose moves them too, by the
+        step at pixel ``(0, 0)``, before refinement fills or keeps them with score 0).
+    """
+    det = heatmaps.detach().float().cpu().numpy() if _is_tensor(heatmaps) else np.asarray(heatmaps, np.float32)
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    p, k = np.nonzero(out[..., 2] > 0)
+    if p.size == 0:
+        return out
+    joints, v = np.unique(k, return_inverse=True)
+    logs = []
+    for j in joints:  # only the joints detected somewhere: (J, H + 2, W + 2), J <= K
+        blurred = cv2.GaussianBlur(np.ascontiguousarray(det[j], dtype=np.float32), (kernel, kernel), 0)
+        logs.append(np.pad(np.log(np.clip(blurred, 0.001, 50)), 1, mode="edge"))
+    pad = np.stack(logs)
+    x = out[p, k, 0].astype(np.int64) + 1  # padded frame
+    y = out[p, k, 1].astype(np.int64) + 1
+    i_ = pad[v, y, x]
+    ix1, ix1_ = pad[v, y, x + 1], pad[v, y, x - 1]
+    iy1, iy1_ = pad[v, y + 1, x], pad[v, y - 1, x]
+    ix1y1, ix1_y1_ = pad[v, y + 1, x + 1], pad[v, y - 1, x - 1]
+    dx = 0.5 * (ix1 - ix1_)
+    dy = 0.5 * (iy1 - iy1_)
+    dxx = ix1 - 2 * i_ + ix1_
+    dyy = iy1 - 2 * i_ + iy1_
+    dxy = 0.5 * (ix1y1 - ix1 - iy1 + i_ + i_ - ix1_ - iy1_ + ix1_y1_)
+    hessian = np.stack([np.stack([dxx, dxy], -1), np.stack([dxy, dyy], -1)], -2)  # (V, 2, 2) float32
+    inverse = np.linalg.inv(hessian + np.finfo(np.float32).eps * np.eye(2))  # float64, as MMPose's
+    step = np.einsum("vmn,vn->vm", inverse, np.stack([dx, dy], -1))
+    out[p, k, 0] -= step[:, 0]
+    out[p, k, 1] -= step[:, 1]
+    return out
+
+
 def _tile_reduce(maps: np.ndarray, reduce: np.ufunc) -> np.ndarray:
     """``(J, H, W)`` -> ``(J, Ty * Tx)``: ``reduce`` (``np.maximum`` / ``np.minimum``) over each 16 x 16 tile, tiles in
     row-major order. Edge rows / columns are repeated to fill the last tiles, which changes no minimum or maximum.
@@ -427,18 +490,21 @@ def _eval_tiles(det, tags, means, pair_joint, items_pair, items_tile) -> tuple[n
     return best, where
 
 
-def refine_keypoints(keypoints: np.ndarray, heatmaps, tags, *, _band_max_cache=None) -> np.ndarray:
+def refine_keypoints(keypoints: np.ndarray, heatmaps, tags, *, udp: bool = False, _band_max_cache=None) -> np.ndarray:
     """Fill each person's missing joints (official ``HeatmapParser.refine``).
 
-    For person ``p`` with mean tag ``m`` (mean of the tag maps read at its detected joints, value > 0), each
+    For person ``p`` with mean tag ``m`` (mean of the tag maps read at its detected joints, value > 0, at
+    ``int(x), int(y)`` clipped to the map), each
     missing joint ``k`` (value == 0) is placed at the first arg-max (row-major) of
-    ``heatmaps[k] - round(||tags[k] - m||)``, moved by the same +0.5 / quarter-pixel adjustment, and gets the
+    ``heatmaps[k] - round(||tags[k] - m||)``, moved by the same +0.5 / quarter-pixel adjustment (``udp``: the
+    quarter pixel only, MMPose 0.x ``HeatmapParser.refine(use_udp=True)``), and gets the
     heatmap value there as its score; it is filled only if that value is > 0. Tag columns of filled joints
     stay 0 (as official).
 
     Args:
         keypoints: ``(N, K, 3 + L)`` after :func:`adjust_keypoints` (or :func:`match_by_tag`), map px.
         heatmaps: ``(K, H, W)``; tags: ``(K, H, W, L)``.
+        udp: pixel centres at the integers (no +0.5).
 
     Returns:
         a new float32 ``(N, K, 3 + L)`` array.
@@ -463,7 +529,8 @@ def refine_keypoints(keypoints: np.ndarray, heatmaps, tags, *, _band_max_cache=N
     for p in np.unique(pp):
         k = np.nonzero(detected[p])[0]
         xy = out[p, k, :2].astype(np.int32)
-        means[p] = np.mean(tag[k, xy[:, 1], xy[:, 0]], axis=0)
+        xs, ys = np.clip(xy[:, 0], 0, w - 1), np.clip(xy[:, 1], 0, h - 1)  # only UDP's DARK step leaves the map
+        means[p] = np.mean(tag[k, ys, xs], axis=0)
     pair_means = means[pp]
     # Branch and bound over 16 x 16 tiles: upper bound = tile max - round(lower bound of the tag distance).
     joints, jpos = np.unique(pk, return_inverse=True)
@@ -485,8 +552,9 @@ def refine_keypoints(keypoints: np.ndarray, heatmaps, tags, *, _band_max_cache=N
     val = det[pk, y, x]
     dx, dy = _quarter_offsets(det, pk, x, y)
     fill = val > 0
-    out[pp[fill], pk[fill], 0] = (x + 0.5 + dx)[fill]
-    out[pp[fill], pk[fill], 1] = (y + 0.5 + dy)[fill]
+    centre = 0.0 if udp else 0.5
+    out[pp[fill], pk[fill], 0] = (x + centre + dx)[fill]
+    out[pp[fill], pk[fill], 1] = (y + centre + dy)[fill]
     out[pp[fill], pk[fill], 2] = val[fill]
     return out
 
@@ -506,11 +574,13 @@ def group_keypoints(
     *,
     joint_order: Sequence[int],
     settings: GroupingSettings | None = None,
+    udp: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode people from one image's heatmaps and tag maps (official ``HeatmapParser.parse``).
 
-    Steps: :func:`nms_topk` -> :func:`match_by_tag` -> :func:`adjust_keypoints` (if ``adjust``) -> scores
-    (:func:`person_scores`, before refinement) -> :func:`refine_keypoints` (if ``refine``).
+    Steps: :func:`nms_topk` -> :func:`match_by_tag` -> :func:`adjust_keypoints` (if ``adjust``; with ``udp``
+    :func:`dark_udp_adjust`) -> scores (:func:`person_scores`, before refinement) -> :func:`refine_keypoints` (if
+    ``refine``).
 
     Args:
         heatmaps: ``(K, H, W)`` float numpy array or torch tensor (CPU or GPU).
@@ -518,11 +588,13 @@ def group_keypoints(
         joint_order: matching order, a permutation of ``range(K)`` (``KeypointLayout.joint_order_index``).
         settings: the official ``TEST`` settings (:class:`bottomup.codec.settings.GroupingSettings`,
             ``conf/test/default.yaml``); default ``GroupingSettings()``.
+        udp: maps of a UDP network (``test.udp``, module docstring "UDP"): DARK adjust, refinement without +0.5.
 
     Returns:
         ``keypoints (N, K, 3 + L)`` float32: ``x, y`` in pixels of the given maps (pixel centres + quarter-pixel
-        offsets), heatmap value (0 = missing), then the tag vector at the detection (0 for missing / refined
-        joints); ``scores (N,)`` float32. People in creation order (not sorted by score).
+        offsets; ``udp``: pixel centres at the integers), heatmap value (0 = missing), then the tag vector at the
+        detection (0 for missing / refined joints); ``scores (N,)`` float32. People in creation order (not sorted by
+        score).
 
     Raises:
         ValueError: bad shapes, kernel or joint order.
@@ -539,7 +611,7 @@ def group_keypoints(
         _band_max_cache=band_max,
         _host_maps=(det, tag) if on_gpu else None,
     )
-    return group_candidates(cands, det, tag, joint_order=joint_order, settings=opts, _band_max_cache=band_max)
+    return group_candidates(cands, det, tag, joint_order=joint_order, settings=opts, udp=udp, _band_max_cache=band_max)
 
 
 def group_candidates(
@@ -549,6 +621,7 @@ def group_candidates(
     *,
     joint_order: Sequence[int],
     settings: GroupingSettings | None = None,
+    udp: bool = False,
     _band_max_cache: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sequential half of :func:`group_keypoints`, from NMS / top-k candidates on: :func:`match_by_tag` ->
@@ -561,7 +634,8 @@ def group_candidates(
         candidates: :func:`nms_topk` (or :func:`candidates_from_topk` on a graph's outputs).
         heatmaps: ``(K, H, W)`` float32 numpy array, the maps the candidates come from.
         tags: ``(K, H, W, L)`` float32.
-        joint_order, settings: as :func:`group_keypoints` (``nms_kernel`` is not read: the candidates are made).
+        joint_order, settings, udp: as :func:`group_keypoints` (``nms_kernel`` is not read: the candidates are
+            made).
 
     Returns:
         as :func:`group_keypoints`: ``keypoints (N, K, 3 + L)`` float32 in map pixels, ``scores (N,)`` float32.
@@ -570,10 +644,10 @@ def group_candidates(
     opts = GroupingSettings() if settings is None else settings
     keypoints = match_by_tag(candidates, joint_order=joint_order, settings=opts)
     if opts.adjust:
-        keypoints = adjust_keypoints(keypoints, det)
+        keypoints = dark_udp_adjust(keypoints, det) if udp else adjust_keypoints(keypoints, det)
     scores = person_scores(keypoints)
     if opts.refine:
-        keypoints = refine_keypoints(keypoints, det, tag, _band_max_cache=_band_max_cache)
+        keypoints = refine_keypoints(keypoints, det, tag, udp=udp, _band_max_cache=_band_max_cache)
     return keypoints, scores
 
 

@@ -23,6 +23,7 @@ def ideal_outputs(
     tags_per_person: Sequence[float] | None = None,
     sigma: float = 2.0,
     fill_tag: float = 0.0,
+    udp: bool = False,
 ) -> list[torch.Tensor]:
     """Perfect network outputs for people at known positions.
 
@@ -36,6 +37,8 @@ def ideal_outputs(
         strides: output strides, highest first (``(4, 2)`` HigherHRNet, ``(4,)`` HRNet).
         tags_per_person: ``(N,)`` tag of each person (default ``2 * n``, spacing 2 > tag threshold).
         sigma: heatmap Gaussian std, heatmap pixels.
+        udp: UDP outputs (a network trained with ``data.udp``): output coordinates ``x * (w_out - 1) / (w_in - 1)``
+            and Gaussians centred on them (``render_heatmaps(udp=True)``); the tag maps use the same joint pixels.
 
     Returns:
         ``[(1, 2K, H/s0, W/s0), (1, K, H/s1, W/s1), ...]`` float32 tensors, as ``HigherHRNet.forward``.
@@ -51,9 +54,14 @@ def ideal_outputs(
     outputs = []
     for i, s in enumerate(strides):
         h, w = h_in // s, w_in // s
-        kp = keypoints.copy()
-        kp[..., :2] /= s
-        maps = [render_heatmaps(kp, h, w, sigma)]
+        kp = keypoints.astype(np.float64)
+        if udp:
+            kp[..., 0] *= (w - 1.0) / (w_in - 1.0)
+            kp[..., 1] *= (h - 1.0) / (h_in - 1.0)
+        else:
+            kp = keypoints.copy()
+            kp[..., :2] /= s
+        maps = [render_heatmaps(kp, h, w, sigma, udp=udp)]
         if i == 0:
             tag_maps = np.full((k, h, w), fill_tag, np.float32)
             xi, yi, ok = joint_pixels(kp, h, w)  # the heatmaps' joint pixels (official int() truncation)

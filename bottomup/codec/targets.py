@@ -22,6 +22,13 @@ Gaussian window (official ``HeatmapGenerator`` / ``ScaleAwareHeatmapGenerator``)
     ``round(x + 3 sigma + 2)`` and at the map border. For an integer sigma the peak ``1.0`` is at the joint's pixel;
     a fractional sigma (scale-aware sigma) shifts the kernel centre by the rounding remainder, as officially.
 
+UDP (``udp=True``; Huang et al. CVPR 2020, Sec. 4; MMPose 0.x ``HeatmapGenerator(use_udp=True)``)
+    The same joint pixel, window and placement, but the Gaussian is centred on the joint's continuous position:
+    ``x0 = 3 sigma + 1 + (x - int(x))`` (likewise ``y0``), so that for an integer sigma heatmap pixel ``(i, j)`` holds
+    ``exp(-((j - x)^2 + (i - y)^2) / (2 sigma^2))``, pixel centres at integer coordinates. The coordinates of a UDP
+    output ``S'`` px wide are ``x_input * (S' - 1) / (S - 1)``, not ``x_input / stride``
+    (``bottomup.codec.AssociativeEmbeddingCodec.encode``).
+
 Letters: N people, K keypoints, H x W heatmap, M = max people with tags.
 """
 
@@ -106,12 +113,40 @@ def _paint(heatmaps: np.ndarray, joint: np.ndarray, cx: np.ndarray, cy: np.ndarr
     np.maximum.at(heatmaps.reshape(-1), flat[inside], vals[inside])
 
 
+def _paint_udp(
+    heatmaps: np.ndarray, joint: np.ndarray, cx: np.ndarray, cy: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: float
+) -> None:
+    """:func:`_paint` with the UDP window (MMPose 0.x ``HeatmapGenerator(use_udp=True)``): at joint pixel
+    ``(cx, cy)`` the window of ``sigma`` centred at ``x0 = 3 sigma + 1 + x - cx`` (``y0`` likewise), computed in
+    float64 for each joint, stored as float32, by maximum."""
+    _, height, width = heatmaps.shape
+    n = len(np.arange(0, 6 * sigma + 3, 1))
+    ul_x = np.round(cx - 3 * sigma - 1).astype(np.int64)
+    ul_y = np.round(cy - 3 * sigma - 1).astype(np.int64)
+    br_x = np.round(cx + 3 * sigma + 2).astype(np.int64)
+    br_y = np.round(cy + 3 * sigma + 2).astype(np.int64)
+    i = np.arange(n)
+    px = ul_x[:, None] + i[None, :]  # (V, n)
+    py = ul_y[:, None] + i[None, :]
+    okx = (px >= 0) & (px < width) & (px < br_x[:, None])
+    oky = (py >= 0) & (py < height) & (py < br_y[:, None])
+    inside = oky[:, :, None] & okx[:, None, :]
+    x0 = 3 * sigma + 1 + (x - cx)  # (V,) float64: the window index of the joint's continuous position
+    y0 = 3 * sigma + 1 + (y - cy)
+    dx2 = (i[None, :] - x0[:, None]) ** 2  # (V, n)
+    dy2 = (i[None, :] - y0[:, None]) ** 2
+    vals = np.exp(-(dy2[:, :, None] + dx2[:, None, :]) / (2 * sigma**2)).astype(np.float32)
+    flat = (joint[:, None, None] * height + py[:, :, None]) * width + px[:, None, :]
+    np.maximum.at(heatmaps.reshape(-1), flat[inside], vals[inside])
+
+
 def render_heatmaps(
     keypoints: np.ndarray,
     height: int,
     width: int,
     sigma: float | np.ndarray = 2.0,
     rounding: Literal["trunc", "floor"] = "trunc",
+    udp: bool = False,
 ) -> np.ndarray:
     """Gaussian heatmap targets, people combined by maximum.
 
@@ -126,6 +161,8 @@ def render_heatmaps(
         sigma: Gaussian standard deviation in heatmap pixels: one value, or ``(N,)`` one per person
             (scale-aware sigma).
         rounding: joint pixel rule, ``"trunc"`` (official) or ``"floor"``.
+        udp: centre each Gaussian on the joint's continuous position (module docstring, "UDP"; MMPose 0.x
+            ``HeatmapGenerator(use_udp=True)``) instead of on its pixel.
 
     Returns:
         ``(K, H, W)`` float32 in ``[0, 1]``.
@@ -147,7 +184,12 @@ def render_heatmaps(
     xi, yi, ok = joint_pixels(keypoints, height, width, rounding)
     for s in np.unique(sigmas[ok.any(axis=1)]):
         person, joint = np.nonzero(ok & (sigmas == s)[:, None])
-        _paint(heatmaps, joint, xi[person, joint], yi[person, joint], float(s))
+        if udp:
+            x = keypoints[person, joint, 0].astype(np.float64)
+            y = keypoints[person, joint, 1].astype(np.float64)
+            _paint_udp(heatmaps, joint, xi[person, joint], yi[person, joint], x, y, float(s))
+        else:
+            _paint(heatmaps, joint, xi[person, joint], yi[person, joint], float(s))
     return heatmaps
 
 

@@ -6,6 +6,13 @@ the flip folded in); the image is warped to ``S x S`` input px, the mask, with t
 ``S/s x S/s`` heatmap px (pixels outside the image become 0 = ignored, as officially), and the keypoints by the same
 matrix. Settings: :class:`bottomup.data.settings.AugmentationSettings`.
 
+UDP (``udp=True``, ``data.udp``; Huang et al. CVPR 2020; MMPose 0.x ``BottomUpRandomAffine(use_udp=True)``): the
+same draws, but the crop is centred at ``((W - 1) / 2, (H - 1) / 2)`` + the translation and mapped with sizes
+counted as ``size - 1`` (``bottomup.data.transforms.udp_affine_matrix``), and each output's mask matrix is the input
+matrix times ``(S/s - 1) / (S - 1)`` (``udp_output_matrix``) instead of divided by ``s``. MMPose draws the translation
+as integers (``randint``) over ``+-max_translate * (W or H) * scale / 200`` px; here the draws stay those of
+:meth:`Augmentation.random_params` with or without UDP.
+
 Letters: N people, K keypoints, H x W original image, S input side, s output stride.
 """
 
@@ -19,7 +26,13 @@ import cv2
 import numpy as np
 
 from bottomup.data.settings import AugmentationSettings, check_strides
-from bottomup.data.transforms import affine_matrix, scale_matrix, warp_keypoints
+from bottomup.data.transforms import (
+    affine_matrix,
+    scale_matrix,
+    udp_affine_matrix,
+    udp_output_matrix,
+    warp_keypoints,
+)
 
 __all__ = ["AugmentParams", "Augmentation", "Augmented"]
 
@@ -70,6 +83,7 @@ class Augmentation:
             ``S/4`` and ``S/2`` px.
         flip_index: K ints, the joint each joint becomes under a horizontal flip
             (``bottomup.data.keypoints.flip_index_from_pairs``).
+        udp: the UDP geometry (module docstring; ``data.udp``).
 
     Raises:
         ValueError: ``input_size`` not a positive multiple of every stride, or no stride.
@@ -81,8 +95,11 @@ class Augmentation:
         input_size: int,
         output_strides: Sequence[int],
         flip_index: Sequence[int],
+        *,
+        udp: bool = False,
     ) -> None:
         self.settings = settings
+        self.udp = bool(udp)
         self.input_size = int(input_size)
         self.output_strides = check_strides(self.input_size, output_strides)
         self.flip_index = list(flip_index)
@@ -117,12 +134,28 @@ class Augmentation:
 
         The crop side is ``min(H, W) * params.scale`` original px (``max(H, W)`` with ``scale_type="long"``),
         centred at ``(W / 2, H / 2) + params.translate * crop_side / 200`` (official HigherHRNet ``SCALE_TYPE``).
+        With ``udp``: centred at ``((W - 1) / 2, (H - 1) / 2) + ...``, matrix :func:`udp_affine_matrix` (MMPose
+        0.x ``BottomUpRandomAffine(use_udp=True)``: ``get_warp_matrix`` with ``size_input = 2 * center``,
+        ``size_dst = S - 1``, ``size_target`` = the crop side).
         """
         side = max(height, width) if self.settings.scale_type == "long" else min(height, width)
         crop = side * params.scale
         shift = crop / 200.0
+        if self.udp:
+            center = (
+                (width - 1.0) / 2.0 + params.translate[0] * shift,
+                (height - 1.0) / 2.0 + params.translate[1] * shift,
+            )
+            return udp_affine_matrix(center, crop, params.rotation, self.input_size, flip=params.flip)
         center = (width / 2.0 + params.translate[0] * shift, height / 2.0 + params.translate[1] * shift)
         return affine_matrix(center, crop, params.rotation, self.input_size, flip=params.flip)
+
+    def output_matrix(self, matrix: np.ndarray, stride: int) -> np.ndarray:
+        """The original -> heatmap-px matrix of the output of ``stride`` from the input one: ``matrix / stride``,
+        or with ``udp`` ``matrix * (S/stride - 1) / (S - 1)`` (:func:`udp_output_matrix`)."""
+        if self.udp:
+            return udp_output_matrix(matrix, self.input_size, self.input_size // stride)
+        return scale_matrix(matrix, stride)
 
     def warp_mask(self, mask: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
         """Warp a keep-mask to a ``size x size`` output and binarise it (``mask_warp``; outside the image: 0).
@@ -158,7 +191,7 @@ class Augmentation:
         size = self.input_size
         warped = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
         masks = [
-            self.warp_mask(mask, scale_matrix(m, s), out)
+            self.warp_mask(mask, self.output_matrix(m, s), out)
             for s, out in zip(self.output_strides, self.output_sizes, strict=True)
         ]
         return Augmented(warped, warp_keypoints(keypoints, m), masks, m)

@@ -125,7 +125,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         """
         flip_index = flip_index_from_pairs(keypoint_names, flip_pairs)
         encoder = TargetEncoder(targets, len(keypoint_names), output_strides, flip_index)
-        augment = Augmentation(augmentation, targets.input_size, output_strides, flip_index)
+        augment = Augmentation(augmentation, targets.input_size, output_strides, flip_index, udp=targets.udp)
         source = CocoKeypointAnnotations(
             ann_file, image_dir, keypoint_names, annotations, require_boxes=targets.scale_aware_sigma
         )

@@ -1,7 +1,8 @@
 """Training targets of one augmented image: the codec's heatmaps and tag indices, with the scale-aware sigma.
 
 Reference: official HigherHRNet ``HeatmapGenerator`` / ``ScaleAwareHeatmapGenerator`` / ``JointsGenerator`` and
-``CocoKeypoints.get_joints`` (per-person sigma). Settings: :class:`bottomup.data.settings.TargetSettings`.
+``CocoKeypoints.get_joints`` (per-person sigma); with ``data.udp`` MMPose 0.x ``HeatmapGenerator(use_udp=True)``.
+Settings: :class:`bottomup.data.settings.TargetSettings`.
 
 Letters: N people, K keypoints, M = ``max_people``, S input side, s output stride.
 """
@@ -22,7 +23,7 @@ class TargetEncoder:
     """Encodes the people of an augmented image into training targets (``AssociativeEmbeddingCodec.encode``).
 
     Args:
-        settings: input size, sigma, max people, joint rounding, scale-aware sigma (``data.*``).
+        settings: input size, sigma, max people, joint rounding, scale-aware sigma, UDP (``data.*``).
         num_keypoints: K.
         output_strides: one stride per output resolution (``model.strides``), e.g. ``(4, 2)``.
         flip_index: K ints for the codec (``bottomup.data.keypoints.flip_index_from_pairs``), or ``None``.
@@ -48,6 +49,7 @@ class TargetEncoder:
             strides=self.output_strides,
             max_people=settings.max_people,
             joint_rounding=settings.joint_rounding,
+            udp=settings.udp,
         )
 
     @property

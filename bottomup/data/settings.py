@@ -5,7 +5,8 @@ Each class holds its config keys' defaults, checks and documentation, once:
 * :class:`AnnotationSettings`: which images of the annotation file are used (``data.max_images``);
 * :class:`AugmentationSettings`: the random affine of training (the ``data.augmentation`` node);
 * :class:`TargetSettings`: the training targets (``data.input_size``, ``data.sigma``, ``data.max_people``,
-  ``data.joint_rounding`` and the scale-aware sigma keys).
+  ``data.joint_rounding``, the scale-aware sigma keys and ``data.udp``, which also switches the augmentation's
+  geometry).
 
 A field's name is its config key (under :attr:`config_node`), so ``bottomup.build`` fills a settings object from a
 config node by field name; a key the config lacks (e.g. in the config saved by an older checkpoint) takes the
@@ -184,6 +185,14 @@ class TargetSettings:
         base_size: box side in original px that gets ``base_sigma`` (official ``DATASET.BASE_SIZE``).
         base_sigma: heatmap px (official ``DATASET.BASE_SIGMA``); ``None``: ``sigma`` (stored resolved).
         int_sigma: round the scale-aware sigma to an integer (official ``DATASET.INT_SIGMA``).
+        udp: unbiased data processing (Huang et al., "The Devil is in the Details", CVPR 2020; MMPose 0.x
+            ``use_udp=True`` of ``BottomUpRandomAffine`` and ``BottomUpGenerateTarget``). Changes the augmentation
+            and the targets: the crop is centred at ``((W - 1) / 2, (H - 1) / 2)`` + the translation and maps with
+            sizes counted as ``size - 1`` (``bottomup.data.transforms.udp_affine_matrix``), every output with its
+            own ``(S' - 1) / (S - 1)`` of the input frame (not ``1 / stride``), and each Gaussian is centred on the
+            joint's continuous position instead of its pixel (``bottomup.codec.targets``). A model trained so
+            should be tested with ``test.udp=true``. ``false`` (default): the official HigherHRNet geometry and
+            targets, unchanged.
 
     Each is ``data.<name>``.
 
@@ -203,6 +212,7 @@ class TargetSettings:
     base_size: float = 256.0
     base_sigma: float | None = None
     int_sigma: bool = False
+    udp: bool = False
 
     def __post_init__(self) -> None:
         sigma = _real("data.sigma", self.sigma, positive=True)
@@ -224,6 +234,7 @@ class TargetSettings:
             base_size=base_size,
             base_sigma=base_sigma,
             int_sigma=_flag("data.int_sigma", self.int_sigma),
+            udp=_flag("data.udp", self.udp),
         )
 
 

@@ -48,6 +48,9 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "affine_matrix",
+    "udp_affine_matrix",
+    "udp_output_matrix",
+    "udp_frame_scale",
     "flip_matrix",
     "scale_matrix",
     "warp_keypoints",
@@ -112,6 +115,74 @@ def affine_matrix(
     return m[:2].copy()
 
 
+def udp_affine_matrix(
+    center: Sequence[float],
+    scale_px: float,
+    rotation_deg: float,
+    output_size: int,
+    flip: bool = False,
+) -> np.ndarray:
+    """The original -> output affine of one augmentation under UDP (unbiased data processing, Huang et al. CVPR
+    2020, Sec. 3-4; MMPose 0.x ``BottomUpRandomAffine(use_udp=True)`` / ``get_warp_matrix``).
+
+    Sizes count the distances between pixel centres (``size - 1``): ``p_out = (S - 1) / scale_px * R (p - center) +
+    (S - 1) / 2``, so ``center`` lands on the centre of the output's middle pixel, ``(S - 1) / 2``, and the
+    matrix of an output ``S'`` px wide is this one times ``(S' - 1) / (S - 1)`` (:func:`udp_output_matrix`), where
+    dividing by the stride (:func:`scale_matrix`) is the biased rule.
+
+    Args:
+        center: ``(x, y)`` in original pixels (MMPose: ``((W - 1) / 2, (H - 1) / 2)`` + the translation).
+        scale_px: side, in original pixels, of the square mapped onto the output (MMPose ``size_target``; > 0).
+        rotation_deg: degrees, positive = counter-clockwise on screen, as :func:`affine_matrix` (MMPose's
+            ``get_warp_matrix(theta)`` turns the other way: this is its ``theta = -rotation_deg``).
+        output_size: S, output side in pixels.
+        flip: append the horizontal flip ``x -> S - 1 - x`` of the output frame.
+
+    Returns:
+        ``(2, 3)`` float64 matrix for ``cv2.warpAffine(src, m, (S, S))`` and ``warp_keypoints``.
+
+    Raises:
+        ValueError: ``scale_px <= 0`` or ``output_size < 2``.
+    """
+    if not scale_px > 0 or output_size < 2:
+        raise ValueError(f"scale_px must be positive and output_size >= 2, got {scale_px}, {output_size}")
+    s = (output_size - 1.0) / float(scale_px)
+    half = (output_size - 1.0) / 2.0
+    a = np.deg2rad(rotation_deg)
+    c, sn = np.cos(a), np.sin(a)
+    rot = np.array([[c, sn], [-sn, c]]) * s  # y points down: [[c, s], [-s, c]] turns content counter-clockwise
+    cxy = np.asarray(center, np.float64)
+    m = np.zeros((3, 3))
+    m[:2, :2] = rot
+    m[:2, 2] = half - rot @ cxy
+    m[2, 2] = 1.0
+    if flip:
+        m = _h(flip_matrix(output_size)) @ m
+    return m[:2].copy()
+
+
+def udp_frame_scale(input_size: Sequence[int], output_size: Sequence[int]) -> np.ndarray:
+    """``(2,)`` float64 factors ``((w_out - 1) / (w_in - 1), (h_out - 1) / (h_in - 1))`` taking UDP input-frame
+    pixels to the pixels of an output ``(w_out, h_out)`` (corner pixel centres on corner pixel centres; MMPose 0.x
+    UDP, Huang et al. 2020 Sec. 4). Sizes are ``(width, height)``.
+
+    Raises:
+        ValueError: a side < 2.
+    """
+    w_in, h_in = (int(v) for v in input_size)
+    w_out, h_out = (int(v) for v in output_size)
+    if min(w_in, h_in, w_out, h_out) < 2:
+        raise ValueError(f"UDP frames need sides >= 2, got input {input_size}, output {output_size}")
+    return np.array([(w_out - 1.0) / (w_in - 1.0), (h_out - 1.0) / (h_in - 1.0)])
+
+
+def udp_output_matrix(matrix: np.ndarray, input_size: int, output_size: int) -> np.ndarray:
+    """Input-frame matrix -> the matrix of a square output ``output_size`` px wide under UDP: times
+    ``(output_size - 1) / (input_size - 1)`` (MMPose's per-output ``get_warp_matrix`` with ``size_dst = size - 1``)."""
+    f = udp_frame_scale((input_size, input_size), (output_size, output_size))
+    return np.asarray(matrix, dtype=np.float64) * f[:, None]
+
+
 def scale_matrix(matrix: np.ndarray, stride: float) -> np.ndarray:
     """Input-frame matrix -> heatmap-frame matrix of an output with ``stride`` (``x_h = x_input / stride``)."""
     return np.asarray(matrix, dtype=np.float64) / float(stride)
@@ -173,10 +244,14 @@ class ResizeTransform:
 
     Attributes:
         size: ``(width, height)`` of the network input, multiples of 64 on the long side.
-        center: ``(2,)`` centre of the original image (official rounding ``int(w / 2 + 0.5)``).
-        scale: ``(2,)`` source box size / 200 (official "scale" units).
+        center: ``(2,)`` centre of the original image (official rounding ``int(w / 2 + 0.5)``; UDP: MMPose's
+            ``(scale_w / 2, scale_h / 2)``, unused by the warp).
+        scale: ``(2,)`` source box size / 200 (official "scale" units); UDP: the source box in pixel-centre
+            distances, ``(W - 1, (h - 1) / (w - 1) * (W - 1))`` for a portrait image (MMPose 0.x
+            ``_get_multi_scale_size(use_udp=True)``), which :func:`to_original` maps back with.
         matrix: ``(2, 3)`` original-image px -> input px (cv2 convention).
         inverse: ``(2, 3)`` input px -> original-image px.
+        udp: the UDP resize (:func:`resize_transform`); :func:`to_original` then maps from the decoded maps' frame.
     """
 
     size: tuple[int, int]
@@ -184,6 +259,7 @@ class ResizeTransform:
     scale: np.ndarray
     matrix: np.ndarray
     inverse: np.ndarray
+    udp: bool = False
 
 
 def _affine(center: np.ndarray, scale: np.ndarray, size: tuple[int, int], inverse: bool) -> np.ndarray:
@@ -209,8 +285,45 @@ def _round_to_multiple(side: int) -> int:
     return max(INPUT_MULTIPLE, int(round(side / INPUT_MULTIPLE)) * INPUT_MULTIPLE)
 
 
+def _resized_size(height: int, width: int, input_size: int, scale: float, min_scale: float) -> tuple[int, int]:
+    """``(w_resized, h_resized)`` of :func:`resize_transform` (official ``get_multi_scale_size``, then rounded to
+    multiples of ``INPUT_MULTIPLE``)."""
+    h, w = height, width
+    min_input = int((min_scale * input_size + 63) // 64 * 64)
+    if w < h:
+        w_resized = int(min_input * scale / min_scale)
+        h_resized = int(int((min_input / w * h + 63) // 64 * 64) * scale / min_scale)
+    else:
+        h_resized = int(min_input * scale / min_scale)
+        w_resized = int(int((min_input / h * w + 63) // 64 * 64) * scale / min_scale)
+    return _round_to_multiple(w_resized), _round_to_multiple(h_resized)
+
+
+def _udp_box(height: int, width: int, size: tuple[int, int]) -> np.ndarray:
+    """MMPose 0.x ``_get_multi_scale_size(use_udp=True)``'s ``scale``: the source box in pixel-centre distances, the
+    short side's ``side - 1`` and the long side's by the ratio of the resized ``size - 1``."""
+    w_resized, h_resized = size
+    if width < height:
+        return np.array([width - 1.0, (h_resized - 1.0) / (w_resized - 1.0) * (width - 1.0)])
+    return np.array([(w_resized - 1.0) / (h_resized - 1.0) * (height - 1.0), height - 1.0])
+
+
+def _udp_resize(height: int, width: int, input_size: int, scale: float, min_scale: float) -> ResizeTransform:
+    """:func:`resize_transform` with ``udp=True`` (MMPose 0.x ``_resize_align_multi_scale_udp``)."""
+    if height < 2 or width < 2:
+        raise ValueError(f"the UDP resize needs an image of at least 2 x 2 px, got {height}x{width}")
+    size = _resized_size(height, width, input_size, scale, min_scale)
+    box = _udp_box(height, width, size)
+    # The warp scales by (size - 1) / box with the box of the smallest scale (MMPose), anchored at pixel (0, 0).
+    box_min = _udp_box(height, width, _resized_size(height, width, input_size, min_scale, min_scale))
+    f = (np.asarray(size, np.float64) - 1.0) / box_min
+    matrix = np.array([[f[0], 0.0, 0.0], [0.0, f[1], 0.0]])
+    inverse = np.array([[1.0 / f[0], 0.0, 0.0], [0.0, 1.0 / f[1], 0.0]])
+    return ResizeTransform(size=size, center=box / 2.0, scale=box, matrix=matrix, inverse=inverse, udp=True)
+
+
 def resize_transform(
-    height: int, width: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+    height: int, width: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0, *, udp: bool = False
 ) -> ResizeTransform:
     """Input size and affine transform of an ``height x width`` image at one test scale.
 
@@ -220,24 +333,26 @@ def resize_transform(
     rounded to the nearest multiple, which the network can run (the official code stops there); the affine follows
     the rounded size. Official scales (2, 1, 0.5 of 512 or 640) give multiples already and are unchanged.
 
+    With ``udp`` (unbiased data processing, Huang et al. CVPR 2020; MMPose 0.x ``BottomUpGetImgSize`` /
+    ``BottomUpResizeAlign`` with ``use_udp=True``) the sizes are the same but the image is not centred: the warp is
+    a scaling about pixel ``(0, 0)``, ``x_in = x * (w - 1) / box_w``, ``y_in = y * (h - 1) / box_h``, with MMPose's
+    box at ``min_scale`` (``_udp_box``: ``(W - 1, (h - 1) / (w - 1) * (W - 1))`` for a portrait image, so at one
+    scale ``x_in = x * (w - 1) / (W - 1)`` on both axes), and ``scale`` holds the box at this scale (for
+    :func:`to_original`).
+
     Raises:
-        ValueError: non-positive sizes or scales.
+        ValueError: non-positive sizes or scales; with ``udp``, an image side < 2.
     """
     if height <= 0 or width <= 0 or input_size <= 0 or scale <= 0 or min_scale <= 0:
         raise ValueError(
             f"image size, input_size and scales must be positive, got {height}x{width}, "
             f"input_size={input_size}, scale={scale}, min_scale={min_scale}"
         )
+    if udp:
+        return _udp_resize(height, width, input_size, scale, min_scale)
     h, w = height, width
     center = np.array([int(w / 2.0 + 0.5), int(h / 2.0 + 0.5)])
-    min_input = int((min_scale * input_size + 63) // 64 * 64)
-    if w < h:
-        w_resized = int(min_input * scale / min_scale)
-        h_resized = int(int((min_input / w * h + 63) // 64 * 64) * scale / min_scale)
-    else:
-        h_resized = int(min_input * scale / min_scale)
-        w_resized = int(int((min_input / h * w + 63) // 64 * 64) * scale / min_scale)
-    w_resized, h_resized = _round_to_multiple(w_resized), _round_to_multiple(h_resized)
+    w_resized, h_resized = _resized_size(height, width, input_size, scale, min_scale)
     if w < h:
         scale_wh = np.array([w / 200.0, h_resized / w_resized * w / 200.0])
     else:
@@ -287,14 +402,15 @@ def _conversion_advice(image: np.ndarray) -> str:
 
 
 def preprocess(
-    image: np.ndarray, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+    image: np.ndarray, input_size: int, scale: float = 1.0, min_scale: float = 1.0, *, udp: bool = False
 ) -> tuple[torch.Tensor, ResizeTransform]:
-    """Resize (official ``resize_align_multi_scale``) and normalise one RGB image.
+    """Resize (official ``resize_align_multi_scale``; MMPose's UDP one with ``udp``) and normalise one RGB image.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB, original-image frame.
         input_size: ``data.input_size`` (512 / 640).
         scale, min_scale: this test scale and the smallest one used.
+        udp: the UDP resize (:func:`resize_transform`).
 
     Returns:
         ``(1, 3, h, w)`` float32 tensor (ImageNet-normalised) and the ``ResizeTransform``.
@@ -304,12 +420,12 @@ def preprocess(
     """
     import torch
 
-    x, tf = preprocess_array(image, input_size, scale, min_scale)
+    x, tf = preprocess_array(image, input_size, scale, min_scale, udp=udp)
     return torch.from_numpy(x), tf
 
 
 def preprocess_array(
-    image: np.ndarray, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+    image: np.ndarray, input_size: int, scale: float = 1.0, min_scale: float = 1.0, *, udp: bool = False
 ) -> tuple[np.ndarray, ResizeTransform]:
     """:func:`preprocess` in numpy (no torch): the same resize and the same float32 operations.
 
@@ -320,17 +436,36 @@ def preprocess_array(
         TypeError / ValueError: not an ``(H, W, 3)`` uint8 array.
     """
     image = check_image(image)
-    tf = resize_transform(image.shape[0], image.shape[1], input_size, scale, min_scale)
-    resized = cv2.warpAffine(image, tf.matrix, tf.size)  # bilinear, zero border (official)
+    tf = resize_transform(image.shape[0], image.shape[1], input_size, scale, min_scale, udp=udp)
+    resized = cv2.warpAffine(image, tf.matrix, tf.size)  # bilinear, zero border (official; MMPose UDP likewise)
     x = resized.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1)
     std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1)
     return np.ascontiguousarray(((x - mean) / std)[None]), tf
 
 
-def to_original(keypoints: np.ndarray, transform: ResizeTransform) -> np.ndarray:
-    """Map ``(N, K, C)`` keypoints from input px (scale 1) to original-image px; other columns unchanged."""
+def to_original(
+    keypoints: np.ndarray, transform: ResizeTransform, map_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Map ``(N, K, C)`` decoded keypoints to original-image px; other columns unchanged.
+
+    Without UDP the keypoints are in input px at scale 1 (the maps were projected there) and go through
+    ``transform.inverse`` (official ``get_final_preds``). With a UDP ``transform`` they are in pixels of the decoded
+    maps, ``map_size = (w, h)`` (default ``transform.size``), and ``x = x_map * box_w / (w - 1)``,
+    ``y = y_map * box_h / (h - 1)`` with the box ``transform.scale`` (MMPose 0.x ``get_group_preds(use_udp=True)``).
+
+    Raises:
+        ValueError: with UDP, a map side < 2.
+    """
     out = np.array(keypoints, dtype=np.float64, copy=True)
+    if transform.udp:
+        w, h = transform.size if map_size is None else map_size
+        if min(w, h) < 2:
+            raise ValueError(f"UDP maps need sides >= 2, got {map_size}")
+        if out.size:
+            out[..., 0] *= transform.scale[0] / (w - 1.0)
+            out[..., 1] *= transform.scale[1] / (h - 1.0)
+        return out
     if out.size:
         t = transform.inverse
         xy = out[..., :2].copy()

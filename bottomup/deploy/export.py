@@ -83,7 +83,8 @@ def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: A
     ``oks_sigmas`` (tracking's OKS), ``category_id``); the input size rule (``input_size``: short side at scale 1, rounded up to a multiple of 64
     with the long side by aspect, then to ``input_multiple``; ``resize``: its name); normalisation (``mean`` /
     ``std`` of RGB in [0, 1], ``pixel_scale`` 1/255); ``strides`` of the network outputs; test-time settings
-    (``flip_test``, ``scales`` = ``[1.0]``, ``grouping``: NMS kernel and M in the graph, the rest on the host);
+    (``flip_test``, ``scales`` = ``[1.0]``, ``udp``: the UDP resize, aggregation, decode and mapping back of
+    ``test.udp``, in the graph and on the host; ``grouping``: NMS kernel and M in the graph, the rest on the host);
     the graph's ``input_name`` / ``output_names``; ``precision`` (fp32 / int8); ``extra`` (summary, exporter, ...).
     When written, ``model_file`` (the model file's name) and ``model_sha256`` (``{file name: SHA-256}`` of the
     ``.onnx``, or of the ``.xml`` and ``.bin``) are added, which the runtime checks
@@ -102,13 +103,18 @@ def export_metadata(predictor: Predictor, *, precision: str = "fp32", **extra: A
         "category_id": int(layout.category_id),
         "input_size": int(predictor.input_size),
         "input_multiple": INPUT_MULTIPLE,
-        "resize": "official get_multi_scale_size: short side ceil64(input_size), long side ceil64 by aspect, centred",
+        "resize": (
+            "MMPose 0.x UDP: sizes of get_multi_scale_size, scaled by (size - 1) / (side - 1) about pixel (0, 0)"
+            if predictor.settings.udp
+            else "official get_multi_scale_size: short side ceil64(input_size), long side ceil64 by aspect, centred"
+        ),
         "color": "RGB",
         "pixel_scale": 1.0 / 255.0,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "strides": list(codec.strides),
         "flip_test": bool(predictor.flip_test),
+        "udp": bool(predictor.settings.udp),
         "scales": [1.0],
         "grouping": dict(codec.grouping),
         "input_name": INPUT_NAME,
@@ -164,8 +170,9 @@ def _export_torchscript(graph: DecodeGraph, x: torch.Tensor, path: Path, opset: 
     )
 
 
-def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> list[np.ndarray]:
-    """Network inputs for INT8 calibration: each image resized and normalised like at test time.
+def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int, *, udp: bool = False) -> list[np.ndarray]:
+    """Network inputs for INT8 calibration: each image resized (the UDP resize with ``udp``) and normalised like at
+    test time.
 
     Fewer than :data:`MIN_CALIBRATION_IMAGES` images are used with a warning (the ranges then come from a few
     scenes).
@@ -188,7 +195,7 @@ def calibration_inputs(images: Sequence[str | os.PathLike], input_size: int) -> 
             "ranges come from those scenes and may clip others; give --calib a folder of more real images",
             len(images), "" if len(images) == 1 else "s", MIN_CALIBRATION_IMAGES,
         )  # fmt: skip
-    return [preprocess_array(read_image(p), input_size)[0] for p in images]
+    return [preprocess_array(read_image(p), input_size, udp=udp)[0] for p in images]
 
 
 def _publish(staged: Path, path: Path, meta: dict[str, Any]) -> dict[str, Path]:
@@ -324,7 +331,7 @@ def quantize_onnx(
     if path.suffix != ".onnx":
         raise ValueError(f"{path}: an ONNX file name must end in .onnx")
     meta = read_metadata(onnx_path)
-    inputs = calibration_inputs(calibration, int(meta["input_size"]))
+    inputs = calibration_inputs(calibration, int(meta["input_size"]), udp=bool(meta.get("udp", False)))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-q-") as tmp:
         staged = Path(tmp) / path.name
@@ -392,7 +399,9 @@ def convert_to_openvino(
     if path.suffix != ".xml":
         raise ValueError(f"{path}: an OpenVINO IR file name must end in .xml")
     meta = read_metadata(onnx_path)
-    inputs = calibration_inputs(calibration, int(meta["input_size"])) if int8 else None
+    inputs = (
+        calibration_inputs(calibration, int(meta["input_size"]), udp=bool(meta.get("udp", False))) if int8 else None
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         **meta,
@@ -467,8 +476,9 @@ def export_model(
         num_keypoints=codec.num_keypoints,
         flip_index=codec.flip_index if predictor.flip_test else None,
         grouping=codec.grouping_settings,
+        udp=predictor.settings.udp,
     ).eval()
-    inputs = calibration_inputs(calibration, predictor.input_size) if int8 else []
+    inputs = calibration_inputs(calibration, predictor.input_size, udp=predictor.settings.udp) if int8 else []
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(
         predictor,

@@ -14,6 +14,10 @@ HigherHRNet test-time pipeline that maps onto graph ops, so that ONNX Runtime / 
 Matching, adjustment and refinement need sequential logic and stay in ``bottomup.codec.grouping``
 (``group_candidates``), which takes the graph's outputs as numpy arrays.
 
+With ``udp`` (``test.udp``, exported as the JSON's ``udp``; MMPose 0.x UDP config) step 2 resizes with
+``align_corners=True`` and does not project to the input: heatmaps stay at the last output's size, tags are
+resized to it (``bottomup.engine.inference.aggregate_scales``' UDP branch), so NMS and top-k run on those maps.
+
 Letters: K keypoints, M = ``max_people`` candidates per joint, L tag dimensions, H x W network input.
 """
 
@@ -45,6 +49,7 @@ class DecodeGraph(nn.Module):
         flip_index: joint permutation under a horizontal flip; ``None`` turns the flip test off.
         grouping: the decode settings; the graph bakes in ``nms_kernel`` (odd max-pool window of the NMS) and
             ``max_people`` (M, candidates kept per joint), the host applies the rest.
+        udp: the UDP aggregation (module docstring); the host then decodes and maps back with UDP too.
 
     Raises:
         ValueError: ``flip_index`` that is not a permutation of ``range(K)``, or an even / non-positive kernel.
@@ -57,9 +62,11 @@ class DecodeGraph(nn.Module):
         num_keypoints: int,
         flip_index: Sequence[int] | None,
         grouping: GroupingSettings,
+        udp: bool = False,
     ) -> None:
         super().__init__()
         self.model = model.eval()
+        self.udp = bool(udp)
         self.num_keypoints = int(num_keypoints)
         #: leading SWAHR scale-map channels of each output, cut off as at test time (``scale_map_channels``)
         self.scale_channels = scale_map_channels(model)
@@ -77,7 +84,8 @@ class DecodeGraph(nn.Module):
                 ``H`` and ``W`` multiples of the network's input multiple (32).
 
         Returns:
-            ``heatmaps (K, H, W)`` float32 (averaged over stages and flip, input pixels);
+            ``heatmaps (K, H, W)`` float32 (averaged over stages and flip, input pixels; with ``udp`` ``(K, h, w)``
+            at the last output's size, and every map below at that size);
             ``tags (K, L, H, W)`` float32 (``L = 2 D`` with flip test, plain tags first; tag dimension before the
             pixels, as the projection leaves them: the grouping's ``(K, H, W, L)`` is ``np.moveaxis(tags, 1, -1)``,
             a view, where a transpose in the graph would copy the largest output, ~25 ms at 512 x 832);
@@ -96,13 +104,19 @@ class DecodeGraph(nn.Module):
             outs = [o[:, self.scale_channels :] for o in outs]
             flips = None if flips is None else [o[:, self.scale_channels :] for o in flips]
         height, width = image.shape[-2], image.shape[-1]
-        heat, tags = aggregate_outputs(outs, flips, num_keypoints=k, flip_index=self.flip_index, tags_last=False)
+        heat, tags = aggregate_outputs(
+            outs, flips, num_keypoints=k, flip_index=self.flip_index, tags_last=False, align_corners=self.udp
+        )
         # The projection (aggregate_outputs' project_size) done here, heatmaps and tags apart, each straight into its
         # output's shape: slicing one projected tensor, a reshape or an index at an output copy full-size maps in a
         # graph (~40 ms at 512 x 832 on ONNX Runtime), where in torch they are views.
-        tag_dim, size = tags.shape[2], (height, width)
-        heat = F.interpolate(heat, size=size, mode="bilinear", align_corners=False)  # (1, K, H, W)
-        tags = F.interpolate(tags.reshape(tags.shape[1:]), size=size, mode="bilinear", align_corners=False)
+        tag_dim = tags.shape[2]
+        if self.udp:  # no projection: the heatmaps' own size (the last output), tags resized to it
+            size = (heat.shape[-2], heat.shape[-1])
+        else:
+            size = (height, width)
+            heat = F.interpolate(heat, size=size, mode="bilinear", align_corners=False)  # (1, K, H, W)
+        tags = F.interpolate(tags.reshape(tags.shape[1:]), size=size, mode="bilinear", align_corners=self.udp)
         pad = (self.nms_kernel - 1) // 2
         pooled = F.max_pool2d(heat, self.nms_kernel, 1, pad)
         peaks = heat * (pooled == heat).to(heat.dtype)  # a Where with a zeros tensor was 6x slower

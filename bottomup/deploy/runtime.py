@@ -16,6 +16,9 @@ never describes another model file or an older version of it. Exports made befor
 3. ``bottomup.codec.grouping.group_candidates`` (Hungarian matching, adjust, refine) on its outputs;
 4. ``bottomup.data.transforms.to_original``: keypoints back to original-image pixels.
 
+An export with ``"udp": true`` (``test.udp``; exports without the key: false) runs steps 1, 3 and 4 with UDP
+(``TestSettings.udp``: MMPose 0.x's UDP resize, decode and mapping back); its graph holds the UDP aggregation.
+
 This module and everything it imports use numpy, OpenCV and scipy only: ``import bottomup.deploy.runtime`` leaves
 ``torch`` out of ``sys.modules`` (``tests/test_deploy.py`` checks it with torch made unimportable), so an edge
 install can go without PyTorch: ``pip install "bottomup[deploy]"`` adds onnxruntime and openvino.
@@ -359,7 +362,7 @@ class ExportedBackend:
 
     Attributes:
         name: the runtime, ``"onnxruntime"`` or ``"openvino"``.
-        settings: the exported test settings (input size, flip test, grouping); only the host's grouping keys
+        settings: the exported test settings (input size, flip test, UDP, grouping); only the host's grouping keys
             (:data:`HOST_GROUPING_KEYS`) can change (:meth:`with_settings`).
         metadata: the export's JSON; metadata_file: where it was read (:func:`find_metadata`). precision:
             ``"fp32"`` or ``"int8"`` (the graph's).
@@ -383,9 +386,13 @@ class ExportedBackend:
         self.metadata_file = find_metadata(self.path)
         self.metadata = meta
         try:
+            udp = meta.get("udp", False)
+            if not isinstance(udp, bool):
+                raise ValueError(f"udp must be true or false, got {udp!r}")
             self.settings = TestSettings(
                 input_size=int(meta["input_size"]),
                 flip_test=bool(meta["flip_test"]),
+                udp=udp,
                 grouping=GroupingSettings.from_mapping(meta["grouping"]),
             )
         except (TypeError, ValueError) as e:
@@ -428,7 +435,7 @@ class ExportedBackend:
         if fixed:
             raise ValueError(
                 f"{sorted(fixed)} are part of the exported graph ({self.path.name}: input_size "
-                f"{self.settings.input_size}, flip_test {self.settings.flip_test}, grouping "
+                f"{self.settings.input_size}, flip_test {self.settings.flip_test}, udp {self.settings.udp}, grouping "
                 f"{self.metadata['grouping']}); export again with other test settings to change them"
             )
         out = copy.copy(self)
@@ -436,8 +443,9 @@ class ExportedBackend:
         return out
 
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, ResizeTransform]:
-        """``(1, 3, h, w)`` float32 network input and its ``ResizeTransform`` (``preprocess_array``)."""
-        return preprocess_array(rgb, self.settings.input_size)
+        """``(1, 3, h, w)`` float32 network input and its ``ResizeTransform`` (``preprocess_array``, UDP as
+        exported)."""
+        return preprocess_array(rgb, self.settings.input_size, udp=self.settings.udp)
 
     def network(self, x: np.ndarray) -> list[np.ndarray]:
         """The graph on one input: ``[heatmaps (K, h, w), tags (K, L, h, w), candidate_values (K, M),
@@ -457,9 +465,9 @@ class ExportedBackend:
         tags = np.moveaxis(tags, 1, -1)  # (K, h, w, L) view for the grouping
         cands = candidates_from_topk(values, indices, cand_tags, heat.shape[-1])
         grouped, scores = group_candidates(
-            cands, heat, tags, joint_order=codec.joint_order, settings=codec.grouping_settings
+            cands, heat, tags, joint_order=codec.joint_order, settings=codec.grouping_settings, udp=self.settings.udp
         )
-        keypoints = to_original(grouped[..., :3], transform)
+        keypoints = to_original(grouped[..., :3], transform, map_size=(heat.shape[-1], heat.shape[-2]))
         return PipelineOutput(heat[None], tags[None], transform, grouped, keypoints, scores)
 
     def run(self, rgb: np.ndarray, codec: AssociativeEmbeddingCodec) -> PipelineOutput:

@@ -53,12 +53,14 @@ class Explanation:
             (``cv2.warpAffine(image, transform.matrix, transform.size)``, zero padding): the same field of view
             and resolution as the maps, so it is the background to draw them on.
         heatmaps: ``(K, h, w)`` float32, heatmaps averaged over outputs, flip and scales, projected to the input
-            size (input pixels); roughly in ``[0, 1]``.
+            size (input pixels); roughly in ``[0, 1]``. With ``test.udp`` they stay at the last output's resolution
+            (``transform.udp``; corners on the input's corners), the same field of view.
         tags: ``(K, h, w, L)`` float32 tag maps at the same resolution (``L = 2 D`` with flip test: plain tags
             first, then those of the mirrored image).
         transform: the scale-1 ``ResizeTransform`` (original <-> input pixels).
         keypoints: ``(N, K, 3)`` float64 ``(x, y, score)`` in original pixels (``= estimator(image).keypoints``).
-        keypoints_input: ``(N, K, 3)`` float64 the same in input pixels (the frame of ``heatmaps`` / ``tags``).
+        keypoints_input: ``(N, K, 3)`` float64 the same in input pixels (the frame of ``heatmaps`` / ``tags``; with
+            UDP maps, ``x_map * (w - 1) / (w_map - 1)``).
         scores: ``(N,)`` float32 person scores (``= estimator(image).scores``).
         person_tags: ``(N, K, L)`` float32, ``tags[k, int(y), int(x)]`` at each found joint (score > 0, detected
             or filled by refinement) of each person, input-pixel ``(x, y)``; NaN where the joint is missing.
@@ -134,6 +136,9 @@ def explain(estimator: PoseEstimator, image: str | os.PathLike | np.ndarray) -> 
     num_tags = tags.shape[-1]
     grouped = np.asarray(out.grouped, dtype=np.float32).reshape(-1, k, 3 + num_tags)
     keypoints_input = grouped[..., :3].astype(np.float64)
+    if getattr(base, "udp", False):  # UDP maps are not projected: their pixels -> input pixels, corners aligned
+        keypoints_input[..., 0] *= (base.size[0] - 1.0) / (heatmaps.shape[2] - 1.0)
+        keypoints_input[..., 1] *= (base.size[1] - 1.0) / (heatmaps.shape[1] - 1.0)
 
     # Tags at each person's joints, read from the maps at the joint's pixel (grouping's pixel: int(x), int(y)).
     _, h, w = heatmaps.shape

@@ -18,6 +18,14 @@ Behaviour of the official HigherHRNet ``tools/valid.py`` with ``TEST.PROJECT2IMA
 5. ``codec.decode`` (``bottomup.codec.grouping.group_keypoints``) on the projected maps, then ``to_original``: the
    inverse of the scale-1 resize maps keypoints to original-image pixels (official ``get_final_preds``).
 
+With ``test.udp`` (:class:`bottomup.engine.settings.TestSettings`; MMPose 0.x ``AssociativeEmbedding.forward_test``
+with its UDP config: ``use_udp=True``, ``project2image=False``, ``align_corners=True``): step 1 is the UDP resize
+(scaling about pixel (0, 0), ``resize_transform(udp=True)``); in steps 3-4 every resize is bilinear with
+``align_corners=True`` and the maps are not projected to the input: heatmaps go to the last (highest-resolution)
+output of the largest scale (official ``aggregate_stage_flip`` + ``aggregate_scale``, index 0 = the largest scale),
+tags of the chosen scales to the same size; step 5 decodes with the UDP adjust / refine and maps back with
+``to_original(map_size=...)`` (MMPose ``get_group_preds(use_udp=True)``).
+
 :func:`run_pipeline` is the one implementation of steps 1-5: :class:`TorchBackend` runs it for
 ``bottomup.engine.estimator.PoseEstimator`` (and so for ``bottomup.api.PoseEstimator``, the evaluation,
 ``bottomup.engine.explain`` and the training pictures). ``postprocess`` runs steps 3-5 from raw model outputs, so
@@ -63,9 +71,15 @@ __all__ = [
 ]
 
 
-def _split(outputs: Sequence[torch.Tensor], num_keypoints: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(
+    outputs: Sequence[torch.Tensor], num_keypoints: int, align_corners: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Official ``get_multi_stage_outputs`` for one pass: heatmaps averaged over outputs, 1/4 tags, at the
-    last output's size. Returns ``(N, K, h, w)`` heatmaps and ``(N, K * D, h, w)`` tags."""
+    last output's size. Returns ``(N, K, h, w)`` heatmaps and ``(N, K * D, h, w)`` tags.
+
+    With ``align_corners`` (UDP; MMPose 0.x ``aggregate_stage_flip`` with ``align_corners=True``) the heatmaps are
+    resized with ``align_corners=True`` and the tags stay at the first output's size (MMPose resizes them once, to
+    the final maps, after the scales are combined)."""
     if not outputs:
         raise ValueError("model returned no outputs")
     size = outputs[-1].shape[-2:]
@@ -80,10 +94,10 @@ def _split(outputs: Sequence[torch.Tensor], num_keypoints: int) -> tuple[torch.T
         if out.shape[1] < num_keypoints:
             raise ValueError(f"output {i} has {out.shape[1]} channels, fewer than K={num_keypoints}")
         if len(outputs) > 1 and i != len(outputs) - 1:
-            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            out = F.interpolate(out, size=size, mode="bilinear", align_corners=align_corners)
         heatmaps = heatmaps + out[:, :num_keypoints]
         if i == 0:
-            tags = out[:, num_keypoints:]
+            tags = (outputs[0] if align_corners else out)[:, num_keypoints:]
     return heatmaps / len(outputs), tags
 
 
@@ -95,6 +109,7 @@ def aggregate_outputs(
     flip_index: Sequence[int] | None = None,
     project_size: tuple[int, int] | None = None,
     tags_last: bool = True,
+    align_corners: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Combine the raw outputs of one scale (official ``get_multi_stage_outputs`` + flip + projection).
 
@@ -111,27 +126,31 @@ def aggregate_outputs(
         tags_last: tags as ``(N, K, H, W, L)`` (what the grouping reads; a strided view, not a transposed copy),
             or, when False, ``(N, K, L, H, W)`` as the projection leaves them (the exported graph's layout: in a
             graph the transposed view would be a Transpose that copies).
+        align_corners: of every bilinear resize (stages and projection); ``True`` under UDP (MMPose 0.x's UDP
+            config), ``False`` official HigherHRNet.
 
     Returns:
         heatmaps ``(N, K, H, W)`` (plain and flipped averaged) and tags ``(N, K, H, W, L)`` (or
-        ``(N, K, L, H, W)``, see ``tags_last``) with ``L = D`` (no flip) or ``2 D`` (plain tags first).
+        ``(N, K, L, H, W)``, see ``tags_last``) with ``L = D`` (no flip) or ``2 D`` (plain tags first); with
+        ``align_corners`` (UDP) and no ``project_size`` the tags stay at the first output's size.
 
     Raises:
         ValueError: inconsistent channel counts, or flip outputs without ``flip_index``.
     """
-    heatmaps, tags = _split(outputs, num_keypoints)
+    heatmaps, tags = _split(outputs, num_keypoints, align_corners)
     n, _, h, w = heatmaps.shape
+    th, tw = tags.shape[-2:]  # (h, w), or the first output's size under UDP
     hms = [heatmaps]
-    tms = [tags.reshape(n, num_keypoints, -1, h, w)]  # (N, K, D, h, w)
+    tms = [tags.reshape(n, num_keypoints, -1, th, tw)]  # (N, K, D, th, tw)
     if flip_outputs is not None:
         if flip_index is None:
             raise ValueError("flip_outputs given without flip_index")
         index = list(flip_index)
         if sorted(index) != list(range(num_keypoints)):
             raise ValueError(f"flip_index must be a permutation of range({num_keypoints}), got {index}")
-        fh, ft = _split([torch.flip(o, [3]) for o in flip_outputs], num_keypoints)
+        fh, ft = _split([torch.flip(o, [3]) for o in flip_outputs], num_keypoints, align_corners)
         hms.append(fh[:, index])
-        tms.append(ft.reshape(n, num_keypoints, -1, h, w)[:, index])
+        tms.append(ft.reshape(n, num_keypoints, -1, th, tw)[:, index])
     # Plain and flipped heatmaps are averaged before the projection: bilinear interpolation is linear, so this is
     # the official average of the projected maps (to rounding) at a quarter of the cost. All maps then go in one
     # (N, C, h, w) tensor, tags joint-major (channel k * L + l, plain tags first), so that the projection is one
@@ -139,9 +158,18 @@ def aggregate_outputs(
     heat = hms[0] if len(hms) == 1 else (hms[0] + hms[1]) / 2.0
     tag = torch.cat(tms, dim=2)
     tag_dim = tag.shape[2]
-    if project_size is not None:  # without a projection the joint tensor would only be split again
+    if project_size is not None and (th, tw) != (h, w):  # UDP: heatmaps and tags from their own sizes
+        size = (project_size[1], project_size[0])
+        if (h, w) != size:
+            heat = F.interpolate(heat, size=size, mode="bilinear", align_corners=align_corners)
+        tag = F.interpolate(
+            tag.reshape(n, num_keypoints * tag_dim, th, tw), size=size, mode="bilinear", align_corners=align_corners
+        ).reshape(n, num_keypoints, tag_dim, *size)
+    elif project_size is not None:  # without a projection the joint tensor would only be split again
         maps = torch.cat([heat, tag.reshape(n, num_keypoints * tag_dim, h, w)], dim=1).contiguous()
-        maps = F.interpolate(maps, size=(project_size[1], project_size[0]), mode="bilinear", align_corners=False)
+        maps = F.interpolate(
+            maps, size=(project_size[1], project_size[0]), mode="bilinear", align_corners=align_corners
+        )
         heat = maps[:, :num_keypoints]
         tag = maps[:, num_keypoints:].reshape(n, num_keypoints, tag_dim, *maps.shape[-2:])
     return heat, (tag.permute(0, 1, 3, 4, 2) if tags_last else tag)  # a view either way: the grouping reads strides
@@ -186,15 +214,21 @@ def postprocess(
         per_scale_outputs: ``(scale, outputs, flip_outputs or None)`` per scale (batch of one image); flip
             outputs are aggregated with ``codec.flip_index``.
         base: the transform at scale 1 (``resize_transform(..., scale=1.0, min_scale=min(scales))``);
-            maps are projected to ``base.size``.
+            maps are projected to ``base.size``. A UDP transform (``resize_transform(udp=True)``) runs the UDP
+            pipeline (module docstring): maps at the largest scale's last output, UDP decode and mapping back.
         codec: the layout (K, flip index, joint order) and grouping settings (``codec.decode``).
 
     Returns:
         ``keypoints (N, K, 3)`` float64 ``(x, y, score)`` in original-image pixels and ``scores (N,)`` float32.
     """
     heat, tag = aggregate_scales(per_scale_outputs, base, codec)
-    keypoints, scores = codec.decode(heat[0], tag[0])
-    return to_original(keypoints[..., :3], base), scores
+    keypoints, scores = codec.decode(heat[0], tag[0], udp=base.udp)
+    return to_original(keypoints[..., :3], base, map_size=_map_size(heat)), scores
+
+
+def _map_size(maps: torch.Tensor | np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` of ``(..., h, w)`` maps."""
+    return int(maps.shape[-1]), int(maps.shape[-2])
 
 
 def aggregate_scales(
@@ -204,9 +238,22 @@ def aggregate_scales(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``aggregate_outputs`` per scale (projected to ``base.size``), then ``combine_scales``.
 
+    With a UDP ``base`` (``base.udp``; MMPose 0.x UDP config): bilinear resizes with ``align_corners=True``, and the
+    maps go to the size of the last output of the largest scale instead of ``base.size``.
+
     Returns:
-        heatmaps ``(1, K, h, w)`` and tags ``(1, K, h, w, L)``, input pixels at scale 1.
+        heatmaps ``(1, K, h, w)`` and tags ``(1, K, h, w, L)``: input pixels at scale 1, or with UDP pixels of that
+        output (pixel centres at the integers, corners on the input's corners).
+
+    Raises:
+        ValueError: no scale.
     """
+    if not per_scale_outputs:
+        raise ValueError("no scales")
+    size = base.size
+    if base.udp:
+        largest = max(per_scale_outputs, key=lambda item: item[0])[1]
+        size = _map_size(largest[-1])
     per_scale = []
     for s, outs, flip_outs in per_scale_outputs:
         heat, tag = aggregate_outputs(
@@ -214,7 +261,8 @@ def aggregate_scales(
             flip_outs,
             num_keypoints=codec.num_keypoints,
             flip_index=codec.flip_index,
-            project_size=base.size,
+            project_size=size,
+            align_corners=base.udp,
         )
         per_scale.append((s, heat, tag))
     return combine_scales(per_scale)
@@ -298,7 +346,7 @@ def run_pipeline(
 
     For each scale, largest first: ``preprocess`` -> :func:`network_forward` (and on the mirrored input when
     ``flip_test``); then :func:`aggregate_scales` (outputs, flip, projection, scales), ``codec.decode`` and
-    ``to_original``. Runs under ``torch.inference_mode``.
+    ``to_original``, each with ``settings.udp`` (module docstring). Runs under ``torch.inference_mode``.
 
     Args:
         model: in eval mode, ``x (1, 3, h, w) -> [outputs per stride]``.
@@ -333,11 +381,11 @@ def run_pipeline(
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
     min_scale = min(scales)
-    base = resize_transform(image.shape[0], image.shape[1], input_size, 1.0, min_scale)
+    base = resize_transform(image.shape[0], image.shape[1], input_size, 1.0, min_scale, udp=opts.udp)
     per_scale = []
     with torch.inference_mode():
         for s in scales:
-            x, _ = preprocess(image, input_size, s, min_scale)
+            x, _ = preprocess(image, input_size, s, min_scale, udp=opts.udp)
             x = x.to(device)
             outs = network_forward(model, x, precision=precision, channels_last=channels_last)
             flips = None
@@ -345,8 +393,8 @@ def run_pipeline(
                 flips = network_forward(model, torch.flip(x, [3]), precision=precision, channels_last=channels_last)
             per_scale.append((s, outs, flips))
         heat, tag = aggregate_scales(per_scale, base, codec)
-        grouped, scores = codec.decode(heat[0], tag[0])
-    keypoints = to_original(grouped[..., :3], base)
+        grouped, scores = codec.decode(heat[0], tag[0], udp=opts.udp)
+    keypoints = to_original(grouped[..., :3], base, map_size=_map_size(heat))
     return PipelineOutput(heat, tag, base, grouped, keypoints, scores)
 
 

@@ -77,11 +77,12 @@ class PipelineOutput:
 
     Attributes:
         heatmaps: ``(1, K, h, w)`` float32, averaged over outputs, flip and scales, projected to the input size at
-            scale 1 (input pixels).
+            scale 1 (input pixels); with ``test.udp`` at the last output of the largest scale (its pixels, corners
+            on the input's corners; ``transform.udp``).
         tags: ``(1, K, h, w, L)`` float32 at the same resolution (``L = 2 D`` with flip test); may be a strided view.
         transform: the scale-1 ``ResizeTransform`` (original <-> input pixels).
-        grouped: ``(N, K, 3 + L)`` float32 grouping output in input pixels: ``x, y, score``, then the tag at the
-            detection (0 for joints filled by refinement or missing).
+        grouped: ``(N, K, 3 + L)`` float32 grouping output in pixels of ``heatmaps`` (input pixels without UDP):
+            ``x, y, score``, then the tag at the detection (0 for joints filled by refinement or missing).
         keypoints: ``(N, K, 3)`` float64 ``x, y, score`` in original-image pixels.
         scores: ``(N,)`` float32 person scores.
     """

@@ -65,6 +65,16 @@ class TestSettings:
         channels_last: NHWC memory format for the network (faster with oneDNN and on GPUs).
         fold_bn: run a copy with BatchNorm folded into the convolutions and the weights in ``precision``.
         compile: ``torch.compile`` that copy (implies it; the first image compiles).
+        udp: unbiased data processing at test time (Huang et al. CVPR 2020; MMPose 0.x ``use_udp=True`` of
+            ``BottomUpGetImgSize`` / ``BottomUpResizeAlign``, ``AssociativeEmbedding.forward_test``'s
+            ``get_group_preds`` and ``HeatmapParser``), for models trained with ``data.udp``: the resize scales
+            about pixel ``(0, 0)`` by ``(size - 1) / (side - 1)`` instead of centring the image
+            (``bottomup.data.transforms.resize_transform``); the stages, flip and scales are aggregated with
+            ``align_corners=True`` at the highest-resolution output of the largest scale, not projected to the
+            input size; the decode adjusts by the DARK step and refines without +0.5
+            (``bottomup.codec.grouping``); keypoints map back by ``box / (map side - 1)``
+            (``bottomup.data.transforms.to_original``). ``false`` (default): the official HigherHRNet pipeline.
+            ``conf/test`` sets it to ``data.udp`` (how the network was trained) unless given.
         grouping: the decode settings (:class:`GroupingSettings`).
 
     Raises:
@@ -80,13 +90,14 @@ class TestSettings:
     channels_last: bool = False
     fold_bn: bool = False
     compile: bool = False
+    udp: bool = False
     grouping: GroupingSettings = field(default_factory=GroupingSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", int(self.input_size))
         object.__setattr__(self, "scales", check_scales(self.scales, self.input_size))
         check_precision(str(self.precision), "test.precision")
-        for name in ("flip_test", "channels_last", "fold_bn", "compile"):
+        for name in ("flip_test", "channels_last", "fold_bn", "compile", "udp"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         if not isinstance(self.grouping, GroupingSettings):
             raise TypeError(f"grouping must be a GroupingSettings, got {type(self.grouping).__name__}")

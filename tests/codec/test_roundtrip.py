@@ -23,11 +23,11 @@ from bottomup.data.ideal_cases import iter_ideal_cases
 from bottomup.engine.inference import aggregate_outputs, postprocess
 
 
-def _evaluate(coco_root, layout, flip: bool) -> tuple[float, int]:
+def _evaluate(coco_root, layout, flip: bool, udp: bool = False) -> tuple[float, int]:
     ann = coco_root / "annotations" / "person_keypoints_val2017.json"
     results = []
     codec = AssociativeEmbeddingCodec.from_layout(layout)  # the decode settings of conf/test/default.yaml
-    for img_id, per_scale, tf in iter_ideal_cases(coco_root, layout, flip):
+    for img_id, per_scale, tf in iter_ideal_cases(coco_root, layout, flip, udp=udp):
         keypoints, scores = postprocess(per_scale, tf, codec=codec)
         assert keypoints.shape == (len(scores), layout.num_keypoints, 3)
         for kp, score in zip(keypoints, scores, strict=True):
@@ -45,12 +45,64 @@ def _evaluate(coco_root, layout, flip: bool) -> tuple[float, int]:
     return float(ev.stats[0]), len(results)
 
 
+@pytest.mark.parametrize("udp", [False, True], ids=["biased", "udp"])
 @pytest.mark.parametrize("flip", [False, True], ids=["noflip", "flip"])
-def test_roundtrip_ap_on_coco_mini(coco_root, coco_layout, flip):
-    ap, num = _evaluate(coco_root, coco_layout, flip)
-    print(f"round-trip AP (flip={flip}): {ap:.4f} with {num} detections")
+def test_roundtrip_ap_on_coco_mini(coco_root, coco_layout, flip, udp):
+    """``udp``: UDP targets (``data.udp``) decoded by the UDP test time (``test.udp``): resize about pixel (0, 0),
+    ``align_corners=True`` aggregation at the stride-2 maps, DARK adjust, refine without +0.5, UDP mapping back."""
+    ap, num = _evaluate(coco_root, coco_layout, flip, udp)
+    print(f"round-trip AP (flip={flip}, udp={udp}): {ap:.4f} with {num} detections")
     assert num >= 60  # 68 annotated people in 32 images
     assert ap >= 0.95
+
+
+def _keypoint_errors(coco_root, layout, *, udp: bool, trained_udp: bool, flip: bool) -> np.ndarray:
+    """Original-image px distance of every labelled ground-truth joint to the decoded joint of the decoded person
+    nearest to that ground-truth person (mean over its labelled joints)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(coco_root / "annotations" / "person_keypoints_val2017.json"))
+    codec = AssociativeEmbeddingCodec.from_layout(layout)
+    errors = []
+    cases = iter_ideal_cases(coco_root, layout, flip, udp=udp, trained_udp=trained_udp)
+    for img_id, per_scale, tf in cases:
+        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False)) if a["num_keypoints"] > 0]
+        if not anns:
+            continue
+        keypoints, _ = postprocess(per_scale, tf, codec=codec)
+        assert len(keypoints), img_id
+        for a in anns:
+            gt = np.reshape(a["keypoints"], (-1, 3)).astype(np.float64)
+            vis = gt[:, 2] > 0
+            dist = np.linalg.norm(keypoints[:, vis, :2] - gt[None, vis, :2], axis=2)  # (N, V)
+            errors.extend(dist[np.argmin(dist.mean(axis=1))].tolist())
+    return np.asarray(errors)
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["noflip", "flip"])
+def test_udp_roundtrip_keypoint_error_and_the_mismatch(coco_root, coco_layout, flip):
+    """Mean keypoint error of the round trip in original-image px: UDP train + UDP test, biased train + biased test
+    (the consistent pairs), and the mismatches: UDP targets decoded by the biased test time (a UDP-trained network
+    tested without ``test.udp``) and the other way round."""
+    pairs = {
+        "udp/udp": (True, True),
+        "biased/biased": (False, False),
+        "udp-trained/biased-test": (True, False),
+        "biased-trained/udp-test": (False, True),
+    }
+    err = {
+        name: _keypoint_errors(coco_root, coco_layout, udp=test, trained_udp=train, flip=flip)
+        for name, (train, test) in pairs.items()
+    }
+    print(
+        f"round-trip keypoint error, original px (flip={flip}): "
+        + "; ".join(
+            f"{k} mean {v.mean():.3f} median {np.median(v):.3f} p95 {np.percentile(v, 95):.3f} (n={v.size})"
+            for k, v in err.items()
+        )
+    )
+    assert err["udp/udp"].size == err["biased/biased"].size > 500
+    assert err["udp/udp"].mean() < err["biased/biased"].mean()
+    assert err["udp/udp"].mean() < err["udp-trained/biased-test"].mean()
 
 
 def _check_identical(coco_root, layout, flip: bool, limit: int | None) -> int:

@@ -545,3 +545,33 @@ def test_bench_backends_section_reports_every_backend(coco_root: Path, tmp_path:
                     "onnxruntime int8", "onnxruntime int8 all-ops"):  # fmt: skip
         assert {f"{backend} network", f"{backend} e2e"} <= names, names
     assert all(r["n"] == 1 and r["median"] > 0 for r in records)
+
+
+def test_udp_travels_in_the_export_and_the_runtime_applies_it(quickstart_checkpoint: Path, coco_root: Path, tmp_path):
+    """``test.udp`` is exported (JSON ``udp``, the graph's UDP aggregation: maps at the stride-2 output, not the
+    input) and the torch-free runtime applies it (UDP resize, decode, mapping back): the same people as the torch
+    path with ``udp=True`` on ONNX Runtime and OpenVINO; ``udp`` is part of the graph, so changing it is refused."""
+    estimator = PoseEstimator.from_checkpoint(
+        quickstart_checkpoint, device="cpu", detection_threshold=0.05, assignment="scipy", udp=True
+    )
+    assert estimator.settings.udp
+    files = _export_both(estimator, tmp_path, "torchscript")
+    meta = json.loads(metadata_path(files["onnxruntime"]).read_text())
+    assert meta["udp"] is True and meta["resize"].startswith("MMPose 0.x UDP")
+    for backend, path in files.items():
+        deployed = DeployedPoseEstimator(path, backend=backend, threads=1)
+        assert deployed.settings.udp
+        for image in _inputs(coco_root):
+            run = deployed.run(image)
+            assert run.transform.udp
+            assert run.heatmaps.shape[-2:] == (run.transform.size[1] // 2, run.transform.size[0] // 2)
+            expected, got = estimator(image), deployed(image)
+            assert len(expected) > 0, "the comparison needs people"
+            assert len(got) == len(expected), (backend, image.shape)
+            np.testing.assert_allclose(got.keypoints[..., :2], expected.keypoints[..., :2], atol=0.5)
+            np.testing.assert_allclose(got.scores, expected.scores, atol=1e-3)
+        with pytest.raises(ValueError, match="udp"):
+            deployed.with_settings(udp=False)
+    plain = json.loads(metadata_path(export_model(estimator.with_settings(udp=False), tmp_path / "p.onnx",
+                                                  exporter="torchscript")["model"]).read_text())  # fmt: skip
+    assert plain["udp"] is False

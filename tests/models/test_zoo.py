@@ -18,7 +18,6 @@ from omegaconf import OmegaConf
 from bottomup import build
 from bottomup.api import PoseEstimator
 from bottomup.core.download import DownloadError, fetch, file_sha256
-from bottomup.engine.settings import TestSettings
 from bottomup.models.zoo import (
     ENV_MIRROR,
     MMPOSE_BASE,
@@ -171,9 +170,17 @@ def test_command_lines_with_a_name_get_its_experiment() -> None:
     assert build.zoo_command_overrides(["+weights='hrnet_w48_ae_coco_512'"], "weights") == ["experiment=hrnet_w48_ae"]
     assert build.zoo_command_overrides(["checkpoint=runs/best.pt"], "checkpoint") == []
     udp = build.zoo_command_overrides(["weights=higherhrnet_w32_coco_512_udp"], "weights")
-    has_udp = "udp" in {f.name for f in dataclasses.fields(TestSettings)}  # a setting once UDP is in
-    assert udp == ["experiment=higherhrnet_w32"] + (["test.udp=true"] if has_udp else [])
-    assert build.zoo_test_overrides(ZOO["higherhrnet_w32_coco_512_udp"]) == ({"udp": True} if has_udp else {})
+    assert udp == ["experiment=higherhrnet_w32", "test.udp=true"]
+    assert build.zoo_test_overrides(ZOO["higherhrnet_w32_coco_512_udp"]) == {"udp": True}
+    assert build.zoo_test_overrides(ZOO["higherhrnet_w32_coco_512"]) == {}
+    # fine-tuning a UDP model trains on UDP targets too; what the command line sets is kept
+    assert build.zoo_command_overrides(["checkpoint=hrnet_w32_ae_coco_512_udp"], "checkpoint") == [
+        "experiment=hrnet_w32_ae",
+        "test.udp=true",
+        "data.udp=true",
+    ]
+    given = ["checkpoint=hrnet_w32_ae_coco_512_udp", "data.udp=false", "test.udp=false"]
+    assert build.zoo_command_overrides(given, "checkpoint") == ["experiment=hrnet_w32_ae"]
 
 
 # ------------------------------------------------------------------------------------------ downloads
