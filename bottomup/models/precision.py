@@ -85,9 +85,10 @@ def autocast(device_type: str, precision: str) -> contextlib.AbstractContextMana
 #: ``auto`` picks a low precision only when it is at least this much faster than fp32 (time ratio): a tie within
 #: the probe's noise keeps the exact arithmetic.
 SPEEDUP_MARGIN = 0.9
-#: A low precision computes correctly when its outputs differ from fp32's by at most this, relative to their norm
-#: (bf16 keeps ~3 significant digits; a broken or emulated path that loses the signal gives O(1)).
-MAX_RELATIVE_ERROR = 0.05
+#: A low precision computes correctly when its outputs differ from fp32's by at most this, relative to their norm.
+#: bf16 autocast measured 1.5-3 % on freshly initialised quickstart / W8 / W32 / SWAHR-W32 networks at 64-128 px (bf16
+#: keeps ~3 significant digits, the error grows with depth); a broken path that loses the signal gives O(1).
+MAX_RELATIVE_ERROR = 0.15
 
 
 def device_name(device: torch.device | str) -> str:
