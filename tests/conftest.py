@@ -203,6 +203,21 @@ def quickstart_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(summary["last"])
 
 
+def biased_quickstart_network(experiment: str = "quickstart") -> torch.nn.Module:
+    """The experiment's network, seeded, with heatmap biases that find people in any image (so that grouping has
+    work): the weights the zoo and download tests serve and compare."""
+    from bottomup import build
+
+    cfg = build.compose("train", experiment=experiment)
+    torch.manual_seed(0)
+    model = build.build_model(cfg.model, pretrained=False)
+    with torch.no_grad():
+        for layer in model.final_layers:
+            torch.nn.init.normal_(layer.weight, std=0.05)
+            layer.bias[: int(cfg.data.num_keypoints)] = 0.3
+    return model
+
+
 #: The keypoints kept by :func:`write_subset_keypoint_set` (a custom 5-keypoint data set derived from coco-mini).
 FIVE_KEYPOINTS = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
 

@@ -95,32 +95,19 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 
 def _paint(heatmaps: np.ndarray, joint: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma: float) -> None:
     """Paint the official window of ``sigma`` at pixels ``(cx, cy)`` of channels ``joint`` (all (V,)), by maximum."""
-    _, height, width = heatmaps.shape
     g = gaussian_kernel(sigma)
-    n = g.shape[0]
-    ul_x = np.round(cx - 3 * sigma - 1).astype(np.int64)
-    ul_y = np.round(cy - 3 * sigma - 1).astype(np.int64)
-    br_x = np.round(cx + 3 * sigma + 2).astype(np.int64)
-    br_y = np.round(cy + 3 * sigma + 2).astype(np.int64)
-    i = np.arange(n)
-    px = ul_x[:, None] + i[None, :]  # (V, n)
-    py = ul_y[:, None] + i[None, :]
-    okx = (px >= 0) & (px < width) & (px < br_x[:, None])
-    oky = (py >= 0) & (py < height) & (py < br_y[:, None])
-    inside = oky[:, :, None] & okx[:, None, :]  # (V, n, n): rows dy, cols dx
-    flat = (joint[:, None, None] * height + py[:, :, None]) * width + px[:, None, :]
+    flat, inside = _window(heatmaps.shape, joint, cx, cy, sigma, g.shape[0])
     vals = np.broadcast_to(g[None], inside.shape)
     np.maximum.at(heatmaps.reshape(-1), flat[inside], vals[inside])
 
 
-def _paint_udp(
-    heatmaps: np.ndarray, joint: np.ndarray, cx: np.ndarray, cy: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: float
-) -> None:
-    """:func:`_paint` with the UDP window (MMPose 0.x ``HeatmapGenerator(use_udp=True)``): at joint pixel
-    ``(cx, cy)`` the window of ``sigma`` centred at ``x0 = 3 sigma + 1 + x - cx`` (``y0`` likewise), computed in
-    float64 for each joint, stored as float32, by maximum."""
-    _, height, width = heatmaps.shape
-    n = len(np.arange(0, 6 * sigma + 3, 1))
+def _window(
+    shape: tuple[int, ...], joint: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma: float, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The official ``n x n`` window of ``sigma`` at pixels ``(cx, cy)`` of channels ``joint`` (all (V,)) in maps of
+    ``shape`` ``(K, H, W)``: ``(flat (V, n, n) indices into the flattened maps, inside (V, n, n) in-map mask)``;
+    window rows are dy, columns dx (upper left ``round(c - 3 sigma - 1)``, clipped at ``round(c + 3 sigma + 2)``)."""
+    _, height, width = shape
     ul_x = np.round(cx - 3 * sigma - 1).astype(np.int64)
     ul_y = np.round(cy - 3 * sigma - 1).astype(np.int64)
     br_x = np.round(cx + 3 * sigma + 2).astype(np.int64)
@@ -131,12 +118,24 @@ def _paint_udp(
     okx = (px >= 0) & (px < width) & (px < br_x[:, None])
     oky = (py >= 0) & (py < height) & (py < br_y[:, None])
     inside = oky[:, :, None] & okx[:, None, :]
+    flat = (joint[:, None, None] * height + py[:, :, None]) * width + px[:, None, :]
+    return flat, inside
+
+
+def _paint_udp(
+    heatmaps: np.ndarray, joint: np.ndarray, cx: np.ndarray, cy: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: float
+) -> None:
+    """:func:`_paint` with the UDP window (MMPose 0.x ``HeatmapGenerator(use_udp=True)``): at joint pixel
+    ``(cx, cy)`` the window of ``sigma`` centred at ``x0 = 3 sigma + 1 + x - cx`` (``y0`` likewise), computed in
+    float64 for each joint, stored as float32, by maximum."""
+    n = len(np.arange(0, 6 * sigma + 3, 1))
+    flat, inside = _window(heatmaps.shape, joint, cx, cy, sigma, n)
+    i = np.arange(n)
     x0 = 3 * sigma + 1 + (x - cx)  # (V,) float64: the window index of the joint's continuous position
     y0 = 3 * sigma + 1 + (y - cy)
     dx2 = (i[None, :] - x0[:, None]) ** 2  # (V, n)
     dy2 = (i[None, :] - y0[:, None]) ** 2
     vals = np.exp(-(dy2[:, :, None] + dx2[:, None, :]) / (2 * sigma**2)).astype(np.float32)
-    flat = (joint[:, None, None] * height + py[:, :, None]) * width + px[:, None, :]
     np.maximum.at(heatmaps.reshape(-1), flat[inside], vals[inside])
 
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import biased_quickstart_network
 
 from bottomup import build
 from bottomup.core.download import file_sha256
@@ -32,13 +33,7 @@ def _env(**extra: str) -> dict[str, str]:
 def served(weights_server, monkeypatch, tmp_path) -> tuple[ZooEntry, Path]:
     """The quickstart's network (heatmap biases that find people) as an official-layout file, served under a zoo
     name through ``$BOTTOMUP_WEIGHTS_MIRROR``: ``(entry, the same file on disk)``."""
-    cfg = build.compose("train", experiment="quickstart")
-    torch.manual_seed(0)
-    model = build.build_model(cfg.model, pretrained=False)
-    with torch.no_grad():
-        for layer in model.final_layers:
-            torch.nn.init.normal_(layer.weight, std=0.05)
-            layer.bias[:17] = 0.3
+    model = biased_quickstart_network()
     local = tmp_path / "local.pth"
     torch.save(model.state_dict(), local)
     digest = file_sha256(local)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import biased_quickstart_network
 from omegaconf import OmegaConf
 
 from bottomup import build
@@ -57,13 +58,7 @@ LAYOUTS: dict[str, Callable[[dict[str, torch.Tensor], Path], None]] = {
 def network() -> tuple[dict[str, torch.Tensor], torch.nn.Module]:
     """The quickstart's network with heatmap biases that find people everywhere (so that grouping has work):
     ``(state_dict, model)``."""
-    cfg = build.compose("train", experiment=EXPERIMENT)
-    torch.manual_seed(0)
-    model = build.build_model(cfg.model, pretrained=False)
-    with torch.no_grad():
-        for layer in model.final_layers:
-            torch.nn.init.normal_(layer.weight, std=0.05)
-            layer.bias[:17] = 0.3
+    model = biased_quickstart_network(EXPERIMENT)
     return {k: v.clone() for k, v in model.state_dict().items()}, model
 
 
