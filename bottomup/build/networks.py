@@ -10,7 +10,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bottomup.build.config import _map_legacy_targets, settings_from_config, test_settings
@@ -21,6 +21,7 @@ from bottomup.core.keypoints import KeypointLayout
 from bottomup.data.settings import TargetSettings
 from bottomup.engine.estimator import PoseEstimator
 from bottomup.engine.evaluator import evaluate_model as _evaluate_estimator
+from bottomup.engine.optim import apply_lr_scale
 
 log = logging.getLogger("bottomup.build")
 
@@ -70,14 +71,30 @@ def build_loss(loss_cfg: DictConfig) -> nn.Module:
 
 
 def build_optimizer(
-    optim_cfg: DictConfig, schedule_cfg: DictConfig, params: Any, iters_per_epoch: int
+    optim_cfg: DictConfig, schedule_cfg: DictConfig, model: nn.Module | Any, iters_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimiser (``optim``, ``_partial_``) over ``params`` and its per-iteration LR schedule (``schedule``).
+    """The optimiser (``optim``, ``_partial_``) over ``model``'s parameters and its per-iteration LR schedule
+    (``schedule``).
+
+    ``optim.param_groups`` (optional, a ``_partial_`` ``_target_`` taking the model, e.g.
+    ``bottomup.engine.optim.layer_decay_groups``) makes the parameter groups; their ``lr_scale`` multiplies their rate
+    (:func:`bottomup.engine.optim.apply_lr_scale`) before the schedule takes it as its base. ``model`` may also be
+    an iterable of parameters (no ``param_groups`` then).
 
     Raises:
-        ValueError: ``iters_per_epoch`` < 1 (from the schedule).
+        ValueError: ``iters_per_epoch`` < 1 (from the schedule); ``optim.param_groups`` with parameters instead of a
+            model, or a model it does not fit (the message names the key).
     """
+    groups_cfg = optim_cfg.get("param_groups")
+    optim_cfg = OmegaConf.masked_copy(optim_cfg, [k for k in optim_cfg if k != "param_groups"])
+    if groups_cfg is not None:
+        if not isinstance(model, nn.Module):
+            raise ValueError("optim.param_groups needs the model, not a list of parameters")
+        params: Any = hydra.utils.instantiate(groups_cfg)(model)
+    else:
+        params = model.parameters() if isinstance(model, nn.Module) else model
     optimizer = hydra.utils.instantiate(optim_cfg)(params=params)
+    apply_lr_scale(optimizer)
     schedule = hydra.utils.instantiate(_map_legacy_targets(schedule_cfg))
     return optimizer, schedule(optimizer=optimizer, iters_per_epoch=iters_per_epoch)
 

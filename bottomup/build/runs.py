@@ -33,7 +33,7 @@ log = logging.getLogger("bottomup.build")
 def build_train_state(cfg: DictConfig, model: nn.Module, iters_per_epoch: int, device: torch.device) -> TrainState:
     """A fresh :class:`~bottomup.engine.trainer.TrainState`: ``optim`` + ``schedule`` over ``model``'s parameters,
     a ``GradScaler`` enabled for ``trainer.precision=fp16``, and ``cfg`` (resolved YAML) to save in checkpoints."""
-    optimizer, scheduler = build_optimizer(cfg.optim, cfg.schedule, model.parameters(), iters_per_epoch)
+    optimizer, scheduler = build_optimizer(cfg.optim, cfg.schedule, model, iters_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision == "fp16")
     return TrainState(model, optimizer, scheduler, scaler, config=OmegaConf.to_yaml(cfg, resolve=True))
 

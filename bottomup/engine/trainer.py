@@ -31,6 +31,7 @@ from tqdm import tqdm
 from bottomup.data.batch import Batch, TrainingInputs
 from bottomup.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from bottomup.engine.distributed import DistInfo
+from bottomup.engine.optim import base_lr
 from bottomup.models.precision import autocast
 
 log = logging.getLogger("bottomup.train")
@@ -362,7 +363,7 @@ def train_one_epoch(
         for k, v in parts.items():
             sums[k] = sums.get(k, torch.zeros((), device=device)) + v.detach()
         ips = images / max(time.perf_counter() - t0, 1e-9)
-        logger.step(state.step, parts, loss_value, state.optimizer.param_groups[0]["lr"], ips)
+        logger.step(state.step, parts, loss_value, base_lr(state.optimizer), ips)
     logger.end_epoch()
     means = {k: (v / max(seen, 1)).item() for k, v in sums.items()}
     means["images_per_s"] = images / max(time.perf_counter() - t0, 1e-9)
