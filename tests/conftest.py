@@ -194,13 +194,26 @@ def keypoint_dataset(ann_file, image_dir, keypoint_names, flip_pairs, output_str
 
 @pytest.fixture(scope="session")
 def quickstart_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A briefly trained quickstart checkpoint (30 steps, no evaluation) for tests that need real weights."""
+    """A briefly trained quickstart checkpoint (30 steps, no evaluation) for tests that need real weights; read-only.
+
+    Trained once per test session: the first xdist worker to ask trains it under a file lock in the folder the
+    workers share, the others wait and reuse it (pytest-xdist's recipe for session fixtures)."""
+    from filelock import FileLock
+
     from bottomup.api import train
 
-    out = tmp_path_factory.mktemp("quickstart_short")
-    overrides = ["experiment=quickstart", "trainer.epochs=1", "trainer.steps_per_epoch=30", "trainer.eval_every=0"]
-    summary = train(compose_train_config([*overrides, f"output_dir={out}", "trainer.progress=false"]))
-    return Path(summary["last"])
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's base folder, above each worker's own
+    out = shared / "quickstart_short"
+    with FileLock(str(shared / "quickstart_short.lock")):
+        last = out / "last.pt"
+        if not last.exists():
+            overrides = ["experiment=quickstart", "trainer.epochs=1", "trainer.steps_per_epoch=30"]
+            overrides += ["trainer.eval_every=0", f"output_dir={out}", "trainer.progress=false"]
+            summary = train(compose_train_config(overrides))
+            assert Path(summary["last"]) == last, summary["last"]
+    return last
 
 
 def biased_quickstart_network(experiment: str = "quickstart") -> torch.nn.Module:
