@@ -36,6 +36,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from bottomup.models.hrnet import HigherHRNet
+    from bottomup.models.vit import ViTPoseAE
 
 __all__ = [
     "WRAPPER_PREFIXES",
@@ -63,6 +64,12 @@ __all__ = [
     "mismatch_summary",
     "load_official_checkpoint",
     "load_pretrained_backbone",
+    "VIT_LAYOUT",
+    "MAE_LAYOUT",
+    "is_vit_state_dict",
+    "vit_backbone_state",
+    "adapt_vit_backbone_state",
+    "load_vit_pretrained",
 ]
 
 # The messages of the HigherHRNet loaders have always been logged under this name (log filters keep working).
@@ -163,6 +170,7 @@ def is_mmpose_state_dict(state: Mapping[str, Any]) -> bool:
         bool(state)
         and all(k.startswith((_MMPOSE_BACKBONE, _MMPOSE_HEAD)) for k in state)
         and any(k.startswith(_MMPOSE_BACKBONE) for k in state)
+        and not is_vit_state_dict(state)  # a ViTPose checkpoint: the same prefixes, no HigherHRNet inside
     )
 
 
@@ -591,7 +599,8 @@ def _read_pretrained(path: str) -> object:
         reason = (kept[0].splitlines()[0] if kept else type(e).__name__).rstrip(".")
         raise ValueError(
             f"cannot read model.pretrained={path!r}: {reason}. It must be a plain state_dict of weights "
-            "(an ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth); files holding other Python objects "
+            "(an ImageNet HRNet checkpoint such as hrnet_w32-36af842e.pth, an MAE or ViTPose checkpoint for a ViT); "
+            "files holding other Python objects "
             "are refused because loading them could run code"
         ) from e
 
@@ -651,3 +660,170 @@ def load_pretrained_backbone(model: HigherHRNet, path: str | os.PathLike[str]) -
     if match.missing:
         logger.debug("Backbone tensors not in %s: %s", path, sorted(match.missing))
     return len(match.fits), len(match.unexpected)
+
+
+# --------------------------------------------------------------------------------------- ViT (ViTPose / MAE)
+#: Layout names of ViT checkpoints (messages): ViTPose's releases (mmcv ``{"meta", "state_dict"}``, keys
+#: ``backbone.*`` + the top-down ``keypoint_head.*``) and MAE's pre-training (``{"model": ...}``, backbone keys as
+#: they are, with ``cls_token`` and ``norm``).
+VIT_LAYOUT = "ViTPose"
+MAE_LAYOUT = "MAE"
+_VIT_PATCH_KEY = "patch_embed.proj.weight"
+
+
+def is_vit_state_dict(state: Mapping[str, Any]) -> bool:
+    """Whether a ``state_dict`` (wrapper prefixes stripped) holds a ViT backbone in ViTPose / MAE names:
+    ``patch_embed.proj.weight`` as it is or under ``backbone.``."""
+    return _VIT_PATCH_KEY in state or _MMPOSE_BACKBONE + _VIT_PATCH_KEY in state
+
+
+def vit_backbone_state(obj: object) -> tuple[dict[str, Any], list[str], str]:
+    """The ViT backbone tensors of a loaded ViTPose or MAE checkpoint, in the backbone's own names.
+
+    Unwrapped as ViTPose's loader does (``mmcv_custom/checkpoint.py``): the ``state_dict``, else ``model`` (MAE),
+    else ``module`` mapping, else the mapping itself; :data:`WRAPPER_PREFIXES` stripped. When some keys start with
+    ``backbone.`` (a ViTPose release, or this project's ``ViTPoseAE``), those are the backbone (prefix removed) and
+    every other key (the top-down ``keypoint_head.*``) is set aside; else every key is the backbone's (MAE).
+
+    Returns:
+        ``(backbone, outside, layout)``: backbone name -> tensor; the keys that are not the backbone's (file
+        names); :data:`VIT_LAYOUT` or :data:`MAE_LAYOUT`.
+
+    Raises:
+        ValueError: no mapping of names to tensors inside.
+    """
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "module"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"Expected a state_dict (mapping of name -> tensor), got {type(obj).__name__}")
+    state = strip_wrapper_prefixes(obj)
+    if any(k.startswith(_MMPOSE_BACKBONE) for k in state):
+        backbone = {k[len(_MMPOSE_BACKBONE) :]: v for k, v in state.items() if k.startswith(_MMPOSE_BACKBONE)}
+        return backbone, [k for k in state if not k.startswith(_MMPOSE_BACKBONE)], VIT_LAYOUT
+    return dict(state), [], MAE_LAYOUT
+
+
+def adapt_vit_backbone_state(
+    state: Mapping[str, Any], patch_size: int, grid: tuple[int, int]
+) -> tuple[dict[str, Any], list[str]]:
+    """A ViT checkpoint's backbone tensors made to fit a backbone of another patch kernel or position grid, as
+    ViTPose's ``load_checkpoint`` (``mmcv_custom/checkpoint.py``, default ``patch_padding="pad"``) does it:
+
+    * ``patch_embed.proj.weight`` of another kernel (MAE ViT-H: 14 x 14) is zero-padded to ``patch_size``
+      (``diff // 2`` before, the rest after, on both axes; a larger kernel is cropped the same way);
+    * ``pos_embed`` ``(1, n + 1, C)`` with ``n`` not the model's ``Hg * Wg`` is read as a square ``sqrt(n) x
+      sqrt(n)`` grid (MAE: 14 x 14 at 224 / 16, 16 x 16 for ViT-H at 224 / 14) and resized bicubically
+      (``align_corners=False``) to ``grid``; slot 0 (the class token's) is kept. With ``n == Hg * Wg`` (a ViTPose
+      release at 256 x 192: 16 x 12) it is taken as it is.
+
+    Args:
+        state: backbone name -> tensor (:func:`vit_backbone_state`).
+        patch_size: the model's patch kernel.
+        grid: ``(Hg, Wg)``, the model's stored position grid.
+
+    Returns:
+        ``(state, notes)``: a new mapping (other values are the same objects) and one line per change made.
+
+    Raises:
+        ValueError: a ``pos_embed`` that is neither the model's grid nor square.
+    """
+    out = dict(state)
+    notes: list[str] = []
+    weight = out.get(_VIT_PATCH_KEY)
+    if isinstance(weight, Tensor) and weight.dim() == 4 and tuple(weight.shape[2:]) != (patch_size, patch_size):
+        diff = patch_size - int(weight.shape[-1])
+        lo, hi = diff // 2, diff - diff // 2
+        out[_VIT_PATCH_KEY] = torch.nn.functional.pad(weight, (lo, hi, lo, hi))
+        notes.append(f"patch kernel {weight.shape[-2]}x{weight.shape[-1]} zero-padded to {patch_size}x{patch_size}")
+    pos = out.get("pos_embed")
+    hg, wg = grid
+    if isinstance(pos, Tensor) and pos.dim() == 3 and pos.shape[1] - 1 != hg * wg:
+        n = int(pos.shape[1]) - 1
+        side = int(round(n**0.5))
+        if side * side != n:
+            raise ValueError(
+                f"pos_embed of {n} positions is neither the model's {hg}x{wg} grid nor square: build the model with "
+                "the checkpoint's model.img_size"
+            )
+        c = pos.shape[-1]
+        tokens = pos[:, 1:].reshape(1, side, side, c).permute(0, 3, 1, 2)
+        tokens = torch.nn.functional.interpolate(tokens.float(), size=(hg, wg), mode="bicubic", align_corners=False)
+        tokens = tokens.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, hg * wg, c)
+        out["pos_embed"] = torch.cat((pos[:, :1], tokens), dim=1)
+        notes.append(f"pos_embed resized from {side}x{side} to {hg}x{wg} (bicubic)")
+    return out, notes
+
+
+def load_vit_pretrained(model: ViTPoseAE, path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Initialise ``model.backbone`` (a ViTPose ``VisionTransformer``) from a local ViT checkpoint
+    (``model.pretrained``): an MAE pre-training checkpoint (``mae_pretrain_vit_{base,large,huge}.pth``:
+    ``{"model": ...}``, ViTPose-S's MAE file) or a ViTPose release (``vitpose-b.pth``, ...: mmcv
+    ``{"meta", "state_dict"}`` with ``backbone.*`` and the top-down ``keypoint_head.*``), read with the weights-only
+    loader (:func:`load_weights_file`).
+
+    As ViTPose's own loader (``mmcv_custom/checkpoint.py``, non-strict): the backbone tensors
+    (:func:`vit_backbone_state`) are adapted (:func:`adapt_vit_backbone_state`: patch kernel padded, ``pos_embed``
+    resized) and those that fit by name and shape load; the rest is skipped and logged: the top-down head of a
+    ViTPose release (not this network's), MAE's ``cls_token`` and final ``norm.*`` (ViTPose has no class token and
+    its own ``last_norm``, which then keeps its initialisation), a decoder or ``mask_token`` where present.
+
+    Args:
+        model: the network (``ViTPoseAE``); changed in place.
+        path: local checkpoint file.
+
+    Returns:
+        ``(num_loaded, num_skipped)`` checkpoint tensors (ViT-B from MAE: ``(147, 3)``; from a ViTPose-B release:
+        ``(149, 14)``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file cannot be read as weights (names ``model.pretrained``), a backbone tensor has another
+            shape than the model's (another size: names ``model.arch``), a ``pos_embed`` of an unknown grid, or no
+            ViT backbone tensor at all.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Pretrained ViT checkpoint not found: {path!r} (set model.pretrained to a local MAE or ViTPose "
+            "checkpoint such as mae_pretrain_vit_base.pth, or to null to train from scratch)"
+        )
+    source, outside, layout = vit_backbone_state(_read_pretrained(path))
+    backbone = model.backbone
+    source, notes = adapt_vit_backbone_state(source, backbone.patch_size, backbone.grid)
+    match = match_state_dict(source, backbone.state_dict())
+    if match.mismatched:
+        shown = [f"{k}: checkpoint {theirs} vs model {ours}" for k, (theirs, ours) in match.mismatched.items()]
+        raise ValueError(
+            f"Pretrained checkpoint {path!r} does not match the ViT backbone of model.arch={model.arch} "
+            f"(embed_dim={backbone.embed_dim}, depth={backbone.depth}): {len(shown)} shape mismatches, e.g. "
+            f"{shown[:3]}; check model.arch"
+        )
+    if not match.fits:
+        raise ValueError(
+            f"Pretrained checkpoint {path!r} contains no ViT backbone keys (patch_embed, pos_embed, blocks)"
+        )
+    backbone.load_state_dict({k: source[k] for k in match.fits}, strict=False)
+    skipped = outside + match.unexpected
+    heads = [k for k in outside if k.startswith(_MMPOSE_HEAD)]
+    parts = []
+    if heads:
+        parts.append(f"{len(heads)} {_MMPOSE_HEAD}* tensors (ViTPose's top-down head, not this network's)")
+    others = [k for k in skipped if k not in heads]
+    if others:
+        parts.append(", ".join(others[:6]) + (f", ... ({len(others)} in all)" if len(others) > 6 else ""))
+    logger.info(
+        "Loaded %d ViT backbone tensors from %s (%s layout%s); skipped %d: %s; %d backbone tensors not in the "
+        "checkpoint keep their initialisation%s",
+        len(match.fits),
+        path,
+        layout,
+        "".join(f"; {n}" for n in notes),
+        len(skipped),
+        "; ".join(parts) or "none",
+        len(match.missing),
+        f" ({', '.join(match.missing)})" if match.missing else "",
+    )
+    return len(match.fits), len(skipped)
