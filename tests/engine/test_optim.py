@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,28 @@ def test_plain_optimisers_keep_one_group() -> None:
     cfg = compose_train_config([])
     optimizer, _ = build_optimizer(cfg.optim, cfg.schedule, model, iters_per_epoch=10)
     assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["initial_lr"] == cfg.optim.lr
+
+
+def test_vit_b_multipliers_equal_vitposes_layer_decay_rule() -> None:
+    """Every backbone parameter of ``vitpose_b_ae`` gets the rate multiplier and weight decay that ViTPose's
+    ``LayerDecayOptimizerConstructor`` gives the same name (fixture dumped from the official code with its ViT-B
+    config: 12 blocks, rate 0.75, weight decay 0.1); the neck and head get what it gives its head (1, decay unless
+    1-D or a bias)."""
+    from bottomup.build import build_model
+
+    official = json.loads(FIXTURE.read_text())["params"]
+    cfg = compose_train_config(["experiment=vitpose_b_ae", "optim.lr=1.0"])
+    with torch.device("meta"):
+        model = build_model(cfg.model, pretrained=False)
+    optimizer, _ = build_optimizer(cfg.optim, cfg.schedule, model, iters_per_epoch=10)
+    ours = _rates(optimizer, model)
+    backbone = {n for n in ours if n.startswith("backbone.")}
+    assert backbone == {n for n in official if n.startswith("backbone.")}
+    assert len(backbone) == 149  # patch_embed 2, pos_embed 1, 12 blocks x 12, last_norm 2
+    for name in backbone:
+        assert ours[name] == pytest.approx((official[name]["lr_scale"], official[name]["weight_decay"]), rel=1e-6), name
+    head_rule = {(o["lr_scale"], o["weight_decay"]) for n, o in official.items() if not n.startswith("backbone.")}
+    assert head_rule == {(1.0, 0.1), (1.0, 0.0)}
+    for name, param in model.named_parameters():
+        if not name.startswith("backbone."):
+            assert ours[name] == (1.0, 0.0 if param.ndim == 1 or name.endswith(".bias") else 0.1), name
