@@ -136,7 +136,9 @@ def resize_pos_embed(pos_embed: Tensor, grid: tuple[int, int], new_grid: tuple[i
     if pos_embed.dim() != 3 or pos_embed.shape[0] != 1 or pos_embed.shape[1] != hg * wg + 1:
         raise ValueError(f"pos_embed must be (1, {hg} * {wg} + 1, C) for grid {grid}, got {tuple(pos_embed.shape)}")
     cls_slot, patches = pos_embed[:, :1], pos_embed[:, 1:]
-    if tuple(new_grid) != (hg, wg):
+    # traced / exported graphs always resize (the same numbers at the stored grid: bicubic at scale 1 is the
+    # identity), so that a graph traced at one size keeps working at the others
+    if tuple(new_grid) != (hg, wg) or torch.jit.is_tracing() or torch.compiler.is_compiling():
         c = pos_embed.shape[-1]
         patches = patches.reshape(1, hg, wg, c).permute(0, 3, 1, 2)
         patches = F.interpolate(patches, size=tuple(new_grid), mode="bicubic", align_corners=False)

@@ -219,12 +219,16 @@ def convert_mmpose_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def weights_layout(obj: Any) -> str:
     """The key names of a loaded file or ``state_dict``: :data:`MMPOSE_LAYOUT` for an MMPose 0.x checkpoint or
-    state_dict, else :data:`OFFICIAL_LAYOUT` (official HigherHRNet / SWAHR names, which this project's checkpoints
-    share)."""
+    state_dict, :data:`VIT_LAYOUT` for a ViTPose (top-down) release (a ViT under ``backbone.`` with a
+    ``keypoint_head.``), else :data:`OFFICIAL_LAYOUT` (official HigherHRNet / SWAHR names, which this project's
+    checkpoints share, ``ViTPoseAE``'s included)."""
     if isinstance(obj, Mapping) and not is_project_checkpoint(obj):
         state = obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj
-        if is_mmpose_state_dict(strip_wrapper_prefixes(state)):
+        state = strip_wrapper_prefixes(state)
+        if is_mmpose_state_dict(state):
             return MMPOSE_LAYOUT
+        if is_vit_state_dict(state) and any(k.startswith(_MMPOSE_HEAD) for k in state):
+            return VIT_LAYOUT
     return OFFICIAL_LAYOUT
 
 
@@ -388,8 +392,9 @@ def read_architecture(state: Mapping[str, Any]) -> Architecture | None:
 def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str:
     """``"W32, K=17"``-style summary of a HigherHRNet state_dict (:func:`read_architecture`: width, K from the
     last output; ``"W32, 34 output channels"`` with one output; ``", SWAHR"`` with scale heads;
-    ``", MMPose 0.x layout"`` for MMPose names), or ``"not a HigherHRNet"``; for messages about weights that do
-    not fit a model.
+    ``", MMPose 0.x layout"`` for MMPose names), ``"ViT-base (embed_dim 768, depth 12), K=17"``-style for a
+    ``ViTPoseAE`` / ViT checkpoint (``"ViT-base (...) backbone"`` without an associative-embedding head), or
+    ``"not a HigherHRNet"``; for messages about weights that do not fit a model.
 
     Args:
         state: the ``state_dict`` (official, project or MMPose 0.x names).
@@ -398,6 +403,9 @@ def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str
     """
     arch = read_architecture(state)
     if arch is None:
+        vit = _describe_vit(state)
+        if vit is not None:
+            return vit + (f", {layout} layout" if layout and layout != OFFICIAL_LAYOUT else "")
         return "not a HigherHRNet" + (f" ({layout} layout)" if layout and layout != OFFICIAL_LAYOUT else "")
     last = arch.out_channels[-1]
     swahr = ", SWAHR" if arch.swahr else ""
@@ -405,6 +413,25 @@ def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str
     named = f", {layout} layout" if layout != OFFICIAL_LAYOUT else ""
     outputs = f"K={last}" if len(arch.out_channels) > 1 else f"{last} output channels"
     return f"W{arch.width}, {outputs}{swahr}{named}"
+
+
+def _describe_vit(state: Mapping[str, Any]) -> str | None:
+    """``describe_weights`` of a ViT state_dict (``ViTPoseAE``, a ViTPose release or MAE), ``None`` for others."""
+    if not is_vit_state_dict(state):
+        return None
+    from bottomup.models.vit import VIT_SIZES  # the size table lives with the network
+
+    prefix = "" if _VIT_PATCH_KEY in state else _MMPOSE_BACKBONE
+    embed_dim = int(state[prefix + _VIT_PATCH_KEY].shape[0])
+    depth = _count(state, prefix + "blocks.{}.norm1.weight")
+    size = next((n for n, s in VIT_SIZES.items() if (s.embed_dim, s.depth) == (embed_dim, depth)), "custom")
+    text = f"ViT-{size} (embed_dim {embed_dim}, depth {depth})"
+    if "final_layers.0.weight" not in state:
+        return text + " backbone"
+    out = [_channels(state, f"final_layers.{i}.weight") for i in range(_count(state, "final_layers.{}.weight"))]
+    swahr = ", SWAHR" if has_scale_heads(state) else ""
+    outputs = f"K={out[-1]}" if len(out) > 1 else f"{out[0]} output channels"
+    return f"{text}, {outputs}{swahr}"
 
 
 # --------------------------------------------------------------------------------------- state dict vs model
@@ -498,8 +525,8 @@ def mismatch_summary(error: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------- loaders
 def load_official_checkpoint(
-    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object], name: str | None = None
-) -> HigherHRNet:
+    model: HigherHRNet | ViTPoseAE, checkpoint: str | os.PathLike[str] | Mapping[str, object], name: str | None = None
+) -> HigherHRNet | ViTPoseAE:
     """Load an official HigherHRNet / SWAHR or an MMPose 0.x checkpoint into ``model`` strictly.
 
     Accepts a raw ``state_dict``, a ``{'state_dict': ...}`` training checkpoint and/or keys with
@@ -508,7 +535,8 @@ def load_official_checkpoint(
     ``AEHigherResolutionHead`` or ``AESimpleHead``) are renamed first (:func:`convert_mmpose_state_dict`).
 
     Args:
-        model: Model built with the checkpoint's configuration, e.g.
+        model: Model built with the checkpoint's configuration (a ``ViTPoseAE`` takes a raw ``state_dict`` of its
+            own; a ViTPose top-down release is refused with a hint to ``model.pretrained``), e.g.
             ``HigherHRNet(width=32)`` for ``pose_higher_hrnet_w32_512.pth``, ``HigherHRNet(width=32, strides=(4,))``
             for MMPose's HRNet-W32 associative-embedding model.
         checkpoint: Local ``.pth`` path (loaded by :func:`load_weights_file`: ``weights_only=True``, on CPU) or an
@@ -537,18 +565,21 @@ def load_official_checkpoint(
     state = unwrap_state_dict(obj)
     match = match_state_dict(state, model.state_dict())
     if not match.exact:
-        hint = (
-            f" It is an {layout} checkpoint (its backbone. / keypoint_head. names converted)."
-            if layout != OFFICIAL_LAYOUT
-            else ""
-        )
+        hint = ""
+        if layout == MMPOSE_LAYOUT:
+            hint = f" It is an {layout} checkpoint (its backbone. / keypoint_head. names converted)."
+        elif layout == VIT_LAYOUT:
+            hint = (
+                f" It is a {layout} (top-down) release: its keypoint_head is not an associative-embedding head; "
+                "its backbone initialises a ViTPoseAE of the same size through model.pretrained=<this file>."
+            )
         arch = read_architecture(state)
         if arch is not None:
             hint += f" The checkpoint has width={arch.width}"
             if arch.num_keypoints is not None:
                 hint += f", num_keypoints={arch.num_keypoints}"
             hint += f", {arch.out_channels[0]} stride-4 output channels, strides={list(arch.strides)}."
-            fixes = [f"model.width={arch.width}"] if arch.width != model.width else []
+            fixes = [f"model.width={arch.width}"] if arch.width != getattr(model, "width", None) else []
             if arch.strides != model.strides:
                 fixes.append(f"model.strides={list(arch.strides)}")
             if arch.num_keypoints is not None and arch.num_keypoints != model.num_keypoints:
@@ -568,8 +599,9 @@ def load_official_checkpoint(
             return ", ".join(items[:10]) + (f", ... ({len(items)} in total)" if len(items) > 10 else "")
 
         mismatched = [f"{k}: checkpoint {theirs} vs model {ours}" for k, (theirs, ours) in match.mismatched.items()]
+        size = f"width={model.width}" if hasattr(model, "width") else f"arch={getattr(model, 'arch', '?')!r}"
         raise RuntimeError(
-            f"Checkpoint {name} does not match HigherHRNet(width={model.width}, "
+            f"Checkpoint {name} does not match {type(model).__name__}({size}, "
             f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}, "
             f"swahr={model.swahr}).{hint}\n"
             f"  missing keys ({len(match.missing)}): {_fmt(match.missing)}\n"

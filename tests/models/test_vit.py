@@ -17,13 +17,17 @@ import torch
 import torch.nn.functional as F
 
 from bottomup.models import ViTPoseAE
+from bottomup.models.fast import conv_bn_pairs, prepare_for_inference
 from bottomup.models.vit import VIT_SIZES, VisionTransformer, resize_pos_embed, token_grid
 from bottomup.models.weights import (
+    describe_weights,
     is_mmpose_state_dict,
     is_vit_state_dict,
+    load_official_checkpoint,
     load_vit_pretrained,
     unwrap_state_dict,
     vit_backbone_state,
+    weights_layout,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -284,3 +288,43 @@ def test_vit_checkpoint_errors(tmp_path):
         load_vit_pretrained(model, nothing)
     backbone, outside, layout = vit_backbone_state({"state_dict": {"module.backbone.pos_embed": torch.zeros(1)}})
     assert list(backbone) == ["pos_embed"] and outside == [] and layout == "ViTPose"
+
+
+def test_project_state_dict_loads_strictly_and_describes_itself():
+    """A ``ViTPoseAE`` state_dict loads strictly through ``load_official_checkpoint``; a ViTPose top-down release
+    is refused with the way to use it (``model.pretrained``); ``describe_weights`` names the ViT size."""
+    torch.manual_seed(0)
+    source = ViTPoseAE(**_TINY, swahr=True)
+    model = ViTPoseAE(**_TINY, swahr=True)
+    load_official_checkpoint(model, {"state_dict": source.state_dict()})
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values(), strict=True)
+    )
+    assert describe_weights(source.state_dict()) == "ViT-custom (embed_dim 32, depth 2), K=17, SWAHR"
+    release = {"backbone." + k: v for k, v in source.backbone.state_dict().items()}
+    release["keypoint_head.final_layer.weight"] = torch.zeros(17, 256, 1, 1)
+    assert weights_layout({"state_dict": release}) == "ViTPose"
+    assert describe_weights(release, "ViTPose") == "ViT-custom (embed_dim 32, depth 2) backbone, ViTPose layout"
+    with pytest.raises(RuntimeError, match=r"does not match ViTPoseAE\(arch='custom'.*model\.pretrained=<this file>"):
+        load_official_checkpoint(model, {"state_dict": release}, name="vitpose-s.pth")
+    with torch.device("meta"):
+        assert describe_weights(ViTPoseAE("large", strides=(4,)).state_dict()).startswith("ViT-large (embed_dim 1024")
+
+
+def test_fold_batchnorm_and_low_precision_copy():
+    """``prepare_for_inference`` works on ``ViTPoseAE`` (BN after the stride-2 branch's convs folded; the neck's
+    transposed convs keep theirs): same outputs in fp32."""
+    torch.manual_seed(0)
+    model = ViTPoseAE(**_TINY, swahr=True).eval()
+    with torch.no_grad():  # BN statistics away from the identity, so that folding is visible
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 64, 64)
+    fast = prepare_for_inference(model)
+    assert conv_bn_pairs(model)
+    with torch.no_grad():
+        for a, b in zip(model(x), fast(x), strict=True):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert [o.dtype for o in prepare_for_inference(model, precision="bf16")(x.bfloat16())] == [torch.bfloat16] * 2
