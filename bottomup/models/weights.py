@@ -419,12 +419,10 @@ def _describe_vit(state: Mapping[str, Any]) -> str | None:
     """``describe_weights`` of a ViT state_dict (``ViTPoseAE``, a ViTPose release or MAE), ``None`` for others."""
     if not is_vit_state_dict(state):
         return None
-    from bottomup.models.vit import VIT_SIZES  # the size table lives with the network
-
     prefix = "" if _VIT_PATCH_KEY in state else _MMPOSE_BACKBONE
     embed_dim = int(state[prefix + _VIT_PATCH_KEY].shape[0])
     depth = _count(state, prefix + "blocks.{}.norm1.weight")
-    size = next((n for n, s in VIT_SIZES.items() if (s.embed_dim, s.depth) == (embed_dim, depth)), "custom")
+    size = _VIT_NAMES.get((embed_dim, depth), "custom")
     text = f"ViT-{size} (embed_dim {embed_dim}, depth {depth})"
     if "final_layers.0.weight" not in state:
         return text + " backbone"
@@ -701,6 +699,9 @@ def load_pretrained_backbone(model: HigherHRNet, path: str | os.PathLike[str]) -
 VIT_LAYOUT = "ViTPose"
 MAE_LAYOUT = "MAE"
 _VIT_PATCH_KEY = "patch_embed.proj.weight"
+#: ``(embed_dim, depth)`` -> ViTPose size name, for messages (``bottomup.models.vit.VIT_SIZES``, which imports this
+#: module, is the table; a test keeps the two equal).
+_VIT_NAMES = {(384, 12): "small", (768, 12): "base", (1024, 24): "large", (1280, 32): "huge"}
 
 
 def is_vit_state_dict(state: Mapping[str, Any]) -> bool:

@@ -20,6 +20,7 @@ from bottomup.models import ViTPoseAE
 from bottomup.models.fast import conv_bn_pairs, prepare_for_inference
 from bottomup.models.vit import VIT_SIZES, VisionTransformer, resize_pos_embed, token_grid
 from bottomup.models.weights import (
+    _VIT_NAMES,
     describe_weights,
     is_mmpose_state_dict,
     is_vit_state_dict,
@@ -309,6 +310,7 @@ def test_project_state_dict_loads_strictly_and_describes_itself():
         load_official_checkpoint(model, {"state_dict": release}, name="vitpose-s.pth")
     with torch.device("meta"):
         assert describe_weights(ViTPoseAE("large", strides=(4,)).state_dict()).startswith("ViT-large (embed_dim 1024")
+    assert _VIT_NAMES == {(s.embed_dim, s.depth): name for name, s in VIT_SIZES.items()}
 
 
 def test_fold_batchnorm_and_low_precision_copy():
