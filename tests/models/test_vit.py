@@ -6,6 +6,7 @@ official ``get_abs_pos`` resize to the 512 x 384 grid."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -330,3 +331,31 @@ def test_fold_batchnorm_and_low_precision_copy():
         for a, b in zip(model(x), fast(x), strict=True):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
         assert [o.dtype for o in prepare_for_inference(model, precision="bf16")(x.bfloat16())] == [torch.bfloat16] * 2
+
+
+def test_mae_backbones_by_name(weights_server, monkeypatch):
+    """``model.pretrained=mae_vit_<size>``: the MAE entries of the zoo (B / L / H from MAE's own base URL, S by
+    hand); a file served from 127.0.0.1 in the entry's place is downloaded into the cache and loaded into the
+    backbone (pos_embed resized) through ``build_model``."""
+    from omegaconf import OmegaConf
+
+    from bottomup import build
+    from bottomup.models.zoo import ENV_MIRROR, MAE_BASE, ZOO
+
+    monkeypatch.delenv(ENV_MIRROR, raising=False)
+    assert ZOO["mae_vit_base"].url() == MAE_BASE + "mae/pretrain/mae_pretrain_vit_base.pth"
+    assert ZOO["mae_vit_huge"].arch == "huge" and ZOO["mae_vit_small"].url() is None and ZOO["mae_vit_small"].get
+    assert {ZOO[f"mae_vit_{s}"].layout for s in VIT_SIZES} == {"mae"}
+    torch.manual_seed(0)
+    donor = ViTPoseAE(**_TINY).backbone.state_dict()
+    state = {"cls_token": torch.randn(1, 1, 32), **donor, "pos_embed": torch.randn(1, 197, 32)}
+    path = weights_server.root / "mae" / "pretrain" / "mae_pretrain_vit_base.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"model": state}, path)
+    entry = dataclasses.replace(ZOO["mae_vit_base"], base=weights_server.url + "/")
+    monkeypatch.setitem(ZOO, entry.name, entry)
+    cfg = OmegaConf.create({"_target_": "bottomup.models.ViTPoseAE", **_TINY, "pretrained": "mae_vit_base"})
+    model = build.build_model(cfg)
+    assert weights_server.requests == ["/mae/pretrain/mae_pretrain_vit_base.pth"] and entry.cache_path().is_file()
+    assert torch.equal(model.backbone.blocks[1].attn.qkv.weight, donor["blocks.1.attn.qkv.weight"])
+    assert model.backbone.pos_embed.shape == (1, 16 * 12 + 1, 32)
