@@ -359,3 +359,38 @@ def test_mae_backbones_by_name(weights_server, monkeypatch):
     assert weights_server.requests == ["/mae/pretrain/mae_pretrain_vit_base.pth"] and entry.cache_path().is_file()
     assert torch.equal(model.backbone.blocks[1].attn.qkv.weight, donor["blocks.1.attn.qkv.weight"])
     assert model.backbone.pos_embed.shape == (1, 16 * 12 + 1, 32)
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = ViTPoseAE(**_TINY, drop_path_rate=0.3).train()
+    saving = ViTPoseAE(**_TINY, drop_path_rate=0.3, grad_checkpointing=True).train()
+    saving.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 48)
+    grads = []
+    for model in (plain, saving):
+        torch.manual_seed(1)
+        sum(o.square().mean() for o in model(x)).backward()
+        grads.append(model.backbone.blocks[0].attn.qkv.weight.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-8)
+
+
+def test_finetuning_to_other_keypoints_keeps_backbone_and_neck(tmp_path):
+    """Fine-tuning a ViTPoseAE checkpoint on a data set with other keypoints (``checkpoint=``): backbone and neck
+    load, the K-dependent head (``final_layers`` / ``deconv_layers`` / ``conv_scale_layers``) starts fresh."""
+    from bottomup.build.checkpoints import load_initial_weights
+
+    torch.manual_seed(0)
+    source = ViTPoseAE(**_TINY, swahr=True)
+    path = tmp_path / "coco.pt"
+    torch.save(source.state_dict(), path)
+    model = ViTPoseAE(**_TINY, swahr=True, num_keypoints=14)
+    split = load_initial_weights(model, path)
+    assert not any(k.startswith(("backbone.", "neck.")) for k in split["reinitialised"])
+    assert {k.split(".", 1)[0] for k in split["reinitialised"]} == {
+        "final_layers",
+        "deconv_layers",
+        "conv_scale_layers",
+    }
+    assert torch.equal(model.neck[0].weight, source.neck[0].weight)
+    assert torch.equal(model.backbone.pos_embed, source.backbone.pos_embed)
