@@ -18,6 +18,7 @@ from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.models.weights import (
     HEAD_PREFIXES,
     OFFICIAL_LAYOUT,
+    VIT_LAYOUT,
     Architecture,
     describe_weights,
     holds_weights,
@@ -145,6 +146,12 @@ def load_model(
             state = unwrap_state_dict(checkpoint) if holds_weights(checkpoint) else {}
             if is_project_checkpoint(checkpoint):
                 what = "has no 'config'"
+            elif layout == VIT_LAYOUT:
+                raise ExperimentRequiredError(
+                    f"checkpoint {name} is a {layout} top-down release ({describe_weights(state, layout)}), not an "
+                    "associative-embedding network: train a ViTPoseAE of that size from its backbone with "
+                    f"model.pretrained={name}"
+                )
             elif layout != OFFICIAL_LAYOUT:
                 what = f"is an {layout} checkpoint ({describe_weights(state, layout)}) without a config of this project"
             else:

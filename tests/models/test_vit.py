@@ -394,3 +394,16 @@ def test_finetuning_to_other_keypoints_keeps_backbone_and_neck(tmp_path):
     }
     assert torch.equal(model.neck[0].weight, source.neck[0].weight)
     assert torch.equal(model.backbone.pos_embed, source.backbone.pos_embed)
+
+
+def test_vitpose_release_as_a_network_says_how_to_use_it(tmp_path):
+    """A ViTPose top-down release given where a whole network is expected (``checkpoint=`` / ``--weights``): the
+    message says it is a ViTPose backbone for ``model.pretrained``."""
+    from bottomup.build.checkpoints import ExperimentRequiredError, load_model
+
+    backbone = ViTPoseAE(**_TINY).backbone.state_dict()
+    state = {"backbone." + k: v for k, v in backbone.items()} | {"keypoint_head.final_layer.bias": torch.zeros(17)}
+    path = tmp_path / "vitpose_tiny.pth"
+    torch.save({"meta": {}, "state_dict": state}, path)
+    with pytest.raises(ExperimentRequiredError, match=r"ViTPose top-down release \(ViT-custom .*model\.pretrained="):
+        load_model(path)
