@@ -177,8 +177,9 @@ def test_input_must_be_a_multiple_of_16():
 
 # --------------------------------------------------------------------------------------- checkpoints
 def _numbered(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    """Tensor ``i`` filled with ``i + 1``: which file tensor landed where is visible in the model (cheap at ViT-B)."""
-    return {k: torch.full(s, float(i + 1)) for i, (k, s) in enumerate(shapes.items())}
+    """Tensor ``i`` filled with ``i + 1``: which file tensor landed where is visible in the model. Each is one
+    number expanded to its shape (saved as one element with zero strides), so a ViT-B file is a few kB."""
+    return {k: torch.tensor(float(i + 1)).expand(s) for i, (k, s) in enumerate(shapes.items())}
 
 
 @pytest.fixture(scope="module")
