@@ -748,9 +748,11 @@ def adapt_vit_backbone_state(
     * ``patch_embed.proj.weight`` of another kernel (MAE ViT-H: 14 x 14) is zero-padded to ``patch_size``
       (``diff // 2`` before, the rest after, on both axes; a larger kernel is cropped the same way);
     * ``pos_embed`` ``(1, n + 1, C)`` with ``n`` not the model's ``Hg * Wg`` is read as a square ``sqrt(n) x
-      sqrt(n)`` grid (MAE: 14 x 14 at 224 / 16, 16 x 16 for ViT-H at 224 / 14) and resized bicubically
+      sqrt(n)`` grid (MAE: 14 x 14 at 224 / 16, 16 x 16 for ViT-H at 224 / 14; the official rule), else as a 4:3
+      portrait grid (a ViTPose release for a model of another ``img_size``: 16 x 12 at 256 x 192, 24 x 18 at
+      384 x 288; beyond the official loader, which reads only squares), and resized bicubically
       (``align_corners=False``) to ``grid``; slot 0 (the class token's) is kept. With ``n == Hg * Wg`` (a ViTPose
-      release at 256 x 192: 16 x 12) it is taken as it is.
+      release at 256 x 192 into the default model: 16 x 12) it is taken as it is.
 
     Args:
         state: backbone name -> tensor (:func:`vit_backbone_state`).
@@ -761,7 +763,7 @@ def adapt_vit_backbone_state(
         ``(state, notes)``: a new mapping (other values are the same objects) and one line per change made.
 
     Raises:
-        ValueError: a ``pos_embed`` that is neither the model's grid nor square.
+        ValueError: a ``pos_embed`` that is neither the model's grid, nor square, nor 4:3.
     """
     out = dict(state)
     notes: list[str] = []
@@ -776,17 +778,22 @@ def adapt_vit_backbone_state(
     if isinstance(pos, Tensor) and pos.dim() == 3 and pos.shape[1] - 1 != hg * wg:
         n = int(pos.shape[1]) - 1
         side = int(round(n**0.5))
-        if side * side != n:
+        tall = int(round((4 * n / 3) ** 0.5))  # ViTPose's 4:3 portrait grids: 16 x 12 (256 x 192), 24 x 18 (384 x 288)
+        if side * side == n:
+            rows, cols = side, side
+        elif tall % 4 == 0 and tall * (tall * 3 // 4) == n:
+            rows, cols = tall, tall * 3 // 4
+        else:
             raise ValueError(
-                f"pos_embed of {n} positions is neither the model's {hg}x{wg} grid nor square: build the model with "
-                "the checkpoint's model.img_size"
+                f"pos_embed of {n} positions is neither the model's {hg}x{wg} grid nor square nor 4:3: build the "
+                "model with the checkpoint's model.img_size"
             )
         c = pos.shape[-1]
-        tokens = pos[:, 1:].reshape(1, side, side, c).permute(0, 3, 1, 2)
+        tokens = pos[:, 1:].reshape(1, rows, cols, c).permute(0, 3, 1, 2)
         tokens = torch.nn.functional.interpolate(tokens.float(), size=(hg, wg), mode="bicubic", align_corners=False)
         tokens = tokens.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, hg * wg, c)
         out["pos_embed"] = torch.cat((pos[:, :1], tokens), dim=1)
-        notes.append(f"pos_embed resized from {side}x{side} to {hg}x{wg} (bicubic)")
+        notes.append(f"pos_embed resized from {rows}x{cols} to {hg}x{wg} (bicubic)")
     return out, notes
 
 

@@ -283,7 +283,7 @@ def test_vit_checkpoint_errors(tmp_path):
         load_vit_pretrained(model, other)
     odd = tmp_path / "odd_grid.pth"
     torch.save({"model": {"pos_embed": torch.zeros(1, 1 + 15, 32)}}, odd)
-    with pytest.raises(ValueError, match="neither the model's 16x12 grid nor square"):
+    with pytest.raises(ValueError, match="neither the model's 16x12 grid nor square nor 4:3"):
         load_vit_pretrained(model, odd)
     nothing = tmp_path / "nothing.pth"
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, nothing)
@@ -408,3 +408,16 @@ def test_vitpose_release_as_a_network_says_how_to_use_it(tmp_path):
     torch.save({"meta": {}, "state_dict": state}, path)
     with pytest.raises(ExperimentRequiredError, match=r"ViTPose top-down release \(ViT-custom .*model\.pretrained="):
         load_model(path)
+
+
+def test_vitpose_release_into_another_grid(tmp_path):
+    """A ViTPose release (16 x 12 grid, 4:3) into a model whose stored grid is 32 x 32 (``img_size=512``): resized
+    bicubically like a square MAE grid."""
+    pos = torch.randn(1, 16 * 12 + 1, 32)
+    path = tmp_path / "vitpose.pth"
+    torch.save({"state_dict": {"backbone.pos_embed": pos, "keypoint_head.final_layer.bias": torch.zeros(17)}}, path)
+    model = ViTPoseAE(**_TINY, img_size=512)
+    assert load_vit_pretrained(model, path) == (1, 1)
+    grid = pos[:, 1:].reshape(1, 16, 12, 32).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(32, 32), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    assert torch.allclose(model.backbone.pos_embed[:, 1:].detach(), grid.reshape(1, -1, 32))
