@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _table() -> str:
     from bottomup.core.download import weights_cache
-    from bottomup.models.zoo import ENV_MIRROR, describe_entries, mirror_base
+    from bottomup.models.zoo import ENV_MIRROR, MAE_BASE, describe_entries, mirror_base
 
     rows = describe_entries()
     widths = {key: max(len(title), *(len(r[key]) for r in rows)) for key, title in _COLUMNS}
@@ -54,7 +54,8 @@ def _table() -> str:
     lines += ["  ".join(r[key].ljust(widths[key]) for key, _ in _COLUMNS).rstrip() for r in rows]
     lines.append(
         f"\nAPs are the publishers' figures (single scale with flip; multi-scale in brackets), not reproduced here. "
-        f"Cache: {weights_cache()}; base URL: {mirror_base()} (${ENV_MIRROR} replaces it)."
+        f"Cache: {weights_cache()}; base URL: {mirror_base()}, MAE backbones: {mirror_base(None, MAE_BASE)} "
+        f"(${ENV_MIRROR} replaces both)."
     )
     return "\n".join(lines)
 

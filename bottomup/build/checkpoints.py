@@ -18,6 +18,7 @@ from bottomup.engine.checkpoint import CheckpointError, load_checkpoint
 from bottomup.models.weights import (
     HEAD_PREFIXES,
     OFFICIAL_LAYOUT,
+    VIT_LAYOUT,
     Architecture,
     describe_weights,
     holds_weights,
@@ -145,6 +146,12 @@ def load_model(
             state = unwrap_state_dict(checkpoint) if holds_weights(checkpoint) else {}
             if is_project_checkpoint(checkpoint):
                 what = "has no 'config'"
+            elif layout == VIT_LAYOUT:
+                raise ExperimentRequiredError(
+                    f"checkpoint {name} is a {layout} top-down release ({describe_weights(state, layout)}), not an "
+                    "associative-embedding network: train a ViTPoseAE of that size from its backbone with "
+                    f"model.pretrained={name}"
+                )
             elif layout != OFFICIAL_LAYOUT:
                 what = f"is an {layout} checkpoint ({describe_weights(state, layout)}) without a config of this project"
             else:
@@ -199,7 +206,8 @@ def describe_model(
     target = str(model.get("_target_", "")).rsplit(".", 1)[-1] or "network"
     parts = [f"{data.get('name', '?')} data ({data.get('num_keypoints', '?')} keypoints)"]
     swahr = " + SWAHR" if model.get("swahr") else ""
-    parts.append(f"{target}{swahr} W{model.get('width', '?')}, input {data.get('input_size', '?')}")
+    size = f"W{model.get('width', '?')}" if "arch" not in model else f"{model.get('arch')}"
+    parts.append(f"{target}{swahr} {size}, input {data.get('input_size', '?')}")
     ap = (metrics or {}).get("best_ap")
     if kind == "official":
         source = layout if layout and layout != OFFICIAL_LAYOUT else "official"
@@ -268,7 +276,8 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
         raise CheckpointError(
             f"{key}={name} does not fit the model: {len(bad)} backbone tensors missing, extra or of another shape "
             f"(e.g. {bad[0] if bad else 'all'}); the file is {described}, the config builds {ours}. Set model.width "
-            "/ model.stage_modules / model.blocks_per_branch / model.stem_blocks to the checkpoint's"
+            "/ model.stage_modules / model.blocks_per_branch / model.stem_blocks (a ViT: model.arch) to the "
+            "checkpoint's"
         )
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
     log.info("%s=%s: loaded %d of %d tensors", key, name, len(loaded), len(own))

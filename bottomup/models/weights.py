@@ -219,12 +219,16 @@ def convert_mmpose_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def weights_layout(obj: Any) -> str:
     """The key names of a loaded file or ``state_dict``: :data:`MMPOSE_LAYOUT` for an MMPose 0.x checkpoint or
-    state_dict, else :data:`OFFICIAL_LAYOUT` (official HigherHRNet / SWAHR names, which this project's checkpoints
-    share)."""
+    state_dict, :data:`VIT_LAYOUT` for a ViTPose (top-down) release (a ViT under ``backbone.`` with a
+    ``keypoint_head.``), else :data:`OFFICIAL_LAYOUT` (official HigherHRNet / SWAHR names, which this project's
+    checkpoints share, ``ViTPoseAE``'s included)."""
     if isinstance(obj, Mapping) and not is_project_checkpoint(obj):
         state = obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj
-        if is_mmpose_state_dict(strip_wrapper_prefixes(state)):
+        state = strip_wrapper_prefixes(state)
+        if is_mmpose_state_dict(state):
             return MMPOSE_LAYOUT
+        if is_vit_state_dict(state) and any(k.startswith(_MMPOSE_HEAD) for k in state):
+            return VIT_LAYOUT
     return OFFICIAL_LAYOUT
 
 
@@ -388,8 +392,9 @@ def read_architecture(state: Mapping[str, Any]) -> Architecture | None:
 def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str:
     """``"W32, K=17"``-style summary of a HigherHRNet state_dict (:func:`read_architecture`: width, K from the
     last output; ``"W32, 34 output channels"`` with one output; ``", SWAHR"`` with scale heads;
-    ``", MMPose 0.x layout"`` for MMPose names), or ``"not a HigherHRNet"``; for messages about weights that do
-    not fit a model.
+    ``", MMPose 0.x layout"`` for MMPose names), ``"ViT-base (embed_dim 768, depth 12), K=17"``-style for a
+    ``ViTPoseAE`` / ViT checkpoint (``"ViT-base (...) backbone"`` without an associative-embedding head), or
+    ``"not a HigherHRNet"``; for messages about weights that do not fit a model.
 
     Args:
         state: the ``state_dict`` (official, project or MMPose 0.x names).
@@ -398,6 +403,9 @@ def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str
     """
     arch = read_architecture(state)
     if arch is None:
+        vit = _describe_vit(state)
+        if vit is not None:
+            return vit + (f", {layout} layout" if layout and layout != OFFICIAL_LAYOUT else "")
         return "not a HigherHRNet" + (f" ({layout} layout)" if layout and layout != OFFICIAL_LAYOUT else "")
     last = arch.out_channels[-1]
     swahr = ", SWAHR" if arch.swahr else ""
@@ -405,6 +413,23 @@ def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str
     named = f", {layout} layout" if layout != OFFICIAL_LAYOUT else ""
     outputs = f"K={last}" if len(arch.out_channels) > 1 else f"{last} output channels"
     return f"W{arch.width}, {outputs}{swahr}{named}"
+
+
+def _describe_vit(state: Mapping[str, Any]) -> str | None:
+    """``describe_weights`` of a ViT state_dict (``ViTPoseAE``, a ViTPose release or MAE), ``None`` for others."""
+    if not is_vit_state_dict(state):
+        return None
+    prefix = "" if _VIT_PATCH_KEY in state else _MMPOSE_BACKBONE
+    embed_dim = int(state[prefix + _VIT_PATCH_KEY].shape[0])
+    depth = _count(state, prefix + "blocks.{}.norm1.weight")
+    size = _VIT_NAMES.get((embed_dim, depth), "custom")
+    text = f"ViT-{size} (embed_dim {embed_dim}, depth {depth})"
+    if "final_layers.0.weight" not in state:
+        return text + " backbone"
+    out = [_channels(state, f"final_layers.{i}.weight") for i in range(_count(state, "final_layers.{}.weight"))]
+    swahr = ", SWAHR" if has_scale_heads(state) else ""
+    outputs = f"K={out[-1]}" if len(out) > 1 else f"{out[0]} output channels"
+    return f"{text}, {outputs}{swahr}"
 
 
 # --------------------------------------------------------------------------------------- state dict vs model
@@ -498,8 +523,8 @@ def mismatch_summary(error: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------- loaders
 def load_official_checkpoint(
-    model: HigherHRNet, checkpoint: str | os.PathLike[str] | Mapping[str, object], name: str | None = None
-) -> HigherHRNet:
+    model: HigherHRNet | ViTPoseAE, checkpoint: str | os.PathLike[str] | Mapping[str, object], name: str | None = None
+) -> HigherHRNet | ViTPoseAE:
     """Load an official HigherHRNet / SWAHR or an MMPose 0.x checkpoint into ``model`` strictly.
 
     Accepts a raw ``state_dict``, a ``{'state_dict': ...}`` training checkpoint and/or keys with
@@ -508,7 +533,8 @@ def load_official_checkpoint(
     ``AEHigherResolutionHead`` or ``AESimpleHead``) are renamed first (:func:`convert_mmpose_state_dict`).
 
     Args:
-        model: Model built with the checkpoint's configuration, e.g.
+        model: Model built with the checkpoint's configuration (a ``ViTPoseAE`` takes a raw ``state_dict`` of its
+            own; a ViTPose top-down release is refused with a hint to ``model.pretrained``), e.g.
             ``HigherHRNet(width=32)`` for ``pose_higher_hrnet_w32_512.pth``, ``HigherHRNet(width=32, strides=(4,))``
             for MMPose's HRNet-W32 associative-embedding model.
         checkpoint: Local ``.pth`` path (loaded by :func:`load_weights_file`: ``weights_only=True``, on CPU) or an
@@ -537,18 +563,21 @@ def load_official_checkpoint(
     state = unwrap_state_dict(obj)
     match = match_state_dict(state, model.state_dict())
     if not match.exact:
-        hint = (
-            f" It is an {layout} checkpoint (its backbone. / keypoint_head. names converted)."
-            if layout != OFFICIAL_LAYOUT
-            else ""
-        )
+        hint = ""
+        if layout == MMPOSE_LAYOUT:
+            hint = f" It is an {layout} checkpoint (its backbone. / keypoint_head. names converted)."
+        elif layout == VIT_LAYOUT:
+            hint = (
+                f" It is a {layout} (top-down) release: its keypoint_head is not an associative-embedding head; "
+                "its backbone initialises a ViTPoseAE of the same size through model.pretrained=<this file>."
+            )
         arch = read_architecture(state)
         if arch is not None:
             hint += f" The checkpoint has width={arch.width}"
             if arch.num_keypoints is not None:
                 hint += f", num_keypoints={arch.num_keypoints}"
             hint += f", {arch.out_channels[0]} stride-4 output channels, strides={list(arch.strides)}."
-            fixes = [f"model.width={arch.width}"] if arch.width != model.width else []
+            fixes = [f"model.width={arch.width}"] if arch.width != getattr(model, "width", None) else []
             if arch.strides != model.strides:
                 fixes.append(f"model.strides={list(arch.strides)}")
             if arch.num_keypoints is not None and arch.num_keypoints != model.num_keypoints:
@@ -568,8 +597,9 @@ def load_official_checkpoint(
             return ", ".join(items[:10]) + (f", ... ({len(items)} in total)" if len(items) > 10 else "")
 
         mismatched = [f"{k}: checkpoint {theirs} vs model {ours}" for k, (theirs, ours) in match.mismatched.items()]
+        size = f"width={model.width}" if hasattr(model, "width") else f"arch={getattr(model, 'arch', '?')!r}"
         raise RuntimeError(
-            f"Checkpoint {name} does not match HigherHRNet(width={model.width}, "
+            f"Checkpoint {name} does not match {type(model).__name__}({size}, "
             f"num_keypoints={model.num_keypoints}, strides={model.strides}, tag_dim={model.tag_dim}, "
             f"swahr={model.swahr}).{hint}\n"
             f"  missing keys ({len(match.missing)}): {_fmt(match.missing)}\n"
@@ -669,6 +699,9 @@ def load_pretrained_backbone(model: HigherHRNet, path: str | os.PathLike[str]) -
 VIT_LAYOUT = "ViTPose"
 MAE_LAYOUT = "MAE"
 _VIT_PATCH_KEY = "patch_embed.proj.weight"
+#: ``(embed_dim, depth)`` -> ViTPose size name, for messages (``bottomup.models.vit.VIT_SIZES``, which imports this
+#: module, is the table; a test keeps the two equal).
+_VIT_NAMES = {(384, 12): "small", (768, 12): "base", (1024, 24): "large", (1280, 32): "huge"}
 
 
 def is_vit_state_dict(state: Mapping[str, Any]) -> bool:
@@ -715,9 +748,11 @@ def adapt_vit_backbone_state(
     * ``patch_embed.proj.weight`` of another kernel (MAE ViT-H: 14 x 14) is zero-padded to ``patch_size``
       (``diff // 2`` before, the rest after, on both axes; a larger kernel is cropped the same way);
     * ``pos_embed`` ``(1, n + 1, C)`` with ``n`` not the model's ``Hg * Wg`` is read as a square ``sqrt(n) x
-      sqrt(n)`` grid (MAE: 14 x 14 at 224 / 16, 16 x 16 for ViT-H at 224 / 14) and resized bicubically
+      sqrt(n)`` grid (MAE: 14 x 14 at 224 / 16, 16 x 16 for ViT-H at 224 / 14; the official rule), else as a 4:3
+      portrait grid (a ViTPose release for a model of another ``img_size``: 16 x 12 at 256 x 192, 24 x 18 at
+      384 x 288; beyond the official loader, which reads only squares), and resized bicubically
       (``align_corners=False``) to ``grid``; slot 0 (the class token's) is kept. With ``n == Hg * Wg`` (a ViTPose
-      release at 256 x 192: 16 x 12) it is taken as it is.
+      release at 256 x 192 into the default model: 16 x 12) it is taken as it is.
 
     Args:
         state: backbone name -> tensor (:func:`vit_backbone_state`).
@@ -728,7 +763,7 @@ def adapt_vit_backbone_state(
         ``(state, notes)``: a new mapping (other values are the same objects) and one line per change made.
 
     Raises:
-        ValueError: a ``pos_embed`` that is neither the model's grid nor square.
+        ValueError: a ``pos_embed`` that is neither the model's grid, nor square, nor 4:3.
     """
     out = dict(state)
     notes: list[str] = []
@@ -743,17 +778,22 @@ def adapt_vit_backbone_state(
     if isinstance(pos, Tensor) and pos.dim() == 3 and pos.shape[1] - 1 != hg * wg:
         n = int(pos.shape[1]) - 1
         side = int(round(n**0.5))
-        if side * side != n:
+        tall = int(round((4 * n / 3) ** 0.5))  # ViTPose's 4:3 portrait grids: 16 x 12 (256 x 192), 24 x 18 (384 x 288)
+        if side * side == n:
+            rows, cols = side, side
+        elif tall % 4 == 0 and tall * (tall * 3 // 4) == n:
+            rows, cols = tall, tall * 3 // 4
+        else:
             raise ValueError(
-                f"pos_embed of {n} positions is neither the model's {hg}x{wg} grid nor square: build the model with "
-                "the checkpoint's model.img_size"
+                f"pos_embed of {n} positions is neither the model's {hg}x{wg} grid nor square nor 4:3: build the "
+                "model with the checkpoint's model.img_size"
             )
         c = pos.shape[-1]
-        tokens = pos[:, 1:].reshape(1, side, side, c).permute(0, 3, 1, 2)
+        tokens = pos[:, 1:].reshape(1, rows, cols, c).permute(0, 3, 1, 2)
         tokens = torch.nn.functional.interpolate(tokens.float(), size=(hg, wg), mode="bicubic", align_corners=False)
         tokens = tokens.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, hg * wg, c)
         out["pos_embed"] = torch.cat((pos[:, :1], tokens), dim=1)
-        notes.append(f"pos_embed resized from {side}x{side} to {hg}x{wg} (bicubic)")
+        notes.append(f"pos_embed resized from {rows}x{cols} to {hg}x{wg} (bicubic)")
     return out, notes
 
 

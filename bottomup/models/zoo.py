@@ -19,6 +19,10 @@ The figures are the publishers', not reproduced here. Three groups:
 * ImageNet HRNet backbones for ``model.pretrained=NAME`` (layout ``"imagenet"``), via MMPose's mirror (URL as in
   MMPose's configs). The 8 hex digits of their names are taken as the start of the SHA-256 too (torch.hub's naming
   convention, which these names follow); not checked against the real files here (no network).
+* MAE pre-trained ViT backbones for a ``ViTPoseAE``'s ``model.pretrained=NAME`` (layout ``"mae"``; what ViTPose
+  trains from): B / L / H from the MAE release (under :data:`MAE_BASE`, not MMPose's; MAE publishes MD5 prefixes,
+  no SHA-256, so these downloads are not checksum-verified: the file is still read weights-only), S from the
+  ViTPose README's OneDrive link (no direct download).
 
 Nothing here downloads at import or without a name having been asked for.
 """
@@ -34,6 +38,7 @@ from bottomup.core.download import DownloadError, fetch, weights_cache
 
 __all__ = [
     "MMPOSE_BASE",
+    "MAE_BASE",
     "ENV_MIRROR",
     "ZooEntry",
     "ZOO",
@@ -49,6 +54,10 @@ __all__ = [
 MMPOSE_BASE = "https://download.openmmlab.com/mmpose/"
 #: Environment variable holding a mirror base URL (or folder) that replaces :data:`MMPOSE_BASE`.
 ENV_MIRROR = "BOTTOMUP_WEIGHTS_MIRROR"
+#: Base URL of the MAE release's files (entries with ``base=MAE_BASE``; a mirror replaces it too).
+MAE_BASE = "https://dl.fbaipublicfiles.com/"
+_MAE = "https://github.com/facebookresearch/mae"
+_VITPOSE = "https://github.com/ViTAE-Transformer/ViTPose"
 
 _MMPOSE_DOCS = (
     "https://github.com/open-mmlab/mmpose/blob/v0.29.0/configs/body/2d_kpt_sview_rgb_img/associative_embedding/"
@@ -77,16 +86,17 @@ class ZooEntry:
 
     Attributes:
         name: the zoo name, ``<network>_w<width>_<data set>_<input size>[_udp|_official]`` (``higherhrnet_w32_coco_512``),
-            or ``hrnet_w<width>_imagenet`` for a backbone.
-        kind: ``"pose"`` (a whole network: inference, evaluation, fine-tuning) or ``"backbone"`` (ImageNet HRNet,
-            for ``model.pretrained``).
+            or ``hrnet_w<width>_imagenet`` / ``mae_vit_<size>`` for a backbone.
+        kind: ``"pose"`` (a whole network: inference, evaluation, fine-tuning) or ``"backbone"`` (ImageNet HRNet or
+            MAE ViT, for ``model.pretrained``).
         file: the file's name as published.
         layout: ``"mmpose"`` (MMPose 0.x ``{"meta", "state_dict"}``), ``"official"`` (HigherHRNet / SWAHR
-            ``state_dict``) or ``"imagenet"`` (an HRNet classification ``state_dict``).
+            ``state_dict``), ``"imagenet"`` (an HRNet classification ``state_dict``) or ``"mae"`` (an MAE
+            pre-training ``{"model": ...}``, loaded by ``bottomup.models.weights.load_vit_pretrained``).
         experiment: the ``conf/experiment`` that builds the network and its data / test settings (``None`` for a
             backbone).
-        width: HRNet width (32, 48).
-        url_path: the file's path under the base URL (:data:`MMPOSE_BASE`, or a mirror); ``None``: no direct
+        width: HRNet width (32, 48); 0 for a ViT.
+        url_path: the file's path under the base URL (:attr:`base`, or a mirror); ``None``: no direct
             download (:attr:`get` says where to get it).
         sha256: the file's full SHA-256 when known.
         sha256_prefix: the start of its SHA-256 (the hex digits in an MMPose file name) when the full one is not.
@@ -100,6 +110,8 @@ class ZooEntry:
         udp: trained and tested with UDP (unbiased data processing); passed as the test-time setting ``udp``
             where this version has it.
         get: where to get a file without a direct download.
+        arch: the ViT size (``model.arch``) of a ViT backbone, else ``None``.
+        base: the base URL :attr:`url_path` is under when no mirror is set (``None``: :data:`MMPOSE_BASE`).
     """
 
     name: str
@@ -120,13 +132,16 @@ class ZooEntry:
     licence: str
     udp: bool = False
     get: str = ""
+    arch: str | None = None
+    base: str | None = None
 
     def url(self, mirror: str | None = None) -> str | None:
         """The download URL: :attr:`url_path` under ``mirror`` (:func:`mirror_base`: the argument, else
-        ``$BOTTOMUP_WEIGHTS_MIRROR``, else :data:`MMPOSE_BASE`); ``None`` without a direct download."""
+        ``$BOTTOMUP_WEIGHTS_MIRROR``, else :attr:`base` or :data:`MMPOSE_BASE`); ``None`` without a direct
+        download. A mirror holds every downloadable file at its :attr:`url_path`."""
         if self.url_path is None:
             return None
-        return mirror_base(mirror).rstrip("/") + "/" + self.url_path
+        return mirror_base(mirror, self.base or MMPOSE_BASE).rstrip("/") + "/" + self.url_path
 
     def cache_path(self) -> Path:
         """Where the file is kept: ``$BOTTOMUP_CACHE/weights/<name>/<file>`` (default ``~/.cache/bottomup``)."""
@@ -142,9 +157,10 @@ class ZooEntry:
         return self.cache_path().is_file()
 
 
-def mirror_base(mirror: str | None = None) -> str:
-    """The base URL downloads use: ``mirror``, else ``$BOTTOMUP_WEIGHTS_MIRROR``, else :data:`MMPOSE_BASE`."""
-    return mirror or os.environ.get(ENV_MIRROR) or MMPOSE_BASE
+def mirror_base(mirror: str | None = None, default: str = MMPOSE_BASE) -> str:
+    """The base URL downloads use: ``mirror``, else ``$BOTTOMUP_WEIGHTS_MIRROR``, else ``default`` (the entry's
+    own base: :data:`MMPOSE_BASE` or :data:`MAE_BASE`)."""
+    return mirror or os.environ.get(ENV_MIRROR) or default
 
 
 def _mmpose(name: str, file: str, folder: str, experiment: str, width: int, ap: float, ap_ms: float | None, *,
@@ -181,6 +197,33 @@ def _backbone(width: int, file: str) -> ZooEntry:
         input_size=224, size_mb={32: 165.0, 48: 310.0}[width], licence="MIT (HRNet-Image-Classification)",
         get=f"{_HIGHERHRNET_GET}, file imagenet/{file}",
     )  # fmt: skip
+
+
+#: MAE's published MD5 prefixes (README of facebookresearch/mae; not what ``fetch`` checks, for the record).
+_MAE_MD5 = {"base": "8cad7c", "large": "b8b06e", "huge": "9bdbb0"}
+_MAE_SIZE_MB = {"small": 87.0, "base": 343.0, "large": 1213.0, "huge": 2524.0}  # 4 bytes per encoder parameter
+
+
+def _mae(size: str) -> ZooEntry:
+    file = f"mae_pretrain_vit_{size}.pth"
+    common = dict(
+        name=f"mae_vit_{size}", kind="backbone", file=file, layout="mae", experiment=None, width=0,
+        sha256=None, sha256_prefix=None, ap=None, ap_multiscale=None, input_size=224, size_mb=_MAE_SIZE_MB[size],
+        arch=size, benchmark="ImageNet-1K MAE pre-training (ViT backbone)",
+    )  # fmt: skip
+    if size == "small":  # trained by the ViTPose authors; OneDrive only
+        return ZooEntry(
+            url_path=None, source=_VITPOSE + " (README, MAE Pre-trained model)",
+            licence="not stated for the weights (ViTPose repository: Apache-2.0)",
+            get=f"the ViTPose README's OneDrive link https://1drv.ms/u/s!AimBgYV7JjTlgccZeiFjh4DJ7gjYyg?e=iTMdMq "
+            f"({_VITPOSE}, 'MAE Pre-trained model'), saved as {file}",
+            **common,
+        )  # type: ignore[arg-type]  # fmt: skip
+    return ZooEntry(
+        url_path=f"mae/pretrain/{file}", base=MAE_BASE,
+        source=f"{_MAE} (README, pre-trained checkpoints; MD5 starts {_MAE_MD5[size]}); ViTPose trains from it",
+        licence="CC BY-NC 4.0 (MAE repository)", **common,
+    )  # type: ignore[arg-type]  # fmt: skip
 
 
 _ENTRIES: tuple[ZooEntry, ...] = (
@@ -223,6 +266,8 @@ _ENTRIES: tuple[ZooEntry, ...] = (
     # ImageNet HRNet backbones (model.pretrained=NAME), MMPose's mirror of the official files
     _backbone(32, "hrnet_w32-36af842e.pth"),
     _backbone(48, "hrnet_w48-8ef0771d.pth"),
+    # MAE ViT backbones (model.pretrained=NAME of a ViTPoseAE of that size)
+    *(_mae(size) for size in ("small", "base", "large", "huge")),
 )  # fmt: skip
 
 #: Every entry by name.

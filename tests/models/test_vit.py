@@ -6,6 +6,7 @@ official ``get_abs_pos`` resize to the 512 x 384 grid."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,13 +18,18 @@ import torch
 import torch.nn.functional as F
 
 from bottomup.models import ViTPoseAE
+from bottomup.models.fast import conv_bn_pairs, prepare_for_inference
 from bottomup.models.vit import VIT_SIZES, VisionTransformer, resize_pos_embed, token_grid
 from bottomup.models.weights import (
+    _VIT_NAMES,
+    describe_weights,
     is_mmpose_state_dict,
     is_vit_state_dict,
+    load_official_checkpoint,
     load_vit_pretrained,
     unwrap_state_dict,
     vit_backbone_state,
+    weights_layout,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -171,8 +177,9 @@ def test_input_must_be_a_multiple_of_16():
 
 # --------------------------------------------------------------------------------------- checkpoints
 def _numbered(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    """Tensor ``i`` filled with ``i + 1``: which file tensor landed where is visible in the model (cheap at ViT-B)."""
-    return {k: torch.full(s, float(i + 1)) for i, (k, s) in enumerate(shapes.items())}
+    """Tensor ``i`` filled with ``i + 1``: which file tensor landed where is visible in the model. Each is one
+    number expanded to its shape (saved as one element with zero strides), so a ViT-B file is a few kB."""
+    return {k: torch.tensor(float(i + 1)).expand(s) for i, (k, s) in enumerate(shapes.items())}
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +283,7 @@ def test_vit_checkpoint_errors(tmp_path):
         load_vit_pretrained(model, other)
     odd = tmp_path / "odd_grid.pth"
     torch.save({"model": {"pos_embed": torch.zeros(1, 1 + 15, 32)}}, odd)
-    with pytest.raises(ValueError, match="neither the model's 16x12 grid nor square"):
+    with pytest.raises(ValueError, match="neither the model's 16x12 grid nor square nor 4:3"):
         load_vit_pretrained(model, odd)
     nothing = tmp_path / "nothing.pth"
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, nothing)
@@ -284,3 +291,133 @@ def test_vit_checkpoint_errors(tmp_path):
         load_vit_pretrained(model, nothing)
     backbone, outside, layout = vit_backbone_state({"state_dict": {"module.backbone.pos_embed": torch.zeros(1)}})
     assert list(backbone) == ["pos_embed"] and outside == [] and layout == "ViTPose"
+
+
+def test_project_state_dict_loads_strictly_and_describes_itself():
+    """A ``ViTPoseAE`` state_dict loads strictly through ``load_official_checkpoint``; a ViTPose top-down release
+    is refused with the way to use it (``model.pretrained``); ``describe_weights`` names the ViT size."""
+    torch.manual_seed(0)
+    source = ViTPoseAE(**_TINY, swahr=True)
+    model = ViTPoseAE(**_TINY, swahr=True)
+    load_official_checkpoint(model, {"state_dict": source.state_dict()})
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values(), strict=True)
+    )
+    assert describe_weights(source.state_dict()) == "ViT-custom (embed_dim 32, depth 2), K=17, SWAHR"
+    release = {"backbone." + k: v for k, v in source.backbone.state_dict().items()}
+    release["keypoint_head.final_layer.weight"] = torch.zeros(17, 256, 1, 1)
+    assert weights_layout({"state_dict": release}) == "ViTPose"
+    assert describe_weights(release, "ViTPose") == "ViT-custom (embed_dim 32, depth 2) backbone, ViTPose layout"
+    with pytest.raises(RuntimeError, match=r"does not match ViTPoseAE\(arch='custom'.*model\.pretrained=<this file>"):
+        load_official_checkpoint(model, {"state_dict": release}, name="vitpose-s.pth")
+    with torch.device("meta"):
+        assert describe_weights(ViTPoseAE("large", strides=(4,)).state_dict()).startswith("ViT-large (embed_dim 1024")
+    assert _VIT_NAMES == {(s.embed_dim, s.depth): name for name, s in VIT_SIZES.items()}
+
+
+def test_fold_batchnorm_and_low_precision_copy():
+    """``prepare_for_inference`` works on ``ViTPoseAE`` (BN after the stride-2 branch's convs folded; the neck's
+    transposed convs keep theirs): same outputs in fp32."""
+    torch.manual_seed(0)
+    model = ViTPoseAE(**_TINY, swahr=True).eval()
+    with torch.no_grad():  # BN statistics away from the identity, so that folding is visible
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 64, 64)
+    fast = prepare_for_inference(model)
+    assert conv_bn_pairs(model)
+    with torch.no_grad():
+        for a, b in zip(model(x), fast(x), strict=True):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert [o.dtype for o in prepare_for_inference(model, precision="bf16")(x.bfloat16())] == [torch.bfloat16] * 2
+
+
+def test_mae_backbones_by_name(weights_server, monkeypatch):
+    """``model.pretrained=mae_vit_<size>``: the MAE entries of the zoo (B / L / H from MAE's own base URL, S by
+    hand); a file served from 127.0.0.1 in the entry's place is downloaded into the cache and loaded into the
+    backbone (pos_embed resized) through ``build_model``."""
+    from omegaconf import OmegaConf
+
+    from bottomup import build
+    from bottomup.models.zoo import ENV_MIRROR, MAE_BASE, ZOO
+
+    monkeypatch.delenv(ENV_MIRROR, raising=False)
+    assert ZOO["mae_vit_base"].url() == MAE_BASE + "mae/pretrain/mae_pretrain_vit_base.pth"
+    assert ZOO["mae_vit_huge"].arch == "huge" and ZOO["mae_vit_small"].url() is None and ZOO["mae_vit_small"].get
+    assert {ZOO[f"mae_vit_{s}"].layout for s in VIT_SIZES} == {"mae"}
+    torch.manual_seed(0)
+    donor = ViTPoseAE(**_TINY).backbone.state_dict()
+    state = {"cls_token": torch.randn(1, 1, 32), **donor, "pos_embed": torch.randn(1, 197, 32)}
+    path = weights_server.root / "mae" / "pretrain" / "mae_pretrain_vit_base.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"model": state}, path)
+    entry = dataclasses.replace(ZOO["mae_vit_base"], base=weights_server.url + "/")
+    monkeypatch.setitem(ZOO, entry.name, entry)
+    cfg = OmegaConf.create({"_target_": "bottomup.models.ViTPoseAE", **_TINY, "pretrained": "mae_vit_base"})
+    model = build.build_model(cfg)
+    assert weights_server.requests == ["/mae/pretrain/mae_pretrain_vit_base.pth"] and entry.cache_path().is_file()
+    assert torch.equal(model.backbone.blocks[1].attn.qkv.weight, donor["blocks.1.attn.qkv.weight"])
+    assert model.backbone.pos_embed.shape == (1, 16 * 12 + 1, 32)
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = ViTPoseAE(**_TINY, drop_path_rate=0.3).train()
+    saving = ViTPoseAE(**_TINY, drop_path_rate=0.3, grad_checkpointing=True).train()
+    saving.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 48)
+    grads = []
+    for model in (plain, saving):
+        torch.manual_seed(1)
+        sum(o.square().mean() for o in model(x)).backward()
+        grads.append(model.backbone.blocks[0].attn.qkv.weight.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-8)
+
+
+def test_finetuning_to_other_keypoints_keeps_backbone_and_neck(tmp_path):
+    """Fine-tuning a ViTPoseAE checkpoint on a data set with other keypoints (``checkpoint=``): backbone and neck
+    load, the K-dependent head (``final_layers`` / ``deconv_layers`` / ``conv_scale_layers``) starts fresh."""
+    from bottomup.build.checkpoints import load_initial_weights
+
+    torch.manual_seed(0)
+    source = ViTPoseAE(**_TINY, swahr=True)
+    path = tmp_path / "coco.pt"
+    torch.save(source.state_dict(), path)
+    model = ViTPoseAE(**_TINY, swahr=True, num_keypoints=14)
+    split = load_initial_weights(model, path)
+    assert not any(k.startswith(("backbone.", "neck.")) for k in split["reinitialised"])
+    assert {k.split(".", 1)[0] for k in split["reinitialised"]} == {
+        "final_layers",
+        "deconv_layers",
+        "conv_scale_layers",
+    }
+    assert torch.equal(model.neck[0].weight, source.neck[0].weight)
+    assert torch.equal(model.backbone.pos_embed, source.backbone.pos_embed)
+
+
+def test_vitpose_release_as_a_network_says_how_to_use_it(tmp_path):
+    """A ViTPose top-down release given where a whole network is expected (``checkpoint=`` / ``--weights``): the
+    message says it is a ViTPose backbone for ``model.pretrained``."""
+    from bottomup.build.checkpoints import ExperimentRequiredError, load_model
+
+    backbone = ViTPoseAE(**_TINY).backbone.state_dict()
+    state = {"backbone." + k: v for k, v in backbone.items()} | {"keypoint_head.final_layer.bias": torch.zeros(17)}
+    path = tmp_path / "vitpose_tiny.pth"
+    torch.save({"meta": {}, "state_dict": state}, path)
+    with pytest.raises(ExperimentRequiredError, match=r"ViTPose top-down release \(ViT-custom .*model\.pretrained="):
+        load_model(path)
+
+
+def test_vitpose_release_into_another_grid(tmp_path):
+    """A ViTPose release (16 x 12 grid, 4:3) into a model whose stored grid is 32 x 32 (``img_size=512``): resized
+    bicubically like a square MAE grid."""
+    pos = torch.randn(1, 16 * 12 + 1, 32)
+    path = tmp_path / "vitpose.pth"
+    torch.save({"state_dict": {"backbone.pos_embed": pos, "keypoint_head.final_layer.bias": torch.zeros(17)}}, path)
+    model = ViTPoseAE(**_TINY, img_size=512)
+    assert load_vit_pretrained(model, path) == (1, 1)
+    grid = pos[:, 1:].reshape(1, 16, 12, 32).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(32, 32), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    assert torch.allclose(model.backbone.pos_embed[:, 1:].detach(), grid.reshape(1, -1, 32))

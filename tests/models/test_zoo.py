@@ -113,8 +113,8 @@ def test_table_rows_are_the_published_ones() -> None:
     scheme = re.compile(r"^(higherhrnet_w\d+|hrnet_w\d+_ae|swahr_w\d+)_(coco|crowdpose)_\d+(_udp|_official)?$")
     for name, entry in ZOO.items():
         assert entry.name == name
-        assert scheme.match(name) or re.match(r"^hrnet_w\d+_imagenet$", name), name
-        assert entry.layout in ("mmpose", "official", "imagenet") and entry.kind in ("pose", "backbone")
+        assert scheme.match(name) or re.match(r"^(hrnet_w\d+_imagenet|mae_vit_(small|base|large|huge))$", name), name
+        assert entry.layout in ("mmpose", "official", "imagenet", "mae") and entry.kind in ("pose", "backbone")
         if entry.layout == "mmpose":
             assert entry.url_path.startswith("bottom_up/") and entry.url().startswith(MMPOSE_BASE), name
             assert f"-{entry.sha256_prefix}" in entry.file and len(entry.sha256_prefix) == 8, name
