@@ -118,7 +118,11 @@ def test_help_is_short_with_examples_and_every_experiment(entry, tmp_path):
     text = proc.stdout
     assert len(text.splitlines()) < 60 and "Examples:" in text and f"python -m bottomup.{entry}" in text
     assert "_target_" not in text  # no config dump
-    listed = EXPERIMENTS if entry == "train" else [e for e in EXPERIMENTS if e not in ("quickstart", "smoke")]
+    listed = (
+        EXPERIMENTS
+        if entry == "train"
+        else [e for e in EXPERIMENTS if e not in ("quickstart", "quickstart_vit", "smoke")]
+    )
     for name in listed:
         assert name in text.split("Examples:")[1], name
 
@@ -278,3 +282,43 @@ def test_a_saved_config_with_keys_of_another_version_still_loads(quickstart_chec
     path = save_checkpoint(checkpoint, tmp_path / "older.pt")
     estimator = PoseEstimator.from_checkpoint(path, device="cpu")
     assert estimator.input_size == int(saved.test.input_size)
+
+
+VITPOSE_EXPECTED = {  # experiment -> (arch, embed_dim, depth, layer decay, data, K)
+    "vitpose_s_ae": ("small", 384, 12, 0.8, "coco", 17),
+    "vitpose_b_ae": ("base", 768, 12, 0.75, "coco", 17),
+    "vitpose_l_ae": ("large", 1024, 24, 0.8, "coco", 17),
+    "vitpose_h_ae": ("huge", 1280, 32, 0.85, "coco", 17),
+    **{
+        f"vitpose_{s}_ae_crowdpose": (arch, c, d, r, "crowdpose", 14)
+        for s, arch, c, d, r in [
+            ("s", "small", 384, 12, 0.8), ("b", "base", 768, 12, 0.75), ("l", "large", 1024, 24, 0.8),
+            ("h", "huge", 1280, 32, 0.85),
+        ]
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("experiment", sorted(VITPOSE_EXPECTED))
+def test_vitpose_experiments_are_vitposes_recipe_at_512(experiment: str, coco_root: Path) -> None:
+    """ViTPose's backbone sizes and optimiser (AdamW, weight decay 0.1, its layer decay per size, gradient clipping
+    at 1, 500 warm-up iterations) at input 512 with one AE output at 1/4; the network built on the meta device."""
+    from bottomup.build import build_optimizer
+
+    cfg = compose_train([f"experiment={experiment}", f"data.root={coco_root}", "output_dir=/tmp/unused"])
+    arch, width, depth, rate, data, k = VITPOSE_EXPECTED[experiment]
+    assert cfg.model.arch == arch and cfg.data.name == data and cfg.model.num_keypoints == k
+    assert cfg.data.input_size == 512 and list(cfg.model.strides) == [4] and list(cfg.loss.heatmap_weights) == [1.0]
+    assert cfg.optim._target_ == "torch.optim.AdamW" and cfg.optim.weight_decay == 0.1
+    assert cfg.optim.param_groups.layer_decay_rate == rate and cfg.trainer.grad_clip == 1.0
+    with torch.device("meta"):
+        model = build_model(cfg.model, cfg.data.num_keypoints)
+    assert model.embed_dim == width and len(model.backbone.blocks) == depth
+    optimizer, scheduler = build_optimizer(cfg.optim, cfg.schedule, model, iters_per_epoch=10)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    scales = {g["lr_scale"] for g in optimizer.param_groups}
+    assert max(scales) == 1.0 and min(scales) == pytest.approx(rate ** (depth + 1))
+    for _ in range(500):
+        optimizer.step()
+        scheduler.step()
+    assert max(g["lr"] for g in optimizer.param_groups) == pytest.approx(cfg.optim.lr)  # warm-up done

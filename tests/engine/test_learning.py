@@ -19,10 +19,25 @@ pytestmark = [pytest.mark.learning, pytest.mark.slow]
 OVERFIT_IMAGES = [790, 442450, 322517, 234748]
 
 
-@pytest.mark.parametrize("swahr", [False, True], ids=["higherhrnet", "swahr"])
-def test_overfit_four_real_images(coco_root: Path, tmp_path: Path, swahr: bool) -> None:
+#: The network of each overfit check: the quickstart's slim HigherHRNet-W16, the same with SWAHR's scale heads, and
+#: the tiny ViT (``model=vitpose_tiny_ae``) under the AE head with ViTPose's optimiser (AdamW, layer-wise decay off).
+OVERFIT_MODELS = {
+    "higherhrnet": [
+        "model.width=16", "model.stage_modules=[1,1,1]", "model.blocks_per_branch=2", "model.stem_blocks=1",
+        "model.init=official", "trainer.channels_last=true", "optim.lr=1e-4",
+    ],
+    "vit": [
+        "model=vitpose_tiny_ae", "optim=adamw_layer_decay", "optim.param_groups.layer_decay_rate=1.0",
+        "optim.lr=1e-3", "optim.weight_decay=0.0", "trainer.grad_clip=1.0", "loss.heatmap_weights=[1.0]",
+    ],
+}  # fmt: skip
+OVERFIT_MODELS["swahr"] = [*OVERFIT_MODELS["higherhrnet"], "model.swahr=true"]
+
+
+@pytest.mark.parametrize("network", ["higherhrnet", "swahr", "vit"])
+def test_overfit_four_real_images(coco_root: Path, tmp_path: Path, network: str) -> None:
     """Memorise 4 real COCO images and evaluate on the same 4: catches broken targets, masks, loss or grouping.
-    With ``swahr`` the same network with the SWAHR scale heads, target and loss (``model.swahr=true``)."""
+    ``swahr``: the same network with the SWAHR scale heads, target and loss; ``vit``: a ViT backbone."""
     src = json.loads((coco_root / "annotations" / "person_keypoints_train2017.json").read_text())
     keep = set(OVERFIT_IMAGES)
     subset = {
@@ -46,16 +61,13 @@ def test_overfit_four_real_images(coco_root: Path, tmp_path: Path, swahr: bool) 
             f"data.train_ann={ann}", f"data.val_ann={ann}", f"data.train_images={images}", f"data.val_images={images}",
             "data.input_size=288", "test.input_size=192", "data.batch_size=4", "data.num_workers=0",
             "data.augmentation.min_scale=1.5", "data.augmentation.max_scale=1.5", "data.augmentation.max_rotation=0",
-            "data.augmentation.max_translate=0", "model.width=16", "model.stage_modules=[1,1,1]",
-            "model.blocks_per_branch=2", "model.stem_blocks=1", "model.init=official", "trainer.precision=fp32",
-            "trainer.channels_last=true", "trainer.epochs=200", "trainer.eval_every=200", "schedule.warmup_iters=10",
-            "schedule.milestones=[170]", "optim.lr=1e-4", "loss.push_type=max", "loss.pull_weight=0.01",
-            "loss.push_weight=0.01", f"model.swahr={str(swahr).lower()}",
-            "trainer.progress=false",
+            "data.augmentation.max_translate=0", "trainer.precision=fp32", "trainer.epochs=200",
+            "trainer.eval_every=200", "schedule.warmup_iters=10", "schedule.milestones=[170]", "loss.push_type=max",
+            "loss.pull_weight=0.01", "loss.push_weight=0.01", "trainer.progress=false", *OVERFIT_MODELS[network],
         ]
     )  # fmt: skip
     summary = train(cfg)
-    print(f"overfit AP on the 4 training images (swahr={swahr}): {summary['ap']:.3f}")
+    print(f"overfit AP on the 4 training images ({network}): {summary['ap']:.3f}")
     assert summary["ap"] >= 0.5, summary
 
 
