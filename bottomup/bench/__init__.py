@@ -1,8 +1,14 @@
 """One benchmark entry point for speed and memory: ``python -m bottomup.bench``.
 
+The network of the model sections (``forward``, ``train``, ``e2e``, ``flops``, ``memory``, ``video``, ``backends``)
+is HigherHRNet-W\\ ``--width`` with random weights, or with ``--experiment NAME`` that experiment's model (any
+``conf/experiment``, e.g. ``vitpose_b_ae``; random weights, nothing pre-trained loaded). ``--experiment A,B`` runs the
+selected sections for each network in turn (``data``, ``grouping``, ``grouping_reference`` and ``tracking``, which do
+not depend on it, once), every row prefixed with its experiment's name: networks side by side in one run.
+
 Sections (``--only`` picks a subset, comma separated; all but ``grouping_reference`` and ``video`` run by default):
 
-* ``forward``: latency of one forward pass of HigherHRNet-W\\ ``--width`` on a ``(1, 3, S, S)`` input
+* ``forward``: latency of one forward pass of the network on a ``(1, 3, S, S)`` input
   (``S = --size``), under ``torch.inference_mode()``, in eval mode, per precision (``fp32``; ``bf16`` autocast;
   ``fp16`` autocast on CUDA only), memory format (contiguous / channels_last) and, with ``--compile``,
   ``torch.compile`` (at least 3 warm-up calls after the compiling one); then the same for copies with BatchNorm
@@ -28,8 +34,9 @@ Sections (``--only`` picks a subset, comma separated; all but ``grouping_referen
   resize, network, flip test off / on, aggregation, grouping, back-projection). The network has random
   weights unless ``--checkpoint`` is given; with random weights grouping finds no peaks and costs next to
   nothing, so the figure is then the network + pre/post-processing.
-* ``flops``: multiply-adds of one forward (``torch.utils.flop_counter.FlopCounterMode``, cross-checked with a
-  per-layer analytic count of every Conv2d / ConvTranspose2d), a dense square matmul probe (``--probe-size``)
+* ``flops``: the network's parameters (M) and multiply-adds of one forward (``torch.utils.flop_counter.FlopCounterMode``
+  with a formula for the CPU attention kernel it lacks, cross-checked with a per-layer analytic count of every
+  Conv2d / ConvTranspose2d / Linear and ViT attention), a dense square matmul probe (``--probe-size``)
   per precision giving the machine's attainable GFLOP/s, and the forward's achieved GFLOP/s
   (``2 * MACs / time``, from the ``forward`` section's fastest non-compiled variant of that precision, or timed
   here) with its percentage of the probe.
@@ -47,7 +54,7 @@ Sections (``--only`` picks a subset, comma separated; all but ``grouping_referen
   (``bottomup.data.synthetic_video``) through ``PoseEstimator.track`` as ``python -m bottomup.infer`` runs a video
   (estimate, track, a JSON line, a rendered MP4 frame), with the ``--checkpoint``'s model or the quickstart network
   with random weights: resident memory at frames 1, 500, 1000, 1500, 2000 (flat: nothing accumulates), frames/s
-  end to end and ``PoseTracker.update`` ms per frame; then frames/s of HigherHRNet-W``--width`` at ``--size`` on
+  end to end and ``PoseTracker.update`` ms per frame; then frames/s of the network at ``--size`` on
   640 x 480 frames, fp32 and per other precision the BN-folded channels_last copy, flip test off / on.
 
 Every measurement is taken ``--repeats`` times after ``--warmup`` untimed runs and reported as min / median / max,
@@ -67,6 +74,7 @@ Examples::
     python -m bottomup.bench --only grouping_reference    # fast grouping vs the reference, all val images
     python -m bottomup.bench --quick --json /tmp/bench.json
     python -m bottomup.bench --only backends --width 32 --size 512 --threads 2   # torch / ORT / OpenVINO / INT8
+    python -m bottomup.bench --only forward,flops --experiment vitpose_b_ae,higherhrnet_w32   # side by side
 """
 
 from __future__ import annotations

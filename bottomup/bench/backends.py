@@ -1,7 +1,8 @@
 """Section ``backends`` (only when named): the same images through every backend and precision, side by side.
 
-Variants, all with flip test on, one scale, the same weights (``--checkpoint``, else HigherHRNet-W``--width`` with
-random weights) and the same thread count (``--threads``, else torch's):
+Variants, all with flip test on, one scale, the same weights (``--checkpoint``, else the bench network --
+HigherHRNet-W``--width`` or the ``--experiment``'s -- with random weights) and the same thread count (``--threads``,
+else torch's):
 
 * ``torch fp32``: ``bottomup.api.PoseEstimator``, the network in fp32;
 * ``torch <precision> fast``: the fast path -- BatchNorm folded, weights in bf16, channels_last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -17,7 +18,16 @@ import torch
 from torch import nn
 
 from bottomup.bench.backends import bench_backends
-from bottomup.bench.common import Result, Settings, bench_model, format_table, machine_info, train_batch
+from bottomup.bench.common import (
+    Result,
+    Settings,
+    bench_model,
+    format_table,
+    machine_info,
+    model_label,
+    train_batch,
+    train_config,
+)
 from bottomup.bench.data import bench_data
 from bottomup.bench.e2e import bench_e2e
 from bottomup.bench.flops import bench_flops
@@ -50,7 +60,8 @@ class Run:
     _batch: dict[str, Any] | None = None
 
     def model(self) -> nn.Module:
-        """The random-weight HigherHRNet (eval mode), built once."""
+        """The random-weight network (``bench_model``: HigherHRNet-W``--width`` or the ``--experiment``'s; eval
+        mode), built once."""
         if self._model is None:
             self._model = bench_model(self.s).eval()
         return self._model
@@ -113,6 +124,8 @@ DEFAULT_SECTIONS: tuple[str, ...] = tuple(
 )
 #: Sections that read coco-mini.
 DATA_SECTIONS = frozenset({"train", "data", "grouping", "grouping_reference", "e2e", "backends"})
+#: Sections whose figures do not depend on the benchmarked network: with several ``--experiment`` s they run once.
+MODEL_FREE_SECTIONS = frozenset({"data", "grouping", "grouping_reference", "tracking"})
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -141,7 +154,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated sections out of {','.join(SECTIONS)} (grouping_reference, video, backends and tracking only when named)",
     )
     p.add_argument("--size", type=int, default=None, help="square input side (default 512; 64 with --quick)")
-    p.add_argument("--width", type=int, default=32, help="HRNet width (32 = W32, 48 = W48)")
+    p.add_argument(
+        "--width", type=int, default=None, help="HRNet width of the default network (32 = W32, 48 = W48; default 32)"
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5; 1 with --quick)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up runs (default 2; 1 with --quick)")
     p.add_argument("--train-batch", type=int, default=None, help="training batch (default 2 on CPU, 12 on CUDA)")
@@ -170,7 +185,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-size", type=int, default=None, help="matmul probe side (default 2048 CPU / 8192 CUDA)")
     p.add_argument("--data-root", type=Path, default=None, help=f"coco-mini folder (default {_default_data_root()})")
     p.add_argument("--checkpoint", default=None, help="weights for the e2e section (project .pt or official .pth)")
-    p.add_argument("--experiment", default=None, help="conf/experiment name for an official --checkpoint")
+    p.add_argument(
+        "--experiment",
+        default=None,
+        help="conf/experiment name(s), comma separated: the network of the model sections (forward, flops, train, "
+        "memory, e2e, video, backends; random weights) instead of HigherHRNet-W--width, each in turn (rows prefixed "
+        "with its name when several, e.g. vitpose_b_ae,higherhrnet_w32); also the experiment of an official "
+        "--checkpoint",
+    )
     p.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (and the ONNX Runtime / OpenVINO threads)"
     )
@@ -224,7 +246,7 @@ def _check_data_root(data_root: Path) -> None:
         )
 
 
-def _resolve(args: argparse.Namespace) -> tuple[Settings, list[str]]:
+def _resolve(args: argparse.Namespace) -> tuple[Settings, list[str], list[str]]:
     try:
         device = resolve_device(args.device, key="--device")
     except ValueError as e:
@@ -239,10 +261,17 @@ def _resolve(args: argparse.Namespace) -> tuple[Settings, list[str]]:
     data_root = args.data_root if args.data_root is not None else _default_data_root()
     if any(sec in DATA_SECTIONS for sec in sections):
         _check_data_root(data_root)
+    experiments = [t.strip() for t in (args.experiment or "").split(",") if t.strip()]
+    if experiments and args.width is not None:
+        raise SystemExit(
+            "error: --width sets the default HigherHRNet; with --experiment the network is the experiment's"
+        )
+    if len(experiments) > 1 and args.checkpoint:
+        raise SystemExit("error: --checkpoint takes one --experiment")
     s = Settings(
         device=device,
         size=size,
-        width=args.width,
+        width=args.width if args.width is not None else 32,
         repeats=max(1, args.repeats if args.repeats is not None else (1 if q else 5)),
         warmup=max(0, args.warmup if args.warmup is not None else (1 if q else 2)),
         train_batch=args.train_batch if args.train_batch is not None else (12 if cuda else 2),
@@ -259,16 +288,21 @@ def _resolve(args: argparse.Namespace) -> tuple[Settings, list[str]]:
         probe_size=args.probe_size if args.probe_size is not None else (512 if q else (8192 if cuda else 2048)),
         data_root=data_root,
         checkpoint=args.checkpoint,
-        experiment=args.experiment,
+        experiment=experiments[0] if experiments else None,
         quick=q,
     )
     if s.checkpoint and not Path(s.checkpoint).is_file():
         raise SystemExit(f"error: --checkpoint {s.checkpoint} does not exist")
-    return s, sections
+    for experiment in experiments:
+        try:
+            train_config(dataclasses.replace(s, experiment=experiment))
+        except Exception as e:  # noqa: BLE001 - hydra's errors: unknown experiment, bad config
+            raise SystemExit(f"error: --experiment {experiment}: {e}".splitlines()[0]) from e
+    return s, sections, experiments
 
 
 # ---------------------------------------------------------------------------------------------- report
-def _print_header(s: Settings, sections: list[str], machine: dict[str, Any]) -> None:
+def _print_header(s: Settings, sections: list[str], machine: dict[str, Any], models: list[str]) -> None:
     print("== bottomup.bench ==")
     print(f"machine: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
           f"capability {machine['cpu_capability']}, flags {' '.join(machine['cpu_bf16_flags']) or '-'}")  # fmt: skip
@@ -279,7 +313,7 @@ def _print_header(s: Settings, sections: list[str], machine: dict[str, Any]) -> 
         print(f"GPU: {machine['gpu']} ({machine['gpu_memory_gib']} GiB), CUDA {machine['cuda']}, cuDNN "
               f"{machine['cudnn']}, cudnn.allow_tf32={machine['cudnn_allow_tf32']}, "
               f"matmul.allow_tf32={machine['matmul_allow_tf32']}")  # fmt: skip
-    print(f"device {s.device}; HigherHRNet-W{s.width}, input {s.size}; precisions {','.join(s.precisions)}; "
+    print(f"device {s.device}; {', '.join(models)}, input {s.size}; precisions {','.join(s.precisions)}; "
           f"warmup {s.warmup}, repeats {s.repeats}; sections {','.join(sections)}"
           + ("; QUICK (smoke test, numbers mean nothing)" if s.quick else ""))  # fmt: skip
     load = machine["load_average"]
@@ -337,23 +371,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    s, sections = _resolve(args)
+    s, sections, experiments = _resolve(args)
     if s.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     machine = machine_info(s.device)
-    _print_header(s, sections, machine)
+    runs = [Run(dataclasses.replace(s, experiment=e)) for e in experiments] or [Run(s)]
+    _print_header(s, sections, machine, [model_label(r.s) for r in runs])
 
-    run = Run(s)
-    run.calib_images = args.calib_images if args.calib_images is not None else (2 if s.quick else 32)
     results: list[Result] = []
     durations: dict[str, float] = {}
-    for sec, bench in SECTIONS.items():
-        if sec not in sections:
-            continue
-        t0 = time.perf_counter()
-        print(f"-- {sec} ...", flush=True)
-        results += bench(run)
-        durations[sec] = time.perf_counter() - t0
+    for i, one in enumerate(runs):
+        one.calib_images = args.calib_images if args.calib_images is not None else (2 if s.quick else 32)
+        label = f"{model_label(one.s)}: " if len(runs) > 1 else ""
+        for sec, bench in SECTIONS.items():
+            if sec not in sections or (i and sec in MODEL_FREE_SECTIONS):
+                continue
+            t0 = time.perf_counter()
+            print(f"-- {label}{sec} ...", flush=True)
+            for r in bench(one):
+                r.name = label + r.name
+                results.append(r)
+            durations[label + sec] = time.perf_counter() - t0
+        if i:  # one list of notes and failures: the first run's
+            runs[0].notes += [label + note for note in one.notes]
+            runs[0].failures += [label + f for f in one.failures]
+        elif label:
+            one.notes[:] = [label + note for note in one.notes]
+        one._model = one._batch = None  # free the network before the next one's
+    run = runs[0]
 
     print()
     print(format_table(results))

@@ -31,6 +31,7 @@ __all__ = [
     "memory_format",
     "layout_name",
     "train_config",
+    "model_label",
     "bench_model",
     "coco_layout",
     "train_dataset",
@@ -213,8 +214,9 @@ def layout_name(channels_last: bool) -> str:
 
 # ---------------------------------------------------------------------------------------------- inputs
 @functools.cache
-def _composed(width: int, size: int, data_root: str | None) -> DictConfig:
-    cfg = compose("train", [f"model.width={width}", f"data.input_size={size}"])
+def _composed(width: int, size: int, data_root: str | None, experiment: str | None = None) -> DictConfig:
+    model = [f"experiment={experiment}"] if experiment else [f"model.width={width}"]
+    cfg = compose("train", [*model, f"data.input_size={size}"])
     if data_root is not None:
         cfg.data.root = data_root
     return cfg
@@ -222,13 +224,19 @@ def _composed(width: int, size: int, data_root: str | None) -> DictConfig:
 
 def train_config(s: Settings) -> DictConfig:
     """The training config of ``conf/train.yaml`` (COCO data, HigherHRNet, AE loss, Adam, warm-up schedule) with
-    ``model.width = s.width``, ``data.input_size = s.size`` (px) and ``data.root = s.data_root``. Shared: do not
-    modify it."""
-    return _composed(s.width, s.size, str(s.data_root) if s.data_root is not None else None)
+    ``model.width = s.width`` -- or, with ``s.experiment``, that experiment's config (its model, loss, optimiser)
+    -- and ``data.input_size = s.size`` (px) and ``data.root = s.data_root``. Shared: do not modify it."""
+    return _composed(s.width, s.size, str(s.data_root) if s.data_root is not None else None, s.experiment)
+
+
+def model_label(s: Settings) -> str:
+    """The benchmarked network in words: ``HigherHRNet-W32`` (``--width``), or the ``--experiment``'s name."""
+    return s.experiment if s.experiment else f"HigherHRNet-W{s.width}"
 
 
 def bench_model(s: Settings) -> nn.Module:
-    """HigherHRNet-W``s.width`` of ``conf/model`` (strides 4 and 2, tag dim 1) with its official random
+    """The network of :func:`train_config` -- HigherHRNet-W``s.width`` of ``conf/model`` (strides 4 and 2, tag dim
+    1), or ``s.experiment``'s model (e.g. ``vitpose_b_ae``; no pre-trained weights are loaded) -- with its random
     initialisation (seed 0), on ``s.device``."""
     cfg = train_config(s)
     torch.manual_seed(0)

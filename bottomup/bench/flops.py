@@ -10,28 +10,51 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from bottomup.bench.common import Result, Settings, layout_name, memory_format, time_fn
+from bottomup.bench.common import Result, Settings, layout_name, memory_format, model_label, time_fn, train_config
 from bottomup.models.precision import PRECISION_DTYPES, autocast
+from bottomup.models.vit import Attention
 
-__all__ = ["EXPECTED_GMAC", "count_macs", "matmul_probe", "bench_flops"]
+__all__ = ["EXPECTED_GMAC", "FLOP_FORMULAS", "count_macs", "matmul_probe", "bench_flops"]
 
 #: Published / expected multiply-adds (G MACs) of one forward, by (width, input size), 17 keypoints, strides (4, 2).
 EXPECTED_GMAC: dict[tuple[int, int], float] = {(32, 512): 46.2}
 
+_aten = torch.ops.aten
 
-def _analytic_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int, list[tuple[nn.ConvTranspose2d, tuple]]]:
-    """Multiply-adds of every Conv2d / ConvTranspose2d in one forward: ``(conv, transposed, deconv inputs)``.
+
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+#: Ops FlopCounterMode has no formula for (their FLOPs were silently left out): the CPU kernel of
+#: ``scaled_dot_product_attention`` (torch registers the CUDA flash / memory-efficient / cuDNN ones only), counted
+#: as the others: ``2 * (q k^T + attn v)`` multiply-adds.
+FLOP_FORMULAS = {_aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+
+
+def _analytic_macs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, int], list[tuple[nn.ConvTranspose2d, tuple]]]:
+    """Multiply-adds of every Conv2d / ConvTranspose2d / Linear and ViT attention in one forward:
+    ``({"conv", "deconv", "linear", "attention"}, deconv inputs)``.
 
     Conv2d: ``N * Cout * Hout * Wout * Cin / groups * kh * kw``. ConvTranspose2d: every input pixel is
     multiplied by the whole kernel, ``N * Cin * Hin * Win * Cout / groups * kh * kw`` (the products that
-    fall into the cropped padding are counted too, as FlopCounterMode does).
+    fall into the cropped padding are counted too, as FlopCounterMode does). Linear: ``rows * in * out``.
+    Attention (``bottomup.models.vit.Attention``, T tokens of C channels): ``2 * N * T^2 * C`` (``q k^T`` and
+    ``attn v``; the softmax is not counted, as FlopCounterMode does not).
     """
-    counts = {"conv": 0, "deconv": 0}
+    counts = {"conv": 0, "deconv": 0, "linear": 0, "attention": 0}
     deconvs: list[tuple[nn.ConvTranspose2d, tuple]] = []
 
     def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(mod, nn.Linear):
+            counts["linear"] += output.numel() // mod.out_features * mod.in_features * mod.out_features
+            return
+        if isinstance(mod, Attention):
+            n, t, c = inputs[0].shape
+            counts["attention"] += 2 * n * t * t * c
+            return
         kh, kw = mod.kernel_size
         if isinstance(mod, nn.ConvTranspose2d):
             n, _, h, w = inputs[0].shape
@@ -41,29 +64,31 @@ def _analytic_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int, list[tu
             n, _, h, w = output.shape
             counts["conv"] += n * h * w * mod.out_channels * mod.in_channels // mod.groups * kh * kw
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, Attention)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     try:
         with torch.inference_mode():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    return counts["conv"], counts["deconv"], deconvs
+    return counts, deconvs
 
 
 def count_macs(model: nn.Module, size: int, device: torch.device) -> dict[str, float]:
     """Multiply-adds (MACs) of one batch-1 forward at ``size x size`` px.
 
     Returns:
-        dict with ``flop_counter`` (FlopCounterMode FLOPs / 2), ``analytic`` (per-layer conv count),
-        ``analytic_conv``, ``analytic_transposed``, ``flop_counter_transposed`` (FlopCounterMode on the
-        transposed convolutions alone, with their real input shapes), all in MACs.
+        dict with ``flop_counter`` (FlopCounterMode FLOPs / 2, with :data:`FLOP_FORMULAS`), ``analytic``
+        (per-layer count), ``analytic_conv``, ``analytic_transposed``, ``analytic_linear``, ``analytic_attention``
+        (the last two 0 for an HRNet), ``flop_counter_transposed`` (FlopCounterMode on the transposed convolutions
+        alone, with their real input shapes), all in MACs.
     """
     model.eval()
     x = torch.zeros(1, 3, size, size, device=device)
-    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as fc:
         model(x)
-    conv, deconv, deconvs = _analytic_macs(model, x)
+    counts, deconvs = _analytic_macs(model, x)
     fc_deconv = 0
     for mod, shape in deconvs:
         with torch.inference_mode(), FlopCounterMode(display=False) as fcd:
@@ -71,9 +96,11 @@ def count_macs(model: nn.Module, size: int, device: torch.device) -> dict[str, f
         fc_deconv += fcd.get_total_flops()
     return {
         "flop_counter": fc.get_total_flops() / 2,
-        "analytic": float(conv + deconv),
-        "analytic_conv": float(conv),
-        "analytic_transposed": float(deconv),
+        "analytic": float(sum(counts.values())),
+        "analytic_conv": float(counts["conv"]),
+        "analytic_transposed": float(counts["deconv"]),
+        "analytic_linear": float(counts["linear"]),
+        "analytic_attention": float(counts["attention"]),
         "flop_counter_transposed": fc_deconv / 2,
     }
 
@@ -105,11 +132,27 @@ def _tf32_matmul(enabled: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
+def _expected_gmac(s: Settings) -> float | None:
+    """:data:`EXPECTED_GMAC` of the benchmarked network when it is a HigherHRNet of 17 keypoints, strides (4, 2)."""
+    model = train_config(s).model
+    if not str(model.get("_target_", "")).endswith("HigherHRNet"):
+        return None
+    if list(model.strides) != [4, 2] or int(model.num_keypoints) != 17 or model.get("swahr", False):
+        return None
+    return EXPECTED_GMAC.get((int(model.width), s.size))
+
+
 def _mac_notes(s: Settings, macs: dict[str, float]) -> list[str]:
     gmac = macs["flop_counter"] / 1e9
+    transformer = (
+        f" + linear {macs['analytic_linear'] / 1e9:.2f} + attention {macs['analytic_attention'] / 1e9:.2f}"
+        if macs["analytic_linear"] or macs["analytic_attention"]
+        else ""
+    )
     notes = [
-        f"forward MACs at {s.size}x{s.size}, W{s.width}: FlopCounterMode {gmac:.2f} G, analytic {macs['analytic'] / 1e9:.2f} G "
-        f"(conv {macs['analytic_conv'] / 1e9:.2f} + transposed conv {macs['analytic_transposed'] / 1e9:.3f}); "
+        f"forward MACs at {s.size}x{s.size}, {model_label(s)}: FlopCounterMode {gmac:.2f} G, analytic "
+        f"{macs['analytic'] / 1e9:.2f} G (conv {macs['analytic_conv'] / 1e9:.2f} + transposed conv "
+        f"{macs['analytic_transposed'] / 1e9:.3f}{transformer}); "
         f"FlopCounterMode on the transposed convs alone: {macs['flop_counter_transposed'] / 1e9:.3f} G "
         + (
             "(= Cin*Cout*k*k*Hin*Win: counted properly)"
@@ -117,10 +160,10 @@ def _mac_notes(s: Settings, macs: dict[str, float]) -> list[str]:
             else "(differs from Cin*Cout*k*k*Hin*Win!)"
         )
     ]
-    expected = EXPECTED_GMAC.get((s.width, s.size))
+    expected = _expected_gmac(s)
     if expected is not None:
         ok = abs(gmac - expected) / expected < 0.01
-        notes.append(f"expected ~{expected} G MACs for W{s.width}-{s.size}: {'matches' if ok else 'DIFFERS'}")
+        notes.append(f"expected ~{expected} G MACs for {model_label(s)}-{s.size}: {'matches' if ok else 'DIFFERS'}")
     return notes
 
 
@@ -149,9 +192,11 @@ def bench_flops(
     GFLOP/s (with its % of the probe) per precision. Returns results and notes."""
     macs = count_macs(model, s.size, s.device)
     gmac = macs["flop_counter"] / 1e9
+    params = sum(p.numel() for p in model.parameters())
     results = [
         Result("flops", "forward MACs (FlopCounterMode)", "GMAC", [gmac], {"macs": macs}),
         Result("flops", "forward MACs (analytic)", "GMAC", [macs["analytic"] / 1e9], {}),
+        Result("flops", "parameters", "M", [params / 1e6], {"parameters": params}),
     ]
     for precision in s.precisions:
         probe = matmul_probe(s.probe_size, precision, s.device, max(1, s.warmup), max(s.repeats, 3))

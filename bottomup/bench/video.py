@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bottomup.api import PoseEstimator
-from bottomup.bench.common import Result, Settings, coco_layout
+from bottomup.bench.common import Result, Settings, coco_layout, model_label
 from bottomup.build import build_model, compose
 from bottomup.data.synthetic_video import SyntheticVideo
 from bottomup.data.video import VideoWriter
@@ -141,7 +141,7 @@ def _fps(s: Settings, model: nn.Module) -> list[Result]:
             results.append(
                 Result(
                     "video",
-                    f"W{s.width}-{s.size} {name} flip {'on' if flip else 'off'}",
+                    f"{model_label(s)}-{s.size} {name} flip {'on' if flip else 'off'}",
                     "frames/s",
                     [rate],
                     {"frames": count, "frame_size": [640, 480], "flip": flip, **fast},

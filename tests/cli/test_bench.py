@@ -154,3 +154,63 @@ def test_grouping_reference_mismatch_exits_1(
     printed = capsys.readouterr().out
     assert status == 1
     assert "identical outputs: False" in printed and "FAILED: grouping_reference" in printed
+
+
+def test_macs_of_vitpose_b_512() -> None:
+    """A ViT's MACs: FlopCounterMode (with the CPU attention kernel's formula, ``FLOP_FORMULAS``) and the per-layer
+    count agree: 12 blocks of 12 T C^2 (qkv, proj, MLP) + 2 T^2 C (attention), T = 1024 tokens, C = 768, then the
+    patch embedding and the classic neck; 114.6 G, 2.5x HigherHRNet-W32's."""
+    from bottomup.models.vit import ViTPoseAE
+
+    with torch.device("meta"):
+        model = ViTPoseAE("base", strides=[4])
+    macs = count_macs(model, 512, torch.device("meta"))
+    assert macs["flop_counter"] == macs["analytic"]
+    t, c = 1024, 768
+    assert macs["analytic_attention"] == 12 * 2 * t * t * c
+    assert macs["analytic_linear"] == 12 * 12 * t * c * c
+    assert macs["flop_counter"] / 1e9 == pytest.approx(114.56, abs=0.05)
+
+
+def test_attention_on_cpu_is_counted() -> None:
+    """The CPU kernel of ``scaled_dot_product_attention`` (which FlopCounterMode has no formula for) is counted, on a
+    real tensor as on meta: a tiny ViT's two counts agree."""
+    from bottomup.models.vit import ViTPoseAE
+
+    model = ViTPoseAE("custom", embed_dim=32, depth=1, num_heads=2, neck_channels=8, strides=[4])
+    macs = count_macs(model, 64, torch.device("cpu"))
+    assert macs["analytic_attention"] == 2 * 16 * 16 * 32
+    assert macs["flop_counter"] == macs["analytic"]
+
+
+def test_experiments_are_benchmarked_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--experiment A,B --only forward,flops``: each experiment's network (a ViT, an HRNet) in turn, rows prefixed
+    with its name: MACs, parameters and forward times of both in one run."""
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--only", "forward,flops", "--precisions", "fp32", "--threads", "1", "--device", "cpu"]
+    assert main([*argv, "--experiment", "quickstart_vit,quickstart", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "quickstart_vit, quickstart, input 64" in printed
+    report = json.loads(out.read_text())
+    for section in ("forward", "flops"):
+        _check_records(section, report["sections"][section])
+    flops = {r["name"]: r for r in report["sections"]["flops"]}
+    forward = {r["name"] for r in report["sections"]["forward"]}
+    for name in ("quickstart_vit", "quickstart"):
+        assert f"{name}: fp32 contiguous" in forward and f"{name}: fp32 contiguous folded" in forward
+        counted = flops[f"{name}: forward MACs (FlopCounterMode)"]["median"]
+        assert counted == pytest.approx(flops[f"{name}: forward MACs (analytic)"]["median"], rel=1e-9)
+        assert flops[f"{name}: parameters"]["unit"] == "M"
+    vit = flops["quickstart_vit: forward MACs (FlopCounterMode)"]["info"]["macs"]
+    assert vit["analytic_attention"] > 0 and vit["analytic_linear"] > 0
+    assert flops["quickstart: forward MACs (FlopCounterMode)"]["info"]["macs"]["analytic_attention"] == 0
+    assert flops["quickstart_vit: parameters"]["median"] != flops["quickstart: parameters"]["median"]
+
+
+def test_experiment_and_width_are_exclusive() -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--quick", "--only", "forward", "--experiment", "vitpose_b_ae", "--width", "48"])
+    assert "--width" in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        main(["--quick", "--only", "forward", "--experiment", "no_such_experiment"])
+    assert "no_such_experiment" in str(err.value)

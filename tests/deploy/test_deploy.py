@@ -1,9 +1,10 @@
 """Exported models (``python -m bottomup.export``) on ONNX Runtime and OpenVINO: the same people as the torch path,
 the torch-free runtime, and clear errors for bad or mismatched model files.
 
-Real coco-mini val images, flip test on, two input shapes (square and 4:3). Two models: the quickstart network
-briefly trained (session fixture ``quickstart_checkpoint``) and the official-layout HigherHRNet-W32 with seeded
-weights, saved as a raw ``.pth`` state dict like the official checkpoints (input 256 to keep it cheap).
+Real coco-mini val images, flip test on, two input shapes (square and 4:3). Three models: the quickstart network
+briefly trained (session fixture ``quickstart_checkpoint``), the official-layout HigherHRNet-W32 with seeded
+weights, saved as a raw ``.pth`` state dict like the official checkpoints (input 256 to keep it cheap), and a tiny
+seeded ViT under the AE head (``ViTPoseAE``, experiment ``quickstart_vit`` made smaller; input 128).
 """
 
 from __future__ import annotations
@@ -86,7 +87,54 @@ def w32_export(tmp_path_factory: pytest.TempPathFactory):
     return estimator, _export_both(estimator, folder, "torchscript")
 
 
-@pytest.mark.parametrize("which", ["quickstart", "w32"])
+#: A ViT small enough for a few seconds of export and comparison: quickstart_vit's architecture (the ViT-Ti recipe,
+#: classic neck, stride 4 only) at 2 blocks of 32 channels.
+TINY_VIT = [
+    "experiment=quickstart_vit",
+    "model.depth=2",
+    "model.embed_dim=32",
+    "model.num_heads=2",
+    "model.neck_channels=16",
+]
+
+
+def seeded_vit_network(overrides: list[str] = TINY_VIT, seed: int = 0) -> tuple[torch.nn.Module, object]:
+    """A seeded ``ViTPoseAE`` whose heatmaps find people (with its config): the neck's (transposed) convolutions get
+    PyTorch's default initialisation instead of ViTPose's N(0, 0.001^2), so that the features, and so the heatmaps,
+    vary across the image; the output convolution (``final_layers[0]``: K heatmaps, then K tags) gets N(0, 0.3^2)
+    weights and heatmap biases of 0.3 (as ``conftest.biased_quickstart_network`` does for the HRNet)."""
+    from bottomup.build import build_model, compose
+    from bottomup.models.vit import ViTPoseAE
+
+    cfg = compose("train", overrides)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, pretrained=False)
+    assert isinstance(model, ViTPoseAE) and len(model.final_layers) == 1
+    k = int(cfg.data.num_keypoints)
+    with torch.no_grad():
+        for m in model.neck.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                m.reset_parameters()
+        for layer in model.final_layers:
+            torch.nn.init.normal_(layer.weight, std=0.3)
+            layer.bias[:k] = 0.3
+    return model.eval(), cfg
+
+
+@pytest.fixture(scope="module")
+def vit_export(tmp_path_factory: pytest.TempPathFactory):
+    # max_people 5: the random heads give hundreds of weak peaks, many on the map border, where the upsampled heatmap
+    # repeats its first row / column: exact ties, which ONNX Runtime's and torch's top-k order by index and
+    # OpenVINO's otherwise (30 people: ~10 of 510 keypoints swapped within a person). The 5 strongest are interior.
+    # TorchScript exporter (~5 s; dynamo, ~45 s on a loaded 2-core machine, gives the same people).
+    model, cfg = seeded_vit_network()
+    estimator = PoseEstimator.from_config(
+        cfg, model, device="cpu", input_size=128, flip_test=True, max_people=5, assignment="scipy"
+    )
+    return estimator, _export_both(estimator, tmp_path_factory.mktemp("vit_export"), "torchscript")
+
+
+@pytest.mark.parametrize("which", ["quickstart", "w32", "vit"])
 def test_exported_models_find_the_same_people_as_torch(which: str, request, coco_root: Path) -> None:
     """ONNX Runtime and OpenVINO fp32 on the exported graph vs the torch fp32 path: same people (count), keypoints
     within 0.5 px, scores within 1e-3, at a 4:3 and a square input, flip test on."""
@@ -202,8 +250,11 @@ def test_plain_import_leaves_torch_out() -> None:
 def test_input_multiple_agrees_with_the_network() -> None:
     from bottomup.data.transforms import INPUT_MULTIPLE
     from bottomup.models.hrnet import INPUT_MULTIPLE as NETWORK_MULTIPLE
+    from bottomup.models.vit import ViTPoseAE
 
     assert INPUT_MULTIPLE == NETWORK_MULTIPLE
+    # the ViT takes any multiple of its patch size (16): every input the resize gives
+    assert INPUT_MULTIPLE % ViTPoseAE.input_multiple == 0
 
 
 def _legacy_json(source: Path, model: Path, **changes) -> Path:
@@ -527,6 +578,36 @@ def test_int8_export_quantises_the_network_and_still_finds_people(
         assert deployed.precision == "int8"
         got = deployed(image)
         assert 0 < len(got) <= 2 * len(expected)
+
+
+def test_int8_export_of_a_vit_quantises_its_transformer_and_still_finds_people(
+    vit_export, coco_root: Path, tmp_path: Path
+) -> None:
+    """``--int8`` on the ViT: NNCF quantises the transformer's matrix products (the bulk of its MACs) and leaves the
+    decode in float; ONNX Runtime's default ("conv") quantises the patch embedding and the neck only (its op list
+    has no MatMul: the transformer stays in float there). Both find people where fp32 does."""
+    import openvino as ov
+
+    from bottomup.deploy.export import decode_node_names, quantize_onnx
+
+    estimator, files = vit_export
+    calib = sorted((coco_root / "train2017").glob("*.jpg"))[:3]
+    xml = convert_to_openvino(files["onnxruntime"], tmp_path / "int8.xml", int8=True, calibration=calib)["model"]
+    q_onnx = quantize_onnx(files["onnxruntime"], tmp_path / "int8.onnx", calibration=calib)["model"]
+    quantised = {
+        op.get_friendly_name().split("/fq_")[0]
+        for op in ov.Core().read_model(str(xml)).get_ops()
+        if op.get_type_name() == "FakeQuantize"
+    }
+    assert any("/backbone/blocks." in n and n.endswith("MatMul") for n in quantised), sorted(quantised)
+    nms = {n for n in decode_node_names(files["onnxruntime"]) if "TopK" in n or "MaxPool" in n}
+    assert nms and not quantised & nms
+    image = _inputs(coco_root)[0]
+    expected = estimator(image)
+    for path in (xml, q_onnx):
+        deployed = DeployedPoseEstimator(path, threads=1)
+        assert deployed.precision == "int8"
+        assert 0 < len(deployed(image)) <= 2 * len(expected)
 
 
 @pytest.mark.slow
