@@ -365,7 +365,7 @@ class ViTPoseAE(nn.Module):
       at channel ``K + k * tag_dim + d``); a 1 x 1 conv after the classic neck, 3 x 3 (padding 1) after the simple
       one, as ViTPose's output convs;
     * each further stride (``strides=(4, 2)``): HigherHRNet's branch -- the features concatenated with the previous
-      output, ``ConvTranspose2d(k=4, s=2, p=1)`` + BN + ReLU to ``neck_channels``, ``num_deconv_blocks``
+      output, ``ConvTranspose2d(k=4, s=2, p=1)`` + BN + ReLU to ``branch_channels``, ``num_deconv_blocks``
       BasicBlocks (``deconv_layers[i - 1]``), a 1 x 1 conv to ``K`` heatmaps (``final_layers[i]``);
     * ``swahr=True``: SWAHR scale heads (``conv_scale_layers[i]``, as ``HigherHRNet``'s) on the features of each
       output, their K maps in front of it.
@@ -387,7 +387,9 @@ class ViTPoseAE(nn.Module):
         strides: ``(4,)`` or ``(4, 2)`` (starts with 4, halves).
         tag_dim: tag channels per keypoint.
         neck: one of :data:`NECKS`.
-        neck_channels: channels of the classic neck and of the stride-2 branch (ViTPose: 256).
+        neck_channels: channels of the classic neck (ViTPose: 256).
+        branch_channels: channels of the stride-2 branch (HigherHRNet-W32's: 32; at 512 x 512 input its four
+            BasicBlocks cost ~4.8 GMAC at 32 channels, ~310 at 256).
         num_deconv_blocks: BasicBlocks after each stride-2 deconvolution (HigherHRNet: 4).
         drop_path_rate: stochastic depth of the last block; ``None``: the size's (0.1 / 0.3 / 0.5 / 0.55; 0 for
             ``"custom"``).
@@ -440,6 +442,7 @@ class ViTPoseAE(nn.Module):
         num_heads: int | None = None,
         mlp_ratio: float = 4.0,
         grad_checkpointing: bool = False,
+        branch_channels: int = 32,
     ) -> None:
         super().__init__()
         if arch not in VIT_ARCHS:
@@ -465,6 +468,7 @@ class ViTPoseAE(nn.Module):
         self.num_keypoints = _check_positive("model.num_keypoints", num_keypoints)
         self.tag_dim = _check_positive("model.tag_dim", tag_dim)
         neck_channels = _check_positive("model.neck_channels", neck_channels)
+        branch_channels = _check_positive("model.branch_channels", branch_channels)
         if isinstance(num_deconv_blocks, bool) or not isinstance(num_deconv_blocks, int) or num_deconv_blocks < 0:
             raise ValueError(f"model.num_deconv_blocks must be an int >= 0, got {num_deconv_blocks!r}")
         try:
@@ -501,10 +505,10 @@ class ViTPoseAE(nn.Module):
         feature_channels = [width]
         for i in range(1, len(self.strides)):
             self.deconv_layers.append(
-                _deconv_stage(feature_channels[-1] + out_channels[i - 1], neck_channels, num_deconv_blocks)
+                _deconv_stage(feature_channels[-1] + out_channels[i - 1], branch_channels, num_deconv_blocks)
             )
-            self.final_layers.append(nn.Conv2d(neck_channels, out_channels[i], 1))
-            feature_channels.append(neck_channels)
+            self.final_layers.append(nn.Conv2d(branch_channels, out_channels[i], 1))
+            feature_channels.append(branch_channels)
         #: SWAHR scale maps, one head per output (as ``HigherHRNet.conv_scale_layers``); absent without SWAHR.
         self.conv_scale_layers: nn.ModuleList | None = None
         if swahr:
