@@ -214,8 +214,8 @@ class KeypointDataset(torch.utils.data.Dataset):
         image_id = self.image_ids[index]
         image = self.source.read_image(image_id)
         height, width = image.shape[:2]
-        keypoints, box_sizes = self.source.people_arrays(image_id)  # read-only, cached
-        mask = self.source.keep_mask(image_id, height, width)  # uint8 0/255, rasterised once per image
+        keypoints, box_sizes = self.source.people_keypoints(image_id)
+        mask = self.source.keep_mask(image_id, height, width)  # uint8 0/255, rasterised once per image and worker
         if keypoints.shape[0] > self.max_people and not self._warned_max_people:
             self._warned_max_people = True
             logger.info(
