@@ -390,14 +390,9 @@ class CocoKeypointAnnotations:
         """``(keypoints (N, K, 3) float64, box_sizes (N,) float64)`` of the kept people of an image (:meth:`people`
         without the mask)."""
         k = self.num_keypoints
-        people, sizes = [], []
-        for ann in self._annotations(image_id):
-            if not ann.get("iscrowd", 0) or _num_labeled(ann) > 0:
-                kps = ann.get("keypoints") or [0.0] * (3 * k)
-                people.append(np.asarray(kps, dtype=np.float64).reshape(k, 3))
-                sizes.append(_box_size(ann))
-        keypoints = np.stack(people) if people else np.zeros((0, k, 3))
-        return keypoints, np.asarray(sizes, np.float64)
+        kept = [a for a in self._annotations(image_id) if not a.get("iscrowd", 0) or _num_labeled(a) > 0]
+        keypoints = np.asarray([a.get("keypoints") or [0.0] * (3 * k) for a in kept], dtype=np.float64)
+        return keypoints.reshape(len(kept), k, 3), np.asarray([_box_size(a) for a in kept], np.float64)
 
     def keep_mask(self, image_id: int, height: int, width: int) -> np.ndarray:
         """The keep-mask of an image of ``height x width`` px as the official loader warps it: ``(H, W)`` uint8,
