@@ -52,12 +52,14 @@ def _normalise(image: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32 ImageNet-normalised.
 
     One table look-up per pixel (``cv2.LUT`` of each channel plane into its output plane): the values of
-    ``(float32(image) - mean * 255) / (std * 255)`` bit for bit, with one pass over the float output instead of
-    a transposed copy, a conversion and two arithmetic passes.
+    ``(float32(image) - _MEAN_255) * _INV_STD_255`` in float32 bit for bit, with one pass over the float output
+    instead of a transposed copy, a conversion and two arithmetic passes.
     """
     out = np.empty((3,) + image.shape[:2], np.float32)
     for c, plane in enumerate(cv2.split(image)):
-        cv2.LUT(plane, _NORMALISE_LUT[c], dst=out[c])
+        written = cv2.LUT(plane, _NORMALISE_LUT[c], dst=out[c])
+        if not np.may_share_memory(written, out[c]):  # (should OpenCV ever allocate instead)
+            out[c] = written
     return torch.from_numpy(out)
 
 
