@@ -20,7 +20,9 @@ Sections (``--only`` picks a subset, comma separated; all but ``grouping_referen
   loading is excluded (see ``data``). Unit: images/s (ms/step in the notes). Also each variant's loss curve
   against fp32 contiguous from equal weights (% max relative difference).
 * ``data``: throughput of ``bottomup.data.KeypointDataset`` (training augmentation, input ``S``) on coco-mini
-  train through a ``DataLoader`` with ``bottomup.data.collate``, per worker count (``--workers``, default
+  train: first per core (``dataset[(i, epoch)]`` over the data set in this process, one torch and one OpenCV
+  thread, process CPU time, one epoch per repeat after ``max(1, --warmup)`` untimed ones; ``info.per_core``),
+  then through a ``DataLoader`` with ``bottomup.data.collate``, per worker count (``--workers``, default
   0, 1, 2). Each repeat starts a fresh loader; the first ``max(1, --warmup)`` batches (worker start-up) are not
   timed. Unit: samples/s.
 * ``grouping``: CPU ms per image of ``bottomup.codec.grouping`` on ideal (round-trip) maps of the coco-mini val

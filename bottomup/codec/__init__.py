@@ -26,7 +26,7 @@ import numpy as np
 
 from bottomup.codec.grouping import group_keypoints
 from bottomup.codec.settings import GROUPING_KEYS, GroupingSettings
-from bottomup.codec.targets import ROUNDINGS, render_heatmaps, tag_indices
+from bottomup.codec.targets import ROUNDINGS, _check_sigmas, _render, _tags, joint_pixels, select_people
 
 if TYPE_CHECKING:
     import torch
@@ -168,13 +168,16 @@ class AssociativeEmbeddingCodec:
         keypoints = np.asarray(keypoints, dtype=np.float64)
         if keypoints.ndim != 3 or keypoints.shape[1] != self.num_keypoints or keypoints.shape[2] < 3:
             raise ValueError(f"keypoints must be (N, {self.num_keypoints}, 3), got shape {keypoints.shape}")
-        sigma = self.sigma if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+        sigma = _check_sigmas(self.sigma if sigmas is None else sigmas, keypoints.shape[0])
+        selected = select_people(keypoints, self.max_people)  # the people with tag rows
         heatmaps, tags = [], None
         for s in self.strides:
+            h, w = h_in // s, w_in // s
             kp = self.to_output(keypoints, (h_in, w_in), s)
-            heatmaps.append(render_heatmaps(kp, h_in // s, w_in // s, sigma, self.joint_rounding, udp=self.udp))
+            pixels = joint_pixels(kp, h, w, self.joint_rounding)  # one rule for the heatmaps and the tags
+            heatmaps.append(_render(kp, h, w, sigma, pixels, self.udp))
             if tags is None:
-                tags = tag_indices(kp, h_in // s, w_in // s, self.max_people, self.joint_rounding)
+                tags = _tags(tuple(p[selected] for p in pixels), h, w, self.max_people)
         return {"heatmaps": heatmaps, "tag_indices": tags}
 
     def to_output(self, keypoints: np.ndarray, input_hw: tuple[int, int], stride: int) -> np.ndarray:

@@ -34,6 +34,7 @@ Letters: N people, K keypoints, H x W heatmap, M = max people with tags.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -93,9 +94,17 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=256)
+def _kernel(sigma: float) -> np.ndarray:
+    """:func:`gaussian_kernel`, computed once per sigma and shared (read-only)."""
+    g = gaussian_kernel(sigma)
+    g.flags.writeable = False
+    return g
+
+
 def _paint(heatmaps: np.ndarray, joint: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma: float) -> None:
     """Paint the official window of ``sigma`` at pixels ``(cx, cy)`` of channels ``joint`` (all (V,)), by maximum."""
-    g = gaussian_kernel(sigma)
+    g = _kernel(sigma)
     flat, inside = _window(heatmaps.shape, joint, cx, cy, sigma, g.shape[0])
     vals = np.broadcast_to(g[None], inside.shape)
     np.maximum.at(heatmaps.reshape(-1), flat[inside], vals[inside])
@@ -173,22 +182,51 @@ def render_heatmaps(
     keypoints = np.asarray(keypoints)
     if keypoints.ndim != 3 or keypoints.shape[-1] < 3:
         raise ValueError(f"keypoints must be (N, K, 3), got shape {keypoints.shape}")
-    num_people, num_keypoints = keypoints.shape[:2]
+    sigmas = _check_sigmas(sigma, keypoints.shape[0])
+    return _render(keypoints, height, width, sigmas, joint_pixels(keypoints, height, width, rounding), udp)
+
+
+def _check_sigmas(sigma: float | np.ndarray, num_people: int) -> float | np.ndarray:
+    """One positive float, or ``(N,)`` float64 positive per-person sigmas.
+
+    Raises:
+        ValueError: neither.
+    """
     sigmas = np.asarray(sigma, dtype=np.float64)
     if sigmas.ndim == 0:
+        if sigmas > 0 and np.isfinite(sigmas):
+            return float(sigmas)
         sigmas = np.full(num_people, float(sigmas))
     if sigmas.shape != (num_people,) or not np.all(sigmas > 0) or not np.all(np.isfinite(sigmas)):
         raise ValueError(f"sigma must be a positive number or one per person ({num_people},), got {sigma!r}")
-    heatmaps = np.zeros((num_keypoints, height, width), dtype=np.float32)
-    xi, yi, ok = joint_pixels(keypoints, height, width, rounding)
-    for s in np.unique(sigmas[ok.any(axis=1)]):
-        person, joint = np.nonzero(ok & (sigmas == s)[:, None])
+    return sigmas
+
+
+def _render(
+    keypoints: np.ndarray,
+    height: int,
+    width: int,
+    sigmas: float | np.ndarray,
+    pixels: tuple[np.ndarray, np.ndarray, np.ndarray],
+    udp: bool,
+) -> np.ndarray:
+    """:func:`render_heatmaps` of checked ``sigmas`` (:func:`_check_sigmas`) and the joints' ``pixels``
+    (:func:`joint_pixels` of ``keypoints``)."""
+    heatmaps = np.zeros((keypoints.shape[1], height, width), dtype=np.float32)
+    xi, yi, ok = pixels
+    if isinstance(sigmas, float):  # one sigma: every kept joint at once
+        groups = [(sigmas, np.nonzero(ok))]
+    else:
+        groups = [(float(s), np.nonzero(ok & (sigmas == s)[:, None])) for s in np.unique(sigmas[ok.any(axis=1)])]
+    for s, (person, joint) in groups:
+        if joint.size == 0:
+            continue
         if udp:
             x = keypoints[person, joint, 0].astype(np.float64)
             y = keypoints[person, joint, 1].astype(np.float64)
-            _paint_udp(heatmaps, joint, xi[person, joint], yi[person, joint], x, y, float(s))
+            _paint_udp(heatmaps, joint, xi[person, joint], yi[person, joint], x, y, s)
         else:
-            _paint(heatmaps, joint, xi[person, joint], yi[person, joint], float(s))
+            _paint(heatmaps, joint, xi[person, joint], yi[person, joint], s)
     return heatmaps
 
 
@@ -232,13 +270,18 @@ def tag_indices(
         set of pixels).
     """
     keypoints = np.asarray(keypoints)
-    out = np.zeros((max_people, keypoints.shape[1], 2), dtype=np.int64)
     if keypoints.shape[0] == 0:
-        return out
+        return np.zeros((max_people, keypoints.shape[1], 2), dtype=np.int64)
     keypoints = keypoints[select_people(keypoints, max_people)]
-    xi, yi, ok = joint_pixels(keypoints, height, width, rounding)
-    k = np.arange(keypoints.shape[1])[None, :]
-    n = keypoints.shape[0]
+    return _tags(joint_pixels(keypoints, height, width, rounding), height, width, max_people)
+
+
+def _tags(pixels: tuple[np.ndarray, np.ndarray, np.ndarray], height: int, width: int, max_people: int) -> np.ndarray:
+    """:func:`tag_indices` of the :func:`joint_pixels` of at most ``max_people`` selected people."""
+    xi, yi, ok = pixels
+    n, num_keypoints = ok.shape
+    out = np.zeros((max_people, num_keypoints, 2), dtype=np.int64)
+    k = np.arange(num_keypoints)[None, :]
     out[:n, :, 0] = np.where(ok, (k * height + yi) * width + xi, 0)
     out[:n, :, 1] = ok
     return out

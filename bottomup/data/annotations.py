@@ -126,6 +126,26 @@ def _region_mask(ann: dict, height: int, width: int) -> np.ndarray:
     return m
 
 
+def _keep_runs(ignore: np.ndarray) -> bytes:
+    """Row-major run lengths (uint32 bytes) of the keep-mask of an ``(H, W)`` 0/1 ignore mask: alternately keep and
+    ignore pixels, starting with a keep run (of length 0 when the first pixel is ignored)."""
+    flat = ignore.reshape(-1) != 0
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], starts, [flat.size]))
+    lengths = np.diff(bounds)
+    if flat[0]:
+        lengths = np.concatenate(([0], lengths))
+    return lengths.astype(np.uint32).tobytes()
+
+
+def _expand_keep_runs(runs: bytes, height: int, width: int) -> np.ndarray:
+    """``(H, W)`` uint8 keep-mask, 255 = keep, of :func:`_keep_runs`."""
+    lengths = np.frombuffer(runs, np.uint32)
+    values = np.zeros(lengths.size, np.uint8)
+    values[::2] = 255
+    return np.repeat(values, lengths).reshape(height, width)
+
+
 def _rle_size(seg: dict) -> list[int] | None:
     """An RLE segmentation's ``size`` as ``[height, width]`` ints, ``None`` when it has no usable one."""
     size = seg.get("size")
@@ -227,6 +247,8 @@ class CocoKeypointAnnotations:
             ids = ids[: settings.max_images]
         #: the kept images' COCO ids, in the file's order
         self.image_ids: list[int] = ids
+        # keep-mask run lengths per (image id, height, width), made on first use in each process (keep_mask)
+        self._mask_runs: dict[tuple[int, int, int], bytes] = {}
 
     def _on_disk(self, ids: list[int]) -> list[int]:
         """``ids`` whose file is in ``image_dir`` (one listing of the folder; names with a sub-folder checked one by
@@ -361,26 +383,47 @@ class CocoKeypointAnnotations:
             ValueError: a segmentation of another size than the image, or one that cannot be decoded (the message
                 names the annotation file, the annotation id and the image id).
         """
+        keypoints, sizes = self.people_keypoints(image_id)
+        return People(keypoints, (self.keep_mask(image_id, height, width) != 0).astype(np.float32), sizes)
+
+    def people_keypoints(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(keypoints (N, K, 3) float64, box_sizes (N,) float64)`` of the kept people of an image (:meth:`people`
+        without the mask)."""
         k = self.num_keypoints
-        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, catIds=self.cat_ids, iscrowd=None))
-        ignore = np.zeros((height, width), np.uint8)
-        people, sizes = [], []
-        for ann in anns:
-            crowd = bool(ann.get("iscrowd", 0))
-            n_labeled = _num_labeled(ann)
-            if crowd or n_labeled == 0:
-                try:
-                    ignore |= _region_mask(ann, height, width)
-                except ValueError as e:
-                    raise ValueError(
-                        f"annotation file {self.ann_file}: annotation id {ann.get('id')} (image id {image_id}): {e}"
-                    ) from e
-            if not crowd or n_labeled > 0:
-                kps = ann.get("keypoints") or [0.0] * (3 * k)
-                people.append(np.asarray(kps, dtype=np.float64).reshape(k, 3))
-                sizes.append(_box_size(ann))
-        keypoints = np.stack(people) if people else np.zeros((0, k, 3))
-        return People(keypoints, (ignore == 0).astype(np.float32), np.asarray(sizes, np.float64))
+        kept = [a for a in self._annotations(image_id) if not a.get("iscrowd", 0) or _num_labeled(a) > 0]
+        keypoints = np.asarray([a.get("keypoints") or [0.0] * (3 * k) for a in kept], dtype=np.float64)
+        return keypoints.reshape(len(kept), k, 3), np.asarray([_box_size(a) for a in kept], np.float64)
+
+    def keep_mask(self, image_id: int, height: int, width: int) -> np.ndarray:
+        """The keep-mask of an image of ``height x width`` px as the official loader warps it: ``(H, W)`` uint8,
+        255 = keep, 0 = ignore (crowd regions and the segmentation, else the ``bbox``, of people with no labeled
+        keypoint), i.e. the official ``uint8(mask * 255)``; a new array.
+
+        The regions are rasterised (polygons / RLE, ``pycocotools``) on the first call for an image and size in
+        each process (each DataLoader worker) only, then kept as row-major run lengths (4 bytes a run: ~1.6 KB for
+        the 400 runs of an average coco-mini train image with an ignore region, 4 bytes without one) and expanded
+        with ``np.repeat`` (~20 us for 640 x 480 instead of ~1 ms of rasterising).
+
+        Raises:
+            ValueError: as :meth:`people` (nothing is cached then: raised on every call).
+        """
+        key = (image_id, int(height), int(width))
+        runs = self._mask_runs.get(key)
+        if runs is None:
+            ignore = np.zeros((key[1], key[2]), np.uint8)
+            for ann in self._annotations(image_id):
+                if ann.get("iscrowd", 0) or _num_labeled(ann) == 0:
+                    try:
+                        ignore |= _region_mask(ann, key[1], key[2])
+                    except ValueError as e:
+                        raise ValueError(
+                            f"annotation file {self.ann_file}: annotation id {ann.get('id')} (image id {image_id}): {e}"
+                        ) from e
+            runs = self._mask_runs[key] = _keep_runs(ignore)
+        return _expand_keep_runs(runs, key[1], key[2])
+
+    def _annotations(self, image_id: int) -> list[dict]:
+        return self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, catIds=self.cat_ids, iscrowd=None))
 
     def ground_truth(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground truth of one image in the original frame.

@@ -73,6 +73,11 @@ class Augmented(NamedTuple):
     matrix: np.ndarray
 
 
+def _mask_255(mask: np.ndarray) -> np.ndarray:
+    """A keep-mask as the official uint8 ``mask * 255``: uint8 masks are taken as 0 / 255 already."""
+    return mask if mask.dtype == np.uint8 else (mask * 255).astype(np.uint8)
+
+
 class Augmentation:
     """Draws augmentations and applies them.
 
@@ -161,7 +166,8 @@ class Augmentation:
         """Warp a keep-mask to a ``size x size`` output and binarise it (``mask_warp``; outside the image: 0).
 
         Args:
-            mask: ``(H, W)`` float32 0/1 in original px (1 = keep).
+            mask: ``(H, W)`` in original px, 1 = keep: float 0/1, or uint8 0/255 (the official ``uint8(mask * 255)``
+                already made, ``CocoKeypointAnnotations.keep_mask``).
             matrix: ``(2, 3)`` original -> output px.
             size: output side.
 
@@ -169,10 +175,10 @@ class Augmentation:
             ``(size, size)`` float32 0/1.
         """
         if self.settings.mask_warp == "uint8":  # official: uint8(mask * 255), bilinear, / 255 > 0.5 (128 / 255 kept)
-            src = (mask * 255).astype(np.uint8)
-            warped = cv2.warpAffine(src, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0) / 255.0
-        else:
-            warped = cv2.warpAffine(mask, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+            warped = cv2.warpAffine(_mask_255(mask), matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+            return (warped > 127).astype(np.float32)  # w / 255 > 0.5 <=> w >= 128 for the integers w (exact)
+        src = (mask != 0).astype(np.float32) if mask.dtype == np.uint8 else mask
+        warped = cv2.warpAffine(src, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
         return (warped > 0.5).astype(np.float32)
 
     def apply(self, image: np.ndarray, keypoints: np.ndarray, mask: np.ndarray, params: AugmentParams) -> Augmented:
@@ -181,7 +187,7 @@ class Augmentation:
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
             keypoints: ``(N, K, 3)`` ``(x, y, visibility)`` in original px.
-            mask: ``(H, W)`` float32 0/1 in original px (1 = keep).
+            mask: ``(H, W)`` keep-mask in original px: float 0/1, or uint8 0/255 (:meth:`warp_mask`).
             params: the augmentation (``AugmentParams()``: the identity crop).
         """
         if params.flip:
@@ -190,6 +196,8 @@ class Augmentation:
         m = self.matrix(height, width, params)
         size = self.input_size
         warped = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        if self.settings.mask_warp == "uint8":
+            mask = _mask_255(mask)  # once for every output
         masks = [
             self.warp_mask(mask, self.output_matrix(m, s), out)
             for s, out in zip(self.output_strides, self.output_sizes, strict=True)

@@ -207,8 +207,22 @@ def _read_file(path: str) -> bytes:
     return data
 
 
+#: JPEG straight to RGB (OpenCV >= 4.10): the pixels of ``IMREAD_UNCHANGED`` + ``cvtColor`` (a JPEG has no alpha; gray
+#: is replicated as ``GRAY2RGB`` does; ``ANYDEPTH`` keeps a 12-bit JPEG's depth for :func:`_to_uint8`), without the
+#: colour-conversion pass; ``IGNORE_ORIENTATION``: the stored frame, as ``IMREAD_UNCHANGED``.
+_JPEG_RGB = (
+    cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+    if hasattr(cv2, "IMREAD_COLOR_RGB")
+    else None
+)
+
+
 def _decode(data: bytes, path: str) -> np.ndarray:
     """Stored pixels as ``(H, W, 3)`` uint8 RGB (EXIF orientation not applied)."""
+    if _JPEG_RGB is not None and data[:3] == b"\xff\xd8\xff":
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _JPEG_RGB)
+        if image is not None and image.ndim == 3 and image.shape[2] == 3 and image.size:
+            return _to_uint8(image, path)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # never applies EXIF orientation
     if image is None or image.size == 0:
         raise ImageReadError(path, "OpenCV could not decode it (corrupt or unsupported format)")

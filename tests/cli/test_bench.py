@@ -59,7 +59,9 @@ def test_quick_run_reports_every_section(coco_root: Path, tmp_path: Path) -> Non
 
     names = {section: [r["name"] for r in report["sections"][section]] for section in DEFAULT_SECTIONS}
     assert any(n.startswith("fp32") for n in names["forward"]) and any(n.startswith("bf16") for n in names["forward"])
-    assert [r["info"]["workers"] for r in report["sections"]["data"]] == [0, 1, 2]
+    data = report["sections"]["data"]
+    assert [r["info"].get("per_core") for r in data] == [True, None, None, None]  # dataset[i] on one core first
+    assert [r["info"]["workers"] for r in data[1:]] == [0, 1, 2]
     train = report["sections"]["train"]
     assert {r["info"]["precision"] for r in train} == {"fp32", "bf16"}
     assert all(r["info"]["batch"] == 2 for r in train)
