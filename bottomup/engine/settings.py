@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bottomup.codec.settings import GROUPING_KEYS, GroupingSettings
-from bottomup.core.precision import AUTO, PRECISIONS, check_precision
+from bottomup.core.precision import AUTO, PRECISIONS
 
 __all__ = ["MAX_INPUT_SIDE", "MIN_INPUT_SIDE", "TEST_KEYS", "TestSettings", "TrainerSettings", "check_scales"]
 
@@ -99,8 +99,8 @@ class TestSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", int(self.input_size))
         object.__setattr__(self, "scales", check_scales(self.scales, self.input_size))
-        if str(self.precision) != AUTO:
-            check_precision(str(self.precision), "test.precision")
+        if str(self.precision) != AUTO and str(self.precision) not in PRECISIONS:
+            raise ValueError(f"test.precision must be one of {[AUTO, *PRECISIONS]}, got {self.precision!r}")
         object.__setattr__(self, "precision", str(self.precision))
         for name in ("flip_test", "channels_last", "fold_bn", "compile", "udp"):
             object.__setattr__(self, name, bool(getattr(self, name)))
