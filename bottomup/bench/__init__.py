@@ -46,6 +46,12 @@ Sections (``--only`` picks a subset, comma separated; all but ``grouping_referen
   OpenVINO INT8 (NNCF) and ONNX Runtime INT8 (``--calib-images`` coco-mini train images) on the same val images, flip test on: ms per
   image of the network part (what the exported graph holds) and end to end with grouping
   (:mod:`bottomup.bench.backends`; ``--checkpoint`` gives real weights). Unit: ms/image.
+* ``summary`` (only when named): the machine summary for the README's Benchmarks table
+  (:mod:`bottomup.bench.summary`): the matmul probe per precision, the forward per test-time path (fp32 / bf16 x
+  contiguous / channels_last / channels_last + BN folded) with its speed-up over official fp32 (the official code's
+  forward: fp32, contiguous, BatchNorm unfolded) timed round-robin in the same run, what ``test.precision=auto`` and
+  ``trainer.precision=auto`` pick, training images/s of the quickstart network and of W``--width`` at ``--size``, and
+  with ``backends`` in the same run the INT8 figures. A compact block ``machine summary`` follows the table.
 * ``memory``: peak memory of one inference forward (batch 1) and of one training step (batch
   ``--train-batch``) per precision. CPU: peak resident set size of this process (``VmHWM``, reset before each
   measurement through ``/proc/self/clear_refs``, after ``gc.collect()`` and glibc ``malloc_trim`` so that
@@ -65,7 +71,7 @@ as a table on stdout and, with ``--json PATH``, as JSON. On CUDA every timing is
 one repeat, a few images); its numbers mean nothing.
 
 Modules: ``common`` (results, settings, machine, timing, model and inputs, table), one per section (``forward``,
-``train``, ``data``, ``grouping`` with ``grouping_reference``, ``e2e``, ``flops``, ``memory``, ``video``), ``cli`` (options and
+``train``, ``data``, ``grouping`` with ``grouping_reference``, ``e2e``, ``flops``, ``memory``, ``video``, ``backends``, ``summary``), ``cli`` (options and
 the dispatch table :data:`SECTIONS`).
 
 Examples::
@@ -77,6 +83,7 @@ Examples::
     python -m bottomup.bench --quick --json /tmp/bench.json
     python -m bottomup.bench --only backends --width 32 --size 512 --threads 2   # torch / ORT / OpenVINO / INT8
     python -m bottomup.bench --only forward,flops --experiment vitpose_b_ae,higherhrnet_w32   # side by side
+    python -m bottomup.bench --only backends,summary --threads 2   # the machine summary of the README, with INT8
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ from bottomup.bench.flops import bench_flops, count_macs, matmul_probe
 from bottomup.bench.forward import bench_forward
 from bottomup.bench.grouping import bench_grouping, bench_grouping_reference
 from bottomup.bench.memory import bench_memory
+from bottomup.bench.summary import bench_summary
 from bottomup.bench.train import bench_train
 
 __all__ = [
@@ -110,6 +118,7 @@ __all__ = [
     "bench_flops",
     "bench_memory",
     "bench_backends",
+    "bench_summary",
     "format_table",
     "main",
 ]

@@ -34,6 +34,7 @@ from bottomup.bench.flops import bench_flops
 from bottomup.bench.forward import bench_forward
 from bottomup.bench.grouping import bench_grouping, bench_grouping_reference
 from bottomup.bench.memory import bench_memory
+from bottomup.bench.summary import bench_summary
 from bottomup.bench.tracking import bench_tracking
 from bottomup.bench.train import bench_train
 from bottomup.bench.video import bench_video
@@ -54,6 +55,10 @@ class Run:
     forward_times: dict[tuple[str, bool, bool], list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: the results of the sections run so far (``summary`` reads the ``backends`` rows)
+    results: list[Result] = field(default_factory=list)
+    #: the ``summary`` section's compact lines, printed after the table
+    summary: list[str] = field(default_factory=list)
     #: coco-mini train images calibrating the INT8 model of ``backends`` (``--calib-images``)
     calib_images: int = 32
     _model: nn.Module | None = None
@@ -94,6 +99,12 @@ def _backends(run: Run) -> list[Result]:
     return results
 
 
+def _summary(run: Run) -> list[Result]:
+    results, lines = bench_summary(run.s, run.model(), run.results)
+    run.summary += lines
+    return results
+
+
 def _memory(run: Run) -> list[Result]:
     s = run.s
     if s.data_root is not None and (s.data_root / "train2017").is_dir():
@@ -116,14 +127,15 @@ SECTIONS: dict[str, Callable[[Run], list[Result]]] = {
     "video": lambda run: bench_video(run.s, run.model()),
     "tracking": lambda run: bench_tracking(run.s),
     "backends": _backends,
+    "summary": _summary,
 }
 #: Sections run without ``--only``: all but the slow reference comparison, the long video stream and the backends
 #: (exports, INT8).
 DEFAULT_SECTIONS: tuple[str, ...] = tuple(
-    sec for sec in SECTIONS if sec not in ("grouping_reference", "video", "backends", "tracking")
+    sec for sec in SECTIONS if sec not in ("grouping_reference", "video", "backends", "tracking", "summary")
 )
 #: Sections that read coco-mini.
-DATA_SECTIONS = frozenset({"train", "data", "grouping", "grouping_reference", "e2e", "backends"})
+DATA_SECTIONS = frozenset({"train", "data", "grouping", "grouping_reference", "e2e", "backends", "summary"})
 #: Sections whose figures do not depend on the benchmarked network: with several ``--experiment`` s they run once.
 MODEL_FREE_SECTIONS = frozenset({"data", "grouping", "grouping_reference", "tracking"})
 
@@ -151,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections out of {','.join(SECTIONS)} (grouping_reference, video, backends and tracking only when named)",
+        help=f"comma-separated sections out of {','.join(SECTIONS)} (grouping_reference, video, backends, tracking and "
+        "summary only when named; --only backends,summary: the machine summary with INT8)",
     )
     p.add_argument("--size", type=int, default=None, help="square input side (default 512; 64 with --quick)")
     p.add_argument(
@@ -346,6 +359,7 @@ def _write_json(
         "settings": run.s.to_json(),
         "sections": {sec: [r.to_json() for r in results if r.section == sec] for sec in sections},
         "notes": run.notes,
+        "summary": run.summary,
         "wall_time_s": durations,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +405,7 @@ def _main(args: argparse.Namespace) -> int:
             for r in bench(one):
                 r.name = label + r.name
                 results.append(r)
+            one.results = results  # the summary reads the rows before it (INT8 from backends)
             durations[label + sec] = time.perf_counter() - t0
         if i:  # one list of notes and failures: the first run's
             runs[0].notes += [label + note for note in one.notes]
@@ -404,6 +419,14 @@ def _main(args: argparse.Namespace) -> int:
     print(format_table(results))
     for note in run.notes:
         print(f"note: {note}")
+    if run.summary:
+        print()
+        print("== machine summary ==")
+        print(f"{machine['cpu']}, {machine['usable_cores']} cores, torch threads {machine['torch_threads']}, flags "
+              f"{' '.join(machine['cpu_bf16_flags']) or '-'}, load average {machine['load_average']}"
+              + (f"; GPU {machine['gpu']}" if s.device.type == "cuda" else ""))  # fmt: skip
+        for line in run.summary:
+            print(line)
     print("section wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in durations.items()))
     for failure in run.failures:
         print(f"FAILED: {failure}")

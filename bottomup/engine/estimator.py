@@ -161,6 +161,12 @@ class PoseEstimator:
         lambda self: getattr(self.backend, "precision", self.settings.precision),
         doc="Network precision (an exported model's: ``fp32`` / ``int8``).",
     )
+    fast_path = property(
+        lambda self: getattr(self.backend, "fast_path", None),
+        doc="What ``precision='auto'`` measured and picked on this machine (``path``, e.g. ``'fp32 channels_last "
+        "folded'``, ``timings_ms``, ``correct``, ``cached``; ``bottomup.models.fast.measured_fast_path``); ``None`` "
+        "when the settings named the path or for an exported model.",
+    )
     channels_last = property(lambda self: self.settings.channels_last, doc="NHWC network memory format.")
     fold_bn = property(lambda self: self.settings.fold_bn, doc="Runs a BN-folded copy.")
     compile = property(lambda self: self.settings.compile, doc="Runs a compiled copy.")

@@ -35,7 +35,9 @@ the decode path can be driven with ideal outputs.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +49,9 @@ from bottomup.data.transforms import ResizeTransform, check_image, preprocess, r
 from bottomup.engine.distributed import resolve_device
 from bottomup.engine.people import Person, PipelineOutput, Prediction, keypoint_boxes, people_to_results
 from bottomup.engine.settings import MAX_INPUT_SIDE, MIN_INPUT_SIDE, TestSettings, check_scales
-from bottomup.models.precision import autocast, check_precision
+from bottomup.models.precision import AUTO, autocast, check_precision
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "aggregate_outputs",
@@ -407,7 +411,10 @@ class TorchBackend:
         model: ``x (1, 3, h, w) -> [outputs per stride]`` (e.g. ``bottomup.models.HigherHRNet``). Without
             ``fold_bn`` / ``compile`` it runs as it is: put in eval mode, moved to ``device`` and, with
             ``channels_last``, to NHWC, in place; with them, a prepared copy runs and ``model`` is only moved.
-        settings: the test-time settings.
+        settings: the test-time settings. ``precision="auto"``: the path (precision, channels_last, fold_bn) is
+            picked by measurement on ``device`` (``bottomup.models.fast.measured_fast_path``: a short probe of a
+            copy of ``model``, cached per machine, torch version and network; ``channels_last`` / ``fold_bn`` set
+            to true keep only the paths with them), logged, and :attr:`settings` hold the choice.
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` / ``None`` (CUDA if available, else CPU).
         follow: ``model`` is a network in training that goes on changing (in-training evaluation and pictures):
             its memory format is never changed (``channels_last`` then only feeds NHWC input), a prepared copy is
@@ -428,12 +435,28 @@ class TorchBackend:
         device: str | torch.device | None = None,
         follow: bool = False,
     ) -> None:
-        self.settings = settings
         self.device = resolve_device("auto" if device is None else str(device), key="device")
         self.follow = bool(follow)
         #: the network given (a prepared copy is made from it)
         self.source = model
-        self.model = self._prepare(model, settings)
+        #: what ``precision="auto"`` measured and picked (``measured_fast_path``'s record: ``path``, ``timings_ms``,
+        #: ``correct``, ``cached``, ...); ``None`` when the settings named the path
+        self.fast_path: dict[str, Any] | None = None
+        self.settings = self._resolve(settings)
+        self.model = self._prepare(model, self.settings)
+
+    def _resolve(self, settings: TestSettings) -> TestSettings:
+        """``settings`` with ``precision="auto"`` replaced by the measured path (recorded in :attr:`fast_path`)."""
+        if settings.precision != AUTO:
+            return settings
+        from bottomup.models.fast import describe_fast_path, measured_fast_path
+
+        (precision, channels_last, fold_bn), record = measured_fast_path(
+            self.source, self.device, channels_last=settings.channels_last, fold_bn=settings.fold_bn
+        )
+        self.fast_path = record
+        log.info("test.precision=auto on %s: %s", self.device, describe_fast_path(record))
+        return settings.replace(precision=precision, channels_last=channels_last, fold_bn=fold_bn)
 
     @staticmethod
     def _copies(settings: TestSettings) -> bool:
@@ -472,11 +495,14 @@ class TorchBackend:
     def with_settings(self, settings: TestSettings) -> TorchBackend:
         """The same network with other settings (prepared again only when the network's side changed)."""
         out = copy.copy(self)
-        out.settings = settings
+        out.settings = out._resolve(settings)  # a new fast_path record with precision="auto"
         network_keys = ("precision", "channels_last", "fold_bn", "compile")
-        if any(getattr(settings, k) != getattr(self.settings, k) for k in network_keys):
-            out.model = out._prepare(self.source, settings)
+        if any(getattr(out.settings, k) != getattr(self.settings, k) for k in network_keys):
+            if settings.precision != AUTO:  # the path named explicitly: no longer auto's choice
+                out.fast_path = None
+            out.model = out._prepare(self.source, out.settings)
         return out
 
     def __repr__(self) -> str:
-        return f"TorchBackend({type(self.source).__name__} on {self.device})"
+        auto = f", auto: {self.fast_path['path']}" if self.fast_path else ""
+        return f"TorchBackend({type(self.source).__name__} on {self.device}{auto})"

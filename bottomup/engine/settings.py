@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bottomup.codec.settings import GROUPING_KEYS, GroupingSettings
-from bottomup.core.precision import AUTO, PRECISIONS, check_precision
+from bottomup.core.precision import AUTO, PRECISIONS
 
 __all__ = ["MAX_INPUT_SIDE", "MIN_INPUT_SIDE", "TEST_KEYS", "TestSettings", "TrainerSettings", "check_scales"]
 
@@ -61,7 +61,10 @@ class TestSettings:
             32-4096 px.
         flip_test: average with the mirrored image (official ``FLIP_TEST``; needs the layout's flip pairs).
         precision: network arithmetic, ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"`` (autocast, or the weights'
-            dtype with ``fold_bn``).
+            dtype with ``fold_bn``); ``"auto"``: the fastest correct path on the device, by measurement --
+            precision, ``channels_last`` and ``fold_bn`` together (``bottomup.models.fast.measured_fast_path``;
+            ``channels_last`` / ``fold_bn`` set to true keep only the paths with them). The torch backend resolves it
+            when it is built (its settings then hold the choice).
         channels_last: NHWC memory format for the network (faster with oneDNN and on GPUs).
         fold_bn: run a copy with BatchNorm folded into the convolutions and the weights in ``precision``.
         compile: ``torch.compile`` that copy (implies it; the first image compiles).
@@ -96,7 +99,9 @@ class TestSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", int(self.input_size))
         object.__setattr__(self, "scales", check_scales(self.scales, self.input_size))
-        check_precision(str(self.precision), "test.precision")
+        if str(self.precision) != AUTO and str(self.precision) not in PRECISIONS:
+            raise ValueError(f"test.precision must be one of {[AUTO, *PRECISIONS]}, got {self.precision!r}")
+        object.__setattr__(self, "precision", str(self.precision))
         for name in ("flip_test", "channels_last", "fold_bn", "compile", "udp"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         if not isinstance(self.grouping, GroupingSettings):

@@ -11,19 +11,48 @@ rounding, faster:
   casts and no fp32 round trips between layers. Inputs must then come in the same dtype (``predict`` does it).
 * **channels_last** -- NHWC weights and activations, the layout oneDNN and cuDNN convolutions prefer.
 * **torch.compile** -- optional; on CPU it needs a C++ compiler and takes minutes the first time.
+
+``test.precision=auto`` picks among these by measurement (:func:`measured_fast_path`): one small forward of a copy
+of the network per candidate of :data:`FAST_PATHS`, the fastest that computes correctly and beats plain fp32 by the
+training probe's margin (``bottomup.models.precision.pick_precision``), cached per machine, torch version and network.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.ao.quantization import fuse_modules
 
-from bottomup.models.precision import PRECISION_DTYPES, check_precision
+from bottomup.models.precision import (
+    MAX_RELATIVE_ERROR,
+    PRECISION_DTYPES,
+    autocast,
+    cache_key,
+    check_precision,
+    native_bf16,
+    pick_precision,
+    read_choices,
+    store_choice,
+)
 
-__all__ = ["conv_bn_pairs", "fold_batchnorm", "prepare_for_inference", "refresh_prepared"]
+__all__ = [
+    "conv_bn_pairs",
+    "fold_batchnorm",
+    "prepare_for_inference",
+    "refresh_prepared",
+    "FAST_PATHS",
+    "fast_path_name",
+    "fast_path_candidates",
+    "probe_fast_paths",
+    "measured_fast_path",
+    "describe_fast_path",
+]
 
 
 def conv_bn_pairs(model: nn.Module) -> list[list[str]]:
@@ -156,3 +185,178 @@ def refresh_prepared(fast: nn.Module, model: nn.Module) -> nn.Module:
         for name, tensor in target.state_dict(keep_vars=True).items():
             tensor.copy_(values[name].detach())
     return fast
+
+
+# ---------------------------------------------------------------------------------- fast path by measurement
+#: The test-time paths ``test.precision=auto`` compares, by name: ``(precision, channels_last, fold_bn)``. ``fp32`` is
+#: the plain network (the official HigherHRNet arithmetic: contiguous memory, BatchNorm unfolded); unfolded
+#: low-precision paths run under autocast, folded ones as a copy with the weights in that precision.
+FAST_PATHS: dict[str, tuple[str, bool, bool]] = {
+    "fp32": ("fp32", False, False),
+    "fp32 channels_last": ("fp32", True, False),
+    "fp32 channels_last folded": ("fp32", True, True),
+    "bf16": ("bf16", False, False),
+    "bf16 channels_last": ("bf16", True, False),
+    "bf16 channels_last folded": ("bf16", True, True),
+}
+
+
+def fast_path_name(precision: str, channels_last: bool, fold_bn: bool) -> str:
+    """The name of a path (:data:`FAST_PATHS`' keys; ``"bf16 folded"`` for one that is not among them)."""
+    return " ".join([precision, *(["channels_last"] if channels_last else []), *(["folded"] if fold_bn else [])])
+
+
+def fast_path_candidates(
+    device: torch.device | str, *, channels_last: bool = False, fold_bn: bool = False
+) -> tuple[str, ...]:
+    """The paths ``auto`` compares on ``device``: the fp32 ones always, the bf16 ones where the device computes bf16
+    natively (``bottomup.models.precision.native_bf16``: CUDA with bf16, CPUs with AVX512-BF16 / AMX; elsewhere it is
+    emulated, several times slower, and not probed); only those with ``channels_last`` / ``fold_bn`` when these are
+    asked for. The first is the exact baseline the others must beat."""
+    low = native_bf16(device)
+    return tuple(
+        name
+        for name, (precision, cl, fold) in FAST_PATHS.items()
+        if (precision == "fp32" or low) and (cl or not channels_last) and (fold or not fold_bn)
+    )
+
+
+def _outputs(out: Any) -> list[torch.Tensor]:
+    return [o.float() for o in (out if isinstance(out, (list, tuple)) else [out]) if torch.is_tensor(o)]
+
+
+def probe_fast_paths(
+    model: nn.Module,
+    device: torch.device | str,
+    *,
+    candidates: tuple[str, ...] = tuple(FAST_PATHS),
+    size: int = 128,
+    repeats: int = 2,
+) -> tuple[dict[str, float], dict[str, bool]]:
+    """Time one batch-1 forward (``(1, 3, size, size)`` random input, ``torch.inference_mode``) of each candidate
+    path of :data:`FAST_PATHS` on one copy of ``model``, after a warm-up forward each (the fastest of ``repeats``
+    timed calls is kept: a busy machine only ever slows a call down); compare each path's outputs with the plain
+    fp32 network's.
+
+    One ``copy.deepcopy`` of ``model`` runs all paths, converted in place from one to the next (contiguous, then
+    channels_last, then BatchNorm folded, then bf16 weights): ``model`` itself is not touched.
+
+    Returns:
+        ``(ms per forward by candidate, computes-correctly by candidate)``: correct is finite outputs within
+        ``bottomup.models.precision.MAX_RELATIVE_ERROR`` of fp32's, relative to their norm.
+    """
+    device = torch.device(device)
+    unknown = [c for c in candidates if c not in FAST_PATHS]
+    if unknown:
+        raise ValueError(f"unknown fast paths {unknown}; known: {list(FAST_PATHS)}")
+    net = copy.deepcopy(model).to(device).eval().requires_grad_(False)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def forward(precision: str, channels_last: bool, folded: bool) -> list[torch.Tensor]:
+        inp = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        with torch.inference_mode():
+            if folded:
+                out = net(inp.to(PRECISION_DTYPES[precision]))
+            else:
+                with autocast(device.type, precision):
+                    out = net(inp)
+            outs = _outputs(out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return outs
+
+    reference = forward("fp32", False, False)
+    timings: dict[str, float] = {}
+    correct: dict[str, bool] = {}
+    # the order of the in-place conversions: contiguous, channels_last, folded in fp32, folded in bf16
+    order = sorted(
+        candidates, key=lambda c: (FAST_PATHS[c][2], FAST_PATHS[c][1], FAST_PATHS[c][2] and FAST_PATHS[c][0] != "fp32")
+    )
+    for name in order:
+        precision, cl, folded = FAST_PATHS[name]
+        if cl:
+            net = net.to(memory_format=torch.channels_last)
+        if folded and any(True for _ in conv_bn_pairs(net)):
+            net = fold_batchnorm(net, inplace=True)
+        if folded:
+            net = net.to(PRECISION_DTYPES[precision])
+        outs = forward(precision, cl, folded)  # warm-up (and the outputs compared)
+        times = []
+        for _ in range(max(1, int(repeats))):
+            start = time.perf_counter()
+            forward(precision, cl, folded)
+            times.append((time.perf_counter() - start) * 1e3)
+        timings[name] = min(times)
+        err = max(float((o - r).norm() / r.norm().clamp_min(1e-12)) for o, r in zip(outs, reference, strict=True))
+        correct[name] = bool(err <= MAX_RELATIVE_ERROR) and all(bool(torch.isfinite(o).all()) for o in outs)
+    return timings, correct
+
+
+def measured_fast_path(
+    model: nn.Module,
+    device: torch.device | str,
+    *,
+    channels_last: bool = False,
+    fold_bn: bool = False,
+    size: int = 128,
+    cache_file: str | os.PathLike | None = None,
+    probe: Callable[[tuple[str, ...]], tuple[dict[str, float], dict[str, bool]]] | None = None,
+) -> tuple[tuple[str, bool, bool], dict[str, Any]]:
+    """``test.precision=auto`` by measurement: the test-time path (precision, channels_last, fold_bn) to run ``model``
+    on ``device`` with.
+
+    The cached choice for this hardware, torch version, network (class and parameter count) and candidate set, else
+    :func:`probe_fast_paths` over :func:`fast_path_candidates` and the rule of training's ``auto``
+    (``bottomup.models.precision.pick_precision``: the fastest correct path, if at least ``SPEEDUP_MARGIN`` times the
+    exact baseline's time), cached. Test-time keys start with ``"inference"``: they never meet training's choices in
+    the shared cache file.
+
+    Args:
+        model, device: the network and where it runs.
+        channels_last, fold_bn: asked for explicitly (an explicit setting wins): only paths with them compete.
+        size: the probe's input side, pixels (small: the probe must stay well under a second or two).
+        cache_file: the JSON cache (default ``$BOTTOMUP_CACHE/precision.json``, else
+            ``~/.cache/bottomup/precision.json``).
+        probe: ``(candidates) -> (timings, correct)`` instead of the real probe (tests inject timings).
+
+    Returns:
+        ``((precision, channels_last, fold_bn), record)``: the record has ``path`` (the name), ``candidates``,
+        ``timings_ms``, ``correct``, ``key``, ``cached`` (reused), ``probe_s`` (the probe's wall time, 0 when
+        cached) for the log (:func:`describe_fast_path`).
+    """
+    device = torch.device(device)
+    candidates = fast_path_candidates(device, channels_last=channels_last, fold_bn=fold_bn)
+    key = f"{cache_key(model, device, prefix='inference')} | {','.join(candidates)}"
+    cache, path = read_choices(cache_file)
+    entry = cache.get(key)
+    if isinstance(entry, dict) and entry.get("path") in candidates:
+        return FAST_PATHS[entry["path"]], {**entry, "key": key, "cached": True, "probe_s": 0.0}
+    if len(candidates) == 1:  # nothing to choose (fold_bn asked for where bf16 is not native)
+        return FAST_PATHS[candidates[0]], {"path": candidates[0], "candidates": list(candidates), "timings_ms": {},
+                                           "correct": {}, "key": key, "cached": False, "probe_s": 0.0}  # fmt: skip
+    start = time.perf_counter()
+    timings, correct = (
+        probe(candidates) if probe is not None else probe_fast_paths(model, device, candidates=candidates, size=size)
+    )
+    probe_s = time.perf_counter() - start
+    choice = pick_precision(timings, correct, baseline=candidates[0])
+    record = {"path": choice, "candidates": list(candidates), "timings_ms": timings, "correct": correct, "size": size}
+    store_choice(path, cache, key, record)
+    return FAST_PATHS[choice], {**record, "key": key, "cached": False, "probe_s": probe_s}
+
+
+def describe_fast_path(record: dict[str, Any]) -> str:
+    """One line for the log: what ``auto`` picked and what it measured, e.g. ``"fp32 channels_last folded (forward
+    at 128 px: fp32 52 ms, fp32 channels_last 47 ms, fp32 channels_last folded 41 ms; probe 0.6 s)"``."""
+    if not record.get("timings_ms"):
+        return f"{record['path']} (the only candidate on this device)"
+    timings = ", ".join(
+        f"{name} {ms:.0f} ms" + ("" if record.get("correct", {}).get(name, True) else " (wrong)")
+        for name, ms in record.get("timings_ms", {}).items()
+    )
+    how = (
+        "the choice cached earlier for this machine"
+        if record.get("cached")
+        else f"probe {record.get('probe_s', 0):.1f} s"
+    )
+    return f"{record['path']} (forward at {record.get('size', 128)} px: {timings}; {how})"

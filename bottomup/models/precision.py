@@ -27,6 +27,9 @@ __all__ = [
     "pick_precision",
     "probe_training_precisions",
     "measured_precision",
+    "cache_key",
+    "read_choices",
+    "store_choice",
 ]
 
 #: Precision name (:data:`bottomup.core.precision.PRECISIONS`) -> dtype of the arithmetic (weights of a prepared
@@ -108,24 +111,30 @@ def device_name(device: torch.device | str) -> str:
     return f"{name}{' +bf16' if native_bf16(device) else ''}"
 
 
-def pick_precision(timings_ms: dict[str, float], correct: dict[str, bool] | None = None) -> str:
+def pick_precision(
+    timings_ms: dict[str, float], correct: dict[str, bool] | None = None, *, baseline: str = "fp32"
+) -> str:
     """The precision ``auto`` runs, from the probe's timings: the fastest candidate that computes correctly and is at
     least :data:`SPEEDUP_MARGIN` times fp32's time; fp32 otherwise.
 
+    The test-time probe (``bottomup.models.fast.measured_fast_path``) applies the same rule to its fast paths
+    (``"fp32 channels_last folded"``, ...), with the plain path it must beat as ``baseline``.
+
     Args:
-        timings_ms: candidate -> ms per probe step (``"fp32"`` must be among them; other entries: ``"bf16"``).
+        timings_ms: candidate -> ms per probe step (``baseline`` must be among them; other entries: ``"bf16"``).
         correct: candidate -> whether its outputs matched fp32's (default: all did).
+        baseline: the exact candidate, kept unless another is faster by the margin.
 
     Raises:
-        ValueError: no ``"fp32"`` timing.
+        ValueError: no ``baseline`` timing.
     """
-    if "fp32" not in timings_ms:
-        raise ValueError(f"pick_precision needs the fp32 timing, got {sorted(timings_ms)}")
-    best = "fp32"
+    if baseline not in timings_ms:
+        raise ValueError(f"pick_precision needs the {baseline} timing, got {sorted(timings_ms)}")
+    best = baseline
     for name, ms in sorted(timings_ms.items(), key=lambda kv: kv[1]):
-        if name == "fp32" or (correct or {}).get(name, True) is False:
+        if name == baseline or (correct or {}).get(name, True) is False:
             continue
-        if ms <= SPEEDUP_MARGIN * timings_ms["fp32"] and ms < timings_ms[best]:
+        if ms <= SPEEDUP_MARGIN * timings_ms[baseline] and ms < timings_ms[best]:
             best = name
     return best
 
@@ -214,16 +223,9 @@ def measured_precision(
         ``(precision, record)``: the record has ``key``, ``timings_ms``, ``correct``, ``cached`` (reused) for the
         log.
     """
-    import json
-
     device = torch.device(device)
-    params = sum(p.numel() for p in model.parameters())
-    key = f"{device.type} | {device_name(device)} | torch {torch.__version__} | {type(model).__name__} {params}"
-    path = Path(cache_file) if cache_file else _cache_dir() / "precision.json"
-    try:
-        cache = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        cache = {}
+    key = cache_key(model, device)
+    cache, path = read_choices(cache_file)
     if isinstance(cache.get(key), dict) and cache[key].get("precision") in PRECISIONS:
         return str(cache[key]["precision"]), {**cache[key], "key": key, "cached": True}
     if probe is None and device.type == "cpu" and not native_bf16(device):
@@ -231,13 +233,41 @@ def measured_precision(
     timings, correct = probe() if probe is not None else probe_training_precisions(model, device)
     choice = pick_precision(timings, correct)
     record = {"precision": choice, "timings_ms": timings, "correct": correct}
+    store_choice(path, cache, key, record)
+    return choice, {**record, "key": key, "cached": False}
+
+
+def cache_key(model: torch.nn.Module, device: torch.device | str, prefix: str = "") -> str:
+    """The cache key of a measured choice: ``prefix``, the device and its hardware (:func:`device_name`), the torch
+    version and the network (class and parameter count). Training keys have no prefix, test-time ones
+    ``"inference"``, so that the two choices never share an entry."""
+    device = torch.device(device)
+    params = sum(p.numel() for p in model.parameters())
+    key = f"{device.type} | {device_name(device)} | torch {torch.__version__} | {type(model).__name__} {params}"
+    return f"{prefix} | {key}" if prefix else key
+
+
+def read_choices(cache_file: str | os.PathLike | None = None) -> tuple[dict[str, Any], Path]:
+    """The measured choices cached so far and the cache's path (default ``$BOTTOMUP_CACHE/precision.json``, else
+    ``~/.cache/bottomup/precision.json``); an unreadable cache reads as empty."""
+    import json
+
+    path = Path(cache_file) if cache_file else _cache_dir() / "precision.json"
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    return (cache if isinstance(cache, dict) else {}), path
+
+
+def store_choice(path: Path, cache: dict[str, Any], key: str, record: dict[str, Any]) -> None:
+    """Add ``key: record`` to the cache at ``path`` (atomic write; a cache that cannot be written is skipped)."""
     try:
         from bottomup.core.io import write_json
 
         write_json(path, {**cache, key: record})
     except OSError:
         pass
-    return choice, {**record, "key": key, "cached": False}
 
 
 def _cache_dir() -> Path:

@@ -216,3 +216,32 @@ def test_experiment_and_width_are_exclusive() -> None:
     with pytest.raises(SystemExit) as err:
         main(["--quick", "--only", "forward", "--experiment", "no_such_experiment"])
     assert "no_such_experiment" in str(err.value)
+
+
+def test_quick_machine_summary(coco_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--only summary`` (issue 29): matmul probe per precision, forward per precision x layout x folding against
+    official fp32 (contiguous, BN unfolded) in the same run, what ``auto`` picks, training images/s of the quickstart
+    network and of W``--width``, and the compact block after the table."""
+    out = tmp_path / "summary.json"
+    argv = ["--quick", "--only", "summary", "--width", "8", "--threads", "1", "--device", "cpu"]
+    assert main([*argv, "--data-root", str(coco_root), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    records = report["sections"]["summary"]
+    _check_records("summary", records)
+    names = {r["name"]: r for r in records}
+    assert {"matmul probe fp32", "matmul probe bf16"} <= set(names)
+    paths = ["fp32", "fp32 channels_last", "fp32 channels_last folded", "bf16", "bf16 channels_last",
+             "bf16 channels_last folded"]  # fmt: skip
+    for path in paths:
+        ratio = names[f"forward {path}"]["info"]["speedup_vs_official_fp32"]
+        assert ratio == pytest.approx(names["forward fp32"]["median"] / names[f"forward {path}"]["median"])
+    assert names["forward fp32"]["info"]["speedup_vs_official_fp32"] == 1.0
+    assert any(n.startswith("auto picks: ") for n in names)
+    trained = {(r["info"]["network"], r["info"]["precision"]) for r in records if r["unit"] == "images/s"}
+    assert trained == {(net, p) for net in ("quickstart", "W8-64") for p in ("fp32", "bf16")}
+    block = printed[printed.index("== machine summary ==") :]
+    for needle in ("matmul probe", "official fp32", "test.precision=auto picks", "trainer.precision=auto picks",
+                   "training images/s", "INT8"):  # fmt: skip
+        assert needle in block, block
+    assert report["summary"] and report["summary"][0].startswith("machine summary")

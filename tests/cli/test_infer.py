@@ -501,3 +501,30 @@ def test_mmpose_checkpoint_with_its_experiment(coco_root, tmp_path, capsys):
         assert ("MMPose 0.x weights (no metrics stored)" in err) is (kind == "mmpose"), err
     assert found["mmpose"], "the biased random net finds people"
     assert found["mmpose"] == found["official"]
+
+
+def test_infer_runs_the_measured_fast_path_unless_a_precision_is_given(tmp_path, monkeypatch, capsys) -> None:
+    """Issue 29: without ``--precision`` infer runs ``auto`` (the path measured fastest on this machine, plain fp32
+    unless another beats it by the margin) and says in one line what it picked; ``--precision fp32`` is the exact
+    path, not probed."""
+    import bottomup.infer as infer
+    import bottomup.models.fast as fast
+    from bottomup.api import PoseEstimator
+    from bottomup.models import HigherHRNet
+
+    monkeypatch.setenv("BOTTOMUP_CACHE", str(tmp_path))
+    monkeypatch.setattr(fast, "native_bf16", lambda device: False)
+    timings = {"fp32": 100.0, "fp32 channels_last": 80.0, "fp32 channels_last folded": 85.0}
+    monkeypatch.setattr(fast, "probe_fast_paths", lambda *a, **k: (timings, {}))
+    base = PoseEstimator(HigherHRNet(width=8, stage_modules=(1, 1, 1), blocks_per_branch=1), num_keypoints=17)
+    est = infer._with_options(infer._parser().parse_args(["x.jpg"]), base)
+    assert (est.precision, est.channels_last, est.fold_bn) == ("fp32", True, False)
+    infer._say_fast_path(est)
+    line = capsys.readouterr().err.strip()
+    assert (
+        line.startswith("precision auto on cpu: fp32 channels_last (forward at 128 px: fp32 100 ms")
+        and "\n" not in line
+    )
+    monkeypatch.setattr(fast, "probe_fast_paths", lambda *a, **k: pytest.fail("--precision fp32 is not probed"))
+    exact = infer._with_options(infer._parser().parse_args(["x.jpg", "--precision", "fp32"]), base)
+    assert exact.fast_path is None and (exact.precision, exact.channels_last, exact.fold_bn) == ("fp32", False, False)
