@@ -337,7 +337,7 @@ def test_bench_video_section_quick(tmp_path):
     assert len(rss["values"]) == 5 and all(v > 0 for v in rss["values"])
     assert results["stream end to end"]["values"][0] > 0
     assert len(results["tracking per frame"]["values"]) == 40
-    assert any(name.startswith("W32-64 bf16") for name in results)
+    assert any(name.startswith("HigherHRNet-W32-64 bf16") for name in results)  # the bench's network, named
 
 
 # ------------------------------------------------------------------------------------------------ issue 31
