@@ -245,6 +245,25 @@ def _check_strides(strides: object) -> tuple[int, ...]:
     return out
 
 
+def higher_resolution_outputs(
+    x: torch.Tensor, final_layers: nn.ModuleList, deconv_layers: nn.ModuleList, conv_scale_layers: nn.ModuleList | None
+) -> list[torch.Tensor]:
+    """The HigherHRNet head on stride-4 features ``x (N, C, H/4, W/4)``: ``final_layers[0](x)``, then for each further
+    stride the features and the previous output concatenated, ``deconv_layers[i - 1]`` (2x up) and ``final_layers[i]``;
+    with SWAHR (``conv_scale_layers``) each output gets the scale maps of its features in front (official layout).
+    Shared by :class:`HigherHRNet` and ``bottomup.models.vit.ViTPoseAE``."""
+    y = final_layers[0](x)
+    features, outputs = [x], [y]
+    for deconv, final in zip(deconv_layers, final_layers[1:], strict=True):
+        x = deconv(torch.cat((x, y), dim=1))  # the previous heatmaps (+ tags), never the scale maps
+        y = final(x)
+        features.append(x)
+        outputs.append(y)
+    if conv_scale_layers is None:
+        return outputs
+    return [torch.cat((head(f), o), dim=1) for head, f, o in zip(conv_scale_layers, features, outputs, strict=True)]
+
+
 class HigherHRNet(nn.Module):
     """HRNet backbone with a HigherHRNet (associative embedding) head.
 
@@ -484,17 +503,4 @@ class HigherHRNet(nn.Module):
             feats = [t(feats[i] if i < len(feats) else feats[-1]) for i, t in enumerate(transition)]
             feats = stage(feats)
 
-        x = feats[0]
-        y = self.final_layers[0](x)
-        features, outputs = [x], [y]
-        for deconv, final in zip(self.deconv_layers, self.final_layers[1:], strict=True):
-            x = deconv(torch.cat((x, y), dim=1))  # the previous heatmaps (+ tags), never the scale maps
-            y = final(x)
-            features.append(x)
-            outputs.append(y)
-        if self.conv_scale_layers is None:
-            return outputs
-        # SWAHR: the scale maps of the features each output comes from, in front of it (official layout).
-        return [
-            torch.cat((head(f), o), dim=1) for head, f, o in zip(self.conv_scale_layers, features, outputs, strict=True)
-        ]
+        return higher_resolution_outputs(feats[0], self.final_layers, self.deconv_layers, self.conv_scale_layers)

@@ -38,7 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from bottomup.models.hrnet import _check_strides, _deconv_stage, _scale_head
+from bottomup.models.hrnet import (
+    _check_int,
+    _check_strides,
+    _deconv_stage,
+    _scale_head,
+    higher_resolution_outputs,
+)
 from bottomup.models.weights import load_vit_pretrained
 
 __all__ = [
@@ -269,8 +275,8 @@ class VisionTransformer(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
-            _check_positive(f"model.{name}", value)
-        _check_positive("model.patch_size", patch_size)
+            _check_int(f"model.{name}", value, 1)
+        _check_int("model.patch_size", patch_size, 1)
         if embed_dim % num_heads:
             raise ValueError(f"model.num_heads={num_heads} must divide model.embed_dim={embed_dim}")
         if (
@@ -326,12 +332,6 @@ class VisionTransformer(nn.Module):
             x = checkpoint(block, x, use_reentrant=False) if checkpointed else block(x)
         x = self.last_norm(x)
         return x.transpose(1, 2).reshape(n, c, hp, wp)
-
-
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _classic_neck(in_channels: int, channels: int) -> nn.Sequential:
@@ -465,12 +465,11 @@ class ViTPoseAE(nn.Module):
                 base.drop_path_rate,
             )
         self.arch, self.neck_type = arch, neck
-        self.num_keypoints = _check_positive("model.num_keypoints", num_keypoints)
-        self.tag_dim = _check_positive("model.tag_dim", tag_dim)
-        neck_channels = _check_positive("model.neck_channels", neck_channels)
-        branch_channels = _check_positive("model.branch_channels", branch_channels)
-        if isinstance(num_deconv_blocks, bool) or not isinstance(num_deconv_blocks, int) or num_deconv_blocks < 0:
-            raise ValueError(f"model.num_deconv_blocks must be an int >= 0, got {num_deconv_blocks!r}")
+        self.num_keypoints = _check_int("model.num_keypoints", num_keypoints, 1)
+        self.tag_dim = _check_int("model.tag_dim", tag_dim, 1)
+        neck_channels = _check_int("model.neck_channels", neck_channels, 1)
+        branch_channels = _check_int("model.branch_channels", branch_channels, 1)
+        _check_int("model.num_deconv_blocks", num_deconv_blocks, 0)
         try:
             self.strides = _check_strides(strides)
         except ValueError as e:
@@ -566,16 +565,5 @@ class ViTPoseAE(nn.Module):
             raise ValueError(
                 f"ViTPoseAE expects input of shape (N, 3, H, W) with H and W multiples of {m}, got {tuple(x.shape)}"
             )
-        x = self.neck(self.backbone(x))
-        y = self.final_layers[0](x)
-        features, outputs = [x], [y]
-        for deconv, final in zip(self.deconv_layers, self.final_layers[1:], strict=True):
-            x = deconv(torch.cat((x, y), dim=1))
-            y = final(x)
-            features.append(x)
-            outputs.append(y)
-        if self.conv_scale_layers is None:
-            return outputs
-        return [
-            torch.cat((head(f), o), dim=1) for head, f, o in zip(self.conv_scale_layers, features, outputs, strict=True)
-        ]
+        features = self.neck(self.backbone(x))
+        return higher_resolution_outputs(features, self.final_layers, self.deconv_layers, self.conv_scale_layers)

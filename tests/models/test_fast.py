@@ -87,6 +87,12 @@ _PLAIN = "fp32"
 _CL, _FOLDED = "fp32 channels_last", "fp32 channels_last folded"
 
 
+#: Probe timings (ms) on a device with native bf16, where the bf16 paths compete.
+_NATIVE_TIMINGS = {
+    _PLAIN: 100.0, _CL: 90.0, _FOLDED: 80.0, "bf16": 60.0, "bf16 channels_last": 50.0, "bf16 channels_last folded": 40.0,
+}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("timings", "correct", "native", "expected"),
     [
@@ -95,28 +101,14 @@ _CL, _FOLDED = "fp32 channels_last", "fp32 channels_last folded"
         ({_PLAIN: 100.0, _CL: 130.0, _FOLDED: 120.0}, {}, False, _PLAIN),  # slower (a CPU where NHWC loses)
         # native bf16: the bf16 paths compete; the fastest correct one wins
         (
-            {
-                _PLAIN: 100.0,
-                _CL: 90.0,
-                _FOLDED: 80.0,
-                "bf16": 60.0,
-                "bf16 channels_last": 50.0,
-                "bf16 channels_last folded": 40.0,
-            },
+            _NATIVE_TIMINGS,
             {},
             True,
             "bf16 channels_last folded",
         ),  # fmt: skip
         # wrong but fast: rejected, the next fastest correct path runs
         (
-            {
-                _PLAIN: 100.0,
-                _CL: 90.0,
-                _FOLDED: 80.0,
-                "bf16": 60.0,
-                "bf16 channels_last": 50.0,
-                "bf16 channels_last folded": 40.0,
-            },
+            _NATIVE_TIMINGS,
             {"bf16 channels_last folded": False},
             True,
             "bf16 channels_last",
