@@ -209,7 +209,7 @@ def test_checkpoint_of_bottomup_0_1_loads_with_its_old_config_names(tmp_path, im
     built, saved, kind = load_model(path)
     assert kind == "project" and saved.loss._target_ == "bottomup.models.losses.AssociativeEmbeddingLoss"
     assert build_loss(saved.loss)([torch.zeros(1, 34, 8, 8), torch.zeros(1, 17, 16, 16)], *_targets())["loss"] == 0
-    optimizer, scheduler = build_optimizer(saved.optim, saved.schedule, built.parameters(), iters_per_epoch=10)
+    optimizer, scheduler = build_optimizer(saved.optim, saved.schedule, built, iters_per_epoch=10)
     assert scheduler.get_last_lr()[0] == pytest.approx(saved.optim.lr * saved.schedule.warmup_factor)
 
 

@@ -71,29 +71,23 @@ def build_loss(loss_cfg: DictConfig) -> nn.Module:
 
 
 def build_optimizer(
-    optim_cfg: DictConfig, schedule_cfg: DictConfig, model: nn.Module | Any, iters_per_epoch: int
+    optim_cfg: DictConfig, schedule_cfg: DictConfig, model: nn.Module, iters_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimiser (``optim``, ``_partial_``) over ``model``'s parameters and its per-iteration LR schedule
     (``schedule``).
 
     ``optim.param_groups`` (optional, a ``_partial_`` ``_target_`` taking the model, e.g.
     ``bottomup.engine.optim.layer_decay_groups``) makes the parameter groups; their ``lr_scale`` multiplies their rate
-    (:func:`bottomup.engine.optim.apply_lr_scale`) before the schedule takes it as its base. ``model`` may also be
-    an iterable of parameters (no ``param_groups`` then).
+    (:func:`bottomup.engine.optim.apply_lr_scale`) before the schedule takes it as its base.
 
     Raises:
-        ValueError: ``iters_per_epoch`` < 1 (from the schedule); ``optim.param_groups`` with parameters instead of a
-            model, or a model it does not fit (the message names the key).
+        ValueError: ``iters_per_epoch`` < 1 (from the schedule); ``optim.param_groups`` that do not fit the model (the
+            message names the key).
     """
     groups_cfg = optim_cfg.get("param_groups")
-    optim_cfg = OmegaConf.masked_copy(optim_cfg, [k for k in optim_cfg if k != "param_groups"])
-    if groups_cfg is not None:
-        if not isinstance(model, nn.Module):
-            raise ValueError("optim.param_groups needs the model, not a list of parameters")
-        params: Any = hydra.utils.instantiate(groups_cfg)(model)
-    else:
-        params = model.parameters() if isinstance(model, nn.Module) else model
-    optimizer = hydra.utils.instantiate(optim_cfg)(params=params)
+    params = hydra.utils.instantiate(groups_cfg)(model) if groups_cfg is not None else model.parameters()
+    optimizer_cfg = OmegaConf.masked_copy(optim_cfg, [k for k in optim_cfg if k != "param_groups"])
+    optimizer = hydra.utils.instantiate(optimizer_cfg)(params=params)
     apply_lr_scale(optimizer)
     schedule = hydra.utils.instantiate(_map_legacy_targets(schedule_cfg))
     return optimizer, schedule(optimizer=optimizer, iters_per_epoch=iters_per_epoch)

@@ -263,7 +263,7 @@ def test_bf16_loss_curve_matches_fp32_on_a_real_batch(coco_root: Path) -> None:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             image = image.contiguous(memory_format=torch.channels_last)
-        opt, scheduler = build_optimizer(cfg.optim, cfg.schedule, model.parameters(), iters_per_epoch=1000)
+        opt, scheduler = build_optimizer(cfg.optim, cfg.schedule, model, iters_per_epoch=1000)
         curve = []
         for _ in range(10):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):

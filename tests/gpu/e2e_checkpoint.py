@@ -62,7 +62,7 @@ def main() -> int:
     model = build_model(cfg.model, 17, pretrained=False).to(device).to(memory_format=torch.channels_last).train()
     criterion = AssociativeEmbeddingLoss(17, push_type="max", pull_weight=0.01, push_weight=0.01)
     optim_cfg = compose("train", ["optim.lr=1e-4", "schedule.warmup_iters=10", f"schedule.milestones=[{args.steps}]"])
-    optimizer, scheduler = build_optimizer(optim_cfg.optim, optim_cfg.schedule, model.parameters(), iters_per_epoch=1)
+    optimizer, scheduler = build_optimizer(optim_cfg.optim, optim_cfg.schedule, model, iters_per_epoch=1)
     first = last = float("nan")
     for step in range(args.steps):
         with torch.autocast(device.type, dtype=torch.bfloat16):

@@ -285,7 +285,7 @@ def people_model(coco_root: Path, val_subset: dict) -> torch.nn.Module:
     model = build_model(cfg.model, 17).to(device).train()
     criterion = AssociativeEmbeddingLoss(17, push_type="max", pull_weight=0.01, push_weight=0.01)
     optim_cfg = compose("train", ["optim.lr=1e-4", "schedule.warmup_iters=10", "schedule.milestones=[330]"])
-    optimizer, scheduler = build_optimizer(optim_cfg.optim, optim_cfg.schedule, model.parameters(), iters_per_epoch=1)
+    optimizer, scheduler = build_optimizer(optim_cfg.optim, optim_cfg.schedule, model, iters_per_epoch=1)
     losses = []
     for _ in range(400):
         parts = criterion(model(b["image"]), b["heatmaps"], b["masks"], b["tag_indices"])
