@@ -309,6 +309,11 @@ class HigherHRNet(nn.Module):
         stem_blocks: Bottlenecks in ``layer1`` after the stem (4 in the published models). At small widths they
             are most of the cost (~55 % of a W16 training step); fewer make a faster variant whose ``layer1``
             keys beyond the first ``stem_blocks`` are absent from its checkpoints.
+        stem_channels: channels of the two stride-2 stem convolutions and of the ``layer1`` Bottlenecks' inner
+            convolutions (their output is ``4 x stem_channels``; 64 in the published models and the ImageNet
+            backbones). With ``stem_channels`` 64, the stem, ``layer1`` and ``transition1`` were 42 % of a W16
+            training step at 160 px (forward + backward); 32 makes a faster variant (the CPU quickstart) whose stem
+            tensors no longer fit the official checkpoints.
         init: weight initialisation, one of :data:`INIT_SCHEMES`: ``"official"`` (N(0, 0.001^2), the official
             code's, for a backbone loaded from ``pretrained``), ``"kaiming"`` (training from scratch) or
             ``"auto"``: official with ``pretrained``, kaiming without; see :meth:`reset_parameters`.
@@ -326,7 +331,7 @@ class HigherHRNet(nn.Module):
         ValueError: If an argument is invalid (non-positive ``width``/``num_keypoints``/
             ``tag_dim``, negative ``num_deconv_blocks``, bad ``strides``), or if ``pretrained``
             does not match the backbone (see :meth:`load_pretrained_backbone`), or
-            ``stage_modules`` / ``blocks_per_branch`` / ``stem_blocks`` are not positive.
+            ``stage_modules`` / ``blocks_per_branch`` / ``stem_blocks`` / ``stem_channels`` are not positive.
         FileNotFoundError: If ``pretrained`` is given but does not exist.
 
     Example:
@@ -346,6 +351,7 @@ class HigherHRNet(nn.Module):
         stage_modules: Sequence[int] = _STAGE_MODULES,
         blocks_per_branch: int = _BLOCKS_PER_BRANCH,
         stem_blocks: int = 4,
+        stem_channels: int = _STEM_CHANNELS,
         init: str = "auto",
         swahr: bool = False,
     ) -> None:
@@ -359,6 +365,7 @@ class HigherHRNet(nn.Module):
         num_deconv_blocks = _check_int("num_deconv_blocks", num_deconv_blocks, 0)
         blocks_per_branch = _check_int("blocks_per_branch", blocks_per_branch, 1)
         stem_blocks = _check_int("stem_blocks", stem_blocks, 1)
+        stem = _check_int("stem_channels", stem_channels, 1)
         if len(stage_modules) != len(_STAGE_MODULES):
             raise ValueError(
                 f"stage_modules must give {len(_STAGE_MODULES)} module counts (stages 2, 3, 4), got {list(stage_modules)}"
@@ -369,16 +376,17 @@ class HigherHRNet(nn.Module):
             raise ValueError(f"model.swahr must be true or false, got {swahr!r}")
         self.swahr = swahr
 
-        # Stem: two stride-2 3x3 convs (stride 4 overall), then stem_blocks (published: 4) Bottlenecks -> 256 channels.
-        self.conv1 = nn.Conv2d(3, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(_STEM_CHANNELS, momentum=_BN_MOMENTUM)
-        self.conv2 = nn.Conv2d(_STEM_CHANNELS, _STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(_STEM_CHANNELS, momentum=_BN_MOMENTUM)
+        # Stem: two stride-2 3x3 convs (stride 4 overall), then stem_blocks (published: 4) Bottlenecks -> 4 x
+        # stem_channels (published: 256) channels.
+        self.conv1 = nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem, momentum=_BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(stem, stem, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(stem, momentum=_BN_MOMENTUM)
         self.relu = nn.ReLU(inplace=True)
-        stem_out = _STEM_CHANNELS * Bottleneck.expansion
+        stem_out = stem * Bottleneck.expansion
         self.layer1 = nn.Sequential(
-            Bottleneck(_STEM_CHANNELS, _STEM_CHANNELS),
-            *[Bottleneck(stem_out, _STEM_CHANNELS) for _ in range(stem_blocks - 1)],
+            Bottleneck(stem, stem),
+            *[Bottleneck(stem_out, stem) for _ in range(stem_blocks - 1)],
         )
 
         # Stages 2-4: 2, 3, 4 branches.

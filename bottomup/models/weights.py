@@ -304,6 +304,8 @@ class Architecture:
         stage_modules: HighResolutionModules in stages 2, 3, 4 (``None`` if a stage is absent).
         blocks_per_branch: BasicBlocks per branch (of ``stage2.0``; ``None`` if absent).
         stem_blocks: Bottlenecks in ``layer1`` (``None`` if absent).
+        stem_channels: output channels of the stem's first convolution (``conv1.weight``: ``(S, 3, 3, 3)``; 64 in
+            the published models; ``None`` if absent).
         swahr: whether there are SWAHR scale heads (``conv_scale_layers``).
         layout: the key names the tensors came with: :data:`OFFICIAL_LAYOUT` (``"HigherHRNet"``: the official
             HigherHRNet / SWAHR names, this project's too) or :data:`MMPOSE_LAYOUT` (``"MMPose 0.x"``, converted by
@@ -321,12 +323,13 @@ class Architecture:
     stem_blocks: int | None
     swahr: bool
     layout: str = OFFICIAL_LAYOUT
+    stem_channels: int | None = None
 
     def model_kwargs(self) -> dict[str, Any]:
         """The known fields as ``HigherHRNet`` keyword arguments (``stage_modules`` / ``strides`` as lists, as in
         a config); unknown (``None``) ones are left out, so the model's defaults apply to them."""
         names = ("width", "num_keypoints", "strides", "tag_dim", "num_deconv_blocks", "stage_modules")
-        names += ("blocks_per_branch", "stem_blocks", "swahr")
+        names += ("blocks_per_branch", "stem_blocks", "stem_channels", "swahr")
         out = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
@@ -386,13 +389,15 @@ def read_architecture(state: Mapping[str, Any]) -> Architecture | None:
         stem_blocks=stem or None,
         swahr=swahr,
         layout=layout,
+        stem_channels=_channels(state, "conv1.weight") if "conv1.weight" in state else None,
     )
 
 
 def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str:
     """``"W32, K=17"``-style summary of a HigherHRNet state_dict (:func:`read_architecture`: width, K from the
     last output; ``"W32, 34 output channels"`` with one output; ``", SWAHR"`` with scale heads;
-    ``", MMPose 0.x layout"`` for MMPose names), ``"ViT-base (embed_dim 768, depth 12), K=17"``-style for a
+    ``", MMPose 0.x layout"`` for MMPose names; ``"W16 (stem 32), K=17"`` when the stem is not the published
+    64 channels), ``"ViT-base (embed_dim 768, depth 12), K=17"``-style for a
     ``ViTPoseAE`` / ViT checkpoint (``"ViT-base (...) backbone"`` without an associative-embedding head), or
     ``"not a HigherHRNet"``; for messages about weights that do not fit a model.
 
@@ -412,7 +417,8 @@ def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str
     layout = layout or arch.layout
     named = f", {layout} layout" if layout != OFFICIAL_LAYOUT else ""
     outputs = f"K={last}" if len(arch.out_channels) > 1 else f"{last} output channels"
-    return f"W{arch.width}, {outputs}{swahr}{named}"
+    stem = f" (stem {arch.stem_channels})" if arch.stem_channels not in (None, 64) else ""
+    return f"W{arch.width}{stem}, {outputs}{swahr}{named}"
 
 
 def _describe_vit(state: Mapping[str, Any]) -> str | None:
@@ -674,7 +680,8 @@ def load_pretrained_backbone(model: HigherHRNet, path: str | os.PathLike[str]) -
         ]
         raise ValueError(
             f"Pretrained checkpoint {path!r} does not match the HRNet-W{model.width} backbone "
-            f"({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); check model.width"
+            f"({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); check model.width and model.stem_channels "
+            "(64 in the published backbones)"
         )
     if not match.fits:
         raise ValueError(f"Pretrained checkpoint {path!r} contains no HRNet backbone keys")

@@ -244,7 +244,7 @@ def test_finetuning_on_other_keypoints_reinitialises_the_head(quickstart_checkpo
     model_cfg = OmegaConf.create(saved["config"]).model
     arch = [
         f"model.{k}={OmegaConf.to_container(model_cfg)[k]}"
-        for k in ("width", "stage_modules", "blocks_per_branch", "stem_blocks")
+        for k in ("width", "stage_modules", "blocks_per_branch", "stem_blocks", "stem_channels")
     ]
     cfg = custom_cfg(five, tmp_path, f"checkpoint={quickstart_checkpoint}", "trainer.max_steps=1",
                      "trainer.epochs=1", *[a.replace(" ", "") for a in arch])  # fmt: skip

@@ -207,6 +207,36 @@ def test_stem_blocks_shorten_layer1_only():
         HigherHRNet(width=16, stem_blocks=0)
 
 
+def test_stem_channels_narrow_the_stem_and_are_read_back_from_the_weights(tmp_path):
+    """stem_channels=32 halves the stem convolutions and layer1's inner channels (layer1 gives 4 x 32 = 128),
+    everything from transition1's branches on keeps its shape; the architecture read from the weights gives the
+    same network back, and an ImageNet backbone of the published 64-channel stem is refused naming the shapes."""
+    from bottomup.models.weights import describe_weights, read_architecture
+
+    kw = dict(width=16, stage_modules=(1, 1, 1), blocks_per_branch=2, stem_blocks=1)
+    full, slim = HigherHRNet(**kw), HigherHRNet(**kw, stem_channels=32)
+    fk, sk = full.state_dict(), slim.state_dict()
+    assert set(fk) == set(sk)
+    assert sk["conv1.weight"].shape == (32, 3, 3, 3) and sk["layer1.0.conv3.weight"].shape == (128, 32, 1, 1)
+    assert sk["transition1.0.0.weight"].shape == (16, 128, 3, 3)
+    differ = {k for k in fk if fk[k].shape != sk[k].shape}
+    assert differ and all(k.startswith(("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition1.")) for k in differ)
+    x = torch.zeros(1, 3, 128, 128)
+    assert [o.shape for o in slim(x)] == [o.shape for o in full(x)]
+    arch = read_architecture(sk)
+    assert arch.stem_channels == 32 and read_architecture(fk).stem_channels == 64
+    rebuilt = HigherHRNet(**arch.model_kwargs())
+    rebuilt.load_state_dict(sk)  # strict: the same keys and shapes
+    assert describe_weights(sk) == "W16 (stem 32), K=17" and describe_weights(fk) == "W16, K=17"
+    with pytest.raises(ValueError, match="stem_channels"):
+        HigherHRNet(width=16, stem_channels=0)
+    backbone = tmp_path / "hrnet_w16_imagenet.pth"  # the published stem's tensors, as an ImageNet file has them
+    torch.save({k: v for k, v in fk.items() if not k.startswith(("final_layers.", "deconv_layers."))}, backbone)
+    HigherHRNet(**kw, pretrained=backbone)
+    with pytest.raises(ValueError, match=r"does not match .*conv1\.weight: checkpoint \(64, 3, 3, 3\) vs model \(32"):
+        HigherHRNet(**kw, stem_channels=32, pretrained=backbone)
+
+
 def test_precision_auto_picks_native_bf16_only():
     from bottomup.models.precision import native_bf16, resolve_precision
 

@@ -39,6 +39,7 @@ ARCH_KEYS = (
     "stage_modules",
     "blocks_per_branch",
     "stem_blocks",
+    "stem_channels",
     "swahr",
 )
 #: experiment -> overrides; the slim W16 is the quickstart's network, spelled out.
@@ -129,7 +130,7 @@ def test_official_layouts(fixture, described, kwargs):
     state = _fixture_state(FIXTURES / fixture)
     arch = read_architecture(state)
     published = {"strides": [4, 2], "tag_dim": 1, "num_deconv_blocks": 4, "stage_modules": [1, 4, 3]}
-    published |= {"blocks_per_branch": 4, "stem_blocks": 4}
+    published |= {"blocks_per_branch": 4, "stem_blocks": 4, "stem_channels": 64}
     assert arch.model_kwargs() == {**published, **kwargs}
     assert describe_weights(state) == described
     assert has_scale_heads(state) is kwargs["swahr"]
