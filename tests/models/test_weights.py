@@ -42,7 +42,7 @@ ARCH_KEYS = (
     "stem_channels",
     "swahr",
 )
-#: experiment -> overrides; the slim W16 is the quickstart's network, spelled out.
+#: experiment -> overrides; the slim W16 is the quickstart's earlier network (published stem and 1/2 branch), spelled out.
 CONFIGS = {
     "w32": ("higherhrnet_w32", []),
     "w48": ("higherhrnet_w48_640", []),
