@@ -260,7 +260,7 @@ def test_finetuning_on_other_keypoints_reinitialises_the_head(quickstart_checkpo
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.width=8", r"checkpoint=.*the file is W16, K=17, the config builds W8, K=17"),
+        ("model.width=8", r"checkpoint=.*the file is W16 \(stem 32\), K=17, the config builds W8 \(stem 32\), K=17"),
         ("model.stem_blocks=3", r"checkpoint=.*(layer1\.\d.*not in the model|missing).*model\.stem_blocks"),
     ],
 )
