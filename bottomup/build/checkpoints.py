@@ -241,9 +241,9 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
 
     The prediction head (:data:`HEAD_PREFIXES`) may differ in shape, e.g. a COCO checkpoint (K = 17) fine-tuned on
     a data set with other keypoints: those tensors keep ``model``'s fresh initialisation and a warning names them.
-    Anything else that does not fit -- backbone tensors of other shapes (another ``model.width``), missing from
-    the file or only in it (another ``model.stage_modules`` / ``model.stem_blocks`` / ``model.stem_channels``) -- is an error, since training would silently start from a
-    half-random network.
+    Anything else that does not fit -- backbone tensors of other shapes (another ``model.width`` /
+    ``model.stem_channels``), missing from the file or only in it (another ``model.stage_modules`` /
+    ``model.stem_blocks``) -- is an error, since training would silently start from a half-random network.
 
     Args:
         model: the freshly built network (CPU or device); changed in place.
@@ -277,8 +277,7 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike, key: str = "
             f"{key}={name} does not fit the model: {len(bad)} backbone tensors missing, extra or of another shape "
             f"(e.g. {bad[0] if bad else 'all'}); the file is {described}, the config builds {ours}. Set model.width "
             "/ model.stage_modules / model.blocks_per_branch / model.stem_blocks / model.stem_channels (a ViT: "
-            "model.arch) to the "
-            "checkpoint's"
+            "model.arch) to the checkpoint's"
         )
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
     log.info("%s=%s: loaded %d of %d tensors", key, name, len(loaded), len(own))

@@ -262,6 +262,10 @@ def test_finetuning_on_other_keypoints_reinitialises_the_head(quickstart_checkpo
     [
         ("model.width=8", r"checkpoint=.*the file is W16 \(stem 32\), K=17, the config builds W8 \(stem 32\), K=17"),
         ("model.stem_blocks=3", r"checkpoint=.*(layer1\.\d.*not in the model|missing).*model\.stem_blocks"),
+        (
+            "model.stem_channels=64",
+            r"checkpoint=.*the file is W16 \(stem 32\), K=17, the config builds W16, K=17.*model\.stem_channels",
+        ),
     ],
 )
 def test_finetuning_from_another_architecture_fails_clearly(quickstart_checkpoint, tmp_path, override, message) -> None:
