@@ -211,6 +211,9 @@ def _add_picture_options(draw: argparse._ArgumentGroup) -> None:
 
 def _add_video_options(video: argparse._ArgumentGroup) -> None:
     """The options of videos, cameras, streams and --sequence folders."""
+    from bottomup.engine.tracking import TrackerSettings
+
+    tracker_defaults = TrackerSettings()
     video.add_argument("--sequence", action="store_true", help="read image folders as the frames of one video each")
     video.add_argument("--fps", type=float, default=30.0, help="frame rate of --sequence folders (default %(default)s)")
     video.add_argument("--stride", type=int, default=1, help="process every n-th frame (default %(default)s)")
@@ -232,17 +235,21 @@ def _add_video_options(video: argparse._ArgumentGroup) -> None:
         "--track-high-score",
         type=float,
         default=None,
-        help="person score from which a person is matched first and may start a track (default 0.4)",
+        help="person score from which a person is matched first and may start a track (default "
+        f"{tracker_defaults.high_score})",
     )
     video.add_argument(
         "--track-low-score",
         type=float,
         default=None,
         help="person score below which a person is not tracked; between the two it only continues a track "
-        "(default 0.2)",
+        f"(default {tracker_defaults.low_score})",
     )
     video.add_argument(
-        "--min-hits", type=int, default=None, help="frames a new track needs before it gets its id (default 1)"
+        "--min-hits",
+        type=int,
+        default=None,
+        help=f"frames a new track needs before it gets its id (default {tracker_defaults.min_hits})",
     )
 
 

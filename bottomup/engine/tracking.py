@@ -199,8 +199,8 @@ class TrackerSettings:
 
     max_age: int = 30
     min_similarity: float = 0.1
-    high_score: float = 0.4
-    low_score: float = 0.2
+    high_score: float = 0.3
+    low_score: float = 0.25
     min_hits: int = 1
     nms_oks: float = 0.8
     keypoint_threshold: float = 0.1
@@ -259,7 +259,7 @@ TRACKER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Tracker
 class _Track:
     track_id: int  # 0 until confirmed
     keypoints: np.ndarray  # (K, 3) last matched pose (raw, not smoothed), with recently seen joints kept
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px / frame of the joints' mean position
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px / frame, median joint displacement
     misses: int = 0  # frames since last matched
     hits: int = 1  # frames matched (a new track has its first)
     joint_age: np.ndarray = field(
@@ -450,7 +450,10 @@ class PoseTracker:
         return ids, out
 
     def _continue(self, tr: _Track, person: np.ndarray) -> None:
-        """Match ``person`` to ``tr``: update its velocity (from the joints present in both) and pose.
+        """Match ``person`` to ``tr``: update its velocity and pose.
+
+        The velocity is an exponential average (weight 0.5) of the step, the median over the joints present in both
+        poses of their displacement (robust to the few joints that grouping puts on another person).
 
         The track's pose keeps the joints not seen in this frame (moved along with the person, for at most
         ``max_age`` frames), so that a person seen from another part of the body next (an occluder passing)
@@ -462,7 +465,9 @@ class PoseTracker:
         frames = tr.misses + 1
         step = tr.velocity * frames
         if both.any():
-            step = (person[both, :2] - tr.keypoints[both, :2]).mean(0)
+            # the median over joints: where grouping put a few joints on a neighbour (people crossing), the mean
+            # would carry the track towards the neighbour and the next frame's prediction would miss the person
+            step = np.median(person[both, :2] - tr.keypoints[both, :2], axis=0)
             tr.velocity = 0.5 * tr.velocity + 0.5 * step / frames
         kept = tr.keypoints.copy()
         kept[:, :2] += step

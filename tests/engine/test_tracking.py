@@ -29,15 +29,17 @@ def _junk_of(person: np.ndarray, rng: np.random.Generator, joints: int = 4) -> n
 
 def _frames_with_junk(seed: int, num_frames: int = 80, num_people: int = 4):
     """Per frame of a synthetic crossing video: ground truth, and detections = the visible joints of each person
-    (scores 0.4-0.9) plus one partial low-score duplicate (0.01-0.39: ignored or low) of each, shuffled."""
+    (scores 0.4-0.9) plus one partial low-score duplicate (from 0.01 up to the default ``high_score``: ignored or
+    low) of each, shuffled."""
     rng = np.random.default_rng(seed)
+    high = TrackerSettings().high_score
     for frame in SyntheticVideo(seed=seed, num_frames=num_frames, num_people=num_people):
         real = _visible_only(frame.keypoints)
         present = real[..., 2].sum(1) > 0
         real = real[present]
         junk = np.stack([_junk_of(p, rng) for p in real]) if len(real) else real
         kpts = np.concatenate([real, junk])
-        scores = np.concatenate([rng.uniform(0.4, 0.9, len(real)), rng.uniform(0.01, 0.39, len(junk))])
+        scores = np.concatenate([rng.uniform(0.4, 0.9, len(real)), rng.uniform(0.01, high, len(junk))])
         order = rng.permutation(len(kpts))
         yield frame, kpts[order], scores[order], order < len(real)
 
@@ -97,6 +99,28 @@ def test_low_score_people_only_continue_tracks(coco_layout):
     below = tracker.settings.low_score / 2
     ids, _ = tracker.update(person[-1][None], scores=np.array([below]))
     assert ids.tolist() == [0]
+
+
+def test_a_track_keeps_its_persons_motion_when_grouping_puts_joints_on_a_neighbour(coco_layout):
+    """Where people cross, grouping puts a few of a person's joints on the neighbour. The track's velocity (what its
+    next pose is predicted with) must stay the person's own motion: the median joint displacement ignores the
+    outliers, where the mean (the earlier rule) moved the track ~10 px per frame towards the neighbour."""
+    frame = next(iter(SyntheticVideo(seed=0, num_frames=1, num_people=1)))
+    person = _visible_only(frame.keypoints)[0]
+    neighbour = person.copy()
+    neighbour[:, 0] += 60.0  # standing still, 60 px to the right
+    clean, mixed = PoseTracker(coco_layout.oks_sigmas), PoseTracker(coco_layout.oks_sigmas)
+    for t in range(8):
+        walker = person.copy()
+        walker[:, 0] += 2.0 * t  # 2 px per frame to the right
+        grouped = walker.copy()
+        if t in (2, 3):
+            grouped[5:10, :2] = neighbour[5:10, :2]  # 5 of 17 joints on the neighbour
+        ids_clean, _ = clean.update(np.stack([walker, neighbour]), scores=np.array([0.8, 0.8]))
+        ids_mixed, _ = mixed.update(np.stack([grouped, neighbour]), scores=np.array([0.8, 0.8]))
+        assert ids_clean.tolist() == ids_mixed.tolist() == [1, 2]
+        np.testing.assert_allclose(mixed.tracks[0].velocity, clean.tracks[0].velocity, atol=0.05)
+    np.testing.assert_allclose(clean.tracks[0].velocity, [2.0, 0.0], atol=0.05)
 
 
 def test_new_tracks_are_confirmed_after_min_hits(coco_layout):
