@@ -183,7 +183,9 @@ class TrackerSettings:
             the first frame it is missed.
         min_similarity: least similarity (OKS, or box IoU without common joints) of any match.
         high_score: person score (mean joint score, ``Prediction.scores``) from which a person is matched first and
-            may start a track.
+            may start a track. 0.3 and 0.25 were measured with the quickstart models on synthetic videos and a
+            still-image clip (README "Tracking"): a start threshold of 0.4 left people that stay at 0.3-0.4 without a
+            track, and people under 0.25 are mostly junk.
         low_score: person score below which a person is not tracked at all.
         min_hits: matched frames a new track needs to be confirmed (1: at once).
         nms_oks: OKS at or above which a lower-scoring person is a duplicate of a higher-scoring one (1.0: off).
