@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from bottomup.models.weights import load_official_checkpoint
+from bottomup.models.weights import PUBLISHED_STEM_CHANNELS, load_official_checkpoint
 from bottomup.models.weights import load_pretrained_backbone as _load_pretrained_backbone
 
 __all__ = ["HigherHRNet", "load_official_checkpoint"]  # the loader lives in bottomup.models.weights
@@ -55,7 +55,6 @@ _STAGE_MODULES: tuple[int, ...] = (1, 4, 3)
 _BLOCKS_PER_BRANCH = 4
 #: ``HigherHRNet(init=...)`` choices (``model.init``): see :meth:`HigherHRNet.reset_parameters`.
 INIT_SCHEMES: tuple[str, ...] = ("auto", "official", "kaiming")
-_STEM_CHANNELS = 64
 _BN_MOMENTUM = 0.1
 
 
@@ -351,7 +350,7 @@ class HigherHRNet(nn.Module):
         stage_modules: Sequence[int] = _STAGE_MODULES,
         blocks_per_branch: int = _BLOCKS_PER_BRANCH,
         stem_blocks: int = 4,
-        stem_channels: int = _STEM_CHANNELS,
+        stem_channels: int = PUBLISHED_STEM_CHANNELS,
         init: str = "auto",
         swahr: bool = False,
     ) -> None:

@@ -86,6 +86,9 @@ HEAD_PREFIXES: tuple[str, ...] = ("final_layers.", "deconv_layers.", "conv_scale
 
 _SCALE_PREFIX = "conv_scale_layers."
 _WIDTH_KEY = "transition1.0.0.weight"  # 3x3 conv from the 256-channel stem to branch 0: (width, 256, 3, 3)
+#: Channels of the stem convolutions and ``layer1``'s inner convolutions in the published HigherHRNet / SWAHR
+#: checkpoints and the ImageNet HRNet backbones (``HigherHRNet(stem_channels=...)`` defaults to it).
+PUBLISHED_STEM_CHANNELS = 64
 
 #: Layout names (:func:`weights_layout`, :attr:`Architecture.layout`, messages): the official HigherHRNet / SWAHR
 #: key names, which this project's checkpoints share, and MMPose 0.x's (``backbone.`` / ``keypoint_head.``).
@@ -417,7 +420,7 @@ def describe_weights(state: Mapping[str, Any], layout: str | None = None) -> str
     layout = layout or arch.layout
     named = f", {layout} layout" if layout != OFFICIAL_LAYOUT else ""
     outputs = f"K={last}" if len(arch.out_channels) > 1 else f"{last} output channels"
-    stem = f" (stem {arch.stem_channels})" if arch.stem_channels not in (None, 64) else ""
+    stem = f" (stem {arch.stem_channels})" if arch.stem_channels not in (None, PUBLISHED_STEM_CHANNELS) else ""
     return f"W{arch.width}{stem}, {outputs}{swahr}{named}"
 
 
@@ -681,7 +684,7 @@ def load_pretrained_backbone(model: HigherHRNet, path: str | os.PathLike[str]) -
         raise ValueError(
             f"Pretrained checkpoint {path!r} does not match the HRNet-W{model.width} backbone "
             f"({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); check model.width and model.stem_channels "
-            "(64 in the published backbones)"
+            f"({PUBLISHED_STEM_CHANNELS} in the published backbones)"
         )
     if not match.fits:
         raise ValueError(f"Pretrained checkpoint {path!r} contains no HRNet backbone keys")
