@@ -7,8 +7,9 @@
   lost).
 * A still-image clip: held-out images of the checkpoint's synthetic validation set, each shown for 4 frames shifted
   by 2 px per frame (10 images; ``--quick``: 2): the share of confident people (score >= 0.3) that keep the id of
-  the same person (OKS >= 0.5 after the shift) one frame earlier. Nothing moves but the pixels, so every change of
-  id there is the association's.
+  the same person (OKS >= 0.5 after the shift) one frame earlier, over all of them and over those that were
+  confident one frame earlier too (a person whose score rises past the tracker's ``high_score`` between the two
+  frames had no track to keep: new tracks start only from high-score people). Nothing moves but the pixels.
 * ``PoseTracker.update`` per frame on the ground truth's visible joints of 4 and of 13 people, ms.
 
 Without ``--checkpoint`` the quality rows use the ground truth's visible joints as detections (the tracker alone).
@@ -17,6 +18,7 @@ Without ``--checkpoint`` the quality rows use the ground truth's visible joints 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from bottomup.bench.common import Result, Settings
 from bottomup.data.synthetic_video import SyntheticVideo
 from bottomup.engine.tracking import PoseTracker, keypoint_oks
 
-__all__ = ["bench_tracking", "clip_continuity"]
+__all__ = ["ClipContinuity", "bench_tracking", "clip_continuity"]
 
 #: Person score from which a person counts as confident in the clip's continuity.
 CONFIDENT = 0.3
@@ -63,9 +65,33 @@ def _union_oks(before: np.ndarray, after: np.ndarray, sigmas: np.ndarray) -> np.
     return oks * common / union
 
 
+@dataclass(frozen=True)
+class ClipContinuity:
+    """What :func:`clip_continuity` counts: confident people (score >= :data:`CONFIDENT`) compared with the same
+    person one frame earlier, and those of them that kept its id.
+
+    Attributes:
+        kept, compared: over every confident person paired with one of the frame before.
+        steady_kept, steady_compared: over those whose pair one frame earlier was confident too. The others rose
+            past :data:`CONFIDENT` between the two frames; with a tracker's ``high_score`` at or above it they had no
+            track one frame earlier (new tracks start only from high-score people), so they count in ``compared``
+            and never in ``kept``.
+    """
+
+    kept: int
+    compared: int
+    steady_kept: int
+    steady_compared: int
+
+    @property
+    def rising(self) -> int:
+        """Confident people whose pair one frame earlier scored under :data:`CONFIDENT`."""
+        return self.compared - self.steady_compared
+
+
 def clip_continuity(
     estimator: PoseEstimator, images: list[np.ndarray], repeats: int = 4, shift: int = 2, **tracker_settings: Any
-) -> tuple[int, int]:
+) -> ClipContinuity:
     """Identity continuity on a still-image clip: each image (``(H, W, 3)`` uint8 RGB) shown ``repeats`` times,
     shifted ``shift`` px to the right per frame. The people of a frame after the first of its image are paired one to
     one with those of the frame before (moved by the shift; Hungarian assignment on OKS over the joints present in
@@ -74,13 +100,14 @@ def clip_continuity(
     at OKS >= 0.5 is compared with its pair.
 
     Returns:
-        ``(kept, compared)``: people that kept the earlier person's id (both tracked), people compared.
+        :class:`ClipContinuity`: people that kept the earlier person's id (both tracked) and people compared, over
+        all confident people and over those confident in both frames.
     """
     from scipy.optimize import linear_sum_assignment
 
     sigmas = np.asarray(estimator.layout.oks_sigmas)
     tracker = PoseTracker(sigmas, **tracker_settings)
-    kept = compared = 0
+    kept = compared = steady_kept = steady_compared = 0
     for image in images:
         previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         for j in range(repeats):
@@ -96,10 +123,12 @@ def clip_continuity(
                 for row, person in zip(*linear_sum_assignment(cost), strict=True):
                     if oks[row, person] < 0.5 or pred.scores[person] < CONFIDENT:
                         continue
-                    compared += 1
-                    kept += int(ids[person] > 0 and ids[person] == before_ids[row])
+                    same = int(ids[person] > 0 and ids[person] == before_ids[row])
+                    compared, kept = compared + 1, kept + same
+                    if before_scores[row] >= CONFIDENT:
+                        steady_compared, steady_kept = steady_compared + 1, steady_kept + same
             previous = (pred.keypoints, pred.scores, ids)
-    return kept, compared
+    return ClipContinuity(kept, compared, steady_kept, steady_compared)
 
 
 def _clip_images(checkpoint: str, count: int) -> list[np.ndarray]:
@@ -151,15 +180,30 @@ def bench_tracking(s: Settings) -> list[Result]:
     if estimator is not None:
         clip = _clip_images(str(s.checkpoint), images)
         if clip:
-            kept, compared = clip_continuity(estimator, clip)
+            c = clip_continuity(estimator, clip)
+            info = {"kept": c.kept, "compared": c.compared, "steady_kept": c.steady_kept}
+            info.update(steady_compared=c.steady_compared, images=len(clip))
             results.append(
                 Result(
                     "tracking",
                     "still-image clip: id kept one frame later",
                     "fraction",
-                    [kept / max(compared, 1)],
-                    {"kept": kept, "compared": compared, "images": len(clip)},
-                    note=f"{kept} of {compared} confident people, {len(clip)} images x 4 frames shifted 2 px",
+                    [c.kept / max(c.compared, 1)],
+                    info,
+                    note=(
+                        f"{c.kept} of {c.compared} confident people, {len(clip)} images x 4 frames shifted 2 px; "
+                        f"{c.rising} of them scored < {CONFIDENT} one frame earlier (no track yet)"
+                    ),
+                )
+            )
+            results.append(
+                Result(
+                    "tracking",
+                    "still-image clip: id kept, confident in both frames",
+                    "fraction",
+                    [c.steady_kept / max(c.steady_compared, 1)],
+                    info,
+                    note=f"{c.steady_kept} of {c.steady_compared} people confident one frame earlier too",
                 )
             )
     for people in (4, 13):

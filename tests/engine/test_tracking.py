@@ -165,8 +165,11 @@ class _StillImageDetector:
 
     color = "rgb"
 
-    def __init__(self, layout, people: np.ndarray, scores: list[float]) -> None:
+    def __init__(
+        self, layout, people: np.ndarray, scores: list[float], first_scores: list[float] | None = None
+    ) -> None:
         self.layout, self.people, self.person_scores = layout, people, scores
+        self.first_scores = scores if first_scores is None else first_scores  # at the image's first frame (shift 0)
 
     def __call__(self, image: np.ndarray):
         from types import SimpleNamespace
@@ -177,7 +180,7 @@ class _StillImageDetector:
         duplicate = moved.copy()
         duplicate[..., 2] *= 0.3
         keypoints = np.concatenate([duplicate, moved])
-        scores = np.array([0.04] * len(moved) + list(self.person_scores))
+        scores = np.array([0.04] * len(moved) + list(self.first_scores if shift == 0 else self.person_scores))
         return SimpleNamespace(keypoints=keypoints, scores=scores)
 
 
@@ -193,7 +196,27 @@ def test_the_clip_metric_compares_each_person_with_itself_not_its_duplicate(coco
     image = np.zeros((240, 320, 3), np.uint8)
     image[0, 0, 0] = 255
     detector = _StillImageDetector(coco_layout, people, [0.45, 0.7, 0.9][: len(people)])
-    kept, compared = clip_continuity(detector, [image, image], repeats=4)
-    assert compared == 2 * 3 * len(people) and kept == compared
-    kept, compared = clip_continuity(detector, [image], repeats=4, high_score=0.95, low_score=0.95)
-    assert compared == 3 * len(people) and kept == 0
+    c = clip_continuity(detector, [image, image], repeats=4)
+    assert c.compared == 2 * 3 * len(people) and c.kept == c.compared
+    assert (c.steady_kept, c.steady_compared) == (c.kept, c.compared)
+    c = clip_continuity(detector, [image], repeats=4, high_score=0.95, low_score=0.95)
+    assert c.compared == 3 * len(people) and c.kept == 0 and c.steady_compared == c.compared
+
+
+def test_the_clip_metric_counts_a_person_whose_score_rises_past_the_start_threshold_apart(coco_layout):
+    """A person under the tracker's start threshold at an image's first frame (0.29, no track yet: new tracks only
+    from high-score people) and confident after it has no id to keep at the second frame: it counts against the
+    clip's share over all confident people, not against the share over people confident in both frames."""
+    from bottomup.bench.tracking import clip_continuity
+
+    frame = next(iter(SyntheticVideo(seed=0, num_frames=1, num_people=3)))
+    people = _visible_only(frame.keypoints)
+    people = people[people[..., 2].sum(1) > 0]
+    assert len(people) >= 2
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[0, 0, 0] = 255
+    scores = [0.7] * len(people)
+    detector = _StillImageDetector(coco_layout, people, scores, first_scores=[0.29] + scores[1:])
+    c = clip_continuity(detector, [image], repeats=4)
+    assert (c.compared, c.kept) == (3 * len(people), 3 * len(people) - 1)
+    assert (c.steady_compared, c.steady_kept) == (3 * len(people) - 1, 3 * len(people) - 1) and c.rising == 1
