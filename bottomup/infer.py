@@ -61,7 +61,9 @@ Tracking (``--track``, the default for videos): people are matched to the tracks
 data set's sigmas (Hungarian method; box IoU when no joint is shared), ByteTrack-style: duplicates of a person are
 dropped, people scoring at least ``--track-high-score`` are matched first and start new tracks (given an id after
 ``--min-hits`` frames), people between ``--track-low-score`` and it only continue tracks, lower ones are not tracked
-(only tracked people are written); a track missed for up to ``--max-age`` processed frames takes its person back;
+(only tracked people are written); a match needs an OKS of at least ``--track-min-similarity``, and a person whose
+OKS with a higher-scoring one reaches ``--track-nms-oks`` is a duplicate; a track missed for up to ``--max-age``
+processed frames takes its person back;
 ``--smooth`` applies a One Euro filter to each track's keypoints (``bottomup.engine.tracking``).
 
 Checkpoint: ``--checkpoint`` takes this project's ``last.pt`` / ``best.pt`` (their config is inside) or an
@@ -227,7 +229,7 @@ def _add_video_options(video: argparse._ArgumentGroup) -> None:
     video.add_argument(
         "--max-age",
         type=int,
-        default=30,
+        default=tracker_defaults.max_age,
         help="processed frames a lost track survives and can take its person back (default %(default)s)",
     )
     video.add_argument("--smooth", action="store_true", help="One Euro filter on each track's keypoints")
@@ -250,6 +252,20 @@ def _add_video_options(video: argparse._ArgumentGroup) -> None:
         type=int,
         default=None,
         help=f"frames a new track needs before it gets its id (default {tracker_defaults.min_hits})",
+    )
+    video.add_argument(
+        "--track-min-similarity",
+        type=float,
+        default=None,
+        help="least OKS (box IoU without a common joint) of a person and a track's predicted pose for a match "
+        f"(default {tracker_defaults.min_similarity})",
+    )
+    video.add_argument(
+        "--track-nms-oks",
+        type=float,
+        default=None,
+        help="OKS from which a lower-scoring person is a duplicate of a higher-scoring one and is not tracked (1: "
+        f"off; default {tracker_defaults.nms_oks})",
     )
 
 
@@ -384,6 +400,9 @@ def _check_options(args: argparse.Namespace) -> None:
     for flag in ("track_high_score", "track_low_score"):
         if getattr(args, flag) is not None and not 0.0 <= getattr(args, flag) <= 1.0:
             raise UsageError(f"--{flag.replace('_', '-')} must be in [0, 1] (a score), got {getattr(args, flag)}")
+    for flag in ("track_min_similarity", "track_nms_oks"):
+        if getattr(args, flag) is not None and not 0.0 < getattr(args, flag) <= 1.0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be in (0, 1] (an OKS), got {getattr(args, flag)}")
     if not args.fps > 0:
         raise UsageError(f"--fps must be > 0 frames per second, got {args.fps}")
 
@@ -599,7 +618,13 @@ def _split_inputs(inputs: Sequence[str], sequence: bool) -> tuple[list[str], lis
 def _tracker_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The ``bottomup.engine.tracking.TrackerSettings`` keys the command line sets."""
     out: dict[str, Any] = {"max_age": args.max_age, "smoothing": args.smooth}
-    for flag, key in (("track_high_score", "high_score"), ("track_low_score", "low_score"), ("min_hits", "min_hits")):
+    for flag, key in (
+        ("track_high_score", "high_score"),
+        ("track_low_score", "low_score"),
+        ("min_hits", "min_hits"),
+        ("track_min_similarity", "min_similarity"),
+        ("track_nms_oks", "nms_oks"),
+    ):
         if getattr(args, flag) is not None:
             out[key] = getattr(args, flag)
     from bottomup.engine.tracking import TrackerSettings

@@ -252,8 +252,8 @@ def test_expand_inputs(coco_root, tmp_path):
 
 
 def test_tracking_options_are_checked_before_any_video_is_read(quickstart_checkpoint, tmp_path, capsys):
-    """``--track-low-score`` above ``--track-high-score`` (or a score outside [0, 1], ``--min-hits 0``) is a usage
-    error naming the setting, before any video is opened or any file written."""
+    """``--track-low-score`` above ``--track-high-score`` (or a score outside [0, 1], ``--min-hits 0``, an OKS
+    threshold outside (0, 1]) is a usage error naming the setting, before any video is opened or any file written."""
     out = tmp_path / "out"
     video = str(tmp_path / "clip.mp4")  # never opened
     base = [video, "--checkpoint", str(quickstart_checkpoint), "--output-dir", str(out), "--no-progress"]
@@ -263,6 +263,10 @@ def test_tracking_options_are_checked_before_any_video_is_read(quickstart_checkp
     assert "--track-high-score must be in [0, 1]" in capsys.readouterr().err
     assert main([*base, "--min-hits", "0"]) == 2
     assert "--min-hits must be >= 1" in capsys.readouterr().err
+    assert main([*base, "--track-min-similarity", "0"]) == 2
+    assert "--track-min-similarity must be in (0, 1]" in capsys.readouterr().err
+    assert main([*base, "--track-nms-oks", "1.2"]) == 2
+    assert "--track-nms-oks must be in (0, 1]" in capsys.readouterr().err
     assert not list(out.glob("*"))
 
 

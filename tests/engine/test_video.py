@@ -494,3 +494,23 @@ def test_video_output_names_only_the_files_it_wrote(tmp_path):
         out.write(failing(), stop=[])
     assert out.kept() == "no frame was written" and out.files() == []
     assert not list(tmp_path.iterdir())
+
+
+def test_the_tracking_thresholds_of_the_command_line_act(clip, tiny_checkpoint, tmp_path):
+    """``--track-min-similarity`` and ``--track-nms-oks`` reach the tracker: at 1.0 no person matches a track (every
+    person of every frame has an id of its own), and a low duplicate threshold leaves fewer people tracked."""
+
+    def run(name: str, *flags: str) -> list[list[int]]:
+        out = tmp_path / name
+        args = [str(clip), "--checkpoint", str(tiny_checkpoint), "--output-dir", str(out), "--no-progress"]
+        assert main([*args, "--no-flip", "--no-render", *flags]) == 0
+        return [[p["track_id"] for p in r["people"]] for r in _lines(out / "walk.jsonl")]
+
+    default = run("default")
+    ids = [i for frame in default for i in frame]
+    assert len(set(ids)) < len(ids), "by default people keep their ids from frame to frame"
+    strict = [i for frame in run("strict", "--track-min-similarity", "1.0") for i in frame]
+    assert len(strict) == len(set(strict)) > len(set(ids))
+    fewer = run("fewer", "--track-nms-oks", "0.05")
+    assert all(len(a) <= len(b) for a, b in zip(fewer, default, strict=True))
+    assert sum(map(len, fewer)) < len(ids)
