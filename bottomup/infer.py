@@ -62,8 +62,9 @@ data set's sigmas (Hungarian method; box IoU when no joint is shared), ByteTrack
 dropped, people scoring at least ``--track-high-score`` are matched first and start new tracks (given an id after
 ``--min-hits`` frames), people between ``--track-low-score`` and it only continue tracks, lower ones are not tracked
 (only tracked people are written); a match needs an OKS of at least ``--track-min-similarity``, and a person whose
-OKS with a higher-scoring one reaches ``--track-nms-oks`` is a duplicate; a track missed for up to ``--max-age``
-processed frames takes its person back;
+OKS with a higher-scoring one reaches ``--track-nms-oks`` is a duplicate; a step further than ``--track-max-jump``
+person sizes from a track's predicted one (a scene cut) does not become its velocity; a track missed for up to
+``--max-age`` processed frames takes its person back;
 ``--smooth`` applies a One Euro filter to each track's keypoints (``bottomup.engine.tracking``).
 
 Checkpoint: ``--checkpoint`` takes this project's ``last.pt`` / ``best.pt`` (their config is inside) or an
@@ -267,6 +268,13 @@ def _add_video_options(video: argparse._ArgumentGroup) -> None:
         help="OKS from which a lower-scoring person is a duplicate of a higher-scoring one and is not tracked (1: "
         f"off; default {tracker_defaults.nms_oks})",
     )
+    video.add_argument(
+        "--track-max-jump",
+        type=float,
+        default=None,
+        help="a step this many person sizes away from a track's predicted one is a jump (a scene cut), not motion: "
+        f"the track keeps its velocity (inf: off; default {tracker_defaults.max_jump})",
+    )
 
 
 def _load_exported(args: argparse.Namespace, checkpoint: Path) -> Any:
@@ -403,6 +411,8 @@ def _check_options(args: argparse.Namespace) -> None:
     for flag in ("track_min_similarity", "track_nms_oks"):
         if getattr(args, flag) is not None and not 0.0 < getattr(args, flag) <= 1.0:
             raise UsageError(f"--{flag.replace('_', '-')} must be in (0, 1] (an OKS), got {getattr(args, flag)}")
+    if args.track_max_jump is not None and not args.track_max_jump > 0:
+        raise UsageError(f"--track-max-jump must be > 0 person sizes (inf: off), got {args.track_max_jump}")
     if not args.fps > 0:
         raise UsageError(f"--fps must be > 0 frames per second, got {args.fps}")
 
@@ -624,6 +634,7 @@ def _tracker_settings(args: argparse.Namespace) -> dict[str, Any]:
         ("min_hits", "min_hits"),
         ("track_min_similarity", "min_similarity"),
         ("track_nms_oks", "nms_oks"),
+        ("track_max_jump", "max_jump"),
     ):
         if getattr(args, flag) is not None:
             out[key] = getattr(args, flag)

@@ -189,6 +189,11 @@ class TrackerSettings:
         low_score: person score below which a person is not tracked at all.
         min_hits: matched frames a new track needs to be confirmed (1: at once).
         nms_oks: OKS at or above which a lower-scoring person is a duplicate of a higher-scoring one (1.0: off).
+        max_jump: largest difference between a match's step and the step the track predicted, in person sizes (the
+            square root of the box area of the person's joints), that counts as motion. A larger one is a jump (a
+            scene cut, where an old track takes a person of the new scene): the track moves onto the person and keeps
+            its velocity, which would otherwise carry the jump into the next frame's prediction and lose the person
+            there (README "Tracking"). ``inf``: every step updates the velocity.
         keypoint_threshold: a joint counts for the similarity when its score is above this.
         min_joints: fewer common confident joints than this: the box IoU is the similarity instead of OKS.
         smoothing: One Euro filter each track's keypoints (:class:`OneEuroFilter` with ``min_cutoff``, ``beta``).
@@ -205,6 +210,7 @@ class TrackerSettings:
     low_score: float = 0.25
     min_hits: int = 1
     nms_oks: float = 0.8
+    max_jump: float = 0.5
     keypoint_threshold: float = 0.1
     min_joints: int = 1
     smoothing: bool = False
@@ -225,6 +231,8 @@ class TrackerSettings:
             raise ValueError(f"min_hits must be >= 1 frame, got {self.min_hits}")
         if not 0.0 < float(self.nms_oks) <= 1.0:
             raise ValueError(f"nms_oks must be in (0, 1] (1: no duplicate suppression), got {self.nms_oks}")
+        if not float(self.max_jump) > 0.0:
+            raise ValueError(f"max_jump must be > 0 person sizes (inf: off), got {self.max_jump}")
         if not (self.min_cutoff > 0 and self.beta >= 0):
             raise ValueError(f"min_cutoff must be > 0 and beta >= 0, got {self.min_cutoff}, {self.beta}")
         for name in ("max_age", "min_hits", "min_joints"):
@@ -234,6 +242,7 @@ class TrackerSettings:
             "high_score",
             "low_score",
             "nms_oks",
+            "max_jump",
             "keypoint_threshold",
             "min_cutoff",
             "beta",
@@ -455,7 +464,8 @@ class PoseTracker:
         """Match ``person`` to ``tr``: update its velocity and pose.
 
         The velocity is an exponential average (weight 0.5) of the step, the median over the joints present in both
-        poses of their displacement (robust to the few joints that grouping puts on another person).
+        poses of their displacement (robust to the few joints that grouping puts on another person). A step more than
+        ``max_jump`` person sizes away from the predicted one is a jump (a scene cut), not motion: the velocity stays.
 
         The track's pose keeps the joints not seen in this frame (moved along with the person, for at most
         ``max_age`` frames), so that a person seen from another part of the body next (an occluder passing)
@@ -471,7 +481,10 @@ class PoseTracker:
             # would carry the track towards the neighbour and the next frame's prediction would miss the person
             moved = np.sort(person[both, :2] - tr.keypoints[both, :2], axis=0)  # per axis: np.median, 6x cheaper
             step = 0.5 * (moved[(len(moved) - 1) // 2] + moved[len(moved) // 2])
-            tr.velocity = 0.5 * tr.velocity + 0.5 * step / frames
+            xy = person[seen, :2]
+            size = math.sqrt(max(float(np.ptp(xy[:, 0]) * np.ptp(xy[:, 1])), 1.0))
+            if float(np.hypot(*(step - tr.velocity * frames))) <= self.settings.max_jump * size:
+                tr.velocity = 0.5 * tr.velocity + 0.5 * step / frames
         kept = tr.keypoints.copy()
         kept[:, :2] += step
         tr.joint_age += frames

@@ -267,6 +267,8 @@ def test_tracking_options_are_checked_before_any_video_is_read(quickstart_checkp
     assert "--track-min-similarity must be in (0, 1]" in capsys.readouterr().err
     assert main([*base, "--track-nms-oks", "1.2"]) == 2
     assert "--track-nms-oks must be in (0, 1]" in capsys.readouterr().err
+    assert main([*base, "--track-max-jump", "0"]) == 2
+    assert "--track-max-jump must be > 0" in capsys.readouterr().err
     assert not list(out.glob("*"))
 
 

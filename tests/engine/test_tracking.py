@@ -220,3 +220,41 @@ def test_the_clip_metric_counts_a_person_whose_score_rises_past_the_start_thresh
     c = clip_continuity(detector, [image], repeats=4)
     assert (c.compared, c.kept) == (3 * len(people), 3 * len(people) - 1)
     assert (c.steady_compared, c.steady_kept) == (3 * len(people) - 1, 3 * len(people) - 1) and c.rising == 1
+
+
+def test_a_scene_cut_does_not_become_the_tracks_motion(coco_layout):
+    """At a scene cut an old track can take a person of the new scene with a weak match (here a person half the size,
+    as after a cut from a near to a far shot). The jump is not motion: a step more than ``max_jump`` person sizes
+    from the predicted one moves the track onto the person and keeps the velocity, so the next frame's prediction
+    stays on the person, who keeps the id. Taking the jump as velocity (``max_jump=inf``) carries the prediction off
+    the person: a new id."""
+    sigmas = coco_layout.oks_sigmas
+    frame = next(iter(SyntheticVideo(seed=0, num_frames=1, num_people=1)))
+    person = _visible_only(frame.keypoints)[0]
+    walked = _moved(person, np.array([2.0 * 6, 0.0]))  # where the person walking 2 px per frame is at the cut
+    centre = walked[walked[:, 2] > 0, :2].mean(0)
+    far = walked.copy()
+    far[:, :2] = centre + 0.5 * (walked[:, :2] - centre)
+    # the jump of the cut: the first (down and right) whose similarity with the track's prediction is weak
+    probe = PoseTracker(sigmas)
+    jumps = [np.array([d, 1.5 * d]) for d in np.arange(0.0, 60.0, 1.0)]
+    sims = [probe.similarity(walked[None], _moved(far, j)[None])[0, 0] for j in jumps]
+    jump = next(j for j, s in zip(jumps, sims, strict=True) if 0.15 < s < 0.2)
+    cut = _moved(far, jump)
+
+    def ids_over_the_cut(**changes: float) -> list[int]:
+        t = PoseTracker(sigmas, **changes)
+        ids = [int(t.update(_moved(person, np.array([2.0 * i, 0.0]))[None])[0][0]) for i in range(6)]
+        ids.append(int(t.update(cut[None])[0][0]))
+        ids.append(int(t.update(_moved(cut, np.array([2.0, 0.0]))[None])[0][0]))  # the new scene pans 2 px
+        return ids
+
+    assert ids_over_the_cut() == [1] * 8
+    taken = ids_over_the_cut(max_jump=float("inf"))
+    assert taken[:7] == [1] * 7 and taken[7] != 1, taken
+
+
+def _moved(pose: np.ndarray, by: np.ndarray) -> np.ndarray:
+    out = pose.copy()
+    out[:, :2] += by
+    return out
