@@ -482,8 +482,9 @@ class PoseTracker:
             moved = np.sort(person[both, :2] - tr.keypoints[both, :2], axis=0)  # per axis: np.median, 6x cheaper
             step = 0.5 * (moved[(len(moved) - 1) // 2] + moved[len(moved) // 2])
             xy = person[seen, :2]
-            size = math.sqrt(max(float(np.ptp(xy[:, 0]) * np.ptp(xy[:, 1])), 1.0))
-            if float(np.hypot(*(step - tr.velocity * frames))) <= self.settings.max_jump * size:
+            w, h = (xy.max(0) - xy.min(0)).tolist()
+            dx, dy = (step - tr.velocity * frames).tolist()  # the step's difference from the predicted one
+            if dx * dx + dy * dy <= self.settings.max_jump**2 * max(w * h, 1.0):  # within max_jump person sizes
                 tr.velocity = 0.5 * tr.velocity + 0.5 * step / frames
         kept = tr.keypoints.copy()
         kept[:, :2] += step
