@@ -649,7 +649,14 @@ def test_udp_travels_in_the_export_and_the_runtime_applies_it(quickstart_checkpo
             expected, got = estimator(image), deployed(image)
             assert len(expected) > 0, "the comparison needs people"
             assert len(got) == len(expected), (backend, image.shape)
-            np.testing.assert_allclose(got.keypoints[..., :2], expected.keypoints[..., :2], atol=0.5)
+            # UDP's DARK step (-H^-1 d of the log map) has no bound: on the flat maps of joints under the official
+            # detection threshold 0.1 (this 30-step model's weak joints, 0.05-0.1) a 1e-6 difference of the maps
+            # moved a joint by 0.5-27 px on an AMD EPYC; joints from 0.1 up agreed within 0.002 px there
+            confident = expected.keypoints[..., 2] >= 0.1
+            assert confident.sum() >= 20, "the comparison needs confident joints"
+            off = np.abs(got.keypoints[..., :2] - expected.keypoints[..., :2])
+            np.testing.assert_allclose(off[confident], 0.0, atol=0.5)
+            assert np.median(off) < 0.05, (backend, image.shape)  # every joint went through the same UDP steps
             np.testing.assert_allclose(got.scores, expected.scores, atol=1e-3)
         with pytest.raises(ValueError, match="udp"):
             deployed.with_settings(udp=False)
