@@ -182,8 +182,13 @@ def bench_tracking(s: Settings) -> list[Result]:
         clip = _clip_images(str(s.checkpoint), images)
         if clip:
             c = clip_continuity(estimator, clip)
-            info = {"kept": c.kept, "compared": c.compared, "steady_kept": c.steady_kept}
-            info.update(steady_compared=c.steady_compared, images=len(clip))
+            info = {
+                "kept": c.kept,
+                "compared": c.compared,
+                "steady_kept": c.steady_kept,
+                "steady_compared": c.steady_compared,
+                "images": len(clip),
+            }
             results.append(
                 Result(
                     "tracking",
