@@ -408,11 +408,6 @@ def _check_options(args: argparse.Namespace) -> None:
     for flag in ("track_high_score", "track_low_score"):
         if getattr(args, flag) is not None and not 0.0 <= getattr(args, flag) <= 1.0:
             raise UsageError(f"--{flag.replace('_', '-')} must be in [0, 1] (a score), got {getattr(args, flag)}")
-    for flag in ("track_min_similarity", "track_nms_oks"):
-        if getattr(args, flag) is not None and not 0.0 < getattr(args, flag) <= 1.0:
-            raise UsageError(f"--{flag.replace('_', '-')} must be in (0, 1] (an OKS), got {getattr(args, flag)}")
-    if args.track_max_jump is not None and not args.track_max_jump > 0:
-        raise UsageError(f"--track-max-jump must be > 0 person sizes (inf: off), got {args.track_max_jump}")
     if not args.fps > 0:
         raise UsageError(f"--fps must be > 0 frames per second, got {args.fps}")
 
@@ -625,25 +620,33 @@ def _split_inputs(inputs: Sequence[str], sequence: bool) -> tuple[list[str], lis
     return videos, images
 
 
+#: ``TrackerSettings`` key -> the command-line option that sets it.
+_TRACKER_FLAGS: dict[str, str] = {
+    "max_age": "max_age",
+    "smoothing": "smooth",
+    "high_score": "track_high_score",
+    "low_score": "track_low_score",
+    "min_hits": "min_hits",
+    "min_similarity": "track_min_similarity",
+    "nms_oks": "track_nms_oks",
+    "max_jump": "track_max_jump",
+}
+
+
 def _tracker_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``bottomup.engine.tracking.TrackerSettings`` keys the command line sets."""
-    out: dict[str, Any] = {"max_age": args.max_age, "smoothing": args.smooth}
-    for flag, key in (
-        ("track_high_score", "high_score"),
-        ("track_low_score", "low_score"),
-        ("min_hits", "min_hits"),
-        ("track_min_similarity", "min_similarity"),
-        ("track_nms_oks", "nms_oks"),
-        ("track_max_jump", "max_jump"),
-    ):
-        if getattr(args, flag) is not None:
-            out[key] = getattr(args, flag)
+    """The ``bottomup.engine.tracking.TrackerSettings`` keys the command line sets, checked by ``TrackerSettings``
+    (its message names the options, not the keys)."""
+    import re
+
     from bottomup.engine.tracking import TrackerSettings
 
+    out = {key: getattr(args, flag) for key, flag in _TRACKER_FLAGS.items() if getattr(args, flag) is not None}
     try:
         TrackerSettings().replace(**out)
     except ValueError as e:
-        raise UsageError(f"tracking options: {e}") from e
+        keys = re.compile(r"\b(" + "|".join(_TRACKER_FLAGS) + r")\b")
+        message = keys.sub(lambda m: "--" + _TRACKER_FLAGS[m.group(1)].replace("_", "-"), str(e))
+        raise UsageError(f"tracking options: {message}") from e
     return out
 
 
