@@ -63,7 +63,9 @@ dropped, people scoring at least ``--track-high-score`` are matched first and st
 ``--min-hits`` frames), people between ``--track-low-score`` and it only continue tracks, lower ones are not tracked
 (only tracked people are written); a match needs an OKS of at least ``--track-min-similarity``, and a person whose
 OKS with a higher-scoring one reaches ``--track-nms-oks`` is a duplicate; a step further than ``--track-max-jump``
-person sizes from a track's predicted one (a scene cut) does not become its velocity; a track missed for up to
+person sizes from a track's predicted one (a scene cut) does not become its velocity, and a joint further than
+``--track-max-joint-shift`` track sizes from where the track predicted it (put on a neighbour by grouping) does not
+replace the track's joint; a track missed for up to
 ``--max-age`` processed frames takes its person back;
 ``--smooth`` applies a One Euro filter to each track's keypoints (``bottomup.engine.tracking``).
 
@@ -274,6 +276,14 @@ def _add_video_options(video: argparse._ArgumentGroup) -> None:
         default=None,
         help="a step this many person sizes away from a track's predicted one is a jump (a scene cut), not motion: "
         f"the track keeps its velocity (inf: off; default {tracker_defaults.max_jump})",
+    )
+    video.add_argument(
+        "--track-max-joint-shift",
+        type=float,
+        default=None,
+        help="a matched person's joint this many of the track's person sizes from where the track predicted it "
+        "(grouping put it on a neighbour) does not replace the track's joint (inf: off; default "
+        f"{tracker_defaults.max_joint_shift})",
     )
 
 
@@ -630,6 +640,7 @@ _TRACKER_FLAGS: dict[str, str] = {
     "min_similarity": "track_min_similarity",
     "nms_oks": "track_nms_oks",
     "max_jump": "track_max_jump",
+    "max_joint_shift": "track_max_joint_shift",
 }
 
 

@@ -298,7 +298,7 @@ class PoseEstimator:
             tracker: a ``PoseTracker`` to continue (default: a new one).
             **tracker_settings: ``bottomup.engine.tracking.TrackerSettings`` keys for the new tracker
                 (``max_age``, ``min_similarity``, ``high_score``, ``low_score``, ``min_hits``, ``nms_oks``,
-                ``max_jump``, ``smoothing``, ...).
+                ``max_jump``, ``max_joint_shift``, ``smoothing``, ...).
 
         Yields:
             :class:`FrameResult` per processed frame: keypoints in frame pixels (smoothed with ``smoothing``); with

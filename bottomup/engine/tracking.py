@@ -194,6 +194,13 @@ class TrackerSettings:
             scene cut, where an old track takes a person of the new scene): the track moves onto the person and keeps
             its velocity, which would otherwise carry the jump into the next frame's prediction and lose the person
             there (README "Tracking"). ``inf``: every step updates the velocity.
+        max_joint_shift: largest distance, in the track's person sizes (the square root of the box area of its
+            joints), between a matched person's joint and where the track predicted it, for that joint to update the
+            track's pose. A joint farther off is one that grouping put on a neighbour where people overlap: the track
+            keeps its predicted joint, so that its pose does not become a mix of two people that then fits the
+            neighbour better than the person (README "Tracking"). It applies where at least 3 joints are common and
+            at most half of them are off (more: the pose really changed, and the person is taken whole), and not at a
+            jump. ``inf``: every joint updates.
         keypoint_threshold: a joint counts for the similarity when its score is above this.
         min_joints: fewer common confident joints than this: the box IoU is the similarity instead of OKS.
         smoothing: One Euro filter each track's keypoints (:class:`OneEuroFilter` with ``min_cutoff``, ``beta``).
@@ -211,6 +218,7 @@ class TrackerSettings:
     min_hits: int = 1
     nms_oks: float = 0.8
     max_jump: float = 0.5
+    max_joint_shift: float = 0.35
     keypoint_threshold: float = 0.1
     min_joints: int = 1
     smoothing: bool = False
@@ -233,6 +241,8 @@ class TrackerSettings:
             raise ValueError(f"nms_oks must be in (0, 1] (1: no duplicate suppression), got {self.nms_oks}")
         if not float(self.max_jump) > 0.0:
             raise ValueError(f"max_jump must be > 0 person sizes (inf: off), got {self.max_jump}")
+        if not float(self.max_joint_shift) > 0.0:
+            raise ValueError(f"max_joint_shift must be > 0 person sizes (inf: off), got {self.max_joint_shift}")
         if not (self.min_cutoff > 0 and self.beta >= 0):
             raise ValueError(f"min_cutoff must be > 0 and beta >= 0, got {self.min_cutoff}, {self.beta}")
         for name in ("max_age", "min_hits", "min_joints"):
@@ -243,6 +253,7 @@ class TrackerSettings:
             "low_score",
             "nms_oks",
             "max_jump",
+            "max_joint_shift",
             "keypoint_threshold",
             "min_cutoff",
             "beta",
@@ -467,15 +478,19 @@ class PoseTracker:
         poses of their displacement (robust to the few joints that grouping puts on another person). A step more than
         ``max_jump`` person sizes away from the predicted one is a jump (a scene cut), not motion: the velocity stays.
 
-        The track's pose keeps the joints not seen in this frame (moved along with the person, for at most
-        ``max_age`` frames), so that a person seen from another part of the body next (an occluder passing)
-        still overlaps its track.
+        The track's pose takes the person's joints, except those more than ``max_joint_shift`` track sizes from
+        where the track predicted them (grouping put them on a neighbour; the track keeps its predicted joint). It
+        keeps the joints not seen in this frame (moved along with the person, for at most ``max_age`` frames), so
+        that a person seen from another part of the body next (an occluder passing) still overlaps its track.
         """
-        thr = self.settings.keypoint_threshold
+        st = self.settings
+        thr = st.keypoint_threshold
         seen = person[:, 2] > thr
-        both = (tr.keypoints[:, 2] > thr) & seen
+        had = tr.keypoints[:, 2] > thr
+        both = had & seen
         frames = tr.misses + 1
         step = tr.velocity * frames
+        take = seen
         if both.any():
             # the median over joints: where grouping put a few joints on a neighbour (people crossing), the mean
             # would carry the track towards the neighbour and the next frame's prediction would miss the person
@@ -484,14 +499,22 @@ class PoseTracker:
             xy = person[seen, :2]
             w, h = (xy.max(0) - xy.min(0)).tolist()
             dx, dy = (step - tr.velocity * frames).tolist()  # the step's difference from the predicted one
-            if dx * dx + dy * dy <= self.settings.max_jump**2 * max(w * h, 1.0):  # within max_jump person sizes
+            if dx * dx + dy * dy <= st.max_jump**2 * max(w * h, 1.0):  # within max_jump person sizes: motion
                 tr.velocity = 0.5 * tr.velocity + 0.5 * step / frames
+                common = int(both.sum())
+                if common >= 3:
+                    txy = tr.keypoints[had, :2]
+                    tw, th = (txy.max(0) - txy.min(0)).tolist()
+                    off = (person[:, :2] - tr.keypoints[:, :2] - step) ** 2
+                    off = both & (off.sum(1) > st.max_joint_shift**2 * max(tw * th, 1.0))
+                    if 2 * int(off.sum()) <= common:  # a few joints on a neighbour, not a new pose
+                        take = seen & ~off
         kept = tr.keypoints.copy()
         kept[:, :2] += step
         tr.joint_age += frames
-        kept[tr.joint_age > self.settings.max_age, 2] = 0.0
-        kept[seen] = person[seen]
-        tr.joint_age[seen] = 0
+        kept[tr.joint_age > st.max_age, 2] = 0.0
+        kept[take] = person[take]
+        tr.joint_age[take] = 0
         tr.keypoints = kept
         tr.misses = 0
 

@@ -269,7 +269,29 @@ def test_tracking_options_are_checked_before_any_video_is_read(quickstart_checkp
     assert "--track-nms-oks must be in (0, 1]" in capsys.readouterr().err
     assert main([*base, "--track-max-jump", "0"]) == 2
     assert "--track-max-jump must be > 0" in capsys.readouterr().err
+    assert main([*base, "--track-max-joint-shift", "-1"]) == 2
+    assert "--track-max-joint-shift must be > 0" in capsys.readouterr().err
     assert not list(out.glob("*"))
+
+
+def test_every_association_setting_of_the_tracker_is_an_infer_option():
+    """Each ``TrackerSettings`` key of the association (all but the joint threshold, ``min_joints`` and the One Euro
+    constants) has an ``infer`` option, and the value given on the command line is the tracker's setting."""
+    from bottomup.engine.tracking import TRACKER_KEYS, TrackerSettings
+    from bottomup.infer import _parser, _tracker_settings
+
+    given = {"max_age": 7, "high_score": 0.6, "low_score": 0.5, "min_hits": 2, "min_similarity": 0.2, "nms_oks": 0.7,
+             "max_jump": 0.9, "max_joint_shift": 0.6}  # fmt: skip
+    fixed = {"keypoint_threshold", "min_joints", "smoothing", "min_cutoff", "beta"}
+    assert set(given) | fixed == set(TRACKER_KEYS)
+    defaults = TrackerSettings()
+    assert all(getattr(defaults, key) != value for key, value in given.items())
+    flags = {"max_age": "--max-age", "min_hits": "--min-hits"}
+    argv = ["clip.mp4", "--smooth"]
+    for key, value in given.items():
+        argv += [flags.get(key, "--track-" + key.replace("_", "-")), str(value)]
+    settings = defaults.replace(**_tracker_settings(_parser().parse_args(argv)))
+    assert {key: getattr(settings, key) for key in given} == given and settings.smoothing
 
 
 # ------------------------------------------------------------------------------- interruptions and output folders

@@ -1,6 +1,6 @@
 """The tracker with real detections' junk: duplicates and low-score people never take a confident person's track and
-start none; people missed for up to ``max_age`` frames, crossing people, and a person an old track takes at a scene
-cut keep their ids (ByteTrack-style association, ``bottomup.engine.tracking.TrackerSettings``)."""
+start none; people missed for up to ``max_age`` frames, crossing people, overlapping people whose grouping swaps joints,
+and a person an old track takes at a scene cut keep their ids (ByteTrack-style association, ``bottomup.engine.tracking.TrackerSettings``)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,32 @@ def test_a_track_keeps_its_persons_motion_when_grouping_puts_joints_on_a_neighbo
     np.testing.assert_allclose(clean.tracks[0].velocity, [2.0, 0.0], atol=0.05)
 
 
+def test_a_track_keeps_its_persons_pose_when_grouping_swaps_joints_with_a_neighbour(coco_layout):
+    """Two overlapping people (0.7 of a body width apart) whose grouping swaps the joints of one side between them
+    for a frame (the left arm and leg, then the right ones, as the quickstart model does where figures overlap). The
+    joints far from where the track predicted them do not replace the track's: each track stays one person's pose
+    and both keep their ids. Taking every joint (``max_joint_shift=inf``, the earlier rule) leaves each track half
+    the other person after the first swap, and the second swap hands each id to the other person for good."""
+    frame = next(iter(SyntheticVideo(seed=0, num_frames=1, num_people=1)))
+    person = _visible_only(frame.keypoints)[0]
+    width = np.ptp(person[person[:, 2] > 0, 0])
+    left, right = [5, 7, 9, 11, 13, 15], [6, 8, 10, 12, 14, 16]
+
+    def ids_over_the_swaps(**changes: float) -> list[list[int]]:
+        tracker = PoseTracker(coco_layout.oks_sigmas, **changes)
+        out = []
+        for t in range(8):
+            a = _moved(person, np.array([1.0 * t, 0.0]))  # walks 1 px per frame to the right
+            b = _moved(person, np.array([0.7 * width, 0.0]))  # stands
+            swap = {3: left, 4: right}.get(t, [])
+            a[swap, :2], b[swap, :2] = b[swap, :2].copy(), a[swap, :2].copy()
+            out.append(tracker.update(np.stack([a, b]), scores=np.array([0.8, 0.7]))[0].tolist())
+        return out
+
+    assert ids_over_the_swaps() == [[1, 2]] * 8
+    assert ids_over_the_swaps(max_joint_shift=float("inf"))[4:] == [[2, 1]] * 4
+
+
 def test_new_tracks_are_confirmed_after_min_hits(coco_layout):
     """With ``min_hits=3`` a person appearing after the first frame gets its id on its third frame; one seen for a
     single frame (a flicker) never gets one, and ids stay consecutive."""
@@ -151,7 +177,8 @@ def test_pose_nms_keeps_distinct_people_and_drops_duplicates(coco_layout):
 
 def test_tracker_settings_check_their_values():
     for bad, key in [({"high_score": 0.1, "low_score": 0.2}, "low_score"), ({"min_hits": 0}, "min_hits"),
-                     ({"nms_oks": 0.0}, "nms_oks"), ({"max_age": -1}, "max_age")]:  # fmt: skip
+                     ({"nms_oks": 0.0}, "nms_oks"), ({"max_age": -1}, "max_age"),
+                     ({"max_joint_shift": 0.0}, "max_joint_shift"), ({"max_jump": -1.0}, "max_jump")]:  # fmt: skip
         with pytest.raises(ValueError, match=key):
             TrackerSettings(**bad)
     with pytest.raises(ValueError, match="unknown tracker settings"):
@@ -226,8 +253,9 @@ def test_a_scene_cut_does_not_become_the_tracks_motion(coco_layout):
     """At a scene cut an old track can take a person of the new scene with a weak match (here a person half the size,
     as after a cut from a near to a far shot). The jump is not motion: a step more than ``max_jump`` person sizes
     from the predicted one moves the track onto the person and keeps the velocity, so the next frame's prediction
-    stays on the person, who keeps the id. Taking the jump as velocity (``max_jump=inf``) carries the prediction off
-    the person: a new id."""
+    stays on the person, who keeps the id. With ``max_jump=inf`` the jump becomes the velocity, and with every joint
+    taken as well (``max_joint_shift=inf``: the earlier rules) the next prediction is carried off the person: a new
+    id."""
     sigmas = coco_layout.oks_sigmas
     frame = next(iter(SyntheticVideo(seed=0, num_frames=1, num_people=1)))
     person = _visible_only(frame.keypoints)[0]
@@ -242,15 +270,20 @@ def test_a_scene_cut_does_not_become_the_tracks_motion(coco_layout):
     jump = next(j for j, s in zip(jumps, sims, strict=True) if 0.15 < s < 0.2)
     cut = _moved(far, jump)
 
-    def ids_over_the_cut(**changes: float) -> list[int]:
+    def ids_over_the_cut(**changes: float) -> tuple[list[int], np.ndarray]:
         t = PoseTracker(sigmas, **changes)
         ids = [int(t.update(_moved(person, np.array([2.0 * i, 0.0]))[None])[0][0]) for i in range(6)]
         ids.append(int(t.update(cut[None])[0][0]))
+        velocity = t.tracks[0].velocity.copy()  # after the cut
         ids.append(int(t.update(_moved(cut, np.array([2.0, 0.0]))[None])[0][0]))  # the new scene pans 2 px
-        return ids
+        return ids, velocity
 
-    assert ids_over_the_cut() == [1] * 8
-    taken = ids_over_the_cut(max_jump=float("inf"))
+    ids, velocity = ids_over_the_cut()
+    assert ids == [1] * 8
+    np.testing.assert_allclose(velocity, [2.0, 0.0], atol=0.1)  # the person's walk, not the jump
+    ids, velocity = ids_over_the_cut(max_jump=float("inf"))
+    assert np.linalg.norm(velocity) > 0.25 * np.linalg.norm(jump), velocity  # the jump, averaged in
+    taken, _ = ids_over_the_cut(max_jump=float("inf"), max_joint_shift=float("inf"))
     assert taken[:7] == [1] * 7 and taken[7] != 1, taken
 
 
