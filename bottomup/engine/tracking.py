@@ -503,7 +503,7 @@ class PoseTracker:
             dx, dy = (step - tr.velocity * frames).tolist()  # the step's difference from the predicted one
             if dx * dx + dy * dy <= st.max_jump**2 * max(w * h, 1.0):  # within max_jump person sizes: motion
                 tr.velocity = 0.5 * tr.velocity + 0.5 * step / frames
-                if len(was) >= 3:  # joints far from the track's step: on a neighbour, unless half or more are
+                if len(was) >= 3:  # joints far from the track's step: on a neighbour, unless most are
                     box = tr.keypoints[had, :2]  # the track's size: the box of all its joints
                     tw, th = (box.max(0) - box.min(0)).tolist()
                     off = ((shift - step) ** 2).sum(1) > st.max_joint_shift**2 * max(tw * th, 1.0)

@@ -1,6 +1,7 @@
 """The tracker with real detections' junk: duplicates and low-score people never take a confident person's track and
-start none; people missed for up to ``max_age`` frames, crossing people, overlapping people whose grouping swaps joints,
-and a person an old track takes at a scene cut keep their ids (ByteTrack-style association, ``bottomup.engine.tracking.TrackerSettings``)."""
+start none; people missed for up to ``max_age`` frames, crossing people, overlapping people whose grouping swaps
+joints, and a person an old track takes at a scene cut keep their ids (ByteTrack-style association,
+``bottomup.engine.tracking.TrackerSettings``)."""
 
 from __future__ import annotations
 
