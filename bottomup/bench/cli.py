@@ -195,6 +195,13 @@ def _parser() -> argparse.ArgumentParser:
         help="val images for grouping and grouping_reference (default all; 2 with --quick)",
     )
     p.add_argument("--e2e-images", type=int, default=None, help="val images for e2e (default 8; 1 with --quick)")
+    p.add_argument(
+        "--tracking-videos",
+        type=int,
+        default=None,
+        help="synthetic videos of the tracking section, seeds 0 to N-1: a row for each of the first 3 and one over all "
+        "N (default 3; 1 with --quick; the README's means use 42)",
+    )
     p.add_argument("--probe-size", type=int, default=None, help="matmul probe side (default 2048 CPU / 8192 CUDA)")
     p.add_argument("--data-root", type=Path, default=None, help=f"coco-mini folder (default {_default_data_root()})")
     p.add_argument("--checkpoint", default=None, help="weights for the e2e section (project .pt or official .pth)")
@@ -298,12 +305,15 @@ def _resolve(args: argparse.Namespace) -> tuple[Settings, list[str], list[str]]:
         data_batches=args.data_batches if args.data_batches is not None else (1 if q else 8),
         grouping_images=args.grouping_images if args.grouping_images is not None else (2 if q else None),
         e2e_images=args.e2e_images if args.e2e_images is not None else (1 if q else 8),
+        tracking_videos=args.tracking_videos if args.tracking_videos is not None else (1 if q else 3),
         probe_size=args.probe_size if args.probe_size is not None else (512 if q else (8192 if cuda else 2048)),
         data_root=data_root,
         checkpoint=args.checkpoint,
         experiment=experiments[0] if experiments else None,
         quick=q,
     )
+    if s.tracking_videos < 1:
+        raise SystemExit(f"error: --tracking-videos {s.tracking_videos} must be >= 1")
     if s.checkpoint and not Path(s.checkpoint).is_file():
         raise SystemExit(f"error: --checkpoint {s.checkpoint} does not exist")
     for experiment in experiments:

@@ -99,6 +99,7 @@ class Settings:
     data_batches: int
     grouping_images: int | None
     e2e_images: int
+    tracking_videos: int
     probe_size: int
     data_root: Path | None
     checkpoint: str | None

@@ -245,3 +245,31 @@ def test_quick_machine_summary(coco_root: Path, tmp_path: Path, capsys: pytest.C
                    "training images/s", "INT8"):  # fmt: skip
         assert needle in block, block
     assert report["summary"] and report["summary"][0].startswith("machine summary")
+
+
+def test_tracking_section_reports_each_video_and_their_spread(
+    quickstart_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--only tracking --tracking-videos N`` with a checkpoint: a row per video (up to seed 2), one over all N whose
+    values are those videos' IDF1 and whose info holds their means, the still-image clip's two rows, the tracker's
+    cost; ``--tracking-videos 0`` is refused."""
+    out = tmp_path / "tracking.json"
+    argv = ["--quick", "--only", "tracking", "--checkpoint", str(quickstart_checkpoint), "--json", str(out)]
+    assert main([*argv, "--tracking-videos", "4"]) == 0, capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["settings"]["tracking_videos"] == 4
+    records = {r["name"]: r for r in report["sections"]["tracking"]}
+    _check_records("tracking", list(records.values()))
+    seeds = [records[f"synthetic video seed {seed} IDF1"] for seed in range(3)]
+    assert "synthetic video seed 3 IDF1" not in records  # seeds from 3 on only in the spread
+    spread = records["synthetic videos seeds 0-3: IDF1"]
+    assert spread["n"] == spread["info"]["videos"] == 4
+    assert spread["values"][:3] == [r["info"]["idf1"] for r in seeds]
+    assert spread["info"]["mean_idf1"] == pytest.approx(np.mean(spread["values"]))
+    assert spread["info"]["mean_num_switches"] * 4 >= sum(r["info"]["num_switches"] for r in seeds)
+    assert {"still-image clip: id kept one frame later", "still-image clip: id kept, confident in both frames"} <= set(
+        records
+    )
+    assert {"PoseTracker.update, 4 people", "PoseTracker.update, 13 people"} <= set(records)
+    with pytest.raises(SystemExit, match="--tracking-videos 0 must be >= 1"):
+        main([*argv, "--tracking-videos", "0"])
