@@ -20,6 +20,7 @@ Without ``--checkpoint`` the quality rows use the ground truth's visible joints 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,13 +206,7 @@ def bench_tracking(s: Settings) -> list[Result]:
         clip = _clip_images(str(s.checkpoint), images)
         if clip:
             c = clip_continuity(estimator, clip)
-            info = {
-                "kept": c.kept,
-                "compared": c.compared,
-                "steady_kept": c.steady_kept,
-                "steady_compared": c.steady_compared,
-                "images": len(clip),
-            }
+            info = {**dataclasses.asdict(c), "images": len(clip)}
             results.append(
                 Result(
                     "tracking",

@@ -257,20 +257,17 @@ def test_tracking_options_are_checked_before_any_video_is_read(quickstart_checkp
     out = tmp_path / "out"
     video = str(tmp_path / "clip.mp4")  # never opened
     base = [video, "--checkpoint", str(quickstart_checkpoint), "--output-dir", str(out), "--no-progress"]
-    assert main([*base, "--track-high-score", "0.3", "--track-low-score", "0.5"]) == 2
-    assert "--track-low-score <= --track-high-score" in capsys.readouterr().err
-    assert main([*base, "--track-high-score", "1.5"]) == 2
-    assert "--track-high-score must be in [0, 1]" in capsys.readouterr().err
-    assert main([*base, "--min-hits", "0"]) == 2
-    assert "--min-hits must be >= 1" in capsys.readouterr().err
-    assert main([*base, "--track-min-similarity", "0"]) == 2
-    assert "--track-min-similarity must be in (0, 1]" in capsys.readouterr().err
-    assert main([*base, "--track-nms-oks", "1.2"]) == 2
-    assert "--track-nms-oks must be in (0, 1]" in capsys.readouterr().err
-    assert main([*base, "--track-max-jump", "0"]) == 2
-    assert "--track-max-jump must be > 0" in capsys.readouterr().err
-    assert main([*base, "--track-max-joint-shift", "-1"]) == 2
-    assert "--track-max-joint-shift must be > 0" in capsys.readouterr().err
+    for flags, message in [
+        (["--track-high-score", "0.3", "--track-low-score", "0.5"], "--track-low-score <= --track-high-score"),
+        (["--track-high-score", "1.5"], "--track-high-score must be in [0, 1]"),
+        (["--min-hits", "0"], "--min-hits must be >= 1"),
+        (["--track-min-similarity", "0"], "--track-min-similarity must be in (0, 1]"),
+        (["--track-nms-oks", "1.2"], "--track-nms-oks must be in (0, 1]"),
+        (["--track-max-jump", "0"], "--track-max-jump must be > 0"),
+        (["--track-max-joint-shift", "-1"], "--track-max-joint-shift must be > 0"),
+    ]:
+        assert main([*base, *flags]) == 2, flags
+        assert message in capsys.readouterr().err, flags
     assert not list(out.glob("*"))
 
 
